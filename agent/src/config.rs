@@ -1,0 +1,118 @@
+//! `agent.toml`: which coordinators to dial, with which certificate, where to keep local state.
+//! Relative paths are resolved against the config file's directory. Example: `deploy/agent.toml`.
+//! The agent's id is NOT configured: it is the name in its certificate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use failback_proto::endpoint::Endpoint;
+use failback_proto::model::CAPABILITIES;
+use failback_proto::tls::TlsFiles;
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The agent's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Coordinators (`name@host:port`), tried in order; a leader hint overrides the order.
+    pub coordinators: Vec<Endpoint>,
+    /// Local state: the highest accepted epoch and, later, the operation journal.
+    pub state_dir: PathBuf,
+    /// Prometheus `/metrics` listen address; none = no metrics endpoint.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Backends this agent offers (sql, files, lync, host). Announced in Hello.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Reconnect backoff.
+    #[serde(default)]
+    pub reconnect: Reconnect,
+    /// CA, certificate and key of this agent.
+    pub tls: TlsFiles,
+}
+
+/// Reconnect backoff: doubles from `initial` to `max`, each wait jittered by ±20 % so a fleet that
+/// lost its coordinator at the same moment does not reconnect in lockstep.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconnect {
+    /// First wait after a failure.
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    /// Upper bound.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Error> {
+        let err = |message: String| Error::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut c: AgentConfig = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
+        if c.coordinators.is_empty() {
+            return Err(err("coordinators: list at least one coordinator endpoint (name@host:port)".into()));
+        }
+        for cap in &c.capabilities {
+            if !CAPABILITIES.contains(&cap.as_str()) {
+                return Err(err(format!("capabilities: unknown backend '{cap}' (known: {})", CAPABILITIES.join(", "))));
+            }
+        }
+        if c.reconnect.initial.is_zero() || c.reconnect.max < c.reconnect.initial {
+            return Err(err("reconnect: initial must be > 0 and max >= initial".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        c.tls = c.tls.relative_to(base);
+        if c.state_dir.is_relative() {
+            c.state_dir = base.join(&c.state_dir);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses() {
+        let text = r#"
+coordinators = ["c1@127.0.0.1:7443"]
+state_dir = "state"
+[tls]
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+"#;
+        let c = AgentConfig::parse(Path::new("/x/agent.toml"), text).unwrap();
+        assert_eq!(c.state_dir, Path::new("/x/state"));
+        assert_eq!(c.coordinators[0].name, "c1");
+        let e = AgentConfig::parse(Path::new("a.toml"), &text.replace("c1@127.0.0.1:7443", "nope")).unwrap_err();
+        assert!(e.to_string().contains("a.toml"), "{e}");
+        let e = AgentConfig::parse(Path::new("a.toml"), &text.replace("state_dir", "capabilities = [\"shell\"]\nstate_dir")).unwrap_err();
+        assert!(e.to_string().contains("shell"), "{e}");
+    }
+}

@@ -1,0 +1,62 @@
+//! failback's agent: a small daemon on every SQL Server and Lync host. It dials out to the
+//! coordinators, keeps one mTLS session to the leader, and executes typed operations — never an
+//! arbitrary command — under epoch fencing.
+//!
+//! Layout:
+//! - [`config`]: `agent.toml`.
+//! - [`session`]: dialing, Hello/Welcome, heartbeats, reconnect with backoff, instruction dispatch.
+//! - [`fencing`]: the persisted highest epoch.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`error`]: the crate's error type.
+//!
+//! Entry point: [`run`].
+
+pub mod config;
+pub mod error;
+pub mod fencing;
+pub mod metrics;
+pub mod session;
+
+use std::sync::Arc;
+
+use failback_proto::identity::Role;
+use failback_proto::tls::TlsMaterial;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::error::Error;
+use crate::fencing::EpochStore;
+
+/// Runs the agent until `shutdown` is cancelled. `metrics_listener` is bound by the caller.
+pub async fn run(config: AgentConfig, metrics_listener: Option<TcpListener>, shutdown: CancellationToken) -> Result<(), Error> {
+    failback_proto::install_crypto_provider();
+    let tls = TlsMaterial::load(&config.tls)?;
+    session::check_own_role(&tls.identity, &config.tls.cert)?;
+    let client_tls = tls.client_config(Role::Coordinator)?;
+    let epochs = Arc::new(EpochStore::open(&config.state_dir)?);
+    let (metrics, registry) = metrics::Metrics::new();
+    metrics.set_epoch(epochs.highest().0);
+    tracing::info!(
+        agent = %tls.identity.name,
+        coordinators = config.coordinators.len(),
+        highest_epoch = %epochs.highest(),
+        "agent starting"
+    );
+    let tasks = tokio_util::task::TaskTracker::new();
+    if let Some(l) = metrics_listener {
+        tasks.spawn(failback_proto::telemetry::serve_metrics(l, registry, shutdown.clone()));
+    }
+    let ctx = session::SessionContext {
+        config,
+        tls: client_tls,
+        epochs,
+        metrics,
+    };
+    session::maintain(ctx, shutdown.clone()).await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!(agent = %tls.identity.name, "agent stopped");
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The agent's side of `AgentSession.Open`: dial the coordinators (mTLS, our certificate), say
+//! Hello, accept the Welcome's epoch through fencing, heartbeat, and answer instructions — and when
+//! anything breaks, reconnect with jittered exponential backoff, trying the next coordinator or
+//! the one a leader hint names.
+//!
+//! Retried: every connection and stream failure (forever, with backoff; the agent's purpose is to
+//! be reachable). Not retried against the same coordinator: a Welcome with an epoch older than one
+//! we accepted (that coordinator is deposed; we move on to the next endpoint).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failback_proto::endpoint::Endpoint;
+use failback_proto::identity::Role;
+use failback_proto::model::{Instruction, Operation, Welcome};
+use failback_proto::pb;
+use failback_proto::pb::agent_session_client::AgentSessionClient;
+use failback_proto::tls;
+use failback_proto::{LEADER_HINT_METADATA, PROTOCOL_VERSION};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::error::Error;
+use crate::fencing::EpochStore;
+use crate::metrics::Metrics;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a session needs, shared across reconnects.
+pub struct SessionContext {
+    /// Configuration.
+    pub config: AgentConfig,
+    /// Client TLS configuration (our certificate; servers must be coordinators).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Fencing.
+    pub epochs: Arc<EpochStore>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Why a session ended without error.
+enum Ended {
+    Shutdown,
+    Closed(String),
+}
+
+/// Keeps a session to the leader open until `shutdown`.
+pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
+    let endpoints = ctx.config.coordinators.clone();
+    let mut next = 0usize;
+    let mut hint: Option<Endpoint> = None;
+    let mut backoff = ctx.config.reconnect.initial;
+    loop {
+        let endpoint = hint.take().unwrap_or_else(|| endpoints[next % endpoints.len()].clone());
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => Ok(Ended::Shutdown),
+            r = session(&ctx, &endpoint, &shutdown) => r,
+        };
+        ctx.metrics.set_connected(false);
+        match outcome {
+            Ok(Ended::Shutdown) => return,
+            Ok(Ended::Closed(why)) => {
+                tracing::warn!(coordinator = %endpoint, "session closed: {why}; reconnecting");
+                backoff = ctx.config.reconnect.initial;
+            }
+            Err(Error::NotLeader(leader)) => {
+                tracing::info!(coordinator = %endpoint, %leader, "following leader hint");
+                hint = Some(leader);
+                continue;
+            }
+            Err(e) => {
+                ctx.metrics.session_error(match &e {
+                    Error::StaleEpoch { .. } => "stale_leader",
+                    Error::Protocol(_) => "protocol",
+                    _ => "session",
+                });
+                tracing::warn!(coordinator = %endpoint, "session failed: {e}");
+                next += 1;
+            }
+        }
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let wait = backoff.mul_f64(jitter);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(ctx.config.reconnect.max);
+    }
+}
+
+fn hello(ctx: &SessionContext) -> pb::AgentMessage {
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: ctx.config.capabilities.clone(),
+            highest_epoch_seen: ctx.epochs.highest().0,
+        })),
+    }
+}
+
+/// Turns a refused Open into an error, following a leader hint when there is one.
+fn refused(status: &tonic::Status) -> Error {
+    if let Some(leader) = status
+        .metadata()
+        .get(LEADER_HINT_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<Endpoint>().ok())
+    {
+        return Error::NotLeader(leader);
+    }
+    use std::error::Error as _;
+    match status.source() {
+        Some(src) => Error::Session(tls::explain(src)),
+        None => Error::Session(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+async fn session(ctx: &SessionContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> Result<Ended, Error> {
+    let channel = tls::connect(endpoint, ctx.tls.clone(), CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| Error::Session(format!("cannot connect: {}", tls::explain(&e))))?;
+    let mut client = AgentSessionClient::new(channel);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
+    tx.send(hello(ctx))
+        .await
+        .map_err(|_| Error::Session("outbound channel closed".into()))?;
+    let response = client.open(ReceiverStream::new(rx)).await.map_err(|s| refused(&s))?;
+    let mut inbound = response.into_inner();
+    let first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| Error::Session(format!("no Welcome within {WELCOME_TIMEOUT:?}")))?
+        .map_err(|s| refused(&s))?;
+    let welcome = match first.and_then(|m| m.body) {
+        Some(pb::coordinator_message::Body::Welcome(w)) => Welcome::try_from(w)?,
+        _ => return Err(failback_proto::model::ProtocolError::Missing("welcome (the first message down must be Welcome)").into()),
+    };
+    ctx.epochs.accept(welcome.epoch)?;
+    ctx.metrics.set_epoch(welcome.epoch.0);
+    ctx.metrics.set_connected(true);
+    tracing::info!(
+        coordinator = %welcome.coordinator_id,
+        epoch = %welcome.epoch,
+        agent = %welcome.agent_id,
+        datacenter = %welcome.datacenter,
+        "session open"
+    );
+
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval(welcome.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+            _ = tick.tick() => {
+                seq += 1;
+                let hb = pb::AgentMessage { body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat { seq })) };
+                if tx.send(hb).await.is_err() {
+                    return Ok(Ended::Closed("outbound stream closed".into()));
+                }
+                ctx.metrics.heartbeat();
+            }
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => match m.body {
+                    Some(pb::coordinator_message::Body::Instruction(i)) => {
+                        let result = handle(ctx, i);
+                        if tx.send(result).await.is_err() {
+                            return Ok(Ended::Closed("outbound stream closed".into()));
+                        }
+                    }
+                    Some(pb::coordinator_message::Body::Welcome(_)) | None => {
+                        return Err(failback_proto::model::ProtocolError::Invalid {
+                            field: "body",
+                            reason: "a second Welcome or an empty message".into(),
+                        }.into());
+                    }
+                },
+                Ok(None) => return Ok(Ended::Closed("the coordinator ended the stream".into())),
+                Err(s) => return Ok(Ended::Closed(format!("{:?}: {}", s.code(), s.message()))),
+            }
+        }
+    }
+}
+
+/// Validates, fences and executes one instruction, returning the result message.
+fn handle(ctx: &SessionContext, raw: pb::Instruction) -> pb::AgentMessage {
+    let op_id = raw.op_id.clone();
+    let outcome = Instruction::try_from(raw)
+        .map_err(Error::from)
+        .and_then(|i| {
+            ctx.epochs.accept(i.epoch)?;
+            Ok(i)
+        })
+        .map(|i| match i.operation {
+            Operation::Ping => pb::operation_result::Outcome::Output(pb::OperationOutput {
+                kind: Some(pb::operation_output::Kind::Pong(pb::Pong {})),
+            }),
+        });
+    let outcome = outcome.unwrap_or_else(|e| {
+        tracing::warn!(%op_id, "instruction refused: {e}");
+        pb::operation_result::Outcome::Error(e.to_operation_error())
+    });
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Result(pb::OperationResult {
+            op_id,
+            outcome: Some(outcome),
+        })),
+    }
+}
+
+/// Checks that our own certificate may open agent sessions, so a misissued certificate is
+/// reported at start instead of as an endless stream of refusals.
+pub fn check_own_role(identity: &failback_proto::identity::PeerIdentity, cert: &std::path::Path) -> Result<(), Error> {
+    if identity.has(Role::Agent) {
+        return Ok(());
+    }
+    Err(Error::Config {
+        path: cert.display().to_string(),
+        message: format!(
+            "certificate '{}' has role(s) {}; an agent needs the agent role (issue one with `failbackctl certs add --agent NAME`)",
+            identity.name,
+            identity.roles_text()
+        ),
+    })
+}

@@ -1,0 +1,239 @@
+//! `failbackctl`: the operators' command line. Thin: parses arguments, then calls the library
+//! (`failback_coordinator::ctl`, `pki`, `topology`) and prints. Exit codes: 0 success, 1 failure
+//! or no coordinator reachable, 2 invalid input or a refused request.
+
+// Printing the answer is this binary's job.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use failback_coordinator::ctl::output::{self, Format};
+use failback_coordinator::ctl::{ClientSettings, Control, exit_code};
+use failback_coordinator::error::Error;
+use failback_coordinator::pki;
+use failback_coordinator::topology::Topology;
+use failback_proto::endpoint::Endpoint;
+use failback_proto::identity::Role;
+use failback_proto::pb;
+use failback_proto::telemetry::{LogFormat, init_tracing};
+
+/// failback operator CLI.
+#[derive(Parser, Debug)]
+#[command(
+    name = "failbackctl",
+    version,
+    about = "Operate failback: certificates, topology checks, agents.",
+    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused."
+)]
+struct Cli {
+    /// Coordinator endpoint `name@host:port` (repeat, or comma-separate in the variable). Tried in order.
+    #[arg(long = "coordinator", global = true, env = "FAILBACK_COORDINATORS", value_delimiter = ',')]
+    coordinators: Vec<Endpoint>,
+    /// Directory with ca.pem and your certificate (written by `certs init`).
+    #[arg(long = "certs", global = true, env = "FAILBACK_CERTS_DIR", default_value = "certs")]
+    certs_dir: PathBuf,
+    /// Which certificate in the directory to use (default: the only operator/approver one).
+    #[arg(long, global = true, env = "FAILBACK_IDENTITY")]
+    identity: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "FAILBACK_LOG_FORMAT", default_value = "human", value_parser = parse_log_format)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the installation CA and certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// List the agents of the topology and their session state.
+    Agents {
+        #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+        output: OutputArg,
+    },
+    /// Show which coordinator leads, at which epoch.
+    Leader {
+        #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+        output: OutputArg,
+    },
+    /// Topology files.
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsCommand {
+    /// Create a new CA in DIR and one certificate per name. Refuses if DIR already has a CA.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        names: Names,
+        /// Lifetime of the issued certificates in days.
+        #[arg(long, default_value_t = pki::DEFAULT_LEAF_DAYS)]
+        days: i64,
+    },
+    /// Issue more certificates from the CA in DIR.
+    Add {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        names: Names,
+        /// Lifetime in days (ignored when --not-after is given).
+        #[arg(long, default_value_t = pki::DEFAULT_LEAF_DAYS)]
+        days: i64,
+        /// Explicit end of validity (RFC 3339, e.g. 2027-01-31T00:00:00Z); for rehearsing expiry.
+        #[arg(long)]
+        not_after: Option<String>,
+        /// Explicit start of validity (RFC 3339).
+        #[arg(long)]
+        not_before: Option<String>,
+        /// Replace existing certificates of the same names.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Names {
+    /// Coordinator certificate names (their DNS names).
+    #[arg(long = "coordinator", num_args = 1..)]
+    coordinators: Vec<String>,
+    /// Agent certificate names (the ids the topology uses).
+    #[arg(long = "agent", num_args = 1..)]
+    agents: Vec<String>,
+    /// Operator certificate names.
+    #[arg(long = "operator", num_args = 1..)]
+    operators: Vec<String>,
+    /// Approver certificate names (approvers are operators too).
+    #[arg(long = "approver", num_args = 1..)]
+    approvers: Vec<String>,
+}
+
+impl Names {
+    fn requests(&self) -> Vec<(Role, String)> {
+        let mut out = Vec::new();
+        for (role, list) in [
+            (Role::Coordinator, &self.coordinators),
+            (Role::Agent, &self.agents),
+            (Role::Operator, &self.operators),
+            (Role::Approver, &self.approvers),
+        ] {
+            out.extend(list.iter().map(|n| (role, n.clone())));
+        }
+        out
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum TopologyCommand {
+    /// Validate a topology file: exit 0 with a summary, or 2 with every problem.
+    Check { file: PathBuf },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+impl From<OutputArg> for Format {
+    fn from(o: OutputArg) -> Self {
+        match o {
+            OutputArg::Table => Format::Table,
+            OutputArg::Json => Format::Json,
+        }
+    }
+}
+
+fn parse_time(s: &str, what: &str) -> Result<time::OffsetDateTime, Error> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::InvalidInput(format!("{what} '{s}' is not an RFC 3339 time: {e}")))
+}
+
+async fn execute(cli: Cli) -> Result<String, Error> {
+    let settings = ClientSettings {
+        endpoints: cli.coordinators.clone(),
+        certs_dir: cli.certs_dir.clone(),
+        identity: cli.identity.clone(),
+    };
+    match cli.command {
+        Command::Certs(CertsCommand::Init { dir, names, days }) => {
+            let specs = pki::group(&names.requests())?;
+            let files = pki::init(&dir, &specs, pki::Validity::days(days))?;
+            Ok(format!("created a CA and {} certificate(s) in {} ({} files)", specs.len(), dir.display(), files.len()))
+        }
+        Command::Certs(CertsCommand::Add { dir, names, days, not_after, not_before, force }) => {
+            let specs = pki::group(&names.requests())?;
+            let mut validity = pki::Validity::days(days);
+            if let Some(t) = not_after {
+                validity.not_after = parse_time(&t, "--not-after")?;
+            }
+            if let Some(t) = not_before {
+                validity.not_before = parse_time(&t, "--not-before")?;
+            }
+            pki::add(&dir, &specs, validity, force)?;
+            let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+            Ok(format!("issued {} in {}", names.join(", "), dir.display()))
+        }
+        Command::Topology(TopologyCommand::Check { file }) => {
+            let t = Topology::load(&file)?;
+            Ok(format!(
+                "{}: valid: {} pool(s), {} agent(s) in data centers {}",
+                file.display(),
+                t.pools.len(),
+                t.agents.len(),
+                t.datacenters().join(", ")
+            ))
+        }
+        Command::Agents { output } => {
+            let mut control = Control::connect(&settings).await?;
+            let resp = control
+                .call(|mut c| async move { c.list_agents(pb::ListAgentsRequest {}).await })
+                .await?;
+            let doc = output::agents_doc(&control.endpoint.name, &resp);
+            Ok(output::render_agents(&doc, output.into()))
+        }
+        Command::Leader { output } => {
+            let mut control = Control::connect(&settings).await?;
+            let r = control
+                .call(|mut c| async move { c.leader(pb::LeaderRequest {}).await })
+                .await?;
+            Ok(match Format::from(output) {
+                Format::Json => serde_json::json!({
+                    "leader_id": r.leader_id, "leader_endpoint": r.leader_endpoint, "epoch": r.epoch,
+                    "answered_by": r.answered_by, "answered_by_leader": r.answered_by_leader, "mode": r.mode,
+                })
+                .to_string(),
+                Format::Table => format!(
+                    "leader {} ({}) at epoch {}, mode {}; answered by {}",
+                    r.leader_id, r.leader_endpoint, r.epoch, r.mode, r.answered_by
+                ),
+            })
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    failback_proto::install_crypto_provider();
+    match execute(cli).await {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The agent registry: every agent the topology names, and for each the observed session state
+//! (connected, last heartbeat, version). Sessions attach and detach here; a sweeper marks an agent
+//! disconnected when it misses two heartbeat intervals, because a host that vanished without a TCP
+//! reset (power loss, a cut link) would otherwise look connected until TCP gave up minutes later.
+//!
+//! A `std::sync::Mutex` guards the map: it is never held across an `.await`, and every operation
+//! is a few map updates.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use failback_proto::model::{AgentId, Hello};
+use failback_proto::pb;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::topology::Topology;
+
+/// What flows down a session (instructions, or the status that ends it).
+pub type Outbound = Result<pb::CoordinatorMessage, tonic::Status>;
+
+struct Session {
+    id: u64,
+    tx: mpsc::Sender<Outbound>,
+    cancel: CancellationToken,
+    last_heartbeat: Instant,
+}
+
+struct Entry {
+    datacenter: String,
+    roles: Vec<String>,
+    session: Option<Session>,
+    last_heartbeat_unix_ms: u64,
+    connected_since_unix_ms: u64,
+    version: String,
+    capabilities: Vec<String>,
+    peer: String,
+}
+
+/// Shared registry handle.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Mutex<Inner>>,
+    metrics: Metrics,
+}
+
+struct Inner {
+    agents: BTreeMap<AgentId, Entry>,
+    next_session: u64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Registry {
+    /// One entry per agent of the topology, all disconnected.
+    pub fn new(topology: &Topology, metrics: Metrics) -> Self {
+        let agents = topology
+            .agents
+            .iter()
+            .map(|(id, a)| {
+                (
+                    id.clone(),
+                    Entry {
+                        datacenter: a.datacenter.clone(),
+                        roles: topology.roles_of(id),
+                        session: None,
+                        last_heartbeat_unix_ms: 0,
+                        connected_since_unix_ms: 0,
+                        version: String::new(),
+                        capabilities: Vec::new(),
+                        peer: String::new(),
+                    },
+                )
+            })
+            .collect();
+        Registry {
+            inner: Arc::new(Mutex::new(Inner { agents, next_session: 1 })),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that matters
+        // more than losing the registry, so recover the guard.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The data center of a known agent.
+    pub fn datacenter(&self, id: &AgentId) -> Option<String> {
+        self.lock().agents.get(id).map(|e| e.datacenter.clone())
+    }
+
+    /// Attaches a new session for `id`, replacing (and ending) any previous one: the newest
+    /// connection is the truth, an older one is a half-dead leftover. Returns the session id and
+    /// the token cancelled when the session is detached.
+    pub fn attach(&self, id: &AgentId, hello: &Hello, peer: String, tx: mpsc::Sender<Outbound>) -> Option<(u64, CancellationToken)> {
+        let mut inner = self.lock();
+        let session_id = inner.next_session;
+        inner.next_session += 1;
+        let entry = inner.agents.get_mut(id)?;
+        if let Some(old) = entry.session.take() {
+            let _ = old.tx.try_send(Err(tonic::Status::aborted("replaced by a newer session of the same agent")));
+            old.cancel.cancel();
+        }
+        let cancel = CancellationToken::new();
+        let now = unix_ms();
+        entry.session = Some(Session {
+            id: session_id,
+            tx,
+            cancel: cancel.clone(),
+            last_heartbeat: Instant::now(),
+        });
+        entry.last_heartbeat_unix_ms = now;
+        entry.connected_since_unix_ms = now;
+        entry.version = hello.agent_version.clone();
+        entry.capabilities = hello.capabilities.clone();
+        entry.peer = peer;
+        let n = inner.agents.values().filter(|e| e.session.is_some()).count();
+        drop(inner);
+        self.metrics.set_connected(n);
+        Some((session_id, cancel))
+    }
+
+    /// Records a heartbeat of the given session (ignored if the session was replaced).
+    pub fn heartbeat(&self, id: &AgentId, session_id: u64) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.agents.get_mut(id) {
+            if let Some(s) = e.session.as_mut().filter(|s| s.id == session_id) {
+                s.last_heartbeat = Instant::now();
+                e.last_heartbeat_unix_ms = unix_ms();
+                self.metrics.heartbeat();
+            }
+        }
+    }
+
+    /// Detaches the given session (no-op if it was already replaced). Dropping the session's
+    /// sender ends the outbound stream.
+    pub fn detach(&self, id: &AgentId, session_id: u64, status: Option<tonic::Status>) -> bool {
+        let mut inner = self.lock();
+        let Some(e) = inner.agents.get_mut(id) else { return false };
+        if e.session.as_ref().is_none_or(|s| s.id != session_id) {
+            return false;
+        }
+        if let Some(s) = e.session.take() {
+            if let Some(status) = status {
+                let _ = s.tx.try_send(Err(status));
+            }
+            s.cancel.cancel();
+        }
+        let n = inner.agents.values().filter(|e| e.session.is_some()).count();
+        drop(inner);
+        self.metrics.set_connected(n);
+        true
+    }
+
+    /// Detaches every session silent for longer than `max_silence`; returns their agent ids.
+    pub fn sweep(&self, max_silence: Duration) -> Vec<AgentId> {
+        let now = Instant::now();
+        let stale: Vec<(AgentId, u64)> = self
+            .lock()
+            .agents
+            .iter()
+            .filter_map(|(id, e)| {
+                let s = e.session.as_ref()?;
+                (now.duration_since(s.last_heartbeat) > max_silence).then(|| (id.clone(), s.id))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, sid) in stale {
+            let status = tonic::Status::deadline_exceeded(format!(
+                "no heartbeat for more than {max_silence:?}; session closed, reconnect"
+            ));
+            if self.detach(&id, sid, Some(status)) {
+                self.metrics.session_error("missed_heartbeats");
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// Every agent with its state, sorted by id.
+    pub fn list(&self) -> Vec<pb::AgentInfo> {
+        self.lock()
+            .agents
+            .iter()
+            .map(|(id, e)| pb::AgentInfo {
+                id: id.to_string(),
+                datacenter: e.datacenter.clone(),
+                roles: e.roles.clone(),
+                connected: e.session.is_some(),
+                last_heartbeat_unix_ms: e.last_heartbeat_unix_ms,
+                version: e.version.clone(),
+                capabilities: e.capabilities.clone(),
+                peer_address: e.peer.clone(),
+                connected_since_unix_ms: e.connected_since_unix_ms,
+            })
+            .collect()
+    }
+}
