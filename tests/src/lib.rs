@@ -1,1 +1,11 @@
-//! placeholder
+//! The failback lab: a harness that runs the real binaries as processes on loopback, and (in later
+//! issues) the simulators (`sqlsim`, `lyncsim`) and the end-to-end suites.
+//!
+//! Layout:
+//! - [`harness`]: processes killed on drop, free ports, polling with deadlines, and [`harness::fleet`]
+//!   which writes certificates, topology and configs and starts coordinators and agents.
+//!
+//! The binaries must be built first (`cargo build --workspace`); the harness finds them next to
+//! the running test or lab executable and says so clearly when they are missing.
+
+pub mod harness;

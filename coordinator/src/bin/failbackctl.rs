@@ -28,9 +28,10 @@ use failback_proto::telemetry::{LogFormat, init_tracing};
     after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused."
 )]
 struct Cli {
-    /// Coordinator endpoint `name@host:port` (repeat, or comma-separate in the variable). Tried in order.
-    #[arg(long = "coordinator", global = true, env = "FAILBACK_COORDINATORS", value_delimiter = ',')]
-    coordinators: Vec<Endpoint>,
+    /// Coordinator endpoint `name@host:port` (repeat, or comma-separate). Tried in order; a
+    /// non-leader's hint is followed.
+    #[arg(long = "endpoint", short = 'e', global = true, env = "FAILBACK_COORDINATORS", value_delimiter = ',')]
+    endpoints: Vec<Endpoint>,
     /// Directory with ca.pem and your certificate (written by `certs init`).
     #[arg(long = "certs", global = true, env = "FAILBACK_CERTS_DIR", default_value = "certs")]
     certs_dir: PathBuf,
@@ -160,7 +161,7 @@ fn parse_time(s: &str, what: &str) -> Result<time::OffsetDateTime, Error> {
 
 async fn execute(cli: Cli) -> Result<String, Error> {
     let settings = ClientSettings {
-        endpoints: cli.coordinators.clone(),
+        endpoints: cli.endpoints.clone(),
         certs_dir: cli.certs_dir.clone(),
         identity: cli.identity.clone(),
     };

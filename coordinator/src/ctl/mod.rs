@@ -98,7 +98,7 @@ impl Control {
     pub async fn connect(settings: &ClientSettings) -> Result<Self, Error> {
         if settings.endpoints.is_empty() {
             return Err(Error::InvalidInput(
-                "no coordinator endpoint given (use --coordinator name@host:port or FAILBACK_COORDINATORS)".into(),
+                "no coordinator endpoint given (use --endpoint name@host:port or FAILBACK_COORDINATORS)".into(),
             ));
         }
         let name = resolve_identity(&settings.certs_dir, settings.identity.as_deref())?;

@@ -1,0 +1,304 @@
+//! A fleet on loopback: certificates made by the real `failbackctl certs init`, a topology, a
+//! coordinator and agents as real processes, and `failbackctl` calls against them. Used by the
+//! integration tests and by `failback-lab`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::process::{Proc, bin};
+use super::{free_port, wait_for};
+
+/// Operator identity the fleet's certificates include.
+pub const OPERATOR: &str = "operator1";
+/// Approver identity the fleet's certificates include.
+pub const APPROVER: &str = "approver1";
+/// The coordinator's certificate name.
+pub const COORDINATOR: &str = "coord1";
+
+/// One agent of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    /// Agent id (certificate name).
+    pub id: String,
+    /// Data center.
+    pub datacenter: String,
+}
+
+/// The smallest useful topology: one pool over two data centers, three agents (a SQL primary and
+/// a Lync shell in dc1, a SQL backup that also hosts the shell in dc2).
+pub fn three_agent_topology() -> (Vec<AgentSpec>, String) {
+    let agents = vec![
+        AgentSpec { id: "sql01.dc1.lab".into(), datacenter: "dc1".into() },
+        AgentSpec { id: "fe01.dc1.lab".into(), datacenter: "dc1".into() },
+        AgentSpec { id: "sql01.dc2.lab".into(), datacenter: "dc2".into() },
+    ];
+    let mut t = String::new();
+    for a in &agents {
+        t.push_str(&format!("[[agent]]\nid = \"{}\"\ndatacenter = \"{}\"\n\n", a.id, a.datacenter));
+    }
+    t.push_str(
+        r#"[[pool]]
+fqdn = "pchat01.lab.local"
+primary_dc = "dc1"
+backup_dc = "dc2"
+databases = ["mgc"]
+share = "/lab/share"
+copy_dir = "/lab/copy"
+
+[pool.lync_shell]
+dc1 = ["fe01.dc1.lab"]
+dc2 = ["sql01.dc2.lab"]
+
+[pool.sql]
+primary = { agent = "sql01.dc1.lab", instance = "sql01.dc1.lab,14331" }
+backup = { agent = "sql01.dc2.lab", instance = "sql01.dc2.lab,14332" }
+
+[pool.chat_servers]
+dc1 = ["pc01.dc1.lab"]
+dc2 = ["pc01.dc2.lab"]
+"#,
+    );
+    (agents, t)
+}
+
+/// What a `failbackctl` call printed and returned.
+#[derive(Debug)]
+pub struct CtlOutput {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A fleet's files and processes. Dropping it kills every process (and removes a temporary
+/// working directory).
+pub struct Fleet {
+    /// Working directory (certs, configs, state, logs).
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// The certificate directory.
+    pub certs: PathBuf,
+    /// Coordinator gRPC port.
+    pub coordinator_port: u16,
+    /// Coordinator metrics port.
+    pub coordinator_metrics_port: u16,
+    /// Heartbeat interval configured.
+    pub heartbeat: Duration,
+    /// The agents.
+    pub agent_specs: Vec<AgentSpec>,
+    coordinator: Option<Proc>,
+    agents: BTreeMap<String, Proc>,
+}
+
+impl Fleet {
+    /// Writes certificates, topology and configs into `workdir` (a fresh temporary directory if
+    /// `None`). Starts nothing.
+    pub async fn create(workdir: Option<PathBuf>, agents: Vec<AgentSpec>, topology: &str, heartbeat: Duration) -> anyhow::Result<Self> {
+        let (dir, tmp) = match workdir {
+            Some(d) => {
+                std::fs::create_dir_all(&d)?;
+                (d, None)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("failback-fleet-").tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let certs = dir.join("certs");
+        let mut args: Vec<String> = vec!["certs".into(), "init".into(), "--dir".into(), certs.display().to_string()];
+        args.extend(["--coordinator".into(), COORDINATOR.into(), "--operator".into(), OPERATOR.into(), "--approver".into(), APPROVER.into()]);
+        for a in &agents {
+            args.extend(["--agent".into(), a.id.clone()]);
+        }
+        let out = run_ctl(&dir, &args, &[]).await?;
+        if out.code != 0 {
+            anyhow::bail!("failbackctl certs init failed: {}", out.stderr);
+        }
+        std::fs::write(dir.join("topology.toml"), topology)?;
+        let fleet = Fleet {
+            dir,
+            _tmp: tmp,
+            certs,
+            coordinator_port: free_port()?,
+            coordinator_metrics_port: free_port()?,
+            heartbeat,
+            agent_specs: agents,
+            coordinator: None,
+            agents: BTreeMap::new(),
+        };
+        fleet.write_coordinator_config()?;
+        for a in &fleet.agent_specs {
+            fleet.write_agent_config(&a.id)?;
+        }
+        std::fs::create_dir_all(fleet.dir.join("logs"))?;
+        Ok(fleet)
+    }
+
+    /// `name@127.0.0.1:port` of the coordinator.
+    pub fn endpoint(&self) -> String {
+        format!("{COORDINATOR}@127.0.0.1:{}", self.coordinator_port)
+    }
+
+    fn write_coordinator_config(&self) -> anyhow::Result<()> {
+        let text = format!(
+            r#"listen = "127.0.0.1:{port}"
+metrics_listen = "127.0.0.1:{mport}"
+topology = "topology.toml"
+state_dir = "state/coordinator"
+heartbeat_interval = "{hb}ms"
+
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/{COORDINATOR}.pem"
+key = "certs/{COORDINATOR}.key"
+"#,
+            port = self.coordinator_port,
+            mport = self.coordinator_metrics_port,
+            hb = self.heartbeat.as_millis()
+        );
+        std::fs::write(self.dir.join("coordinator.toml"), text)?;
+        Ok(())
+    }
+
+    /// Path of an agent's config file.
+    pub fn agent_config(&self, id: &str) -> PathBuf {
+        self.dir.join("agents").join(id).join("agent.toml")
+    }
+
+    fn write_agent_config(&self, id: &str) -> anyhow::Result<()> {
+        let path = self.agent_config(id);
+        std::fs::create_dir_all(path.parent().context("agent dir")?)?;
+        let certs = self.certs.display();
+        let text = format!(
+            r#"coordinators = ["{ep}"]
+state_dir = "state"
+capabilities = ["sql", "files", "lync", "host"]
+
+[reconnect]
+initial = "100ms"
+max = "1s"
+
+[tls]
+ca = "{certs}/ca.pem"
+cert = "{certs}/{id}.pem"
+key = "{certs}/{id}.key"
+"#,
+            ep = self.endpoint()
+        );
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+
+    /// Starts the coordinator and waits until its port accepts connections.
+    pub async fn start_coordinator(&mut self) -> anyhow::Result<()> {
+        let config = self.dir.join("coordinator.toml");
+        let log = self.dir.join("logs").join("coordinator.log");
+        let p = Proc::spawn("coordinator", &bin("failback-coordinator")?, &["--config", &config.display().to_string()], &[], &log)?;
+        self.coordinator = Some(p);
+        let addr = format!("127.0.0.1:{}", self.coordinator_port);
+        let ready = wait_for("the coordinator to listen", Duration::from_secs(20), || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
+        })
+        .await;
+        if let Err(e) = ready {
+            let tail = self.coordinator.as_ref().map(|p| p.log_tail(20)).unwrap_or_default();
+            anyhow::bail!("{e}\ncoordinator log:\n{tail}");
+        }
+        Ok(())
+    }
+
+    /// Kills the coordinator.
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut p) = self.coordinator.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts (or restarts) one agent.
+    pub fn start_agent(&mut self, id: &str) -> anyhow::Result<()> {
+        let config = self.agent_config(id);
+        let log = self.dir.join("logs").join(format!("agent-{id}.log"));
+        let p = Proc::spawn(&format!("agent {id}"), &bin("failback-agent")?, &["--config", &config.display().to_string()], &[], &log)?;
+        self.agents.insert(id.to_string(), p);
+        Ok(())
+    }
+
+    /// Starts every agent.
+    pub fn start_agents(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<String> = self.agent_specs.iter().map(|a| a.id.clone()).collect();
+        for id in ids {
+            self.start_agent(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Kills one agent with SIGKILL.
+    pub fn kill_agent(&mut self, id: &str) {
+        if let Some(mut p) = self.agents.remove(id) {
+            p.kill();
+        }
+    }
+
+    /// Runs failbackctl against this fleet as `identity`.
+    pub async fn ctl(&self, identity: &str, args: &[&str]) -> anyhow::Result<CtlOutput> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let ep = self.endpoint();
+        let certs = self.certs.display().to_string();
+        run_ctl(&self.dir, &args, &[("FAILBACK_COORDINATORS", &ep), ("FAILBACK_CERTS_DIR", &certs), ("FAILBACK_IDENTITY", identity)]).await
+    }
+
+    /// `failbackctl agents --output json` as the operator, parsed.
+    pub async fn agents_json(&self) -> anyhow::Result<serde_json::Value> {
+        let out = self.ctl(OPERATOR, &["agents", "--output", "json"]).await?;
+        if out.code != 0 {
+            anyhow::bail!("failbackctl agents failed ({}): {}", out.code, out.stderr);
+        }
+        Ok(serde_json::from_str(&out.stdout)?)
+    }
+
+    /// Waits until the connected flag of each agent in `ids` equals `connected`.
+    pub async fn wait_connected(&self, ids: &[&str], connected: bool, deadline: Duration) -> anyhow::Result<serde_json::Value> {
+        wait_for(&format!("agents {ids:?} connected={connected}"), deadline, || async {
+            let doc = self.agents_json().await.ok()?;
+            let all = ids.iter().all(|id| {
+                doc["agents"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["id"] == *id))
+                    .is_some_and(|x| x["connected"] == connected)
+            });
+            all.then_some(doc)
+        })
+        .await
+    }
+
+    /// Log file of an agent.
+    pub fn agent_log(&self, id: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("agent-{id}.log"))
+    }
+}
+
+/// Runs failbackctl in `cwd` with `args` and extra environment.
+pub async fn run_ctl(cwd: &Path, args: &[String], envs: &[(&str, &str)]) -> anyhow::Result<CtlOutput> {
+    let mut cmd = tokio::process::Command::new(bin("failbackctl")?);
+    cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
+    for k in ["FAILBACK_COORDINATORS", "FAILBACK_CERTS_DIR", "FAILBACK_IDENTITY"] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .context("failbackctl did not finish within 60 s")??;
+    Ok(CtlOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
