@@ -34,6 +34,10 @@ pub async fn run(config: AgentConfig, metrics_listener: Option<TcpListener>, shu
     let tls = TlsMaterial::load(&config.tls)?;
     session::check_own_role(&tls.identity, &config.tls.cert)?;
     let client_tls = tls.client_config(Role::Coordinator)?;
+    if let Err(why) = tls.self_check() {
+        // Keep running: the CA file may be the stale one, and the operator sees this in the log.
+        tracing::error!("{why}");
+    }
     let epochs = Arc::new(EpochStore::open(&config.state_dir)?);
     let (metrics, registry) = metrics::Metrics::new();
     metrics.set_epoch(epochs.highest().0);
@@ -52,6 +56,7 @@ pub async fn run(config: AgentConfig, metrics_listener: Option<TcpListener>, shu
         tls: client_tls,
         epochs,
         metrics,
+        self_check: tls.self_check().err(),
     };
     session::maintain(ctx, shutdown.clone()).await;
     shutdown.cancel();

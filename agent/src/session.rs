@@ -40,6 +40,9 @@ pub struct SessionContext {
     pub epochs: Arc<EpochStore>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Why the coordinator will refuse our certificate, when we can tell locally (see
+    /// `TlsMaterial::self_check`); appended to session errors.
+    pub self_check: Option<String>,
 }
 
 /// Why a session ended without error.
@@ -73,6 +76,13 @@ pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
                 continue;
             }
             Err(e) => {
+                let e = match e {
+                    Error::Session(text) => match ctx.self_check.as_ref() {
+                        Some(why) => Error::Session(format!("{text}; {why}")),
+                        None => Error::Session(text),
+                    },
+                    other => other,
+                };
                 ctx.metrics.session_error(match &e {
                     Error::StaleEpoch { .. } => "stale_leader",
                     Error::Protocol(_) => "protocol",

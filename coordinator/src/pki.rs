@@ -115,6 +115,20 @@ fn write_file(path: &Path, contents: &str, private: bool, overwrite: bool) -> Re
         .map_err(|e| io_err("write", path, e))
 }
 
+fn now_stamp() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.nanosecond()
+    )
+}
+
 fn rcgen_err(e: rcgen::Error) -> Error {
     Error::Internal(format!("certificate generation failed: {e}"))
 }
@@ -134,7 +148,12 @@ pub fn init(dir: &Path, specs: &[CertSpec], validity: Validity) -> Result<Vec<Pa
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_err)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "failback installation CA");
+    // A distinct name per installation, so a certificate from another installation's CA fails
+    // as "unknown issuer" rather than as a confusing signature mismatch.
+    dn.push(
+        DnType::CommonName,
+        format!("failback installation CA {}", now_stamp()),
+    );
     dn.push(DnType::OrganizationName, "failback");
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];

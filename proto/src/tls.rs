@@ -180,6 +180,42 @@ impl TlsMaterial {
         Ok(roots)
     }
 
+    /// Checks our own certificate exactly as a failback server will (chain to the CA in the CA
+    /// file, validity dates, client-auth usage). With TLS 1.3 a server's refusal of our
+    /// certificate arrives after the handshake and is usually lost in a "broken pipe"; this turns
+    /// it back into the reason. `Ok` when the server should accept the certificate.
+    pub fn self_check(&self) -> Result<(), String> {
+        let roots = self.roots().map_err(|e| e.to_string())?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (leaf, intermediates) = self
+            .chain
+            .split_first()
+            .ok_or_else(|| "the certificate file holds no certificate".to_string())?;
+        verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| {
+                let why = match &e {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                    | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
+                        "it was not issued by the installation's CA (the CA file next to it)".to_string()
+                    }
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)
+                    | rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext { .. }) => {
+                        "it has expired; issue a new one with `failbackctl certs add --force`".to_string()
+                    }
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet)
+                    | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext { .. }) => {
+                        "it is not valid yet (check this host's clock)".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                format!("our certificate '{}' will be refused: {why} ({e})", self.identity.name)
+            })
+    }
+
     /// tonic server configuration: our certificate, and client certificates required and
     /// verified against the installation CA (a client without one, or from another CA, fails the
     /// handshake). Roles are checked per service, from the peer certificate.
@@ -318,7 +354,7 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
         "the coordinator refused our certificate: it has expired (or is not valid yet); issue a new one with `failbackctl certs add`"
     } else if lower.contains("received fatal alert: certificaterequired") {
         "the coordinator requires a client certificate and none was sent"
-    } else if lower.contains("unknownissuer") {
+    } else if lower.contains("unknownissuer") || lower.contains("invalid peer certificate: badsignature") {
         "the coordinator's certificate was not issued by our CA (check --certs / the ca file)"
     } else if lower.contains("expired") {
         "a certificate has expired (check the dates with `openssl x509 -noout -dates -in FILE`)"
@@ -339,3 +375,4 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
         format!("{hint} ({all})")
     }
 }
+

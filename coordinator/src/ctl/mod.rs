@@ -91,6 +91,7 @@ pub struct Control {
     /// The coordinator it talks to.
     pub endpoint: Endpoint,
     config: std::sync::Arc<rustls::ClientConfig>,
+    material: TlsMaterial,
 }
 
 impl Control {
@@ -112,10 +113,14 @@ impl Control {
                         client: ControlClient::new(ch),
                         endpoint: ep.clone(),
                         config,
+                        material,
                     });
                 }
                 Err(e) => failures.push(format!("{ep}: {}", tls::explain(&e))),
             }
+        }
+        if let Err(why) = material.self_check() {
+            failures.push(why);
         }
         Err(Error::Unreachable(format!("no coordinator reachable:\n  {}", failures.join("\n  "))))
     }
@@ -141,10 +146,28 @@ impl Control {
                         .map_err(|e| Error::Unreachable(format!("leader {leader}: {}", tls::explain(&e))))?;
                     self.client = ControlClient::new(ch);
                     self.endpoint = leader;
-                    return call(self.client.clone()).await.map(tonic::Response::into_inner).map_err(status_error);
+                    return call(self.client.clone())
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| self.diagnose(status_error(s)));
                 }
-                Err(status_error(status))
+                Err(self.diagnose(status_error(status)))
             }
+        }
+    }
+}
+
+impl Control {
+    /// A transport failure right after the handshake is how TLS 1.3 servers refuse a client
+    /// certificate; check ours locally and say why when it is the cause.
+    fn diagnose(&self, e: Error) -> Error {
+        match e {
+            Error::Unreachable(text) if text.contains("refused our certificate") => Error::Unauthenticated(text),
+            Error::Unreachable(text) => match self.material.self_check() {
+                Err(why) => Error::Unauthenticated(format!("the coordinator refused our certificate: {why} ({text})")),
+                Ok(()) => Error::Unreachable(text),
+            },
+            other => other,
         }
     }
 }

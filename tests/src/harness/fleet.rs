@@ -277,6 +277,11 @@ key = "{certs}/{id}.key"
         .await
     }
 
+    /// Process id of a running agent.
+    pub fn agent_pid(&self, id: &str) -> Option<u32> {
+        self.agents.get(id).and_then(Proc::pid)
+    }
+
     /// Log file of an agent.
     pub fn agent_log(&self, id: &str) -> PathBuf {
         self.dir.join("logs").join(format!("agent-{id}.log"))

@@ -1,0 +1,14 @@
+//! The example agent config in deploy/ is parsed with the real loader, so it never goes stale.
+
+use std::path::Path;
+
+use failback_agent::config::AgentConfig;
+
+#[test]
+fn example_agent_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+    let c = AgentConfig::load(&path).unwrap();
+    assert_eq!(c.coordinators.len(), 2);
+    assert_eq!(c.coordinators[0].name, "coord1.contoso.com");
+    assert_eq!(c.capabilities, vec!["sql", "files", "host"]);
+}

@@ -1,0 +1,31 @@
+//! The example files in deploy/ are parsed with the real loaders, so they never go stale.
+
+use std::path::Path;
+
+use failback_coordinator::config::CoordinatorConfig;
+use failback_coordinator::topology::Topology;
+
+fn deploy(file: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(file)
+}
+
+#[test]
+fn example_coordinator_config_parses() {
+    let c = CoordinatorConfig::load(&deploy("coordinator.toml")).unwrap();
+    assert_eq!(c.listen.port(), 7443);
+    assert!(c.topology.ends_with("topology.toml"));
+    assert_eq!(c.heartbeat_interval, std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn example_topology_is_valid() {
+    let t = Topology::load(&deploy("topology.toml")).unwrap();
+    assert_eq!(t.pools.len(), 1);
+    let pool = &t.pools[0];
+    assert_eq!(pool.fqdn, "pchat01.contoso.com");
+    assert_eq!(pool.sql.len(), 4);
+    let id = failback_proto::model::AgentId::new("sql01.dc2.contoso.com").unwrap();
+    assert_eq!(t.roles_of(&id), vec!["sql-backup:pchat01.contoso.com".to_string()]);
+    let pc = failback_proto::model::AgentId::new("pc01.dc1.contoso.com").unwrap();
+    assert_eq!(t.roles_of(&pc), vec!["chat-server:pchat01.contoso.com".to_string()]);
+}
