@@ -72,17 +72,25 @@ impl AgentConfig {
             path: path.display().to_string(),
             message,
         };
-        let mut c: AgentConfig = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
+        let mut c: AgentConfig =
+            toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
         if c.coordinators.is_empty() {
-            return Err(err("coordinators: list at least one coordinator endpoint (name@host:port)".into()));
+            return Err(err(
+                "coordinators: list at least one coordinator endpoint (name@host:port)".into(),
+            ));
         }
         for cap in &c.capabilities {
             if !CAPABILITIES.contains(&cap.as_str()) {
-                return Err(err(format!("capabilities: unknown backend '{cap}' (known: {})", CAPABILITIES.join(", "))));
+                return Err(err(format!(
+                    "capabilities: unknown backend '{cap}' (known: {})",
+                    CAPABILITIES.join(", ")
+                )));
             }
         }
         if c.reconnect.initial.is_zero() || c.reconnect.max < c.reconnect.initial {
-            return Err(err("reconnect: initial must be > 0 and max >= initial".into()));
+            return Err(err(
+                "reconnect: initial must be > 0 and max >= initial".into()
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         c.tls = c.tls.relative_to(base);
@@ -110,9 +118,17 @@ key = "a.key"
         let c = AgentConfig::parse(Path::new("/x/agent.toml"), text).unwrap();
         assert_eq!(c.state_dir, Path::new("/x/state"));
         assert_eq!(c.coordinators[0].name, "c1");
-        let e = AgentConfig::parse(Path::new("a.toml"), &text.replace("c1@127.0.0.1:7443", "nope")).unwrap_err();
+        let e = AgentConfig::parse(
+            Path::new("a.toml"),
+            &text.replace("c1@127.0.0.1:7443", "nope"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("a.toml"), "{e}");
-        let e = AgentConfig::parse(Path::new("a.toml"), &text.replace("state_dir", "capabilities = [\"shell\"]\nstate_dir")).unwrap_err();
+        let e = AgentConfig::parse(
+            Path::new("a.toml"),
+            &text.replace("state_dir", "capabilities = [\"shell\"]\nstate_dir"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("shell"), "{e}");
     }
 }

@@ -19,7 +19,9 @@ pub enum Error {
     #[error(transparent)]
     Tls(#[from] failback_proto::tls::TlsError),
     /// An instruction from a leader older than one we already obeyed.
-    #[error("stale epoch: instruction carries epoch {got}, but this agent has accepted epoch {highest}; a newer leader exists")]
+    #[error(
+        "stale epoch: instruction carries epoch {got}, but this agent has accepted epoch {highest}; a newer leader exists"
+    )]
     StaleEpoch {
         /// Epoch of the refused instruction.
         got: Epoch,
@@ -48,7 +50,10 @@ pub enum Error {
 impl Error {
     /// Whether the same request may succeed later without a change by a person.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Session(_) | Error::NotLeader(_) | Error::Io { .. })
+        matches!(
+            self,
+            Error::Session(_) | Error::NotLeader(_) | Error::Io { .. }
+        )
     }
 
     /// The wire form of this error as an operation outcome.
@@ -80,7 +85,10 @@ mod tests {
 
     #[test]
     fn stale_epoch_names_both() {
-        let e = Error::StaleEpoch { got: Epoch(6), highest: Epoch(7) };
+        let e = Error::StaleEpoch {
+            got: Epoch(6),
+            highest: Epoch(7),
+        };
         let op = e.to_operation_error();
         assert_eq!(op.kind(), pb::ErrorKind::StaleEpoch);
         assert!(!op.retryable);

@@ -21,8 +21,12 @@ impl EpochStore {
     /// Opens (or creates) `state_dir/epoch`. A corrupt file is an error, not a reset to 0: a
     /// reset would silently re-admit deposed leaders.
     pub fn open(state_dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| Error::io(format!("create state directory '{}'", state_dir.display()), e))?;
+        std::fs::create_dir_all(state_dir).map_err(|e| {
+            Error::io(
+                format!("create state directory '{}'", state_dir.display()),
+                e,
+            )
+        })?;
         let path = state_dir.join("epoch");
         let highest = match std::fs::read_to_string(&path) {
             Ok(s) => Epoch(s.trim().parse().map_err(|_| Error::Config {
@@ -40,14 +44,23 @@ impl EpochStore {
 
     /// The highest accepted epoch.
     pub fn highest(&self) -> Epoch {
-        *self.highest.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .highest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Accepts `epoch` if it is not older than the highest; persists it when it is newer.
     pub fn accept(&self, epoch: Epoch) -> Result<(), Error> {
-        let mut highest = self.highest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut highest = self
+            .highest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if epoch < *highest {
-            return Err(Error::StaleEpoch { got: epoch, highest: *highest });
+            return Err(Error::StaleEpoch {
+                got: epoch,
+                highest: *highest,
+            });
         }
         if epoch > *highest {
             let tmp = self.path.with_extension("tmp");
@@ -61,7 +74,8 @@ impl EpochStore {
                 }
                 Ok(())
             };
-            write().map_err(|e| Error::io(format!("persist epoch to '{}'", self.path.display()), e))?;
+            write()
+                .map_err(|e| Error::io(format!("persist epoch to '{}'", self.path.display()), e))?;
             *highest = epoch;
         }
         Ok(())

@@ -29,7 +29,11 @@ use crate::error::Error;
 use crate::fencing::EpochStore;
 
 /// Runs the agent until `shutdown` is cancelled. `metrics_listener` is bound by the caller.
-pub async fn run(config: AgentConfig, metrics_listener: Option<TcpListener>, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: AgentConfig,
+    metrics_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     failback_proto::install_crypto_provider();
     let tls = TlsMaterial::load(&config.tls)?;
     session::check_own_role(&tls.identity, &config.tls.cert)?;
@@ -49,7 +53,11 @@ pub async fn run(config: AgentConfig, metrics_listener: Option<TcpListener>, shu
     );
     let tasks = tokio_util::task::TaskTracker::new();
     if let Some(l) = metrics_listener {
-        tasks.spawn(failback_proto::telemetry::serve_metrics(l, registry, shutdown.clone()));
+        tasks.spawn(failback_proto::telemetry::serve_metrics(
+            l,
+            registry,
+            shutdown.clone(),
+        ));
     }
     let ctx = session::SessionContext {
         config,

@@ -29,10 +29,18 @@ impl Metrics {
     pub fn new() -> (Self, Arc<Mutex<Registry>>) {
         let m = Metrics::default();
         let mut r = Registry::with_prefix("failback_agent");
-        r.register("connected", "1 while a session to the leader is open", m.connected.clone());
+        r.register(
+            "connected",
+            "1 while a session to the leader is open",
+            m.connected.clone(),
+        );
         r.register("epoch", "Highest leader epoch accepted", m.epoch.clone());
         r.register("heartbeats_sent", "Heartbeats sent", m.heartbeats.clone());
-        r.register("session_errors", "Sessions that failed to open or ended abnormally, by reason", m.session_errors.clone());
+        r.register(
+            "session_errors",
+            "Sessions that failed to open or ended abnormally, by reason",
+            m.session_errors.clone(),
+        );
         (m, Arc::new(Mutex::new(r)))
     }
 
@@ -54,7 +62,9 @@ impl Metrics {
     /// One session error.
     pub fn session_error(&self, reason: &str) {
         self.session_errors
-            .get_or_create(&ReasonLabel { reason: reason.to_string() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
             .inc();
     }
 }

@@ -58,7 +58,9 @@ pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
     let mut hint: Option<Endpoint> = None;
     let mut backoff = ctx.config.reconnect.initial;
     loop {
-        let endpoint = hint.take().unwrap_or_else(|| endpoints[next % endpoints.len()].clone());
+        let endpoint = hint
+            .take()
+            .unwrap_or_else(|| endpoints[next % endpoints.len()].clone());
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => Ok(Ended::Shutdown),
             r = session(&ctx, &endpoint, &shutdown) => r,
@@ -130,7 +132,11 @@ fn refused(status: &tonic::Status) -> Error {
     }
 }
 
-async fn session(ctx: &SessionContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> Result<Ended, Error> {
+async fn session(
+    ctx: &SessionContext,
+    endpoint: &Endpoint,
+    shutdown: &CancellationToken,
+) -> Result<Ended, Error> {
     let channel = tls::connect(endpoint, ctx.tls.clone(), CONNECT_TIMEOUT)
         .await
         .map_err(|e| Error::Session(format!("cannot connect: {}", tls::explain(&e))))?;
@@ -139,7 +145,10 @@ async fn session(ctx: &SessionContext, endpoint: &Endpoint, shutdown: &Cancellat
     tx.send(hello(ctx))
         .await
         .map_err(|_| Error::Session("outbound channel closed".into()))?;
-    let response = client.open(ReceiverStream::new(rx)).await.map_err(|s| refused(&s))?;
+    let response = client
+        .open(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| refused(&s))?;
     let mut inbound = response.into_inner();
     let first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message())
         .await
@@ -147,7 +156,12 @@ async fn session(ctx: &SessionContext, endpoint: &Endpoint, shutdown: &Cancellat
         .map_err(|s| refused(&s))?;
     let welcome = match first.and_then(|m| m.body) {
         Some(pb::coordinator_message::Body::Welcome(w)) => Welcome::try_from(w)?,
-        _ => return Err(failback_proto::model::ProtocolError::Missing("welcome (the first message down must be Welcome)").into()),
+        _ => {
+            return Err(failback_proto::model::ProtocolError::Missing(
+                "welcome (the first message down must be Welcome)",
+            )
+            .into());
+        }
     };
     ctx.epochs.accept(welcome.epoch)?;
     ctx.metrics.set_epoch(welcome.epoch.0);
@@ -224,7 +238,10 @@ fn handle(ctx: &SessionContext, raw: pb::Instruction) -> pb::AgentMessage {
 
 /// Checks that our own certificate may open agent sessions, so a misissued certificate is
 /// reported at start instead of as an endless stream of refusals.
-pub fn check_own_role(identity: &failback_proto::identity::PeerIdentity, cert: &std::path::Path) -> Result<(), Error> {
+pub fn check_own_role(
+    identity: &failback_proto::identity::PeerIdentity,
+    cert: &std::path::Path,
+) -> Result<(), Error> {
     if identity.has(Role::Agent) {
         return Ok(());
     }

@@ -56,7 +56,8 @@ impl CoordinatorConfig {
             path: path.display().to_string(),
             message,
         };
-        let mut c: CoordinatorConfig = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
+        let mut c: CoordinatorConfig =
+            toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         c.tls = c.tls.relative_to(base);
         for p in [&mut c.topology, &mut c.state_dir] {
@@ -64,7 +65,9 @@ impl CoordinatorConfig {
                 *p = base.join(&*p);
             }
         }
-        if c.heartbeat_interval < Duration::from_millis(100) || c.heartbeat_interval > Duration::from_secs(600) {
+        if c.heartbeat_interval < Duration::from_millis(100)
+            || c.heartbeat_interval > Duration::from_secs(600)
+        {
             return Err(err(format!(
                 "heartbeat_interval {:?} is outside 100ms..=10m",
                 c.heartbeat_interval
@@ -89,12 +92,15 @@ ca = "certs/ca.pem"
 cert = "certs/c1.pem"
 key = "/abs/c1.key"
 "#;
-        let c = CoordinatorConfig::parse(Path::new("/etc/failback/coordinator.toml"), text).unwrap();
+        let c =
+            CoordinatorConfig::parse(Path::new("/etc/failback/coordinator.toml"), text).unwrap();
         assert_eq!(c.topology, Path::new("/etc/failback/topology.toml"));
         assert_eq!(c.tls.key, Path::new("/abs/c1.key"));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
         let bad = text.replace("listen", "lisen");
-        let e = CoordinatorConfig::parse(Path::new("c.toml"), &bad).unwrap_err().to_string();
+        let e = CoordinatorConfig::parse(Path::new("c.toml"), &bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("c.toml") && e.contains("lisen"), "{e}");
     }
 }

@@ -91,14 +91,21 @@ impl Error {
     /// Coarse classification.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config { .. } | Error::Topology(_) | Error::Tls(_) | Error::InvalidInput(_) | Error::Protocol(_) => {
-                ErrorKind::Input
-            }
+            Error::Config { .. }
+            | Error::Topology(_)
+            | Error::Tls(_)
+            | Error::InvalidInput(_)
+            | Error::Protocol(_) => ErrorKind::Input,
             Error::PermissionDenied(_) | Error::Unauthenticated(_) => ErrorKind::Auth,
-            Error::NotLeader { .. } | Error::Deposed(_) | Error::Timeout(_) | Error::Unreachable(_) => ErrorKind::Unavailable,
+            Error::NotLeader { .. }
+            | Error::Deposed(_)
+            | Error::Timeout(_)
+            | Error::Unreachable(_) => ErrorKind::Unavailable,
             Error::Remote { code, .. } => match code {
                 tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => ErrorKind::Auth,
-                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition | tonic::Code::NotFound => ErrorKind::Input,
+                tonic::Code::InvalidArgument
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::NotFound => ErrorKind::Input,
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             },
@@ -133,7 +140,10 @@ mod tests {
         assert!(!Error::PermissionDenied("x".into()).is_retryable());
         assert_eq!(Error::InvalidInput("x".into()).kind(), ErrorKind::Input);
         assert_eq!(
-            Error::NotLeader { hint: Some("c2@h:1".into()) }.to_string(),
+            Error::NotLeader {
+                hint: Some("c2@h:1".into())
+            }
+            .to_string(),
             "this coordinator is not the leader; the leader is c2@h:1"
         );
     }

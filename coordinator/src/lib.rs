@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
 use crate::error::Error;
-use crate::leader::standalone::Standalone;
 use crate::leader::LeadershipRef;
+use crate::leader::standalone::Standalone;
 use crate::registry::Registry;
 use crate::topology::Topology;
 
@@ -50,10 +50,17 @@ pub struct Listeners {
 }
 
 /// Runs a coordinator until `shutdown` is cancelled.
-pub async fn run(config: CoordinatorConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: CoordinatorConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     failback_proto::install_crypto_provider();
     let tls = TlsMaterial::load(&config.tls)?;
-    if !tls.identity.has(failback_proto::identity::Role::Coordinator) {
+    if !tls
+        .identity
+        .has(failback_proto::identity::Role::Coordinator)
+    {
         return Err(Error::Config {
             path: config.tls.cert.display().to_string(),
             message: format!(
@@ -76,7 +83,11 @@ pub async fn run(config: CoordinatorConfig, listeners: Listeners, shutdown: Canc
             address: local.to_string(),
         },
     };
-    let leadership: LeadershipRef = Arc::new(Standalone::start(&config.state_dir, &id, &advertise.to_string())?);
+    let leadership: LeadershipRef = Arc::new(Standalone::start(
+        &config.state_dir,
+        &id,
+        &advertise.to_string(),
+    )?);
     let (metrics, metrics_registry) = metrics::Metrics::new();
     let registry = Registry::new(&topology, metrics.clone());
     tracing::info!(
@@ -116,7 +127,11 @@ pub async fn run(config: CoordinatorConfig, listeners: Listeners, shutdown: Canc
 
     let tasks = tokio_util::task::TaskTracker::new();
     if let Some(l) = listeners.metrics {
-        tasks.spawn(failback_proto::telemetry::serve_metrics(l, metrics_registry, shutdown.clone()));
+        tasks.spawn(failback_proto::telemetry::serve_metrics(
+            l,
+            metrics_registry,
+            shutdown.clone(),
+        ));
     }
     // Liveness sweep: two missed heartbeat intervals = disconnected.
     {
@@ -149,7 +164,10 @@ pub async fn run(config: CoordinatorConfig, listeners: Listeners, shutdown: Canc
         .add_service(pb::agent_session_server::AgentSessionServer::new(sessions))
         .add_service(pb::control_server::ControlServer::new(control));
     let result = server
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown.clone().cancelled_owned())
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.grpc),
+            shutdown.clone().cancelled_owned(),
+        )
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")));
     shutdown.cancel();

@@ -57,7 +57,13 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            ExitCode::from(if matches!(e.kind(), failback_coordinator::error::ErrorKind::Input) { 2 } else { 1 })
+            ExitCode::from(
+                if matches!(e.kind(), failback_coordinator::error::ErrorKind::Input) {
+                    2
+                } else {
+                    1
+                },
+            )
         }
     }
 }

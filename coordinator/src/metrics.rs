@@ -29,15 +29,28 @@ impl Metrics {
     pub fn new() -> (Self, Arc<Mutex<Registry>>) {
         let m = Metrics::default();
         let mut r = Registry::with_prefix("failback");
-        r.register("connected_agents", "Agents with a live session to this coordinator", m.connected_agents.clone());
-        r.register("agent_heartbeats", "Heartbeats received from agents", m.heartbeats.clone());
-        r.register("agent_session_errors", "Agent sessions refused or ended abnormally, by reason", m.session_errors.clone());
+        r.register(
+            "connected_agents",
+            "Agents with a live session to this coordinator",
+            m.connected_agents.clone(),
+        );
+        r.register(
+            "agent_heartbeats",
+            "Heartbeats received from agents",
+            m.heartbeats.clone(),
+        );
+        r.register(
+            "agent_session_errors",
+            "Agent sessions refused or ended abnormally, by reason",
+            m.session_errors.clone(),
+        );
         (m, Arc::new(Mutex::new(r)))
     }
 
     /// Sets the number of connected agents.
     pub fn set_connected(&self, n: usize) {
-        self.connected_agents.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.connected_agents
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts one heartbeat.
@@ -48,7 +61,9 @@ impl Metrics {
     /// Counts one session error.
     pub fn session_error(&self, reason: &str) {
         self.session_errors
-            .get_or_create(&ReasonLabel { reason: reason.to_string() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
             .inc();
     }
 }

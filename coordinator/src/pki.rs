@@ -72,7 +72,10 @@ pub fn group(requests: &[(Role, String)]) -> Result<Vec<CertSpec>, Error> {
     let mut specs = Vec::new();
     for (name, mut roles) in by_name {
         roles.sort();
-        let machine = roles.iter().filter(|r| matches!(r, Role::Agent | Role::Coordinator)).count();
+        let machine = roles
+            .iter()
+            .filter(|r| matches!(r, Role::Agent | Role::Coordinator))
+            .count();
         if machine > 1 || (machine == 1 && roles.len() > 1) {
             let list: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
             return Err(Error::InvalidInput(format!(
@@ -84,7 +87,8 @@ pub fn group(requests: &[(Role, String)]) -> Result<Vec<CertSpec>, Error> {
     }
     if specs.is_empty() {
         return Err(Error::InvalidInput(
-            "no certificates requested (give --coordinator, --agent, --operator or --approver)".into(),
+            "no certificates requested (give --coordinator, --agent, --operator or --approver)"
+                .into(),
         ));
     }
     Ok(specs)
@@ -156,7 +160,11 @@ pub fn init(dir: &Path, specs: &[CertSpec], validity: Validity) -> Result<Vec<Pa
     );
     dn.push(DnType::OrganizationName, "failback");
     params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::minutes(1);
     params.not_after = now + Duration::days(CA_DAYS);
@@ -176,15 +184,30 @@ pub fn init(dir: &Path, specs: &[CertSpec], validity: Validity) -> Result<Vec<Pa
 
 /// Issues more certificates from the CA in `dir`. Refuses to replace an existing certificate
 /// unless `overwrite`.
-pub fn add(dir: &Path, specs: &[CertSpec], validity: Validity, overwrite: bool) -> Result<Vec<PathBuf>, Error> {
+pub fn add(
+    dir: &Path,
+    specs: &[CertSpec],
+    validity: Validity,
+    overwrite: bool,
+) -> Result<Vec<PathBuf>, Error> {
     let ca_pem_path = dir.join("ca.pem");
     let ca_key_path = dir.join("ca.key");
-    let ca_pem = std::fs::read_to_string(&ca_pem_path).map_err(|e| io_err("read CA certificate", &ca_pem_path, e))?;
-    let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|e| io_err("read CA key", &ca_key_path, e))?;
-    let key = KeyPair::from_pem(&ca_key)
-        .map_err(|e| Error::InvalidInput(format!("'{}' is not a private key: {e}", ca_key_path.display())))?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)
-        .map_err(|e| Error::InvalidInput(format!("'{}' is not a CA certificate: {e}", ca_pem_path.display())))?;
+    let ca_pem = std::fs::read_to_string(&ca_pem_path)
+        .map_err(|e| io_err("read CA certificate", &ca_pem_path, e))?;
+    let ca_key = std::fs::read_to_string(&ca_key_path)
+        .map_err(|e| io_err("read CA key", &ca_key_path, e))?;
+    let key = KeyPair::from_pem(&ca_key).map_err(|e| {
+        Error::InvalidInput(format!(
+            "'{}' is not a private key: {e}",
+            ca_key_path.display()
+        ))
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| {
+        Error::InvalidInput(format!(
+            "'{}' is not a CA certificate: {e}",
+            ca_pem_path.display()
+        ))
+    })?;
     let mut written = Vec::new();
     for spec in specs {
         written.extend(issue(dir, &issuer, spec, validity, overwrite)?);
@@ -216,10 +239,15 @@ fn issue(
     dn.push(DnType::CommonName, spec.name.clone());
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     if spec.roles.contains(&Role::Coordinator) {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     params.not_before = validity.not_before;
     params.not_after = validity.not_after;
@@ -255,15 +283,36 @@ mod tests {
     fn init_then_add_reads_back_roles() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("certs");
-        init(&d, &group(&[(Role::Coordinator, "c1".into())]).unwrap(), Validity::days(1)).unwrap();
-        assert!(init(&d, &[], Validity::days(1)).is_err(), "second init must refuse");
-        add(&d, &group(&[(Role::Approver, "bob".into())]).unwrap(), Validity::days(1), false).unwrap();
+        init(
+            &d,
+            &group(&[(Role::Coordinator, "c1".into())]).unwrap(),
+            Validity::days(1),
+        )
+        .unwrap();
+        assert!(
+            init(&d, &[], Validity::days(1)).is_err(),
+            "second init must refuse"
+        );
+        add(
+            &d,
+            &group(&[(Role::Approver, "bob".into())]).unwrap(),
+            Validity::days(1),
+            false,
+        )
+        .unwrap();
         let pem = std::fs::read(d.join("bob.pem")).unwrap();
         let der = CertificateDer::from_pem_slice(&pem).unwrap();
         let id = failback_proto::identity::identity_from_der(&der).unwrap();
         assert_eq!(id.name, "bob");
         assert_eq!(id.roles, vec![Role::Operator, Role::Approver]);
-        assert!(add(&d, &group(&[(Role::Agent, "bob".into())]).unwrap(), Validity::days(1), false).is_err());
+        assert!(
+            add(
+                &d,
+                &group(&[(Role::Agent, "bob".into())]).unwrap(),
+                Validity::days(1),
+                false
+            )
+            .is_err()
+        );
     }
-
 }

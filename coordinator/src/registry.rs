@@ -81,7 +81,10 @@ impl Registry {
             })
             .collect();
         Registry {
-            inner: Arc::new(Mutex::new(Inner { agents, next_session: 1 })),
+            inner: Arc::new(Mutex::new(Inner {
+                agents,
+                next_session: 1,
+            })),
             metrics,
         }
     }
@@ -89,7 +92,9 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated in a way that matters
         // more than losing the registry, so recover the guard.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The data center of a known agent.
@@ -100,13 +105,21 @@ impl Registry {
     /// Attaches a new session for `id`, replacing (and ending) any previous one: the newest
     /// connection is the truth, an older one is a half-dead leftover. Returns the session id and
     /// the token cancelled when the session is detached.
-    pub fn attach(&self, id: &AgentId, hello: &Hello, peer: String, tx: mpsc::Sender<Outbound>) -> Option<(u64, CancellationToken)> {
+    pub fn attach(
+        &self,
+        id: &AgentId,
+        hello: &Hello,
+        peer: String,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Option<(u64, CancellationToken)> {
         let mut inner = self.lock();
         let session_id = inner.next_session;
         inner.next_session += 1;
         let entry = inner.agents.get_mut(id)?;
         if let Some(old) = entry.session.take() {
-            let _ = old.tx.try_send(Err(tonic::Status::aborted("replaced by a newer session of the same agent")));
+            let _ = old.tx.try_send(Err(tonic::Status::aborted(
+                "replaced by a newer session of the same agent",
+            )));
             old.cancel.cancel();
         }
         let cancel = CancellationToken::new();
@@ -122,7 +135,11 @@ impl Registry {
         entry.version = hello.agent_version.clone();
         entry.capabilities = hello.capabilities.clone();
         entry.peer = peer;
-        let n = inner.agents.values().filter(|e| e.session.is_some()).count();
+        let n = inner
+            .agents
+            .values()
+            .filter(|e| e.session.is_some())
+            .count();
         drop(inner);
         self.metrics.set_connected(n);
         Some((session_id, cancel))
@@ -144,7 +161,9 @@ impl Registry {
     /// sender ends the outbound stream.
     pub fn detach(&self, id: &AgentId, session_id: u64, status: Option<tonic::Status>) -> bool {
         let mut inner = self.lock();
-        let Some(e) = inner.agents.get_mut(id) else { return false };
+        let Some(e) = inner.agents.get_mut(id) else {
+            return false;
+        };
         if e.session.as_ref().is_none_or(|s| s.id != session_id) {
             return false;
         }
@@ -154,7 +173,11 @@ impl Registry {
             }
             s.cancel.cancel();
         }
-        let n = inner.agents.values().filter(|e| e.session.is_some()).count();
+        let n = inner
+            .agents
+            .values()
+            .filter(|e| e.session.is_some())
+            .count();
         drop(inner);
         self.metrics.set_connected(n);
         true

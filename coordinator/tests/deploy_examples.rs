@@ -6,7 +6,9 @@ use failback_coordinator::config::CoordinatorConfig;
 use failback_coordinator::topology::Topology;
 
 fn deploy(file: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file)
 }
 
 #[test]
@@ -25,7 +27,13 @@ fn example_topology_is_valid() {
     assert_eq!(pool.fqdn, "pchat01.contoso.com");
     assert_eq!(pool.sql.len(), 4);
     let id = failback_proto::model::AgentId::new("sql01.dc2.contoso.com").unwrap();
-    assert_eq!(t.roles_of(&id), vec!["sql-backup:pchat01.contoso.com".to_string()]);
+    assert_eq!(
+        t.roles_of(&id),
+        vec!["sql-backup:pchat01.contoso.com".to_string()]
+    );
     let pc = failback_proto::model::AgentId::new("pc01.dc1.contoso.com").unwrap();
-    assert_eq!(t.roles_of(&pc), vec!["chat-server:pchat01.contoso.com".to_string()]);
+    assert_eq!(
+        t.roles_of(&pc),
+        vec!["chat-server:pchat01.contoso.com".to_string()]
+    );
 }

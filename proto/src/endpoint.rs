@@ -113,7 +113,15 @@ mod tests {
 
     #[test]
     fn refuses_bad_input() {
-        for bad in ["", "coord1", "coord1@:1", "x@host:0", "x@host:99999", "a b@h:1", "@h:1"] {
+        for bad in [
+            "",
+            "coord1",
+            "coord1@:1",
+            "x@host:0",
+            "x@host:99999",
+            "a b@h:1",
+            "@h:1",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
         assert_eq!(parse_list("a@h:1, b@h:2,").unwrap().len(), 2);

@@ -37,7 +37,12 @@ pub enum Role {
 
 impl Role {
     /// All roles, in display order.
-    pub const ALL: [Role; 4] = [Role::Agent, Role::Coordinator, Role::Operator, Role::Approver];
+    pub const ALL: [Role; 4] = [
+        Role::Agent,
+        Role::Coordinator,
+        Role::Operator,
+        Role::Approver,
+    ];
 
     /// The lower-case name used in the certificate and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -67,7 +72,9 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role '{s}' (known: agent, coordinator, operator, approver)"))
+            .ok_or_else(|| {
+                format!("unknown role '{s}' (known: agent, coordinator, operator, approver)")
+            })
     }
 }
 
@@ -112,7 +119,8 @@ pub enum IdentityError {
 
 /// Reads name and roles from a DER certificate.
 pub fn identity_from_der(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
     let name = cert
         .subject()
         .iter_common_name()
@@ -124,7 +132,10 @@ pub fn identity_from_der(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for gn in &san.value.general_names {
             if let GeneralName::URI(uri) = gn {
-                if let Some(role) = uri.strip_prefix(ROLE_URI_PREFIX).and_then(|r| r.parse().ok()) {
+                if let Some(role) = uri
+                    .strip_prefix(ROLE_URI_PREFIX)
+                    .and_then(|r| r.parse().ok())
+                {
                     if !roles.contains(&role) {
                         roles.push(role);
                     }

@@ -24,7 +24,8 @@ pub mod pb {
     tonic::include_proto!("failback.v1");
 
     /// Encoded file descriptor set, served through gRPC reflection so `grpcurl` works.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("failback_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("failback_descriptor");
 }
 
 /// Version of the agent-session contract. Sent in every Hello; the coordinator refuses any other

@@ -106,7 +106,19 @@ impl OpId {
 
 /// The leader's fencing epoch: the create revision of its etcd leader key (or the standalone
 /// store's counter). Strictly increasing across leaders; 0 means "none".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Epoch(pub u64);
 
@@ -132,7 +144,8 @@ impl DatabaseName {
         let first_ok = chars
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '$' | '#'));
+        let rest_ok =
+            chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '$' | '#'));
         if !first_ok || !rest_ok || s.len() > 128 {
             return Err(format!(
                 "'{}' is not a valid database name (a letter or '_' first, then letters, digits, '_', '@', '$' or '#'; at most 128 characters)",
@@ -229,7 +242,10 @@ pub struct Instruction {
 impl TryFrom<pb::Instruction> for Instruction {
     type Error = ProtocolError;
     fn try_from(i: pb::Instruction) -> Result<Self, Self::Error> {
-        let op_id = OpId::new(i.op_id).map_err(|reason| ProtocolError::Invalid { field: "op_id", reason })?;
+        let op_id = OpId::new(i.op_id).map_err(|reason| ProtocolError::Invalid {
+            field: "op_id",
+            reason,
+        })?;
         if i.epoch == 0 {
             return Err(ProtocolError::Missing("epoch"));
         }
@@ -279,7 +295,9 @@ impl TryFrom<pb::Welcome> for Welcome {
         Ok(Welcome {
             coordinator_id: w.coordinator_id,
             epoch: Epoch(w.epoch),
-            heartbeat_interval: std::time::Duration::from_millis(u64::from(w.heartbeat_interval_ms)),
+            heartbeat_interval: std::time::Duration::from_millis(u64::from(
+                w.heartbeat_interval_ms,
+            )),
             agent_id: w.agent_id,
             datacenter: w.datacenter,
         })
@@ -294,7 +312,16 @@ mod tests {
     fn database_names() {
         assert!(DatabaseName::new("mgc").is_ok());
         assert!(DatabaseName::new("_x$1").is_ok());
-        for bad in ["", "1db", "a]b", "a'b", "a;b", "a b", "a--b", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "1db",
+            "a]b",
+            "a'b",
+            "a;b",
+            "a b",
+            "a--b",
+            &"x".repeat(129),
+        ] {
             assert!(DatabaseName::new(bad).is_err(), "{bad}");
         }
     }
@@ -308,7 +335,10 @@ mod tests {
         };
         let e = Hello::try_from(h).unwrap_err();
         assert!(matches!(e, ProtocolError::Version { theirs: 0, .. }));
-        assert_eq!(tonic::Status::from(e).code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            tonic::Status::from(e).code(),
+            tonic::Code::FailedPrecondition
+        );
     }
 
     #[test]
@@ -319,6 +349,9 @@ mod tests {
             deadline_unix_ms: 0,
             operation: None,
         };
-        assert_eq!(Instruction::try_from(i), Err(ProtocolError::Missing("operation")));
+        assert_eq!(
+            Instruction::try_from(i),
+            Err(ProtocolError::Missing("operation"))
+        );
     }
 }

@@ -53,7 +53,11 @@ pub type SharedRegistry = Arc<Mutex<Registry>>;
 
 /// Serves `GET /metrics` from `registry` on `listener` until `shutdown` is cancelled. Any other
 /// path answers 404. Connection errors are logged at debug and affect only that connection.
-pub async fn serve_metrics(listener: TcpListener, registry: SharedRegistry, shutdown: CancellationToken) {
+pub async fn serve_metrics(
+    listener: TcpListener,
+    registry: SharedRegistry,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -82,7 +86,10 @@ pub async fn serve_metrics(listener: TcpListener, registry: SharedRegistry, shut
     }
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, registry: &SharedRegistry) -> Response<Full<Bytes>> {
+fn answer(
+    req: &Request<hyper::body::Incoming>,
+    registry: &SharedRegistry,
+) -> Response<Full<Bytes>> {
     if req.uri().path() != "/metrics" {
         let mut r = Response::new(Full::new(Bytes::from_static(b"not found; try /metrics\n")));
         *r.status_mut() = StatusCode::NOT_FOUND;
@@ -99,14 +106,19 @@ fn answer(req: &Request<hyper::body::Incoming>, registry: &SharedRegistry) -> Re
     }
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
     );
     r
 }
 
 /// Binds a metrics listener, naming the address in the error.
 pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}")))
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {addr}: {e}"),
+        )
+    })
 }

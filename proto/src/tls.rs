@@ -14,8 +14,8 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tonic::transport::{Channel, Uri};
 
@@ -121,7 +121,11 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certs(what: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certs(
+    what: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Pem {
@@ -200,19 +204,24 @@ impl TlsMaterial {
                 let why = match &e {
                     rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
                     | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
-                        "it was not issued by the installation's CA (the CA file next to it)".to_string()
+                        "it was not issued by the installation's CA (the CA file next to it)"
+                            .to_string()
                     }
                     rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)
-                    | rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext { .. }) => {
-                        "it has expired; issue a new one with `failbackctl certs add --force`".to_string()
-                    }
+                    | rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::ExpiredContext { .. },
+                    ) => "it has expired; issue a new one with `failbackctl certs add --force`"
+                        .to_string(),
                     rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet)
-                    | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext { .. }) => {
-                        "it is not valid yet (check this host's clock)".to_string()
-                    }
+                    | rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidYetContext { .. },
+                    ) => "it is not valid yet (check this host's clock)".to_string(),
                     other => other.to_string(),
                 };
-                format!("our certificate '{}' will be refused: {why} ({e})", self.identity.name)
+                format!(
+                    "our certificate '{}' will be refused: {why} ({e})",
+                    self.identity.name
+                )
             })
     }
 
@@ -221,7 +230,10 @@ impl TlsMaterial {
     /// handshake). Roles are checked per service, from the peer certificate.
     pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
         tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
             .client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
     }
 
@@ -261,9 +273,13 @@ impl ServerCertVerifier for RoleVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let ok = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
         let id = identity_from_der(end_entity)
             .map_err(|e| rustls::Error::General(format!("server certificate: {e}")))?;
         if !id.has(self.role) {
@@ -354,7 +370,9 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
         "the coordinator refused our certificate: it has expired (or is not valid yet); issue a new one with `failbackctl certs add`"
     } else if lower.contains("received fatal alert: certificaterequired") {
         "the coordinator requires a client certificate and none was sent"
-    } else if lower.contains("unknownissuer") || lower.contains("invalid peer certificate: badsignature") {
+    } else if lower.contains("unknownissuer")
+        || lower.contains("invalid peer certificate: badsignature")
+    {
         "the coordinator's certificate was not issued by our CA (check --certs / the ca file)"
     } else if lower.contains("expired") {
         "a certificate has expired (check the dates with `openssl x509 -noout -dates -in FILE`)"
@@ -375,4 +393,3 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
         format!("{hint} ({all})")
     }
 }
-

@@ -48,9 +48,14 @@ pub struct AgentSessionService {
 type OpenStream = Pin<Box<dyn Stream<Item = Outbound> + Send>>;
 
 impl AgentSessionService {
-    async fn accept(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<OpenStream, (&'static str, Error)> {
-        let peer = auth::require(&request, &[Role::Agent], "an agent session").map_err(|e| ("role", e))?;
-        let agent = AgentId::new(peer.name.clone()).map_err(|e| ("identity", Error::PermissionDenied(e)))?;
+    async fn accept(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<OpenStream, (&'static str, Error)> {
+        let peer =
+            auth::require(&request, &[Role::Agent], "an agent session").map_err(|e| ("role", e))?;
+        let agent = AgentId::new(peer.name.clone())
+            .map_err(|e| ("identity", Error::PermissionDenied(e)))?;
         let Some(datacenter) = self.registry.datacenter(&agent) else {
             return Err((
                 "unknown_agent",
@@ -61,17 +66,42 @@ impl AgentSessionService {
         };
         let view = self.leadership.view();
         if !view.is_leader {
-            return Err(("not_leader", Error::NotLeader { hint: view.leader_endpoint }));
+            return Err((
+                "not_leader",
+                Error::NotLeader {
+                    hint: view.leader_endpoint,
+                },
+            ));
         }
-        let peer_addr = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer_addr = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| ("protocol", Error::Timeout(format!("no Hello within {HELLO_TIMEOUT:?}"))))?
-            .map_err(|s| ("protocol", Error::InvalidInput(format!("stream failed before Hello: {}", s.message()))))?;
+            .map_err(|_| {
+                (
+                    "protocol",
+                    Error::Timeout(format!("no Hello within {HELLO_TIMEOUT:?}")),
+                )
+            })?
+            .map_err(|s| {
+                (
+                    "protocol",
+                    Error::InvalidInput(format!("stream failed before Hello: {}", s.message())),
+                )
+            })?;
         let hello = match first.and_then(|m| m.body) {
-            Some(pb::agent_message::Body::Hello(h)) => Hello::try_from(h).map_err(|e| ("protocol", e.into()))?,
-            _ => return Err(("protocol", ProtocolError::Missing("hello (the first message must be Hello)").into())),
+            Some(pb::agent_message::Body::Hello(h)) => {
+                Hello::try_from(h).map_err(|e| ("protocol", e.into()))?
+            }
+            _ => {
+                return Err((
+                    "protocol",
+                    ProtocolError::Missing("hello (the first message must be Hello)").into(),
+                ));
+            }
         };
         if hello.highest_epoch_seen > view.epoch {
             return Err((
@@ -87,18 +117,25 @@ impl AgentSessionService {
             body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
                 coordinator_id: self.coordinator_id.clone(),
                 epoch: view.epoch.0,
-                heartbeat_interval_ms: u32::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
+                heartbeat_interval_ms: u32::try_from(self.heartbeat_interval.as_millis())
+                    .unwrap_or(u32::MAX),
                 agent_id: agent.to_string(),
                 datacenter,
             })),
         };
-        tx.send(Ok(welcome))
-            .await
-            .map_err(|_| ("internal", Error::Internal("session channel closed before Welcome".into())))?;
+        tx.send(Ok(welcome)).await.map_err(|_| {
+            (
+                "internal",
+                Error::Internal("session channel closed before Welcome".into()),
+            )
+        })?;
         let (session_id, cancel) = self
             .registry
             .attach(&agent, &hello, peer_addr.clone(), tx)
-            .ok_or(("unknown_agent", Error::Internal("agent vanished from the registry".into())))?;
+            .ok_or((
+                "unknown_agent",
+                Error::Internal("agent vanished from the registry".into()),
+            ))?;
         tracing::info!(%agent, %peer_addr, version = %hello.agent_version, session_id, "agent session attached");
 
         let registry = self.registry.clone();
@@ -152,7 +189,10 @@ impl AgentSessionService {
 impl pb::agent_session_server::AgentSession for AgentSessionService {
     type OpenStream = OpenStream;
 
-    async fn open(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Self::OpenStream>, Status> {
+    async fn open(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
         match self.accept(request).await {
             Ok(stream) => Ok(Response::new(stream)),
             Err((reason, e)) => {

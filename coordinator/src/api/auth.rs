@@ -21,7 +21,11 @@ pub fn peer<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, Error> {
 
 /// The caller's identity if it holds one of `allowed`; otherwise `PermissionDenied` naming the
 /// certificate, its roles and what `service` needs.
-pub fn require<T>(request: &tonic::Request<T>, allowed: &[Role], service: &str) -> Result<PeerIdentity, Error> {
+pub fn require<T>(
+    request: &tonic::Request<T>,
+    allowed: &[Role],
+    service: &str,
+) -> Result<PeerIdentity, Error> {
     let id = peer(request)?;
     if allowed.iter().any(|r| id.has(*r)) {
         return Ok(id);

@@ -39,14 +39,19 @@ impl ControlService {
         if view.is_leader {
             Ok(())
         } else {
-            Err(Error::NotLeader { hint: view.leader_endpoint })
+            Err(Error::NotLeader {
+                hint: view.leader_endpoint,
+            })
         }
     }
 }
 
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
-    async fn leader(&self, request: Request<pb::LeaderRequest>) -> Result<Response<pb::LeaderResponse>, Status> {
+    async fn leader(
+        &self,
+        request: Request<pb::LeaderRequest>,
+    ) -> Result<Response<pb::LeaderResponse>, Status> {
         self.caller(&request, "Leader")?;
         let view = self.leadership.view();
         Ok(Response::new(pb::LeaderResponse {
@@ -59,12 +64,16 @@ impl pb::control_server::Control for ControlService {
         }))
     }
 
-    async fn list_agents(&self, request: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         self.caller(&request, "ListAgents")?;
         self.leader_only()?;
         Ok(Response::new(pb::ListAgentsResponse {
             agents: self.registry.list(),
-            heartbeat_interval_ms: u32::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u32::MAX),
+            heartbeat_interval_ms: u32::try_from(self.heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
         }))
     }
 }

@@ -38,9 +38,15 @@ mod tests {
 
     #[test]
     fn not_leader_carries_hint() {
-        let s: Status = Error::NotLeader { hint: Some("c2@10.0.0.2:7443".into()) }.into();
+        let s: Status = Error::NotLeader {
+            hint: Some("c2@10.0.0.2:7443".into()),
+        }
+        .into();
         assert_eq!(s.code(), tonic::Code::Unavailable);
-        assert_eq!(s.metadata().get(LEADER_HINT_METADATA).unwrap(), "c2@10.0.0.2:7443");
+        assert_eq!(
+            s.metadata().get(LEADER_HINT_METADATA).unwrap(),
+            "c2@10.0.0.2:7443"
+        );
         let s: Status = Error::PermissionDenied("no".into()).into();
         assert_eq!(s.code(), tonic::Code::PermissionDenied);
     }

@@ -30,10 +30,21 @@ use failback_proto::telemetry::{LogFormat, init_tracing};
 struct Cli {
     /// Coordinator endpoint `name@host:port` (repeat, or comma-separate). Tried in order; a
     /// non-leader's hint is followed.
-    #[arg(long = "endpoint", short = 'e', global = true, env = "FAILBACK_COORDINATORS", value_delimiter = ',')]
+    #[arg(
+        long = "endpoint",
+        short = 'e',
+        global = true,
+        env = "FAILBACK_COORDINATORS",
+        value_delimiter = ','
+    )]
     endpoints: Vec<Endpoint>,
     /// Directory with ca.pem and your certificate (written by `certs init`).
-    #[arg(long = "certs", global = true, env = "FAILBACK_CERTS_DIR", default_value = "certs")]
+    #[arg(
+        long = "certs",
+        global = true,
+        env = "FAILBACK_CERTS_DIR",
+        default_value = "certs"
+    )]
     certs_dir: PathBuf,
     /// Which certificate in the directory to use (default: the only operator/approver one).
     #[arg(long, global = true, env = "FAILBACK_IDENTITY")]
@@ -169,9 +180,21 @@ async fn execute(cli: Cli) -> Result<String, Error> {
         Command::Certs(CertsCommand::Init { dir, names, days }) => {
             let specs = pki::group(&names.requests())?;
             let files = pki::init(&dir, &specs, pki::Validity::days(days))?;
-            Ok(format!("created a CA and {} certificate(s) in {} ({} files)", specs.len(), dir.display(), files.len()))
+            Ok(format!(
+                "created a CA and {} certificate(s) in {} ({} files)",
+                specs.len(),
+                dir.display(),
+                files.len()
+            ))
         }
-        Command::Certs(CertsCommand::Add { dir, names, days, not_after, not_before, force }) => {
+        Command::Certs(CertsCommand::Add {
+            dir,
+            names,
+            days,
+            not_after,
+            not_before,
+            force,
+        }) => {
             let specs = pki::group(&names.requests())?;
             let mut validity = pki::Validity::days(days);
             if let Some(t) = not_after {

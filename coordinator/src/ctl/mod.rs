@@ -10,11 +10,11 @@ pub mod output;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use failback_proto::LEADER_HINT_METADATA;
 use failback_proto::endpoint::Endpoint;
 use failback_proto::identity::{Role, identity_from_der};
 use failback_proto::pb::control_client::ControlClient;
 use failback_proto::tls::{self, TlsFiles, TlsMaterial};
-use failback_proto::LEADER_HINT_METADATA;
 use tonic::transport::Channel;
 
 use crate::error::{Error, ErrorKind};
@@ -55,13 +55,19 @@ pub fn resolve_identity(dir: &Path, named: Option<&str>) -> Result<String, Error
     let mut people = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
         if path.extension().is_none_or(|e| e != "pem") || stem == "ca" {
             continue;
         }
-        let Ok(pem) = std::fs::read(&path) else { continue };
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
         use rustls_pki_types::pem::PemObject;
-        let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(&pem) else { continue };
+        let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(&pem) else {
+            continue;
+        };
         if let Ok(id) = identity_from_der(&der) {
             if id.has(Role::Operator) || id.has(Role::Approver) {
                 people.push(stem.to_string());
@@ -122,7 +128,10 @@ impl Control {
         if let Err(why) = material.self_check() {
             failures.push(why);
         }
-        Err(Error::Unreachable(format!("no coordinator reachable:\n  {}", failures.join("\n  "))))
+        Err(Error::Unreachable(format!(
+            "no coordinator reachable:\n  {}",
+            failures.join("\n  ")
+        )))
     }
 
     /// Runs `call`; when the answer is "not the leader" with a hint, reconnects to the hint and
@@ -143,7 +152,9 @@ impl Control {
                 if let (tonic::Code::Unavailable, Some(leader)) = (status.code(), hint) {
                     let ch = tls::connect(&leader, self.config.clone(), CONNECT_TIMEOUT)
                         .await
-                        .map_err(|e| Error::Unreachable(format!("leader {leader}: {}", tls::explain(&e))))?;
+                        .map_err(|e| {
+                            Error::Unreachable(format!("leader {leader}: {}", tls::explain(&e)))
+                        })?;
                     self.client = ControlClient::new(ch);
                     self.endpoint = leader;
                     return call(self.client.clone())
@@ -162,9 +173,13 @@ impl Control {
     /// certificate; check ours locally and say why when it is the cause.
     fn diagnose(&self, e: Error) -> Error {
         match e {
-            Error::Unreachable(text) if text.contains("refused our certificate") => Error::Unauthenticated(text),
+            Error::Unreachable(text) if text.contains("refused our certificate") => {
+                Error::Unauthenticated(text)
+            }
             Error::Unreachable(text) => match self.material.self_check() {
-                Err(why) => Error::Unauthenticated(format!("the coordinator refused our certificate: {why} ({text})")),
+                Err(why) => Error::Unauthenticated(format!(
+                    "the coordinator refused our certificate: {why} ({text})"
+                )),
                 Ok(()) => Error::Unreachable(text),
             },
             other => other,

@@ -128,7 +128,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// Renders the agents document as a table (or JSON).
 pub fn render_agents(doc: &AgentsDoc, format: Format) -> String {
     match format {
-        Format::Json => serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+        Format::Json => {
+            serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        }
         Format::Table => {
             let rows: Vec<Vec<String>> = doc
                 .agents
@@ -137,17 +139,35 @@ pub fn render_agents(doc: &AgentsDoc, format: Format) -> String {
                     vec![
                         a.id.clone(),
                         a.datacenter.clone(),
-                        if a.connected { "yes".into() } else { "NO".into() },
+                        if a.connected {
+                            "yes".into()
+                        } else {
+                            "NO".into()
+                        },
                         age(a.last_heartbeat_age_ms),
                         a.version.clone().unwrap_or_else(|| "-".into()),
-                        if a.roles.is_empty() { "-".into() } else { a.roles.join(",") },
+                        if a.roles.is_empty() {
+                            "-".into()
+                        } else {
+                            a.roles.join(",")
+                        },
                     ]
                 })
                 .collect();
             let connected = doc.agents.iter().filter(|a| a.connected).count();
             format!(
                 "{}\n{connected} of {} agents connected to {} (heartbeat every {} ms)",
-                table(&["AGENT", "DC", "CONNECTED", "LAST HEARTBEAT", "VERSION", "ROLES"], &rows),
+                table(
+                    &[
+                        "AGENT",
+                        "DC",
+                        "CONNECTED",
+                        "LAST HEARTBEAT",
+                        "VERSION",
+                        "ROLES"
+                    ],
+                    &rows
+                ),
                 doc.agents.len(),
                 doc.coordinator,
                 doc.heartbeat_interval_ms

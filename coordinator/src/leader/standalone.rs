@@ -20,8 +20,12 @@ pub struct Standalone {
 impl Standalone {
     /// Bumps the epoch counter in `state_dir` and becomes leader at the new epoch.
     pub fn start(state_dir: &Path, id: &str, endpoint: &str) -> Result<Self, Error> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| Error::io(format!("create state directory '{}'", state_dir.display()), e))?;
+        std::fs::create_dir_all(state_dir).map_err(|e| {
+            Error::io(
+                format!("create state directory '{}'", state_dir.display()),
+                e,
+            )
+        })?;
         let path = state_dir.join("epoch");
         let previous = match std::fs::read_to_string(&path) {
             Ok(s) => s.trim().parse::<u64>().map_err(|_| Error::Config {
@@ -70,8 +74,12 @@ mod tests {
     #[test]
     fn epoch_increases_across_starts() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Standalone::start(dir.path(), "c1", "c1@h:1").unwrap().view();
-        let b = Standalone::start(dir.path(), "c1", "c1@h:1").unwrap().view();
+        let a = Standalone::start(dir.path(), "c1", "c1@h:1")
+            .unwrap()
+            .view();
+        let b = Standalone::start(dir.path(), "c1", "c1@h:1")
+            .unwrap()
+            .view();
         assert!(a.is_leader);
         assert_eq!(b.epoch, Epoch(a.epoch.0 + 1));
         std::fs::write(dir.path().join("epoch"), "garbage").unwrap();

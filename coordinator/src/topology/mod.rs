@@ -126,7 +126,11 @@ impl Topology {
         for pool in &self.pools {
             for (role, inst) in &pool.sql {
                 if &inst.agent == agent {
-                    roles.push(format!("sql-{}:{}", role.as_str().replace('_', "-"), pool.fqdn));
+                    roles.push(format!(
+                        "sql-{}:{}",
+                        role.as_str().replace('_', "-"),
+                        pool.fqdn
+                    ));
                 }
             }
             if pool.lync_shell.values().flatten().any(|a| a == agent) {
@@ -146,7 +150,11 @@ impl Topology {
 
     /// Sorted data-center names.
     pub fn datacenters(&self) -> Vec<&str> {
-        let mut dcs: Vec<&str> = self.agents.values().map(|a| a.datacenter.as_str()).collect();
+        let mut dcs: Vec<&str> = self
+            .agents
+            .values()
+            .map(|a| a.datacenter.as_str())
+            .collect();
         dcs.sort_unstable();
         dcs.dedup();
         dcs

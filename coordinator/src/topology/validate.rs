@@ -42,20 +42,27 @@ impl Checker<'_> {
 
 pub(super) fn parse(text: &str) -> Result<Topology, Vec<Problem>> {
     let raw: RawTopology = toml::from_str(text).map_err(|e| {
-        let c = Checker { text, problems: vec![] };
+        let c = Checker {
+            text,
+            problems: vec![],
+        };
         vec![Problem {
             line: e.span().map(|s| c.line(s.start)),
             context: String::new(),
             message: e.message().trim().to_string(),
         }]
     })?;
-    let mut c = Checker { text, problems: vec![] };
+    let mut c = Checker {
+        text,
+        problems: vec![],
+    };
     let agents = check_agents(&mut c, &raw);
     if raw.pool.is_empty() {
         c.problems.push(Problem {
             line: None,
             context: String::new(),
-            message: "no [[pool]] tables: a topology describes at least one Persistent Chat pool".into(),
+            message: "no [[pool]] tables: a topology describes at least one Persistent Chat pool"
+                .into(),
         });
     }
     let mut pools = Vec::new();
@@ -65,7 +72,11 @@ pub(super) fn parse(text: &str) -> Result<Topology, Vec<Problem>> {
         let fqdn = p.get_ref().fqdn.get_ref().to_ascii_lowercase();
         let line = c.line(p.get_ref().fqdn.span().start);
         if let Some(first) = seen_pools.insert(fqdn.clone(), line) {
-            c.at(&p.get_ref().fqdn, &format!("pool '{fqdn}'"), format!("duplicate pool (first defined on line {first})"));
+            c.at(
+                &p.get_ref().fqdn,
+                &format!("pool '{fqdn}'"),
+                format!("duplicate pool (first defined on line {first})"),
+            );
         }
         if let Some(pool) = check_pool(&mut c, p.get_ref(), &agents, &mut seen_instances) {
             pools.push(pool);
@@ -89,7 +100,11 @@ fn check_agents(c: &mut Checker<'_>, raw: &RawTopology) -> BTreeMap<AgentId, Age
         let id = match AgentId::new(id_text.clone()) {
             Ok(id) => id,
             Err(e) => {
-                c.at(&a.id, &ctx, format!("invalid agent id: {e} (agent ids are certificate names)"));
+                c.at(
+                    &a.id,
+                    &ctx,
+                    format!("invalid agent id: {e} (agent ids are certificate names)"),
+                );
                 continue;
             }
         };
@@ -99,10 +114,19 @@ fn check_agents(c: &mut Checker<'_>, raw: &RawTopology) -> BTreeMap<AgentId, Age
         }
         let line = c.line(a.id.span().start);
         if let Some(first) = lines.insert(id_text, line) {
-            c.at(&a.id, &ctx, format!("duplicate agent id (first defined on line {first})"));
+            c.at(
+                &a.id,
+                &ctx,
+                format!("duplicate agent id (first defined on line {first})"),
+            );
             continue;
         }
-        agents.insert(id, AgentEntry { datacenter: dc.clone() });
+        agents.insert(
+            id,
+            AgentEntry {
+                datacenter: dc.clone(),
+            },
+        );
     }
     agents
 }
@@ -115,7 +139,9 @@ fn known_agent(
     want_dc: &str,
 ) -> Option<AgentId> {
     let lower = name.get_ref().to_ascii_lowercase();
-    let found = AgentId::new(lower.clone()).ok().filter(|id| agents.contains_key(id));
+    let found = AgentId::new(lower.clone())
+        .ok()
+        .filter(|id| agents.contains_key(id));
     let Some(id) = found else {
         let known: Vec<&str> = agents.keys().map(AgentId::as_str).collect();
         c.at(
@@ -124,14 +150,22 @@ fn known_agent(
             format!(
                 "unknown agent '{}' (add an [[agent]] table for it; known agents: {})",
                 name.get_ref(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ),
         );
         return None;
     };
     let dc = &agents[&id].datacenter;
     if dc != want_dc {
-        c.at(name, ctx, format!("agent '{id}' is in data center '{dc}', but this role is in '{want_dc}'"));
+        c.at(
+            name,
+            ctx,
+            format!("agent '{id}' is in data center '{dc}', but this role is in '{want_dc}'"),
+        );
     }
     Some(id)
 }
@@ -144,7 +178,11 @@ fn check_path(c: &mut Checker<'_>, p: &Spanned<String>, ctx: &str) {
     if s.trim().is_empty() {
         c.at(p, ctx, "must not be empty");
     } else if !absolute {
-        c.at(p, ctx, format!("'{s}' is not absolute (use \\\\server\\share, D:\\folder, or /folder)"));
+        c.at(
+            p,
+            ctx,
+            format!("'{s}' is not absolute (use \\\\server\\share, D:\\folder, or /folder)"),
+        );
     } else if s.split(['/', '\\']).any(|part| part == "..") {
         c.at(p, ctx, format!("'{s}' contains '..'"));
     } else if s.chars().any(char::is_control) {
@@ -155,7 +193,14 @@ fn check_path(c: &mut Checker<'_>, p: &Spanned<String>, ctx: &str) {
 fn check_fqdn(c: &mut Checker<'_>, s: &Spanned<String>, ctx: &str, what: &str) -> bool {
     let ok = validate_name(s.get_ref()).is_ok() && s.get_ref().contains('.');
     if !ok {
-        c.at(s, ctx, format!("'{}' is not a fully qualified {what} name (like pchat01.contoso.com)", s.get_ref()));
+        c.at(
+            s,
+            ctx,
+            format!(
+                "'{}' is not a fully qualified {what} name (like pchat01.contoso.com)",
+                s.get_ref()
+            ),
+        );
     }
     ok
 }
@@ -169,7 +214,11 @@ fn check_instance(c: &mut Checker<'_>, inst: &RawInstance, ctx: &str) -> bool {
     let rest_ok = match (s.contains(','), rest) {
         (true, Some(port)) => port.parse::<u16>().is_ok_and(|p| p > 0),
         (false, Some(name)) => {
-            !name.is_empty() && name.len() <= 16 && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '$')
+            !name.is_empty()
+                && name.len() <= 16
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '$')
         }
         (_, None) => true,
     };
@@ -198,11 +247,19 @@ fn check_pool(
     let (pdc, bdc) = (p.primary_dc.get_ref(), p.backup_dc.get_ref());
     for (field, dc) in [("primary_dc", &p.primary_dc), ("backup_dc", &p.backup_dc)] {
         if !known_dcs.contains(dc.get_ref().as_str()) {
-            c.at(dc, &format!("{ctx}: {field}"), format!("no agent is in data center '{}'", dc.get_ref()));
+            c.at(
+                dc,
+                &format!("{ctx}: {field}"),
+                format!("no agent is in data center '{}'", dc.get_ref()),
+            );
         }
     }
     if pdc == bdc {
-        c.at(&p.backup_dc, &format!("{ctx}: backup_dc"), format!("the backup data center must differ from the primary ('{pdc}')"));
+        c.at(
+            &p.backup_dc,
+            &format!("{ctx}: backup_dc"),
+            format!("the backup data center must differ from the primary ('{pdc}')"),
+        );
     }
 
     let mut databases = Vec::new();
@@ -210,18 +267,34 @@ fn check_pool(
         match DatabaseName::new(d.get_ref().clone()) {
             Ok(name) if name.as_str() == "mgc" || name.as_str() == "mgccomp" => {
                 if databases.contains(&name) {
-                    c.at(d, &format!("{ctx}: databases"), format!("'{name}' is listed twice"));
+                    c.at(
+                        d,
+                        &format!("{ctx}: databases"),
+                        format!("'{name}' is listed twice"),
+                    );
                 }
                 databases.push(name);
             }
-            Ok(name) => c.at(d, &format!("{ctx}: databases"), format!("'{name}' is not a Persistent Chat database (only mgc and mgccomp)")),
+            Ok(name) => c.at(
+                d,
+                &format!("{ctx}: databases"),
+                format!("'{name}' is not a Persistent Chat database (only mgc and mgccomp)"),
+            ),
             Err(e) => c.at(d, &format!("{ctx}: databases"), e),
         }
     }
     if !p.databases.get_ref().is_empty() && !databases.iter().any(|d| d.as_str() == "mgc") {
-        c.at(&p.databases, &format!("{ctx}: databases"), "must include mgc");
+        c.at(
+            &p.databases,
+            &format!("{ctx}: databases"),
+            "must include mgc",
+        );
     } else if p.databases.get_ref().is_empty() {
-        c.at(&p.databases, &format!("{ctx}: databases"), "must not be empty (mgc, and mgccomp where compliance is on)");
+        c.at(
+            &p.databases,
+            &format!("{ctx}: databases"),
+            "must not be empty (mgc, and mgccomp where compliance is on)",
+        );
     }
     check_path(c, &p.share, &format!("{ctx}: share"));
     check_path(c, &p.copy_dir, &format!("{ctx}: copy_dir"));
@@ -243,37 +316,76 @@ fn check_pool(
         let inst_ok = check_instance(c, inst, &format!("{rctx}.instance"));
         if let Some(agent) = agent {
             if let Some(other) = used_agents.insert(agent.clone(), role.as_str()) {
-                c.at(&inst.agent, &format!("{rctx}.agent"), format!("agent '{agent}' already manages sql.{other} of this pool"));
+                c.at(
+                    &inst.agent,
+                    &format!("{rctx}.agent"),
+                    format!("agent '{agent}' already manages sql.{other} of this pool"),
+                );
             }
             if inst_ok {
                 let key = inst.instance.get_ref().to_ascii_lowercase();
                 let owner = format!("sql.{} of pool '{fqdn}'", role.as_str());
                 if let Some(first) = seen_instances.insert(key.clone(), owner) {
-                    c.at(&inst.instance, &format!("{rctx}.instance"), format!("instance '{key}' is already {first}; each role needs its own instance"));
+                    c.at(
+                        &inst.instance,
+                        &format!("{rctx}.instance"),
+                        format!(
+                            "instance '{key}' is already {first}; each role needs its own instance"
+                        ),
+                    );
                 }
-                sql.insert(role, SqlInstance { agent, instance: inst.instance.get_ref().clone() });
+                sql.insert(
+                    role,
+                    SqlInstance {
+                        agent,
+                        instance: inst.instance.get_ref().clone(),
+                    },
+                );
             }
         }
     }
 
-    let lync_shell = check_per_dc(c, &p.lync_shell, &format!("{ctx}: lync_shell"), pdc, bdc, |c, dc, a, lctx| {
-        known_agent(c, agents, a, lctx, dc).map(|id| id.as_str().to_string())
-    })
+    let lync_shell = check_per_dc(
+        c,
+        &p.lync_shell,
+        &format!("{ctx}: lync_shell"),
+        pdc,
+        bdc,
+        |c, dc, a, lctx| known_agent(c, agents, a, lctx, dc).map(|id| id.as_str().to_string()),
+    )
     .into_iter()
-    .map(|(dc, list)| (dc, list.into_iter().filter_map(|s| AgentId::new(s).ok()).collect()))
+    .map(|(dc, list)| {
+        (
+            dc,
+            list.into_iter()
+                .filter_map(|s| AgentId::new(s).ok())
+                .collect(),
+        )
+    })
     .collect();
     let mut seen_servers: HashMap<String, String> = HashMap::new();
-    let chat_servers = check_per_dc(c, &p.chat_servers, &format!("{ctx}: chat_servers"), pdc, bdc, |c, dc, s, sctx| {
-        if !check_fqdn(c, s, sctx, "server") {
-            return None;
-        }
-        let lower = s.get_ref().to_ascii_lowercase();
-        if let Some(first) = seen_servers.insert(lower.clone(), dc.to_string()) {
-            c.at(s, sctx, format!("chat server '{lower}' is already listed under '{first}'"));
-            return None;
-        }
-        Some(lower)
-    });
+    let chat_servers = check_per_dc(
+        c,
+        &p.chat_servers,
+        &format!("{ctx}: chat_servers"),
+        pdc,
+        bdc,
+        |c, dc, s, sctx| {
+            if !check_fqdn(c, s, sctx, "server") {
+                return None;
+            }
+            let lower = s.get_ref().to_ascii_lowercase();
+            if let Some(first) = seen_servers.insert(lower.clone(), dc.to_string()) {
+                c.at(
+                    s,
+                    sctx,
+                    format!("chat server '{lower}' is already listed under '{first}'"),
+                );
+                return None;
+            }
+            Some(lower)
+        },
+    );
 
     (c.problems.len() == before).then(|| Pool {
         fqdn,
@@ -301,7 +413,13 @@ fn check_per_dc(
     let mut out = BTreeMap::new();
     for (dc, list) in table.get_ref() {
         if dc != pdc && dc != bdc {
-            c.at(table, ctx, format!("'{dc}' is neither the pool's primary_dc ('{pdc}') nor its backup_dc ('{bdc}')"));
+            c.at(
+                table,
+                ctx,
+                format!(
+                    "'{dc}' is neither the pool's primary_dc ('{pdc}') nor its backup_dc ('{bdc}')"
+                ),
+            );
             continue;
         }
         let dctx = format!("{ctx}.{dc}");

@@ -28,7 +28,9 @@ async fn lab(cli: Cli) -> anyhow::Result<()> {
     let (agents, topology) = three_agent_topology();
     let workdir = match (&cli.workdir, cli.keep_running) {
         (Some(d), _) => Some(d.clone()),
-        (None, true) => Some(std::env::temp_dir().join(format!("failback-lab-{}", std::process::id()))),
+        (None, true) => {
+            Some(std::env::temp_dir().join(format!("failback-lab-{}", std::process::id())))
+        }
         (None, false) => None,
     };
     println!("== failback lab: generating certificates and configs");
@@ -40,7 +42,9 @@ async fn lab(cli: Cli) -> anyhow::Result<()> {
     fleet.start_agents()?;
     let ids: Vec<String> = fleet.agent_specs.iter().map(|a| a.id.clone()).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    fleet.wait_connected(&refs, true, Duration::from_secs(30)).await?;
+    fleet
+        .wait_connected(&refs, true, Duration::from_secs(30))
+        .await?;
     println!("== failbackctl agents");
     let out = fleet.ctl(OPERATOR, &["agents"]).await?;
     println!("{}", out.stdout.trim_end());

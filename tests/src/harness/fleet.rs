@@ -31,13 +31,25 @@ pub struct AgentSpec {
 /// a Lync shell in dc1, a SQL backup that also hosts the shell in dc2).
 pub fn three_agent_topology() -> (Vec<AgentSpec>, String) {
     let agents = vec![
-        AgentSpec { id: "sql01.dc1.lab".into(), datacenter: "dc1".into() },
-        AgentSpec { id: "fe01.dc1.lab".into(), datacenter: "dc1".into() },
-        AgentSpec { id: "sql01.dc2.lab".into(), datacenter: "dc2".into() },
+        AgentSpec {
+            id: "sql01.dc1.lab".into(),
+            datacenter: "dc1".into(),
+        },
+        AgentSpec {
+            id: "fe01.dc1.lab".into(),
+            datacenter: "dc1".into(),
+        },
+        AgentSpec {
+            id: "sql01.dc2.lab".into(),
+            datacenter: "dc2".into(),
+        },
     ];
     let mut t = String::new();
     for a in &agents {
-        t.push_str(&format!("[[agent]]\nid = \"{}\"\ndatacenter = \"{}\"\n\n", a.id, a.datacenter));
+        t.push_str(&format!(
+            "[[agent]]\nid = \"{}\"\ndatacenter = \"{}\"\n\n",
+            a.id, a.datacenter
+        ));
     }
     t.push_str(
         r#"[[pool]]
@@ -91,6 +103,8 @@ pub struct Fleet {
     pub heartbeat: Duration,
     /// The agents.
     pub agent_specs: Vec<AgentSpec>,
+    /// Metrics port of each agent.
+    pub agent_metrics_ports: BTreeMap<String, u16>,
     coordinator: Option<Proc>,
     agents: BTreeMap<String, Proc>,
 }
@@ -98,20 +112,39 @@ pub struct Fleet {
 impl Fleet {
     /// Writes certificates, topology and configs into `workdir` (a fresh temporary directory if
     /// `None`). Starts nothing.
-    pub async fn create(workdir: Option<PathBuf>, agents: Vec<AgentSpec>, topology: &str, heartbeat: Duration) -> anyhow::Result<Self> {
+    pub async fn create(
+        workdir: Option<PathBuf>,
+        agents: Vec<AgentSpec>,
+        topology: &str,
+        heartbeat: Duration,
+    ) -> anyhow::Result<Self> {
         let (dir, tmp) = match workdir {
             Some(d) => {
                 std::fs::create_dir_all(&d)?;
                 (d, None)
             }
             None => {
-                let t = tempfile::Builder::new().prefix("failback-fleet-").tempdir()?;
+                let t = tempfile::Builder::new()
+                    .prefix("failback-fleet-")
+                    .tempdir()?;
                 (t.path().to_path_buf(), Some(t))
             }
         };
         let certs = dir.join("certs");
-        let mut args: Vec<String> = vec!["certs".into(), "init".into(), "--dir".into(), certs.display().to_string()];
-        args.extend(["--coordinator".into(), COORDINATOR.into(), "--operator".into(), OPERATOR.into(), "--approver".into(), APPROVER.into()]);
+        let mut args: Vec<String> = vec![
+            "certs".into(),
+            "init".into(),
+            "--dir".into(),
+            certs.display().to_string(),
+        ];
+        args.extend([
+            "--coordinator".into(),
+            COORDINATOR.into(),
+            "--operator".into(),
+            OPERATOR.into(),
+            "--approver".into(),
+            APPROVER.into(),
+        ]);
         for a in &agents {
             args.extend(["--agent".into(), a.id.clone()]);
         }
@@ -127,6 +160,10 @@ impl Fleet {
             coordinator_port: free_port()?,
             coordinator_metrics_port: free_port()?,
             heartbeat,
+            agent_metrics_ports: agents
+                .iter()
+                .map(|a| Ok((a.id.clone(), free_port()?)))
+                .collect::<anyhow::Result<_>>()?,
             agent_specs: agents,
             coordinator: None,
             agents: BTreeMap::new(),
@@ -177,6 +214,7 @@ key = "certs/{COORDINATOR}.key"
         let text = format!(
             r#"coordinators = ["{ep}"]
 state_dir = "state"
+metrics_listen = "127.0.0.1:{mport}"
 capabilities = ["sql", "files", "lync", "host"]
 
 [reconnect]
@@ -188,7 +226,8 @@ ca = "{certs}/ca.pem"
 cert = "{certs}/{id}.pem"
 key = "{certs}/{id}.key"
 "#,
-            ep = self.endpoint()
+            ep = self.endpoint(),
+            mport = self.agent_metrics_ports.get(id).copied().unwrap_or(0)
         );
         std::fs::write(path, text)?;
         Ok(())
@@ -198,7 +237,13 @@ key = "{certs}/{id}.key"
     pub async fn start_coordinator(&mut self) -> anyhow::Result<()> {
         let config = self.dir.join("coordinator.toml");
         let log = self.dir.join("logs").join("coordinator.log");
-        let p = Proc::spawn("coordinator", &bin("failback-coordinator")?, &["--config", &config.display().to_string()], &[], &log)?;
+        let p = Proc::spawn(
+            "coordinator",
+            &bin("failback-coordinator")?,
+            &["--config", &config.display().to_string()],
+            &[],
+            &log,
+        )?;
         self.coordinator = Some(p);
         let addr = format!("127.0.0.1:{}", self.coordinator_port);
         let ready = wait_for("the coordinator to listen", Duration::from_secs(20), || {
@@ -207,7 +252,11 @@ key = "{certs}/{id}.key"
         })
         .await;
         if let Err(e) = ready {
-            let tail = self.coordinator.as_ref().map(|p| p.log_tail(20)).unwrap_or_default();
+            let tail = self
+                .coordinator
+                .as_ref()
+                .map(|p| p.log_tail(20))
+                .unwrap_or_default();
             anyhow::bail!("{e}\ncoordinator log:\n{tail}");
         }
         Ok(())
@@ -224,7 +273,13 @@ key = "{certs}/{id}.key"
     pub fn start_agent(&mut self, id: &str) -> anyhow::Result<()> {
         let config = self.agent_config(id);
         let log = self.dir.join("logs").join(format!("agent-{id}.log"));
-        let p = Proc::spawn(&format!("agent {id}"), &bin("failback-agent")?, &["--config", &config.display().to_string()], &[], &log)?;
+        let p = Proc::spawn(
+            &format!("agent {id}"),
+            &bin("failback-agent")?,
+            &["--config", &config.display().to_string()],
+            &[],
+            &log,
+        )?;
         self.agents.insert(id.to_string(), p);
         Ok(())
     }
@@ -250,7 +305,16 @@ key = "{certs}/{id}.key"
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let ep = self.endpoint();
         let certs = self.certs.display().to_string();
-        run_ctl(&self.dir, &args, &[("FAILBACK_COORDINATORS", &ep), ("FAILBACK_CERTS_DIR", &certs), ("FAILBACK_IDENTITY", identity)]).await
+        run_ctl(
+            &self.dir,
+            &args,
+            &[
+                ("FAILBACK_COORDINATORS", &ep),
+                ("FAILBACK_CERTS_DIR", &certs),
+                ("FAILBACK_IDENTITY", identity),
+            ],
+        )
+        .await
     }
 
     /// `failbackctl agents --output json` as the operator, parsed.
@@ -263,17 +327,26 @@ key = "{certs}/{id}.key"
     }
 
     /// Waits until the connected flag of each agent in `ids` equals `connected`.
-    pub async fn wait_connected(&self, ids: &[&str], connected: bool, deadline: Duration) -> anyhow::Result<serde_json::Value> {
-        wait_for(&format!("agents {ids:?} connected={connected}"), deadline, || async {
-            let doc = self.agents_json().await.ok()?;
-            let all = ids.iter().all(|id| {
-                doc["agents"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|x| x["id"] == *id))
-                    .is_some_and(|x| x["connected"] == connected)
-            });
-            all.then_some(doc)
-        })
+    pub async fn wait_connected(
+        &self,
+        ids: &[&str],
+        connected: bool,
+        deadline: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        wait_for(
+            &format!("agents {ids:?} connected={connected}"),
+            deadline,
+            || async {
+                let doc = self.agents_json().await.ok()?;
+                let all = ids.iter().all(|id| {
+                    doc["agents"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|x| x["id"] == *id))
+                        .is_some_and(|x| x["connected"] == connected)
+                });
+                all.then_some(doc)
+            },
+        )
         .await
     }
 
@@ -289,10 +362,18 @@ key = "{certs}/{id}.key"
 }
 
 /// Runs failbackctl in `cwd` with `args` and extra environment.
-pub async fn run_ctl(cwd: &Path, args: &[String], envs: &[(&str, &str)]) -> anyhow::Result<CtlOutput> {
+pub async fn run_ctl(
+    cwd: &Path,
+    args: &[String],
+    envs: &[(&str, &str)],
+) -> anyhow::Result<CtlOutput> {
     let mut cmd = tokio::process::Command::new(bin("failbackctl")?);
     cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
-    for k in ["FAILBACK_COORDINATORS", "FAILBACK_CERTS_DIR", "FAILBACK_IDENTITY"] {
+    for k in [
+        "FAILBACK_COORDINATORS",
+        "FAILBACK_CERTS_DIR",
+        "FAILBACK_IDENTITY",
+    ] {
         cmd.env_remove(k);
     }
     for (k, v) in envs {
