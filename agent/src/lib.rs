@@ -3,11 +3,11 @@
 //! arbitrary command — under epoch fencing.
 //!
 //! Layout:
-//! - [`config`]: `agent.toml`.
-//! - [`session`]: dialing, Hello/Welcome, heartbeats, reconnect with backoff, instruction dispatch.
-//! - [`fencing`]: the persisted highest epoch.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`error`]: the crate's error type.
+//! - [`config`] — `agent.toml`.
+//! - [`session`] — dialing, Hello/Welcome, heartbeats, reconnect with backoff, instruction dispatch.
+//! - [`fencing`] — the persisted highest epoch.
+//! - [`metrics`] — Prometheus metrics.
+//! - [`error`] — the crate's error type.
 //!
 //! Entry point: [`run`].
 

@@ -1,5 +1,8 @@
 //! The example agent config in deploy/ is parsed with the real loader, so it never goes stale.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use failback_agent::config::AgentConfig;

@@ -3,15 +3,15 @@
 //! `failbackctl` ([`ctl`], [`pki`]).
 //!
 //! Layout:
-//! - [`config`]: `coordinator.toml`.
-//! - [`topology`]: the topology file, validated with line-accurate errors.
-//! - [`leader`]: the `Leadership` trait and its standalone implementation.
-//! - [`registry`]: agents, sessions, heartbeats, liveness.
-//! - [`api`]: gRPC services, caller identity, the one `Error` → `Status` mapping.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`pki`]: the installation CA (`failbackctl certs`).
-//! - [`ctl`]: failbackctl's client side (connect, leader-following, output).
-//! - [`error`]: the crate's error type.
+//! - [`config`] — `coordinator.toml`.
+//! - [`topology`] — the topology file, validated with line-accurate errors.
+//! - [`leader`] — the `Leadership` trait and its standalone implementation.
+//! - [`registry`] — agents, sessions, heartbeats, liveness.
+//! - [`api`] — gRPC services, caller identity, the one `Error` → `Status` mapping.
+//! - [`metrics`] — Prometheus metrics.
+//! - [`pki`] — the installation CA (`failbackctl certs`).
+//! - [`ctl`] — failbackctl's client side (connect, leader-following, output).
+//! - [`error`] — the crate's error type.
 //!
 //! Entry point: [`run`], called by the thin `main` and by tests alike.
 

@@ -148,12 +148,12 @@ impl Registry {
     /// Records a heartbeat of the given session (ignored if the session was replaced).
     pub fn heartbeat(&self, id: &AgentId, session_id: u64) {
         let mut inner = self.lock();
-        if let Some(e) = inner.agents.get_mut(id) {
-            if let Some(s) = e.session.as_mut().filter(|s| s.id == session_id) {
-                s.last_heartbeat = Instant::now();
-                e.last_heartbeat_unix_ms = unix_ms();
-                self.metrics.heartbeat();
-            }
+        if let Some(e) = inner.agents.get_mut(id)
+            && let Some(s) = e.session.as_mut().filter(|s| s.id == session_id)
+        {
+            s.last_heartbeat = Instant::now();
+            e.last_heartbeat_unix_ms = unix_ms();
+            self.metrics.heartbeat();
         }
     }
 

@@ -1,5 +1,8 @@
 //! The example files in deploy/ are parsed with the real loaders, so they never go stale.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use failback_coordinator::config::CoordinatorConfig;

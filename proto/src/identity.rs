@@ -131,15 +131,13 @@ pub fn identity_from_der(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     let mut roles = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for gn in &san.value.general_names {
-            if let GeneralName::URI(uri) = gn {
-                if let Some(role) = uri
+            if let GeneralName::URI(uri) = gn
+                && let Some(role) = uri
                     .strip_prefix(ROLE_URI_PREFIX)
                     .and_then(|r| r.parse().ok())
-                {
-                    if !roles.contains(&role) {
-                        roles.push(role);
-                    }
-                }
+                && !roles.contains(&role)
+            {
+                roles.push(role);
             }
         }
     }

@@ -1,13 +1,13 @@
 //! failback's wire contract and the rules both sides of it share.
 //!
 //! Layout (a table of contents; each module's own doc says why it exists):
-//! - [`pb`]: code generated from `proto/failback/v1/failback.proto`. It never leaves this crate's
+//! - [`pb`] — code generated from `proto/failback/v1/failback.proto`. It never leaves this crate's
 //!   API surface unwrapped: handlers convert to [`model`] types with `TryFrom` on receipt.
-//! - [`model`]: hand-written, validated types (typed ids, the epoch, Hello, instructions).
-//! - [`identity`]: how a certificate carries its role, and reading it from a peer.
-//! - [`tls`]: rustls configurations and the mTLS connector used by agents and failbackctl.
-//! - [`endpoint`]: `name@host:port` coordinator endpoints.
-//! - [`telemetry`]: tracing setup and the Prometheus `/metrics` HTTP endpoint.
+//! - [`model`] — hand-written, validated types (typed ids, the epoch, Hello, instructions).
+//! - [`identity`] — how a certificate carries its role, and reading it from a peer.
+//! - [`tls`] — rustls configurations and the mTLS connector used by agents and failbackctl.
+//! - [`endpoint`] — `name@host:port` coordinator endpoints.
+//! - [`telemetry`] — tracing setup and the Prometheus `/metrics` HTTP endpoint.
 //!
 //! When you change the `.proto`, also touch: [`model`] conversions, [`PROTOCOL_VERSION`] if an older
 //! peer could misread the new contract, and the coordinator's `api/` handlers.

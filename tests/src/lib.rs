@@ -2,7 +2,7 @@
 //! issues) the simulators (`sqlsim`, `lyncsim`) and the end-to-end suites.
 //!
 //! Layout:
-//! - [`harness`]: processes killed on drop, free ports, polling with deadlines, and [`harness::fleet`]
+//! - [`harness`] — processes killed on drop, free ports, polling with deadlines, and [`harness::fleet`]
 //!   which writes certificates, topology and configs and starts coordinators and agents.
 //!
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them next to

@@ -3,6 +3,9 @@
 //! quickly, a frozen one (SIGSTOP: no TCP reset, like a host that lost power) within the
 //! heartbeat-silence limit; restarted or thawed agents come back.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use failback_tests::harness::fleet::{Fleet, three_agent_topology};

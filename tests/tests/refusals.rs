@@ -2,6 +2,9 @@
 //! says why. Real coordinator process, real mTLS; the raw-session cases use the proto crate's
 //! client the way the agent does.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use failback_proto::endpoint::Endpoint;

@@ -2,6 +2,9 @@
 //! valid → exit 0 with a summary; broken → exit 2, the file, the line and a message that names the
 //! problem; never a panic.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use failback_tests::harness::fleet::run_ctl;
 
 /// 1-based line of the first occurrence of `needle` in the example.

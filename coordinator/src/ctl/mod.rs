@@ -68,10 +68,10 @@ pub fn resolve_identity(dir: &Path, named: Option<&str>) -> Result<String, Error
         let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(&pem) else {
             continue;
         };
-        if let Ok(id) = identity_from_der(&der) {
-            if id.has(Role::Operator) || id.has(Role::Approver) {
-                people.push(stem.to_string());
-            }
+        if let Ok(id) = identity_from_der(&der)
+            && (id.has(Role::Operator) || id.has(Role::Approver))
+        {
+            people.push(stem.to_string());
         }
     }
     people.sort();
