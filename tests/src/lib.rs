@@ -4,8 +4,11 @@
 //! Layout:
 //! - [`harness`] — processes killed on drop, free ports, polling with deadlines, and [`harness::fleet`]
 //!   which writes certificates, topology and configs and starts coordinators and agents.
+//! - [`sqlsim`] — a SQL Server stand-in speaking TDS 7.4 (binary `sqlsim`), used by the lab and by
+//!   the agent's real tiberius code path.
 //!
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them next to
 //! the running test or lab executable and says so clearly when they are missing.
 
 pub mod harness;
+pub mod sqlsim;

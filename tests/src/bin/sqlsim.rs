@@ -1,0 +1,74 @@
+//! `sqlsim`: runs the SQL Server stand-in. Thin by design: parse flags, set up logging, bind the
+//! listener, print the bound address (so a harness can use port 0) and call `sqlsim::run`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use failback_tests::sqlsim::{Config, run};
+use tokio_util::sync::CancellationToken;
+
+/// A SQL Server stand-in that speaks TDS 7.4.
+#[derive(Parser, Debug)]
+#[command(name = "sqlsim", version)]
+struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:1433 (port 0 picks a free port).
+    #[arg(long)]
+    listen: String,
+    /// Directory holding the instance state and the statement log.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Password of the `sa` login.
+    #[arg(long)]
+    sa_password: String,
+    /// Server name (@@SERVERNAME); defaults to the saved one, or SQLSIM.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// PEM certificate chain for TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // RUST_LOG selects the level (default info).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    // One crypto provider for every rustls user in the process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("bind {}", args.listen))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    // The harness waits for this line; it is the readiness signal.
+    writeln!(std::io::stdout(), "sqlsim listening on {addr}").context("write to stdout")?;
+    std::io::stdout().flush().context("flush stdout")?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            signal.cancel();
+        }
+    });
+    let config = Config {
+        data_dir: args.data_dir,
+        sa_password: args.sa_password,
+        server_name: args.server_name,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+    };
+    run(config, listener, shutdown)
+        .await
+        .context("sqlsim failed")?;
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! The catalogue of SQL Server errors sqlsim raises: number, severity class, state and message
+//! text as SQL Server words them, so clients (and the agent's error mapping) see the real thing.
+//! `sqlsim/mod.rs` lists the same numbers for readers; add a constructor here and a line there.
+
+use crate::sqlsim::tokens::ServerMessage;
+
+/// 102: syntax error near a token.
+pub fn syntax_near(near: &str) -> ServerMessage {
+    ServerMessage::new(102, 1, 15, format!("Incorrect syntax near '{near}'."))
+}
+
+/// 156: syntax error near a reserved keyword.
+pub fn syntax_near_keyword(kw: &str) -> ServerMessage {
+    ServerMessage::new(
+        156,
+        1,
+        15,
+        format!("Incorrect syntax near the keyword '{kw}'."),
+    )
+}
+
+/// 105: a string or quoted identifier is not closed.
+pub fn unclosed_quote(after: &str) -> ServerMessage {
+    ServerMessage::new(
+        105,
+        1,
+        15,
+        format!("Unclosed quotation mark after the character string '{after}'."),
+    )
+}
+
+/// 113: a block comment is not closed.
+pub fn missing_end_comment() -> ServerMessage {
+    ServerMessage::new(113, 1, 15, "Missing end comment mark '*/'.")
+}
+
+/// 137: a variable that is neither declared nor passed as a parameter.
+pub fn undeclared_variable(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        137,
+        2,
+        15,
+        format!("Must declare the scalar variable \"{name}\"."),
+    )
+}
+
+/// 195: unknown built-in function.
+pub fn unknown_function(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        195,
+        10,
+        15,
+        format!("'{name}' is not a recognized built-in function name."),
+    )
+}
+
+/// 207: unknown column.
+pub fn invalid_column(name: &str) -> ServerMessage {
+    ServerMessage::new(207, 1, 16, format!("Invalid column name '{name}'."))
+}
+
+/// 208: unknown table or view.
+pub fn invalid_object(name: &str) -> ServerMessage {
+    ServerMessage::new(208, 1, 16, format!("Invalid object name '{name}'."))
+}
+
+/// 209: a column name matches more than one table of the FROM clause.
+pub fn ambiguous_column(name: &str) -> ServerMessage {
+    ServerMessage::new(209, 1, 16, format!("Ambiguous column name '{name}'."))
+}
+
+/// 213: INSERT without a column list has the wrong number of values.
+pub fn insert_column_count() -> ServerMessage {
+    ServerMessage::new(
+        213,
+        1,
+        16,
+        "Column name or number of supplied values does not match table definition.",
+    )
+}
+
+/// 109 / 110: INSERT column list and VALUES differ in length.
+pub fn insert_values_mismatch(more_columns: bool) -> ServerMessage {
+    if more_columns {
+        ServerMessage::new(
+            109,
+            1,
+            15,
+            "There are more columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.",
+        )
+    } else {
+        ServerMessage::new(
+            110,
+            1,
+            15,
+            "There are fewer columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.",
+        )
+    }
+}
+
+/// 241: a string could not be converted to a date/time.
+pub fn datetime_conversion() -> ServerMessage {
+    ServerMessage::new(
+        241,
+        1,
+        16,
+        "Conversion failed when converting date and/or time from character string.",
+    )
+}
+
+/// 245: a string could not be converted to a number.
+pub fn int_conversion(text: &str) -> ServerMessage {
+    ServerMessage::new(
+        245,
+        1,
+        16,
+        format!("Conversion failed when converting the nvarchar value '{text}' to data type int."),
+    )
+}
+
+/// 515: NULL into a NOT NULL column.
+pub fn null_not_allowed(column: &str, table: &str) -> ServerMessage {
+    ServerMessage::new(
+        515,
+        2,
+        16,
+        format!(
+            "Cannot insert the value NULL into column '{column}', table '{table}'; column does not allow nulls. INSERT fails."
+        ),
+    )
+}
+
+/// 544: explicit value for an IDENTITY column.
+pub fn identity_insert(table: &str) -> ServerMessage {
+    ServerMessage::new(
+        544,
+        1,
+        16,
+        format!(
+            "Cannot insert explicit value for identity column in table '{table}' when IDENTITY_INSERT is set to OFF."
+        ),
+    )
+}
+
+/// 911: USE of a database that does not exist.
+pub fn database_not_found(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        911,
+        1,
+        16,
+        format!("Database '{name}' does not exist. Make sure that the name is entered correctly."),
+    )
+}
+
+/// 927: the database is being restored.
+pub fn database_restoring(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        927,
+        2,
+        14,
+        format!("Database '{name}' cannot be opened. It is in the middle of a restore."),
+    )
+}
+
+/// 942: the database is offline.
+pub fn database_offline(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        942,
+        4,
+        14,
+        format!("Database '{name}' cannot be opened because it is offline."),
+    )
+}
+
+/// 1801: CREATE DATABASE of an existing name.
+pub fn database_exists(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        1801,
+        3,
+        16,
+        format!("Database '{name}' already exists. Choose a different database name."),
+    )
+}
+
+/// 2812: unknown stored procedure.
+pub fn procedure_not_found(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        2812,
+        62,
+        16,
+        format!("Could not find stored procedure '{name}'."),
+    )
+}
+
+/// 3701: DROP DATABASE of a database that does not exist.
+pub fn cannot_drop_missing(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        3701,
+        1,
+        11,
+        format!(
+            "Cannot drop the database '{name}', because it does not exist or you do not have permission."
+        ),
+    )
+}
+
+/// 3702: DROP DATABASE while sessions use it.
+pub fn database_in_use_drop(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        3702,
+        4,
+        16,
+        format!("Cannot drop database \"{name}\" because it is currently in use."),
+    )
+}
+
+/// 3708: DROP DATABASE of a system database.
+pub fn cannot_drop_system(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        3708,
+        1,
+        16,
+        format!("Cannot drop the database '{name}' because it is a system database."),
+    )
+}
+
+/// 3902 / 3903: COMMIT or ROLLBACK without BEGIN TRANSACTION.
+pub fn no_transaction(commit: bool) -> ServerMessage {
+    if commit {
+        ServerMessage::new(
+            3902,
+            1,
+            16,
+            "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+        )
+    } else {
+        ServerMessage::new(
+            3903,
+            1,
+            16,
+            "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+        )
+    }
+}
+
+/// 4060: the login's requested database cannot be opened.
+pub fn cannot_open_login_database(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        4060,
+        1,
+        11,
+        format!("Cannot open database \"{name}\" requested by the login. The login failed."),
+    )
+}
+
+/// 5701: database context changed (INFO).
+pub fn changed_database(name: &str) -> ServerMessage {
+    ServerMessage::new(5701, 2, 0, format!("Changed database context to '{name}'."))
+}
+
+/// 8134: division by zero.
+pub fn divide_by_zero() -> ServerMessage {
+    ServerMessage::new(8134, 1, 16, "Divide by zero error encountered.")
+}
+
+/// 18456: login failed (the state is 8 for a wrong password, as SQL Server logs it; clients see 1).
+pub fn login_failed(user: &str) -> ServerMessage {
+    ServerMessage::new(18456, 1, 14, format!("Login failed for user '{user}'."))
+}
+
+/// 924: the database is in single-user mode and someone else is in it.
+pub fn single_user_taken(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        924,
+        1,
+        14,
+        format!("Database '{name}' is already open and can only have one user at a time."),
+    )
+}
+
+/// 1416: a mirroring clause on a database that is not mirrored.
+pub fn not_mirrored(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        1416,
+        1,
+        16,
+        format!("Database \"{name}\" is not configured for database mirroring."),
+    )
+}
+
+/// 5011: ALTER DATABASE on a missing database or one in a state that does not allow it.
+pub fn cannot_alter(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        5011,
+        9,
+        14,
+        format!(
+            "User does not have permission to alter database '{name}', the database does not exist, or the database is not in a state that allows access checks."
+        ),
+    )
+}
+
+/// 5060: INFO sent when ROLLBACK IMMEDIATE ends other sessions.
+pub fn rolling_back() -> ServerMessage {
+    ServerMessage::new(
+        5060,
+        1,
+        10,
+        "Nonqualified transactions are being rolled back. Estimated rollback completion: 100%.",
+    )
+}
+
+/// 5069: follows the error that made ALTER DATABASE fail.
+pub fn alter_failed() -> ServerMessage {
+    ServerMessage::new(5069, 1, 16, "ALTER DATABASE statement failed.")
+}
+
+/// 5070: other users prevent the state change (no ROLLBACK IMMEDIATE).
+pub fn database_in_use_alter(name: &str) -> ServerMessage {
+    ServerMessage::new(
+        5070,
+        2,
+        16,
+        format!(
+            "Database state cannot be changed while other users are using the database '{name}'"
+        ),
+    )
+}
+
+/// 6104: KILL of one's own session.
+pub fn kill_self() -> ServerMessage {
+    ServerMessage::new(6104, 1, 16, "Cannot use KILL to kill your own process.")
+}
+
+/// 6106: KILL of a session that does not exist.
+pub fn kill_unknown(spid: i64) -> ServerMessage {
+    ServerMessage::new(
+        6106,
+        2,
+        16,
+        format!("Process ID {spid} is not an active process ID."),
+    )
+}
+
+/// 6107: KILL of a system session.
+pub fn kill_system() -> ServerMessage {
+    ServerMessage::new(6107, 1, 14, "Only user processes can be killed.")
+}

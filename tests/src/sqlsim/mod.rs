@@ -1,0 +1,144 @@
+//! sqlsim: a SQL Server stand-in that speaks TDS 7.4 over TCP, keeps its state on disk and answers
+//! like SQL Server, errors included. tiberius 0.13, FreeTDS `tsql` and pytds log in to it; the lab
+//! and the tests use it wherever a real SQL Server would stand.
+//!
+//! # Module map
+//!
+//! | module | role |
+//! |---|---|
+//! | [`server`] | `run(config, listener, shutdown)`: accept loop, one task per connection |
+//! | [`session`] | one connection: PRELOGIN, TLS, LOGIN7, then batches / RPC / TM / Attention |
+//! | [`packet`] | packet framing, validation, splitting at the negotiated size |
+//! | [`prelogin`], [`login`], [`rpc`] | request decoders (ALL_HEADERS lives in `rpc`) |
+//! | [`tokens`], [`types`] | response token writers and data type encodings |
+//! | [`tls`] | TLS inside PRELOGIN packets (rustls) |
+//! | [`sql`] | tokenizer, statement parser, AST |
+//! | [`engine`] | statement execution, sessions, error catalogue, persisted state |
+//! | [`statement_log`] | JSON-lines log of every statement received |
+//! | [`clock`], [`wire`], [`error`] | dates, byte helpers, the one error enum |
+//!
+//! When you add a statement: parse it in `sql/parser.rs` (+ `ast.rs`), execute it in `engine/`,
+//! add its errors to `engine/errors.rs`, and list it below. When you add a column type: `types.rs`
+//! (TYPE_INFO, value, parameter decoding) and `engine/eval.rs` (`value_type`).
+//!
+//! # Protocol
+//!
+//! PRELOGIN (NOT_SUP echoed to NOT_SUP; with `--tls-cert/--tls-key`, OFF → TLS for LOGIN7 only,
+//! ON/REQUIRED → full TLS), LOGIN7 with SQL authentication (login `sa`, the configured password),
+//! LOGINACK for TDS 7.4 (or the client's 7.2/7.3 version), ENVCHANGE database / collation / packet
+//! size / begin-commit-rollback transaction, SQL batches, RPC `sp_executesql` (ProcID 10 or by
+//! name, named or positional parameters), Transaction Manager begin/commit/rollback, Attention.
+//! Malformed input closes that connection only.
+//!
+//! # Supported SQL subset
+//!
+//! Keywords are case-insensitive; `N'…'` and `'…'` strings (doubled quotes), `[bracketed]]` and
+//! `"quoted"` identifiers, `--` and nested `/* */` comments; statements separated by `;` or not.
+//!
+//! - `USE db`
+//! - `SET option[, option] value` and `SET TRANSACTION ISOLATION LEVEL …` (accepted, no effect)
+//! - `SELECT [TOP n] list [FROM t [alias] [[INNER] JOIN t2 [alias] ON cond]…] [WHERE cond]
+//!   [ORDER BY expr [ASC|DESC], …]` where expressions are literals, `@parameters`, columns,
+//!   `+ - * / %`, comparisons, `AND/OR/NOT`, `IN (…)`, `IS [NOT] NULL`, aggregates `COUNT(*)`,
+//!   `COUNT/COUNT_BIG/MAX/MIN/SUM(x)` (no GROUP BY), globals `@@VERSION`, `@@SERVERNAME`,
+//!   `@@SERVICENAME`, `@@SPID`, `@@TRANCOUNT`, `@@ERROR`, `@@ROWCOUNT`, `@@LANGUAGE`, functions
+//!   `SERVERPROPERTY(…)` (ProductVersion, ProductLevel, ProductMajorVersion, Edition,
+//!   EngineEdition, ServerName, MachineName, InstanceName, InstanceDefaultDataPath,
+//!   InstanceDefaultLogPath, Collation, IsClustered, IsHadrEnabled; others NULL; returned as
+//!   nvarchar, not sql_variant), `DB_ID([name])`, `DB_NAME([id])`, `GETDATE()`, `GETUTCDATE()`,
+//!   `SYSDATETIME()`, `SYSUTCDATETIME()`, `SUSER_SNAME()`, `HOST_NAME()`, `APP_NAME()`, `ISNULL`,
+//!   `COALESCE`, `UPPER`, `LOWER`, `LEN`.
+//! - Tables: `sys.databases` (name, database_id, create_date, compatibility_level, collation_name,
+//!   user_access, user_access_desc, is_read_only, state, state_desc, is_in_standby,
+//!   recovery_model, recovery_model_desc), `sys.master_files` (database_id, file_id, type,
+//!   type_desc, data_space_id, name, physical_name, state, state_desc, size),
+//!   `sys.database_mirroring` (database_id and the mirroring_* columns, NULL when not mirrored),
+//!   `sys.dm_exec_sessions` (session_id, login_time, host_name, program_name, login_name, status,
+//!   database_id, is_user_process, open_transaction_count), `sys.sysprocesses` (spid, dbid,
+//!   loginame, hostname, program_name, status, cmd, open_tran, login_time, last_batch) and, in
+//!   every user database, `dbo.Messages` (id BIGINT
+//!   IDENTITY, room NVARCHAR(128), author NVARCHAR(128), body NVARCHAR(MAX), posted_at
+//!   DATETIME2(7) default SYSUTCDATETIME()). Names may be qualified (`mgc.dbo.Messages`,
+//!   `master.sys.databases`).
+//! - `INSERT [INTO] dbo.Messages [(cols)] VALUES (…)[, (…)]`
+//! - `CREATE DATABASE x`, `DROP DATABASE [IF EXISTS] x[, y]`
+//! - `ALTER DATABASE x SET SINGLE_USER | RESTRICTED_USER | MULTI_USER | ONLINE | OFFLINE
+//!   [WITH ROLLBACK IMMEDIATE | ROLLBACK AFTER n | NO_WAIT]`, `SET RECOVERY FULL|BULK_LOGGED|SIMPLE`,
+//!   `SET PARTNER OFF` (and other PARTNER/WITNESS clauses, which need a mirrored database). Where
+//!   SQL Server would wait for other users to leave, sqlsim fails at once with 5070.
+//! - `KILL spid`: the victim's connection is closed.
+//! - `EXEC [@rc =] sp_executesql N'…', N'@p …', @p = …`, `EXEC (N'…')`; any other procedure → 2812.
+//!   A bare procedure name at the start of a batch is an EXEC, as in SQL Server.
+//! - `BEGIN TRAN[SACTION]`, `COMMIT`, `ROLLBACK`: counted and reported with ENVCHANGE, but changes
+//!   are applied immediately and never undone.
+//!
+//! A batch is parsed completely before it runs: a syntax error means nothing in it executes.
+//! Errors 102, 105, 113, 137, 156, 195, 207, 208, 209 and 8120 end the batch; the others end only
+//! their statement.
+//!
+//! # Error numbers sqlsim can return
+//!
+//! | number | when |
+//! |---|---|
+//! | 102 | Incorrect syntax near '…' |
+//! | 105 | Unclosed quotation mark after the character string '…' |
+//! | 109 / 110 | INSERT column list longer / shorter than VALUES |
+//! | 113 | Missing end comment mark '*/' |
+//! | 137 | Must declare the scalar variable "@x" |
+//! | 147 | aggregate outside a select list |
+//! | 156 | Incorrect syntax near the keyword '…' |
+//! | 195 | '…' is not a recognized built-in function name |
+//! | 201 | sp_executesql without a statement |
+//! | 207 | Invalid column name '…' |
+//! | 208 | Invalid object name '…' |
+//! | 209 | Ambiguous column name '…' |
+//! | 213 | INSERT without column list, wrong number of values |
+//! | 217 | dynamic SQL nested too deeply |
+//! | 241 | Conversion failed when converting date and/or time from character string |
+//! | 245 | Conversion failed when converting the nvarchar value '…' to data type int |
+//! | 263 | Must specify table to select from (`SELECT *` without FROM) |
+//! | 515 | Cannot insert the value NULL into column '…' |
+//! | 544 | Cannot insert explicit value for identity column |
+//! | 823 | the state file could not be written |
+//! | 911 | USE of a database that does not exist |
+//! | 924 | USE of a SINGLE_USER database someone else is in |
+//! | 927 | the database is in the middle of a restore (USE, or a table in it) |
+//! | 942 | the database is offline |
+//! | 1416 | PARTNER/WITNESS clause on a database that is not mirrored |
+//! | 1801 | CREATE DATABASE of an existing database |
+//! | 2812 | Could not find stored procedure '…' (EXEC or RPC) |
+//! | 3701 | DROP DATABASE of a missing database |
+//! | 3702 | DROP DATABASE of a database in use |
+//! | 3708 | DROP DATABASE of a system database |
+//! | 3902 / 3903 | COMMIT / ROLLBACK without BEGIN TRANSACTION |
+//! | 4060 | login's database cannot be opened (followed by 18456) |
+//! | 5011 | ALTER DATABASE of a missing database, or one RESTORING (followed by 5069) |
+//! | 5060 | INFO: ROLLBACK IMMEDIATE ended other sessions |
+//! | 5069 | ALTER DATABASE statement failed (after 5011 / 5070) |
+//! | 5070 | ALTER DATABASE needs other users out (no ROLLBACK IMMEDIATE) |
+//! | 6104 / 6106 / 6107 | KILL of oneself / an unknown SPID / a system SPID |
+//! | 5701 | INFO: Changed database context to '…' |
+//! | 8120 | column in a select list with aggregates |
+//! | 8134 | Divide by zero error encountered |
+//! | 8178 | sp_executesql parameter declared but not supplied |
+//! | 17809 | no free SPID |
+//! | 18456 | Login failed for user '…' (the connection is then closed) |
+
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod login;
+pub mod packet;
+pub mod prelogin;
+pub mod rpc;
+pub mod server;
+pub mod session;
+pub mod sql;
+pub mod statement_log;
+pub mod tls;
+pub mod tokens;
+pub mod types;
+pub mod wire;
+
+pub use error::{Result, SimError};
+pub use server::{Config, run};

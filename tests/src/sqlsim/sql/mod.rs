@@ -1,0 +1,7 @@
+//! T-SQL front end: [`lexer`] turns batch text into tokens, [`parser`] recognises the supported
+//! statements on those tokens (never on raw text), [`ast`] holds what it recognises.
+
+pub mod ast;
+mod expr;
+pub mod lexer;
+pub mod parser;

@@ -1,0 +1,149 @@
+//! Test harness: starts the real `sqlsim` binary on a free loopback port (it binds port 0 and
+//! announces the address on stdout), kills it on drop, and connects tiberius to it. The child's
+//! stderr is appended to `sim.log` in its data directory for post-mortems.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+/// The sa password every test instance uses.
+pub const PW: &str = "Sim-Pa55!";
+
+/// How long a sim may take to announce its address.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running sqlsim process.
+pub struct Sim {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Sim {
+    /// Starts sqlsim on `data_dir` with extra flags; waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Sim {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("sim.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sqlsim"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--sa-password", PW])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(READY_DEADLINE) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("sim.log")).unwrap_or_default();
+                panic!("sqlsim did not announce its address ({e}); log:\n{log}");
+            }
+        };
+        let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        Sim {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// tiberius config for this sim with the given encryption.
+    pub fn config(&self, enc: EncryptionLevel, password: &str) -> Config {
+        let mut c = Config::new();
+        c.host("127.0.0.1");
+        c.port(self.port());
+        c.authentication(AuthMethod::sql_server("sa", password));
+        c.encryption(enc);
+        c
+    }
+
+    /// Connects tiberius without TLS.
+    pub async fn connect(&self) -> Client<Compat<TcpStream>> {
+        connect_with(self.config(EncryptionLevel::NotSupported, PW))
+            .await
+            .unwrap()
+    }
+
+    /// Stops the process.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects with a prepared config.
+pub async fn connect_with(config: Config) -> tiberius::Result<Client<Compat<TcpStream>>> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tcp = TcpStream::connect(config.get_addr()).await?;
+    tcp.set_nodelay(true)?;
+    Client::connect(config, tcp.compat_write()).await
+}
+
+/// The SQL error number inside a tiberius error, if it is one.
+pub fn sql_error_code(e: &tiberius::error::Error) -> Option<u32> {
+    match e {
+        tiberius::error::Error::Server(t) => Some(t.code()),
+        _ => None,
+    }
+}
+
+/// Runs a batch and returns all rows of its first result set.
+pub async fn rows(client: &mut Client<Compat<TcpStream>>, sql: &str) -> Vec<tiberius::Row> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap()
+}
+
+/// Runs a batch that must fail and returns the error number.
+pub async fn error_code(client: &mut Client<Compat<TcpStream>>, sql: &str) -> u32 {
+    let result = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let err = result.expect_err(sql);
+    sql_error_code(&err).unwrap_or_else(|| panic!("not a server error: {err:?}"))
+}

@@ -1,0 +1,160 @@
+//! Sessions and database administration through tiberius: sys.sysprocesses / sys.dm_exec_sessions
+//! show other connections with their host and program names, KILL ends one, ALTER DATABASE … SET
+//! SINGLE_USER needs ROLLBACK IMMEDIATE while others are connected, PARTNER OFF on a database that
+//! is not mirrored is 1416, and sys.master_files / sys.database_mirroring answer the runbook queries.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{PW, Sim, connect_with, error_code, rows};
+use tiberius::EncryptionLevel;
+
+#[tokio::test]
+async fn sessions_kill_and_single_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let mut admin = sim.connect().await;
+    admin
+        .simple_query("CREATE DATABASE mgc")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+
+    let mut cfg = sim.config(EncryptionLevel::NotSupported, PW);
+    cfg.application_name("pchat-service");
+    cfg.database("mgc");
+    let mut user = connect_with(cfg).await.unwrap();
+    let user_spid = rows(&mut user, "SELECT @@SPID").await[0]
+        .get::<i16, _>(0)
+        .unwrap();
+
+    let r = rows(
+        &mut admin,
+        "SELECT spid, loginame, hostname, program_name FROM sys.sysprocesses WHERE dbid = DB_ID(N'mgc') AND spid <> @@SPID;",
+    )
+    .await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].get::<i16, _>("spid"), Some(user_spid));
+    assert_eq!(r[0].get::<&str, _>("loginame"), Some("sa"));
+    assert_eq!(r[0].get::<&str, _>("program_name"), Some("pchat-service"));
+    let r = rows(
+        &mut admin,
+        "SELECT session_id, login_name, database_id FROM sys.dm_exec_sessions ORDER BY session_id",
+    )
+    .await;
+    assert_eq!(r.len(), 2);
+
+    // SINGLE_USER without ROLLBACK IMMEDIATE fails while the user is in mgc; with it, the user goes.
+    assert_eq!(
+        error_code(&mut admin, "ALTER DATABASE [mgc] SET SINGLE_USER").await,
+        5070
+    );
+    admin
+        .simple_query("ALTER DATABASE [mgc] SET SINGLE_USER WITH ROLLBACK IMMEDIATE")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    assert!(
+        user.simple_query("SELECT 1").await.is_err(),
+        "killed session still answered"
+    );
+    let r = rows(
+        &mut admin,
+        "SELECT user_access_desc FROM sys.databases WHERE name = N'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<&str, _>(0), Some("SINGLE_USER"));
+    admin
+        .simple_query("ALTER DATABASE mgc SET MULTI_USER")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+
+    // KILL.
+    let mut victim = sim.connect().await;
+    let victim_spid = rows(&mut victim, "SELECT @@SPID").await[0]
+        .get::<i16, _>(0)
+        .unwrap();
+    admin
+        .simple_query(format!("KILL {victim_spid}"))
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    assert!(victim.simple_query("SELECT 1").await.is_err());
+    assert_eq!(error_code(&mut admin, "KILL 999").await, 6106);
+    let me = rows(&mut admin, "SELECT @@SPID").await[0]
+        .get::<i16, _>(0)
+        .unwrap();
+    assert_eq!(error_code(&mut admin, &format!("KILL {me}")).await, 6104);
+    let r = rows(&mut admin, "SELECT COUNT(*) FROM sys.sysprocesses").await;
+    assert_eq!(r[0].get::<i32, _>(0), Some(1));
+}
+
+#[tokio::test]
+async fn files_and_mirroring_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let mut c = sim.connect().await;
+    c.simple_query("CREATE DATABASE mgc")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let r = rows(
+        &mut c,
+        "SELECT name, physical_name, type_desc FROM sys.master_files WHERE database_id = DB_ID(N'mgc') ORDER BY type_desc DESC",
+    )
+    .await;
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].get::<&str, _>("name"), Some("mgc"));
+    assert_eq!(r[0].get::<&str, _>("type_desc"), Some("ROWS"));
+    assert!(
+        r[0].get::<&str, _>("physical_name")
+            .unwrap()
+            .ends_with(r"\mgc.mdf")
+    );
+    assert_eq!(r[1].get::<&str, _>("name"), Some("mgc_log"));
+
+    let r = rows(
+        &mut c,
+        "SELECT d.name, m.mirroring_guid, m.mirroring_role_desc, m.mirroring_state_desc, \
+         m.mirroring_partner_name, m.mirroring_partner_instance, m.mirroring_witness_name, \
+         m.mirroring_witness_state_desc, m.mirroring_safety_level_desc \
+         FROM sys.database_mirroring AS m JOIN sys.databases AS d ON d.database_id = m.database_id \
+         WHERE d.name IN (N'mgc', N'mgccomp');",
+    )
+    .await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].get::<&str, _>("name"), Some("mgc"));
+    assert_eq!(r[0].get::<tiberius::Uuid, _>("mirroring_guid"), None);
+    assert_eq!(r[0].get::<&str, _>("mirroring_role_desc"), None);
+    assert_eq!(
+        error_code(&mut c, "ALTER DATABASE [mgc] SET PARTNER OFF;").await,
+        1416
+    );
+    assert_eq!(
+        error_code(&mut c, "ALTER DATABASE nosuch SET MULTI_USER").await,
+        5011
+    );
+    c.simple_query("ALTER DATABASE mgc SET RECOVERY SIMPLE")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let r = rows(
+        &mut c,
+        "SELECT recovery_model_desc FROM sys.databases WHERE name = 'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<&str, _>(0), Some("SIMPLE"));
+}
