@@ -5,6 +5,8 @@
 //! Layout:
 //! - [`config`] — `agent.toml`.
 //! - [`session`] — dialing, Hello/Welcome, heartbeats, reconnect with backoff, instruction dispatch.
+//! - [`dispatch`] — one instruction: validate, fence, journal, execute with the deadline.
+//! - [`journal`] — the at-most-once operation journal.
 //! - [`fencing`] — the persisted highest epoch.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`error`] — the crate's error type.
@@ -12,8 +14,10 @@
 //! Entry point: [`run`].
 
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod fencing;
+pub mod journal;
 pub mod metrics;
 pub mod session;
 
@@ -59,11 +63,18 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    let journal = Arc::new(journal::Journal::open(&config.state_dir)?);
+    let dispatcher = Arc::new(dispatch::Dispatcher {
+        epochs: epochs.clone(),
+        journal,
+    });
     let ctx = session::SessionContext {
         config,
         tls: client_tls,
         epochs,
         metrics,
+        dispatcher,
+        outbox: session::Outbox::default(),
         self_check: tls.self_check().err(),
     };
     session::maintain(ctx, shutdown.clone()).await;

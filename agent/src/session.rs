@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use failback_proto::endpoint::Endpoint;
 use failback_proto::identity::Role;
-use failback_proto::model::{Instruction, Operation, Welcome};
+use failback_proto::model::Welcome;
 use failback_proto::pb;
 use failback_proto::pb::agent_session_client::AgentSessionClient;
 use failback_proto::tls;
@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
+use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::fencing::EpochStore;
 use crate::metrics::Metrics;
@@ -40,9 +41,39 @@ pub struct SessionContext {
     pub epochs: Arc<EpochStore>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Executes instructions.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Where finished operations send their results: the current session, if any.
+    pub outbox: Outbox,
     /// Why the coordinator will refuse our certificate, when we can tell locally (see
     /// `TlsMaterial::self_check`); appended to session errors.
     pub self_check: Option<String>,
+}
+
+/// The sender of the currently open session. Operations outlive sessions: a result is sent on
+/// the session open when the operation finishes, and is in the journal otherwise.
+#[derive(Clone, Default)]
+pub struct Outbox(Arc<std::sync::Mutex<Option<mpsc::Sender<pb::AgentMessage>>>>);
+
+impl Outbox {
+    fn set(&self, tx: Option<mpsc::Sender<pb::AgentMessage>>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tx;
+    }
+
+    async fn send(&self, msg: pb::AgentMessage) -> bool {
+        let tx = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match tx {
+            Some(tx) => tx.send(msg).await.is_ok(),
+            None => false,
+        }
+    }
 }
 
 /// Why a session ended without error.
@@ -165,6 +196,15 @@ async fn session(
     };
     ctx.epochs.accept(welcome.epoch)?;
     ctx.metrics.set_epoch(welcome.epoch.0);
+    ctx.outbox.set(Some(tx.clone()));
+    // Clear the outbox however this session ends.
+    struct ClearOnDrop<'a>(&'a Outbox);
+    impl Drop for ClearOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.set(None);
+        }
+    }
+    let _clear = ClearOnDrop(&ctx.outbox);
     ctx.metrics.set_connected(true);
     tracing::info!(
         coordinator = %welcome.coordinator_id,
@@ -191,10 +231,16 @@ async fn session(
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.body {
                     Some(pb::coordinator_message::Body::Instruction(i)) => {
-                        let result = handle(ctx, i);
-                        if tx.send(result).await.is_err() {
-                            return Ok(Ended::Closed("outbound stream closed".into()));
-                        }
+                        let dispatcher = ctx.dispatcher.clone();
+                        let outbox = ctx.outbox.clone();
+                        tokio::spawn(async move {
+                            let op_id = i.op_id.clone();
+                            let result = dispatcher.handle(i).await;
+                            let msg = pb::AgentMessage { body: Some(pb::agent_message::Body::Result(result)) };
+                            if !outbox.send(msg).await {
+                                tracing::info!(%op_id, "no session open for the result; it stays in the journal");
+                            }
+                        });
                     }
                     Some(pb::coordinator_message::Body::Welcome(_)) | None => {
                         return Err(failback_proto::model::ProtocolError::Invalid {
@@ -207,32 +253,6 @@ async fn session(
                 Err(s) => return Ok(Ended::Closed(format!("{:?}: {}", s.code(), s.message()))),
             }
         }
-    }
-}
-
-/// Validates, fences and executes one instruction, returning the result message.
-fn handle(ctx: &SessionContext, raw: pb::Instruction) -> pb::AgentMessage {
-    let op_id = raw.op_id.clone();
-    let outcome = Instruction::try_from(raw)
-        .map_err(Error::from)
-        .and_then(|i| {
-            ctx.epochs.accept(i.epoch)?;
-            Ok(i)
-        })
-        .map(|i| match i.operation {
-            Operation::Ping => pb::operation_result::Outcome::Output(pb::OperationOutput {
-                kind: Some(pb::operation_output::Kind::Pong(pb::Pong {})),
-            }),
-        });
-    let outcome = outcome.unwrap_or_else(|e| {
-        tracing::warn!(%op_id, "instruction refused: {e}");
-        pb::operation_result::Outcome::Error(e.to_operation_error())
-    });
-    pb::AgentMessage {
-        body: Some(pb::agent_message::Body::Result(pb::OperationResult {
-            op_id,
-            outcome: Some(outcome),
-        })),
     }
 }
 

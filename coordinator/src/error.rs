@@ -47,6 +47,9 @@ pub enum Error {
     /// A newer leader exists than the one this coordinator believes in (fencing said so).
     #[error("{0}")]
     Deposed(String),
+    /// The agent needed for an operation has no session.
+    #[error("{0}")]
+    AgentUnavailable(String),
     /// No coordinator could be reached (the text explains the TLS or network cause).
     #[error("{0}")]
     Unreachable(String),
@@ -100,7 +103,8 @@ impl Error {
             Error::NotLeader { .. }
             | Error::Deposed(_)
             | Error::Timeout(_)
-            | Error::Unreachable(_) => ErrorKind::Unavailable,
+            | Error::Unreachable(_)
+            | Error::AgentUnavailable(_) => ErrorKind::Unavailable,
             Error::Remote { code, .. } => match code {
                 tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => ErrorKind::Auth,
                 tonic::Code::InvalidArgument

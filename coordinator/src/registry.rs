@@ -6,16 +6,17 @@
 //! A `std::sync::Mutex` guards the map: it is never held across an `.await`, and every operation
 //! is a few map updates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use failback_proto::model::{AgentId, Hello};
+use failback_proto::model::{AgentId, Epoch, Hello, OpId};
 use failback_proto::pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::topology::Topology;
 
@@ -50,6 +51,9 @@ pub struct Registry {
 struct Inner {
     agents: BTreeMap<AgentId, Entry>,
     next_session: u64,
+    /// Callers waiting for a result, by agent and op id. Kept across reconnects: an agent sends a
+    /// result on whichever session is open when the operation finishes.
+    pending: HashMap<(AgentId, String), oneshot::Sender<pb::OperationResult>>,
 }
 
 fn unix_ms() -> u64 {
@@ -84,6 +88,7 @@ impl Registry {
             inner: Arc::new(Mutex::new(Inner {
                 agents,
                 next_session: 1,
+                pending: HashMap::new(),
             })),
             metrics,
         }
@@ -206,6 +211,77 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// Sends `operation` to `agent` as op `op_id` at `epoch`, and waits up to `timeout` for the
+    /// result. A timeout or a lost session means the outcome is unknown: ask again with the same
+    /// op id (the agent's journal answers without re-running) — never with a new one blindly.
+    pub async fn instruct(
+        &self,
+        agent: &AgentId,
+        op_id: &OpId,
+        epoch: Epoch,
+        operation: pb::Operation,
+        timeout: Duration,
+    ) -> Result<pb::OperationResult, Error> {
+        let key = (agent.clone(), op_id.to_string());
+        let (tx, rx) = oneshot::channel();
+        let session_tx = {
+            let mut inner = self.lock();
+            let session_tx = inner
+                .agents
+                .get(agent)
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!("agent '{agent}' is not in the topology"))
+                })?
+                .session
+                .as_ref()
+                .map(|s| s.tx.clone())
+                .ok_or_else(|| {
+                    Error::AgentUnavailable(format!("agent '{agent}' is not connected"))
+                })?;
+            inner.pending.insert(key.clone(), tx);
+            session_tx
+        };
+        let deadline = SystemTime::now() + timeout;
+        let instruction = pb::Instruction {
+            op_id: op_id.to_string(),
+            epoch: epoch.0,
+            deadline_unix_ms: deadline
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            operation: Some(operation),
+        };
+        let msg = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Instruction(instruction)),
+        };
+        let outcome = match session_tx.send(Ok(msg)).await {
+            Err(_) => Err(Error::AgentUnavailable(format!(
+                "the session to agent '{agent}' closed before the instruction was sent"
+            ))),
+            Ok(()) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(_)) => Err(Error::Internal("result waiter dropped".into())),
+                Err(_) => Err(Error::Timeout(format!(
+                    "no result from agent '{agent}' for op '{op_id}' within {timeout:?}; its outcome is unknown (ask again with the same op id)"
+                ))),
+            },
+        };
+        self.lock().pending.remove(&key);
+        outcome
+    }
+
+    /// Routes a result from `agent` to its waiter; false when nobody waits (a late or replayed
+    /// result).
+    pub fn deliver(&self, agent: &AgentId, result: pb::OperationResult) -> bool {
+        let waiter = self
+            .lock()
+            .pending
+            .remove(&(agent.clone(), result.op_id.clone()));
+        match waiter {
+            Some(tx) => tx.send(result).is_ok(),
+            None => false,
+        }
     }
 
     /// Every agent with its state, sorted by id.

@@ -156,7 +156,11 @@ impl AgentSessionService {
                                 tracing::debug!(%agent, op_id = %u.op_id, "operation update");
                             }
                             Some(pb::agent_message::Body::Result(r)) => {
-                                tracing::info!(%agent, op_id = %r.op_id, "operation result");
+                                let op_id = r.op_id.clone();
+                                let replayed = r.replayed;
+                                if !registry.deliver(&agent, r) {
+                                    tracing::info!(%agent, %op_id, replayed, "result nobody waits for (late or repeated)");
+                                }
                             }
                             Some(pb::agent_message::Body::Hello(_)) | None => {
                                 metrics.session_error("protocol");

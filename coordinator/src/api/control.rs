@@ -2,9 +2,11 @@
 //! logged with the caller's certificate name. Leader-only calls answered by a non-leader fail with
 //! UNAVAILABLE and the leader's endpoint in the `failback-leader` metadata.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use failback_proto::identity::{PeerIdentity, Role};
+use failback_proto::model::{AgentId, OpId};
 use failback_proto::pb;
 use tonic::{Request, Response, Status};
 
@@ -76,4 +78,52 @@ impl pb::control_server::Control for ControlService {
                 .unwrap_or(u32::MAX),
         }))
     }
+
+    async fn ping_agent(
+        &self,
+        request: Request<pb::PingAgentRequest>,
+    ) -> Result<Response<pb::PingAgentResponse>, Status> {
+        let caller = self.caller(&request, "PingAgent")?;
+        self.leader_only()?;
+        let agent = AgentId::new(request.into_inner().agent_id)
+            .map_err(|e| Error::InvalidInput(format!("agent id: {e}")))?;
+        let epoch = self.leadership.view().epoch;
+        let n = PING_SEQ.fetch_add(1, Ordering::Relaxed);
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let op_id = OpId::new(format!("ping/{agent}/{}/{millis}-{n}", caller.name))
+            .map_err(Error::Internal)?;
+        let start = tokio::time::Instant::now();
+        let op = pb::Operation {
+            kind: Some(pb::operation::Kind::Ping(pb::Ping {})),
+        };
+        let result = self
+            .registry
+            .instruct(&agent, &op_id, epoch, op, PING_TIMEOUT)
+            .await?;
+        let rtt = start.elapsed();
+        match result.outcome {
+            Some(pb::operation_result::Outcome::Output(_)) => {
+                Ok(Response::new(pb::PingAgentResponse {
+                    agent_id: agent.to_string(),
+                    round_trip_ms: u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX),
+                    epoch: epoch.0,
+                }))
+            }
+            Some(pb::operation_result::Outcome::Error(e)) => Err(Error::Internal(format!(
+                "agent '{agent}' answered the ping with {:?}: {}",
+                e.kind(),
+                e.message
+            ))
+            .into()),
+            None => Err(
+                Error::Protocol(failback_proto::model::ProtocolError::Missing("outcome")).into(),
+            ),
+        }
+    }
 }
+
+/// How long a ping waits for its result.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+static PING_SEQ: AtomicU64 = AtomicU64::new(0);

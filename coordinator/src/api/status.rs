@@ -24,7 +24,7 @@ impl From<Error> for Status {
                 s
             }
             Error::Deposed(_) => Status::failed_precondition(msg),
-            Error::Unreachable(_) => Status::unavailable(msg),
+            Error::Unreachable(_) | Error::AgentUnavailable(_) => Status::unavailable(msg),
             Error::Remote { code, message } => Status::new(code, message),
             Error::Timeout(_) => Status::deadline_exceeded(msg),
             Error::Io { .. } | Error::Internal(_) => Status::internal(msg),

@@ -70,6 +70,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputArg::Table)]
         output: OutputArg,
     },
+    /// Send a ping through an agent's session and dispatcher; prints the round trip.
+    Ping { agent: String },
     /// Show which coordinator leads, at which epoch.
     Leader {
         #[arg(long, value_enum, default_value_t = OutputArg::Table)]
@@ -224,6 +226,19 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                 .await?;
             let doc = output::agents_doc(&control.endpoint.name, &resp);
             Ok(output::render_agents(&doc, output.into()))
+        }
+        Command::Ping { agent } => {
+            let mut control = Control::connect(&settings).await?;
+            let r = control
+                .call(|mut c| {
+                    let agent_id = agent.clone();
+                    async move { c.ping_agent(pb::PingAgentRequest { agent_id }).await }
+                })
+                .await?;
+            Ok(format!(
+                "{}: pong in {} ms (epoch {})",
+                r.agent_id, r.round_trip_ms, r.epoch
+            ))
         }
         Command::Leader { output } => {
             let mut control = Control::connect(&settings).await?;

@@ -1,0 +1,213 @@
+//! Runs one instruction: validate, fence, consult the journal, execute with the deadline, journal
+//! the outcome. Independent of the session so a result outlives the stream it was asked on: a
+//! finished operation's result is sent on whatever session is open then (see
+//! `session::Outbox`), and is in the journal for a coordinator that asks again.
+//!
+//! Errors: a stale epoch, an invalid instruction or an expired deadline are answered without
+//! touching the journal (nothing ran). An interrupted or still-running op id is answered from the
+//! journal. A journal write failure refuses the operation (retryable): running without a record
+//! would break the at-most-once promise.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use failback_proto::model::{Instruction, Operation};
+use failback_proto::pb;
+
+use crate::error::Error;
+use crate::fencing::EpochStore;
+use crate::journal::{Entry, Journal};
+
+/// Executes instructions.
+pub struct Dispatcher {
+    /// Fencing.
+    pub epochs: Arc<EpochStore>,
+    /// At-most-once record.
+    pub journal: Arc<Journal>,
+}
+
+fn error_result(
+    op_id: &str,
+    kind: pb::ErrorKind,
+    retryable: bool,
+    message: String,
+) -> pb::OperationResult {
+    pb::OperationResult {
+        op_id: op_id.to_string(),
+        outcome: Some(pb::operation_result::Outcome::Error(pb::OperationError {
+            kind: kind.into(),
+            retryable,
+            message,
+        })),
+        replayed: false,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Dispatcher {
+    /// Handles one raw instruction and returns its result.
+    pub async fn handle(&self, raw: pb::Instruction) -> pb::OperationResult {
+        let op_id = raw.op_id.clone();
+        let instruction = match Instruction::try_from(raw).map_err(Error::from) {
+            Ok(i) => i,
+            Err(e) => return self.refused(&op_id, e),
+        };
+        if let Err(e) = self.epochs.accept(instruction.epoch) {
+            return self.refused(&op_id, e);
+        }
+        let now = now_ms();
+        if instruction.deadline_unix_ms != 0 && instruction.deadline_unix_ms <= now {
+            return error_result(
+                &op_id,
+                pb::ErrorKind::DeadlineExceeded,
+                false,
+                format!(
+                    "deadline passed {} ms before the instruction arrived; nothing was run",
+                    now - instruction.deadline_unix_ms
+                ),
+            );
+        }
+        match self.journal.begin(&instruction.op_id, instruction.epoch, kind_name(&instruction.operation)) {
+            Err(e) => error_result(&op_id, pb::ErrorKind::Backend, true, format!("not run: {e}")),
+            Ok(Some(Entry::Finished(mut r))) => {
+                tracing::info!(%op_id, "repeated op id answered from the journal");
+                r.replayed = true;
+                r
+            }
+            Ok(Some(Entry::Running)) => error_result(
+                &op_id,
+                pb::ErrorKind::InProgress,
+                true,
+                "this op id is still running; its result follows when it finishes".into(),
+            ),
+            Ok(Some(Entry::Interrupted)) => error_result(
+                &op_id,
+                pb::ErrorKind::Interrupted,
+                false,
+                "the agent restarted while this operation ran; its outcome is unknown (probe the target state; it will not be re-run under this op id)".into(),
+            ),
+            Ok(None) => {
+                let result = self.execute(&instruction).await;
+                if let Err(e) = self.journal.finish(&instruction.op_id, &result) {
+                    tracing::error!(%op_id, "operation ran but its outcome could not be journaled: {e}");
+                }
+                result
+            }
+        }
+    }
+
+    fn refused(&self, op_id: &str, e: Error) -> pb::OperationResult {
+        tracing::warn!(%op_id, "instruction refused: {e}");
+        pb::OperationResult {
+            op_id: op_id.to_string(),
+            outcome: Some(pb::operation_result::Outcome::Error(e.to_operation_error())),
+            replayed: false,
+        }
+    }
+
+    async fn execute(&self, i: &Instruction) -> pb::OperationResult {
+        let budget = if i.deadline_unix_ms == 0 {
+            Duration::MAX
+        } else {
+            Duration::from_millis(i.deadline_unix_ms.saturating_sub(now_ms()))
+        };
+        let run = async {
+            match &i.operation {
+                Operation::Ping => Ok(pb::operation_output::Kind::Pong(pb::Pong {})),
+            }
+        };
+        let outcome: Result<pb::operation_output::Kind, Error> = match tokio::time::timeout(
+            budget, run,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                return error_result(
+                    i.op_id.as_str(),
+                    pb::ErrorKind::DeadlineExceeded,
+                    false,
+                    "stopped at the deadline; the operation may have partly happened (probe before retrying)".into(),
+                );
+            }
+        };
+        pb::OperationResult {
+            op_id: i.op_id.to_string(),
+            outcome: Some(match outcome {
+                Ok(kind) => {
+                    pb::operation_result::Outcome::Output(pb::OperationOutput { kind: Some(kind) })
+                }
+                Err(e) => pb::operation_result::Outcome::Error(e.to_operation_error()),
+            }),
+            replayed: false,
+        }
+    }
+}
+
+/// Short name of an operation for the journal and logs.
+pub fn kind_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Ping => "ping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use failback_proto::model::{Epoch, OpId};
+
+    fn dispatcher(dir: &std::path::Path) -> Dispatcher {
+        Dispatcher {
+            epochs: Arc::new(EpochStore::open(dir).unwrap()),
+            journal: Arc::new(Journal::open(dir).unwrap()),
+        }
+    }
+
+    fn ping(op: &str, epoch: u64) -> pb::Instruction {
+        pb::Instruction {
+            op_id: op.into(),
+            epoch,
+            deadline_unix_ms: now_ms() + 60_000,
+            operation: Some(pb::Operation {
+                kind: Some(pb::operation::Kind::Ping(pb::Ping {})),
+            }),
+        }
+    }
+
+    fn kind(r: &pb::OperationResult) -> Option<pb::ErrorKind> {
+        match &r.outcome {
+            Some(pb::operation_result::Outcome::Error(e)) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn replays_and_fences() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dispatcher(dir.path());
+        let r = d.handle(ping("r/p/s/1", 7)).await;
+        assert_eq!(kind(&r), None);
+        assert!(!r.replayed);
+        let r = d.handle(ping("r/p/s/1", 7)).await;
+        assert!(r.replayed, "second time comes from the journal");
+        let r = d.handle(ping("r/p/s/2", 6)).await;
+        assert_eq!(kind(&r), Some(pb::ErrorKind::StaleEpoch));
+        assert_eq!(d.epochs.highest(), Epoch(7));
+        let mut late = ping("r/p/s/3", 7);
+        late.deadline_unix_ms = 1;
+        assert_eq!(
+            kind(&d.handle(late).await),
+            Some(pb::ErrorKind::DeadlineExceeded)
+        );
+        assert_eq!(
+            d.journal.get(&OpId::new("r/p/s/3").unwrap()),
+            None,
+            "an expired instruction is not journaled"
+        );
+    }
+}
