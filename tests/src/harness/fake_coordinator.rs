@@ -1,0 +1,180 @@
+//! A scripted coordinator for testing the real agent process: it serves `AgentSession` over the
+//! same mTLS (a `coordinator` certificate of the fleet's CA) and hands each session to the test,
+//! which then sends whatever Welcome epochs and instructions the case needs — including the stale
+//! and repeated ones a correct coordinator never would.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use failback_proto::pb;
+use failback_proto::tls::{TlsFiles, TlsMaterial};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+/// One agent session as the test sees it.
+pub struct FakeSession {
+    /// The Hello the agent sent.
+    pub hello: pb::Hello,
+    /// Messages to the agent.
+    pub tx: mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
+    /// Messages from the agent (after Hello).
+    pub rx: Streaming<pb::AgentMessage>,
+}
+
+impl FakeSession {
+    /// Sends a Welcome at `epoch`.
+    pub async fn welcome(&self, epoch: u64) -> anyhow::Result<()> {
+        let w = pb::Welcome {
+            coordinator_id: "coord1".into(),
+            epoch,
+            heartbeat_interval_ms: 500,
+            agent_id: String::new(),
+            datacenter: String::new(),
+        };
+        self.tx
+            .send(Ok(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Welcome(w)),
+            }))
+            .await
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+
+    /// Sends a Ping instruction.
+    pub async fn ping(&self, op_id: &str, epoch: u64) -> anyhow::Result<()> {
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(30);
+        let i = pb::Instruction {
+            op_id: op_id.into(),
+            epoch,
+            deadline_unix_ms: u64::try_from(
+                deadline.duration_since(std::time::UNIX_EPOCH)?.as_millis(),
+            )?,
+            operation: Some(pb::Operation {
+                kind: Some(pb::operation::Kind::Ping(pb::Ping {})),
+            }),
+        };
+        self.tx
+            .send(Ok(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Instruction(i)),
+            }))
+            .await
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+
+    /// Waits for the result of `op_id`, skipping heartbeats and other results.
+    pub async fn result(
+        &mut self,
+        op_id: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<pb::OperationResult> {
+        let fut = async {
+            loop {
+                match self.rx.message().await? {
+                    Some(pb::AgentMessage {
+                        body: Some(pb::agent_message::Body::Result(r)),
+                    }) if r.op_id == op_id => return Ok(r),
+                    Some(_) => continue,
+                    None => anyhow::bail!("the agent closed the session"),
+                }
+            }
+        };
+        tokio::time::timeout(deadline, fut)
+            .await
+            .map_err(|_| anyhow::anyhow!("no result for {op_id} within {deadline:?}"))?
+    }
+
+    /// Waits until the agent ends the session (or errors it).
+    pub async fn closed(&mut self, deadline: Duration) -> anyhow::Result<()> {
+        let fut = async {
+            loop {
+                match self.rx.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        };
+        tokio::time::timeout(deadline, fut)
+            .await
+            .map_err(|_| anyhow::anyhow!("session still open after {deadline:?}"))
+    }
+}
+
+struct Service {
+    sessions: mpsc::Sender<FakeSession>,
+}
+
+#[tonic::async_trait]
+impl pb::agent_session_server::AgentSession for Service {
+    type OpenStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+    async fn open(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
+        let mut rx = request.into_inner();
+        let hello = match rx.message().await? {
+            Some(pb::AgentMessage {
+                body: Some(pb::agent_message::Body::Hello(h)),
+            }) => h,
+            _ => return Err(Status::invalid_argument("expected Hello")),
+        };
+        let (tx, out) = mpsc::channel(64);
+        self.sessions
+            .send(FakeSession { hello, tx, rx })
+            .await
+            .map_err(|_| Status::unavailable("test gone"))?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+}
+
+/// The running fake; stops when dropped.
+pub struct FakeCoordinator {
+    /// Sessions as agents open them.
+    pub sessions: mpsc::Receiver<FakeSession>,
+    stop: CancellationToken,
+}
+
+impl FakeCoordinator {
+    /// Serves on `127.0.0.1:port` with the certificate `name` from `certs`.
+    pub async fn start(certs: &std::path::Path, name: &str, port: u16) -> anyhow::Result<Self> {
+        failback_proto::install_crypto_provider();
+        let tls = TlsMaterial::load(&TlsFiles::in_dir(certs, name))?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let (stx, srx) = mpsc::channel(8);
+        let stop = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls.server_config())?
+            .add_service(pb::agent_session_server::AgentSessionServer::new(Service {
+                sessions: stx,
+            }));
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let _ = server
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    token.cancelled_owned(),
+                )
+                .await;
+        });
+        Ok(FakeCoordinator {
+            sessions: srx,
+            stop,
+        })
+    }
+
+    /// The next session, within `deadline`.
+    pub async fn next_session(&mut self, deadline: Duration) -> anyhow::Result<FakeSession> {
+        tokio::time::timeout(deadline, self.sessions.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("no agent session within {deadline:?}"))?
+            .ok_or_else(|| anyhow::anyhow!("fake coordinator stopped"))
+    }
+}
+
+impl Drop for FakeCoordinator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
