@@ -72,10 +72,11 @@ impl Dispatcher {
                 ),
             );
         }
-        match self.journal.begin(&instruction.op_id, instruction.epoch, kind_name(&instruction.operation)) {
+        match self.journal.begin(&instruction.op_id, instruction.epoch, instruction.operation.name()) {
             Err(e) => error_result(&op_id, pb::ErrorKind::Backend, true, format!("not run: {e}")),
-            Ok(Some(Entry::Finished(mut r))) => {
+            Ok(Some(Entry::Finished(r))) => {
                 tracing::info!(%op_id, "repeated op id answered from the journal");
+                let mut r = *r;
                 r.replayed = true;
                 r
             }
@@ -101,6 +102,24 @@ impl Dispatcher {
         }
     }
 
+    /// Executes one validated operation on its backend.
+    async fn run(&self, op: &Operation) -> Result<pb::operation_output::Kind, Error> {
+        use pb::operation_output::Kind as Out;
+        match op {
+            Operation::Ping => Ok(Out::Pong(pb::Pong {})),
+            Operation::TcpLatency { endpoint, samples } => {
+                crate::exec::host::tcp_latency(endpoint, *samples)
+                    .await
+                    .map(Out::Latency)
+            }
+            other => Err(Error::Unsupported(format!(
+                "this agent has no {} backend configured for operation {}",
+                other.capability().unwrap_or("?"),
+                other.name()
+            ))),
+        }
+    }
+
     fn refused(&self, op_id: &str, e: Error) -> pb::OperationResult {
         tracing::warn!(%op_id, "instruction refused: {e}");
         pb::OperationResult {
@@ -116,11 +135,7 @@ impl Dispatcher {
         } else {
             Duration::from_millis(i.deadline_unix_ms.saturating_sub(now_ms()))
         };
-        let run = async {
-            match &i.operation {
-                Operation::Ping => Ok(pb::operation_output::Kind::Pong(pb::Pong {})),
-            }
-        };
+        let run = self.run(&i.operation);
         let outcome: Result<pb::operation_output::Kind, Error> = match tokio::time::timeout(
             budget, run,
         )
@@ -146,13 +161,6 @@ impl Dispatcher {
             }),
             replayed: false,
         }
-    }
-}
-
-/// Short name of an operation for the journal and logs.
-pub fn kind_name(op: &Operation) -> &'static str {
-    match op {
-        Operation::Ping => "ping",
     }
 }
 

@@ -37,6 +37,17 @@ pub enum Error {
     /// The coordinator is not the leader and named one.
     #[error("coordinator is not the leader; the leader is {0}")]
     NotLeader(failback_proto::endpoint::Endpoint),
+    /// The operation needs a backend this agent does not have.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A backend operation failed; the text names what and why.
+    #[error("{message}")]
+    Backend {
+        /// What failed, with the backend's own words (never secrets).
+        message: String,
+        /// Whether trying again later can succeed.
+        retryable: bool,
+    },
     /// Local I/O failed.
     #[error("{context}: {source}")]
     Io {
@@ -50,10 +61,11 @@ pub enum Error {
 impl Error {
     /// Whether the same request may succeed later without a change by a person.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Session(_) | Error::NotLeader(_) | Error::Io { .. }
-        )
+        match self {
+            Error::Session(_) | Error::NotLeader(_) | Error::Io { .. } => true,
+            Error::Backend { retryable, .. } => *retryable,
+            _ => false,
+        }
     }
 
     /// The wire form of this error as an operation outcome.
@@ -61,6 +73,7 @@ impl Error {
         let kind = match self {
             Error::StaleEpoch { .. } => pb::ErrorKind::StaleEpoch,
             Error::Protocol(_) | Error::Config { .. } => pb::ErrorKind::InvalidArgument,
+            Error::Unsupported(_) => pb::ErrorKind::Unsupported,
             _ => pb::ErrorKind::Backend,
         };
         pb::OperationError {

@@ -52,8 +52,8 @@ pub enum Entry {
     Running,
     /// Started in a previous process and never finished.
     Interrupted,
-    /// Finished with this result.
-    Finished(pb::OperationResult),
+    /// Finished with this result (boxed: results are large next to the other variants).
+    Finished(Box<pb::OperationResult>),
 }
 
 struct Inner {
@@ -132,7 +132,7 @@ impl Journal {
                                     if !entries.contains_key(&op) {
                                         order.push_back(op.clone());
                                     }
-                                    entries.insert(op, Entry::Finished(r));
+                                    entries.insert(op, Entry::Finished(Box::new(r)));
                                 }
                                 None => {
                                     tracing::warn!(line = n + 1, %op, "journal: undecodable outcome skipped")
@@ -230,7 +230,7 @@ impl Journal {
         )?;
         inner
             .entries
-            .insert(op.to_string(), Entry::Finished(result.clone()));
+            .insert(op.to_string(), Entry::Finished(Box::new(result.clone())));
         if inner.records_in_file > 2 * self.max_entries {
             self.compact(&mut inner)?;
         }
@@ -324,7 +324,7 @@ mod tests {
             .write_all(b"{\"event\":\"fin")
             .unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        assert_eq!(j.get(&op("a")), Some(Entry::Finished(ok("a"))));
+        assert_eq!(j.get(&op("a")), Some(Entry::Finished(Box::new(ok("a")))));
         assert_eq!(j.get(&op("b")), Some(Entry::Interrupted));
         assert_eq!(j.get(&op("c")), None);
     }

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod exec;
 pub mod fencing;
 pub mod journal;
 pub mod metrics;

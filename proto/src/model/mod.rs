@@ -4,7 +4,11 @@
 //! non-optional, ids are checked, and a bad message becomes a [`ProtocolError`] that names the
 //! field, which maps to `INVALID_ARGUMENT`. Sending sides build `pb` types with `From`.
 
+mod operation;
+
 use std::fmt;
+
+pub use operation::{ActiveServers, Fqdn, Operation, PathText, PoolStateValue};
 
 use crate::pb;
 
@@ -219,13 +223,6 @@ impl TryFrom<pb::Hello> for Hello {
     }
 }
 
-/// A typed operation (DESIGN §6). Grows with the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
-    /// Dispatcher round trip.
-    Ping,
-}
-
 /// A validated instruction, as the agent receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instruction {
@@ -253,9 +250,7 @@ impl TryFrom<pb::Instruction> for Instruction {
             .operation
             .and_then(|o| o.kind)
             .ok_or(ProtocolError::Missing("operation"))?;
-        let operation = match kind {
-            pb::operation::Kind::Ping(_) => Operation::Ping,
-        };
+        let operation = Operation::try_from(kind)?;
         Ok(Instruction {
             op_id,
             epoch: Epoch(i.epoch),
