@@ -7,12 +7,14 @@
 //! - [`session`] — dialing, Hello/Welcome, heartbeats, reconnect with backoff, instruction dispatch.
 //! - [`fencing`] — the persisted highest epoch.
 //! - [`metrics`] — Prometheus metrics.
+//! - [`exec`] — the operation backends (so far [`exec::files`]: files under configured roots).
 //! - [`error`] — the crate's error type.
 //!
 //! Entry point: [`run`].
 
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod fencing;
 pub mod metrics;
 pub mod session;
