@@ -182,6 +182,12 @@ pub enum FilesError {
         /// Bytes in the `.partial` file.
         copied: u64,
     },
+    /// Another copy to the same destination is running in this agent.
+    #[error("a copy to '{path}' is already running; retry when it has finished")]
+    Busy {
+        /// The destination as received.
+        path: String,
+    },
     /// Local or share I/O failed.
     #[error("{op} '{path}': {source}")]
     Io {
@@ -203,7 +209,8 @@ impl FilesError {
             FilesError::RootUnavailable { .. }
             | FilesError::SourceChanged { .. }
             | FilesError::VerifyFailed { .. }
-            | FilesError::Interrupted { .. } => true,
+            | FilesError::Interrupted { .. }
+            | FilesError::Busy { .. } => true,
             FilesError::Io { source, .. } => io_is_transient(source),
             FilesError::InvalidPath { .. }
             | FilesError::OutsideRoots { .. }

@@ -17,6 +17,10 @@
 //! - A source whose SHA-256 differs from `expected_sha256` is [`FilesError::ChecksumMismatch`];
 //!   the `.partial` is removed and `DST` is not created.
 //! - Cancellation is by dropping the future; the `.partial` stays for the next attempt.
+//! - Two copies to one destination at once are refused ([`FilesError::Busy`], retryable): a
+//!   retried instruction carries a new op id, so only this check keeps it off the `.partial`.
+//! - Verifying a `.partial` before resuming reads it and the source's prefix without reporting
+//!   progress; progress then starts at the resume point.
 
 use std::io::{self, SeekFrom};
 use std::path::Path;
@@ -273,7 +277,7 @@ impl Files {
         loop {
             let mut want = buf.len();
             if let Some(limit) = self.interrupt_after {
-                if done >= limit {
+                if done >= limit && done < total {
                     out.sync_all().await.map_err(io("fsync", partial))?;
                     return Err(FilesError::Interrupted {
                         path: dst.input.clone(),

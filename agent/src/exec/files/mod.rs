@@ -22,8 +22,10 @@ pub mod path;
 pub mod pattern;
 pub mod roots;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 pub use self::copy::{Checksum, CopyOutcome};
@@ -117,6 +119,24 @@ pub struct Files {
     max_list_entries: usize,
     /// Test hook: a copy stops (as if the agent died) once the `.partial` holds this many bytes.
     interrupt_after: Option<u64>,
+    /// Destinations of copies in progress (shared by clones): a retried instruction (new op id,
+    /// so the journal does not dedupe it) must not write the same `.partial` concurrently.
+    copying: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// Marks a destination as being copied to, until dropped (also when the copy future is).
+struct CopyClaim {
+    set: Arc<Mutex<HashSet<PathBuf>>>,
+    path: PathBuf,
+}
+
+impl Drop for CopyClaim {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.path);
+    }
 }
 
 impl Files {
@@ -126,7 +146,22 @@ impl Files {
             roots,
             max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
             interrupt_after: None,
+            copying: Arc::default(),
         }
+    }
+
+    /// Claims `dst` for one copy; `Busy` if another copy to it is running in this agent.
+    fn claim(&self, dst: &Resolved) -> Result<CopyClaim, FilesError> {
+        let mut set = self.copying.lock().unwrap_or_else(PoisonError::into_inner);
+        if !set.insert(dst.path.clone()) {
+            return Err(FilesError::Busy {
+                path: dst.input.clone(),
+            });
+        }
+        Ok(CopyClaim {
+            set: self.copying.clone(),
+            path: dst.path.clone(),
+        })
     }
 
     /// Bounds the entries one `list` returns and one retention pass handles (at least 1).
@@ -212,6 +247,13 @@ impl Files {
                 reason: format!("it is the source '{src}' itself"),
             });
         }
+        if partial_r.is_link {
+            return Err(FilesError::WrongType {
+                path: partial_input,
+                expected: "a regular file (a link is never used as a partial copy)",
+            });
+        }
+        let _claim = self.claim(&dst_r)?;
         self.copy_resolved(
             &src_r,
             &dst_r,

@@ -192,6 +192,18 @@ async fn links_inside_the_root_are_followed_but_not_deleted() {
     let e = files.delete(&t.p("alias")).await.unwrap_err();
     assert!(matches!(e, FilesError::WrongType { .. }), "{e}");
     assert!(t.root.join("alias").exists());
+    // A .partial that is a link (even inside the root) is never written through.
+    std::os::unix::fs::symlink(
+        t.root.join("share/a.trn"),
+        t.root.join("copy/b.trn.partial"),
+    )
+    .unwrap();
+    let e = files
+        .copy(&t.p("share/a.trn"), &t.p("copy/b.trn"), None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FilesError::WrongType { .. }), "{e}");
+    assert_eq!(std::fs::read(t.root.join("share/a.trn")).unwrap(), b"log");
 }
 
 #[tokio::test]
@@ -309,6 +321,28 @@ async fn copy_round_trip_is_verified_and_repeatable() {
         .unwrap_err();
     assert!(matches!(e, FilesError::NotFound { .. }), "{e}");
     assert!(!t.root.join("copy/no").exists());
+}
+
+#[tokio::test]
+async fn concurrent_copies_to_one_destination_are_refused() {
+    let t = Tree::new();
+    let files = t.files();
+    std::fs::write(t.root.join("share/a.bak"), b"a").unwrap();
+    let dst = files.roots().resolve(&t.p("copy/a.bak")).await.unwrap();
+    let claim = files.clone().claim(&dst).unwrap();
+    let e = files
+        .copy(&t.p("share/a.bak"), &t.p("copy/a.bak"), None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, FilesError::Busy { .. }) && e.is_retryable(),
+        "{e}"
+    );
+    drop(claim);
+    files
+        .copy(&t.p("share/a.bak"), &t.p("copy/a.bak"), None, |_| {})
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
