@@ -193,8 +193,9 @@ async fn links_inside_the_root_are_followed_but_not_deleted() {
     assert!(matches!(e, FilesError::WrongType { .. }), "{e}");
     assert!(t.root.join("alias").exists());
     // A .partial that is a link (even inside the root) is never written through.
+    std::fs::write(t.root.join("share/c.trn"), b"other").unwrap();
     std::os::unix::fs::symlink(
-        t.root.join("share/a.trn"),
+        t.root.join("share/c.trn"),
         t.root.join("copy/b.trn.partial"),
     )
     .unwrap();
@@ -203,6 +204,18 @@ async fn links_inside_the_root_are_followed_but_not_deleted() {
         .await
         .unwrap_err();
     assert!(matches!(e, FilesError::WrongType { .. }), "{e}");
+    assert_eq!(std::fs::read(t.root.join("share/c.trn")).unwrap(), b"other");
+    // A .partial that is the source itself (through a link) is refused too.
+    std::os::unix::fs::symlink(
+        t.root.join("share/a.trn"),
+        t.root.join("copy/d.trn.partial"),
+    )
+    .unwrap();
+    let e = files
+        .copy(&t.p("share/a.trn"), &t.p("copy/d.trn"), None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FilesError::InvalidArgument { .. }), "{e}");
     assert_eq!(std::fs::read(t.root.join("share/a.trn")).unwrap(), b"log");
 }
 
