@@ -16,7 +16,9 @@
 //!   `\\s\sh\…` (Windows' own `canonicalize` produces these forms, so refusing them would be
 //!   unfriendly); inside a verbatim path `/` is a literal character, not a separator, so it is
 //!   refused. Empty and `.` components are dropped; Windows forms accept `/` as a separator.
-//! - Comparison: Windows forms compare ASCII case-insensitively, POSIX forms exactly.
+//! - Comparison: Windows forms compare ASCII case-insensitively, POSIX forms exactly. An 8.3
+//!   short name (`PCHATL~1`) of a root does not match the root lexically, so it is refused: the
+//!   safe side; inside a root short names resolve normally.
 //! - On the host, Windows paths become verbatim (`\\?\D:\…`, `\\?\UNC\…`): after the checks above
 //!   the verbatim form names the same file and is not limited to 260 characters.
 
