@@ -12,6 +12,7 @@ use failback_proto::tls::TlsFiles;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::exec::files::roots::validate_root;
 
 /// The agent's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +33,20 @@ pub struct AgentConfig {
     pub reconnect: Reconnect,
     /// CA, certificate and key of this agent.
     pub tls: TlsFiles,
+    /// The `files` backend; absent = no file roots, so every file operation is refused.
+    #[serde(default)]
+    pub files: Option<FilesConfig>,
+}
+
+/// `[files]`: where the `files` backend may read and write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Absolute directories that every file operation is confined to: POSIX (`/srv/ls`), drive
+    /// (`D:\PChatLogShipCopy`) or UNC (`\\fs01\pchat-ls`); Windows forms validate on every OS.
+    /// Never resolved against the config file's directory: a relative root is an error, as are
+    /// `..` and whole volumes (`/`, `D:\`). Roots need not exist at start (a share may be down).
+    pub roots: Vec<String>,
 }
 
 /// Reconnect backoff: doubles from `initial` to `max`, each wait jittered by ±20 % so a fleet that
@@ -92,6 +107,17 @@ impl AgentConfig {
                 "reconnect: initial must be > 0 and max >= initial".into()
             ));
         }
+        if let Some(files) = &c.files {
+            if files.roots.is_empty() {
+                return Err(err(
+                    "files.roots: list at least one absolute directory, or remove [files]".into(),
+                ));
+            }
+            for root in &files.roots {
+                validate_root(root)
+                    .map_err(|why| err(format!("files.roots: '{root}' refused: {why}")))?;
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         c.tls = c.tls.relative_to(base);
         if c.state_dir.is_relative() {
@@ -130,5 +156,43 @@ key = "a.key"
         )
         .unwrap_err();
         assert!(e.to_string().contains("shell"), "{e}");
+    }
+
+    #[test]
+    fn file_roots_validated() {
+        let base = r#"
+coordinators = ["c1@127.0.0.1:7443"]
+state_dir = "state"
+[tls]
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+"#;
+        let with = |roots: &str| {
+            AgentConfig::parse(
+                Path::new("/x/agent.toml"),
+                &format!("{base}[files]\nroots = {roots}\n"),
+            )
+        };
+        let c = with(r"['/srv/ls', 'D:\PChatLogShipCopy', '\\fs01\pchat-ls']").unwrap();
+        assert_eq!(c.files.map(|f| f.roots.len()), Some(3));
+        let none = AgentConfig::parse(Path::new("/x/agent.toml"), base).unwrap();
+        assert!(none.files.is_none());
+        for (roots, needle) in [
+            ("[]", "at least one"),
+            ("['']", "empty"),
+            ("['ls']", "relative"),
+            ("['/srv/../etc']", "'..'"),
+            (r"['C:\..\x']", "'..'"),
+            ("['/']", "whole volume"),
+            (r"['D:\']", "whole volume"),
+            (r"['\\server']", "share"),
+        ] {
+            let e = with(roots).unwrap_err().to_string();
+            assert!(
+                e.contains("files.roots") && e.contains(needle),
+                "{roots}: {e}"
+            );
+        }
     }
 }

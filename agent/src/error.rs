@@ -1,5 +1,7 @@
 //! The agent crate's one error type and its classification. Operation failures travel to the
 //! coordinator as `OperationError { kind, retryable, message }` built by [`Error::to_operation_error`].
+//! The `files` backend's failures are a nested [`FilesError`], each variant classified retryable or
+//! not by [`FilesError::is_retryable`].
 
 use failback_proto::model::Epoch;
 use failback_proto::pb;
@@ -56,6 +58,232 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// A `files` backend operation failed.
+    #[error(transparent)]
+    Files(#[from] FilesError),
+}
+
+/// What went wrong in the `files` backend. Every message names the path exactly as it was
+/// received, and none quotes file contents (hashes and sizes only).
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The path is malformed or hostile (relative, `..`, control characters, too long, …).
+    #[error("path '{}' refused: {reason}", shown(path))]
+    InvalidPath {
+        /// The path as received (escaped and shortened when displayed).
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The path is not under any configured root.
+    #[error("path '{path}' refused: it is outside every configured file root ({roots})")]
+    OutsideRoots {
+        /// The path as received.
+        path: String,
+        /// The configured roots, comma separated.
+        roots: String,
+    },
+    /// The path leaves its root through a link or junction, or through a dangling link.
+    #[error("path '{path}' refused: {reason} (root '{root}')")]
+    SymlinkEscape {
+        /// The path as received.
+        path: String,
+        /// The root it is lexically under.
+        root: String,
+        /// What was found.
+        reason: String,
+    },
+    /// A configured root is invalid (configuration error).
+    #[error("file root '{root}' is invalid: {reason}")]
+    InvalidRoot {
+        /// The root as configured.
+        root: String,
+        /// Why.
+        reason: String,
+    },
+    /// A configured root cannot be reached now (share down, directory missing).
+    #[error("file root '{root}' is unavailable: {source}")]
+    RootUnavailable {
+        /// The root.
+        root: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A name pattern for `list` or retention is invalid.
+    #[error("pattern '{pattern}' refused: {reason}")]
+    InvalidPattern {
+        /// The pattern as received.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// Another argument is invalid (e.g. an expected SHA-256 that is not 64 hex digits).
+    #[error("{what} for '{path}' refused: {reason}")]
+    InvalidArgument {
+        /// The path the operation was about.
+        path: String,
+        /// Which argument.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The path does not exist.
+    #[error("'{path}' does not exist")]
+    NotFound {
+        /// The path as received.
+        path: String,
+    },
+    /// The path exists but is the wrong kind of entry.
+    #[error("'{path}' is not {expected}")]
+    WrongType {
+        /// The path as received.
+        path: String,
+        /// What it should be ("a regular file", "a directory").
+        expected: &'static str,
+    },
+    /// A copy's destination already holds a different file; it is never overwritten.
+    #[error(
+        "destination '{path}' already exists with different content (SHA-256 {existing}, source {source_sha256}); delete it first"
+    )]
+    DestinationExists {
+        /// The destination as received.
+        path: String,
+        /// SHA-256 of the existing file.
+        existing: String,
+        /// SHA-256 of the source.
+        source_sha256: String,
+    },
+    /// The file's SHA-256 is not the expected one (corrupted or replaced source).
+    #[error("'{path}' has SHA-256 {actual}, but {expected} was expected; nothing was copied")]
+    ChecksumMismatch {
+        /// The path as received.
+        path: String,
+        /// What the caller expected.
+        expected: String,
+        /// What the file holds.
+        actual: String,
+    },
+    /// The source changed (size or modification time) while it was read.
+    #[error("'{path}' changed while it was read ({what}); retry when it is stable")]
+    SourceChanged {
+        /// The path as received.
+        path: String,
+        /// What changed.
+        what: String,
+    },
+    /// Re-reading the written file did not give the source's SHA-256.
+    #[error(
+        "copy to '{path}' wrote data with SHA-256 {written}, but the source read as {source_sha256}; the partial file was removed"
+    )]
+    VerifyFailed {
+        /// The destination as received.
+        path: String,
+        /// SHA-256 of the source as read.
+        source_sha256: String,
+        /// SHA-256 of the written file as re-read.
+        written: String,
+    },
+    /// The copy stopped before the end (test hook or cancellation); the `.partial` is kept.
+    #[error(
+        "copy to '{path}' stopped after {copied} bytes; the partial file is kept and the next copy resumes"
+    )]
+    Interrupted {
+        /// The destination as received.
+        path: String,
+        /// Bytes in the `.partial` file.
+        copied: u64,
+    },
+    /// Another copy to the same destination is running in this agent.
+    #[error("a copy to '{path}' is already running; retry when it has finished")]
+    Busy {
+        /// The destination as received.
+        path: String,
+    },
+    /// Local or share I/O failed.
+    #[error("{op} '{path}': {source}")]
+    Io {
+        /// The verb ("read", "create", "rename", …).
+        op: &'static str,
+        /// The path as received.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl FilesError {
+    /// Whether the same request may succeed later without a change by a person. Refusals,
+    /// missing files and checksum mismatches are final; unreachable roots, sources still being
+    /// written, interrupted copies and transient I/O are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FilesError::RootUnavailable { .. }
+            | FilesError::SourceChanged { .. }
+            | FilesError::VerifyFailed { .. }
+            | FilesError::Interrupted { .. }
+            | FilesError::Busy { .. } => true,
+            FilesError::Io { source, .. } => io_is_transient(source),
+            FilesError::InvalidPath { .. }
+            | FilesError::OutsideRoots { .. }
+            | FilesError::SymlinkEscape { .. }
+            | FilesError::InvalidRoot { .. }
+            | FilesError::InvalidPattern { .. }
+            | FilesError::InvalidArgument { .. }
+            | FilesError::NotFound { .. }
+            | FilesError::WrongType { .. }
+            | FilesError::DestinationExists { .. }
+            | FilesError::ChecksumMismatch { .. } => false,
+        }
+    }
+
+    /// Whether the request itself is wrong (as opposed to the world).
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(
+            self,
+            FilesError::InvalidPath { .. }
+                | FilesError::OutsideRoots { .. }
+                | FilesError::SymlinkEscape { .. }
+                | FilesError::InvalidPattern { .. }
+                | FilesError::InvalidArgument { .. }
+        )
+    }
+}
+
+/// A refused path as it appears in messages: control characters escaped, at most 200 characters.
+fn shown(path: &str) -> String {
+    let mut escaped = String::new();
+    for c in path.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    match escaped.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
+}
+
+/// I/O failures that may pass by themselves (a share that blinks, a busy file).
+fn io_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::Interrupted
+            | K::TimedOut
+            | K::WouldBlock
+            | K::ResourceBusy
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::ConnectionRefused
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::NetworkDown
+            | K::NetworkUnreachable
+            | K::HostUnreachable
+            | K::StaleNetworkFileHandle
+    )
 }
 
 impl Error {
@@ -64,6 +292,7 @@ impl Error {
         match self {
             Error::Session(_) | Error::NotLeader(_) | Error::Io { .. } => true,
             Error::Backend { retryable, .. } => *retryable,
+            Error::Files(f) => f.is_retryable(),
             _ => false,
         }
     }
@@ -74,6 +303,8 @@ impl Error {
             Error::StaleEpoch { .. } => pb::ErrorKind::StaleEpoch,
             Error::Protocol(_) | Error::Config { .. } => pb::ErrorKind::InvalidArgument,
             Error::Unsupported(_) => pb::ErrorKind::Unsupported,
+            Error::Files(f) if f.is_invalid_argument() => pb::ErrorKind::InvalidArgument,
+            Error::Files(FilesError::Interrupted { .. }) => pb::ErrorKind::Interrupted,
             _ => pb::ErrorKind::Backend,
         };
         pb::OperationError {
@@ -106,5 +337,43 @@ mod tests {
         assert_eq!(op.kind(), pb::ErrorKind::StaleEpoch);
         assert!(!op.retryable);
         assert!(op.message.contains('6') && op.message.contains('7'));
+    }
+
+    #[test]
+    fn files_errors_are_classified() {
+        let refused = Error::from(FilesError::InvalidPath {
+            path: "/srv/../etc".into(),
+            reason: "'..' components are not accepted".into(),
+        });
+        let op = refused.to_operation_error();
+        assert_eq!(op.kind(), pb::ErrorKind::InvalidArgument);
+        assert!(!op.retryable);
+        assert!(op.message.contains("/srv/../etc"), "{}", op.message);
+        let mismatch = Error::from(FilesError::ChecksumMismatch {
+            path: "/srv/a".into(),
+            expected: "00".into(),
+            actual: "11".into(),
+        });
+        assert!(!mismatch.is_retryable());
+        assert_eq!(mismatch.to_operation_error().kind(), pb::ErrorKind::Backend);
+        let io = |kind| FilesError::Io {
+            op: "read",
+            path: "/srv/a".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert!(io(std::io::ErrorKind::Interrupted).is_retryable());
+        assert!(!io(std::io::ErrorKind::PermissionDenied).is_retryable());
+        assert!(
+            !FilesError::NotFound {
+                path: "/srv/a".into()
+            }
+            .is_retryable()
+        );
+        let cut = Error::from(FilesError::Interrupted {
+            path: "/srv/a".into(),
+            copied: 5,
+        });
+        assert!(cut.is_retryable());
+        assert_eq!(cut.to_operation_error().kind(), pb::ErrorKind::Interrupted);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`journal`] — the at-most-once operation journal.
 //! - [`fencing`] — the persisted highest epoch.
 //! - [`metrics`] — Prometheus metrics.
+//! - [`exec`] — the operation backends (so far [`exec::files`]: files under configured roots).
 //! - [`error`] — the crate's error type.
 //!
 //! Entry point: [`run`].

@@ -14,4 +14,9 @@ fn example_agent_config_parses() {
     assert_eq!(c.coordinators.len(), 2);
     assert_eq!(c.coordinators[0].name, "coord1.contoso.com");
     assert_eq!(c.capabilities, vec!["sql", "files", "host"]);
+    let roots = c.files.map(|f| f.roots).unwrap_or_default();
+    assert_eq!(
+        roots,
+        [r"D:\PChatLogShipCopy", r"\\fs01.contoso.com\pchat-ls"]
+    );
 }

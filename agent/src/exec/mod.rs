@@ -1,4 +1,9 @@
-//! Executors of the typed operations, one module per backend. Each takes validated model types
-//! and returns protobuf outputs or the crate's [`crate::error::Error`].
+//! Executors of the typed operations, one plain-Rust module per backend (no protobuf types in
+//! `files`; `host` returns its small wire output directly). The dispatcher maps instructions onto
+//! them and their results onto the wire.
+//!
+//! - [`files`] — backup and log files under configured roots.
+//! - [`host`] — facts about this host's network position (connect latency).
 
+pub mod files;
 pub mod host;
