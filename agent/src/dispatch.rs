@@ -15,8 +15,10 @@ use failback_proto::model::{Instruction, Operation};
 use failback_proto::pb;
 
 use crate::error::Error;
+use crate::exec::files::{Files, Progress};
 use crate::fencing::EpochStore;
 use crate::journal::{Entry, Journal};
+use crate::outbox::Outbox;
 
 /// Executes instructions.
 pub struct Dispatcher {
@@ -24,6 +26,55 @@ pub struct Dispatcher {
     pub epochs: Arc<EpochStore>,
     /// At-most-once record.
     pub journal: Arc<Journal>,
+    /// The files backend, when roots are configured.
+    pub files: Option<Files>,
+    /// Where progress updates go.
+    pub outbox: Outbox,
+}
+
+/// Forwards the latest progress of one operation as `OperationUpdate`s, at most every
+/// [`UPDATE_EVERY`], until dropped.
+struct ProgressReporter {
+    tx: tokio::sync::watch::Sender<Progress>,
+}
+
+/// Minimum spacing of progress updates on the wire.
+const UPDATE_EVERY: Duration = Duration::from_millis(500);
+
+impl ProgressReporter {
+    fn start(op_id: String, outbox: Outbox) -> Self {
+        let (tx, mut rx) = tokio::sync::watch::channel(Progress { done: 0, total: 0 });
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = *rx.borrow_and_update();
+                let update = pb::OperationUpdate {
+                    op_id: op_id.clone(),
+                    percent: (p.total > 0).then(|| {
+                        u32::try_from(p.done.saturating_mul(100) / p.total).unwrap_or(100)
+                    }),
+                    message: format!("{} of {} bytes", p.done, p.total),
+                };
+                outbox
+                    .send(pb::AgentMessage {
+                        body: Some(pb::agent_message::Body::Update(update)),
+                    })
+                    .await;
+                tokio::time::sleep(UPDATE_EVERY).await;
+            }
+        });
+        ProgressReporter { tx }
+    }
+
+    fn callback(&self) -> impl FnMut(Progress) + Send + '_ {
+        move |p| {
+            let _ = self.tx.send(p);
+        }
+    }
+}
+
+fn unix_ms(t: Option<SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn error_result(
@@ -103,7 +154,7 @@ impl Dispatcher {
     }
 
     /// Executes one validated operation on its backend.
-    async fn run(&self, op: &Operation) -> Result<pb::operation_output::Kind, Error> {
+    async fn run(&self, op_id: &str, op: &Operation) -> Result<pb::operation_output::Kind, Error> {
         use pb::operation_output::Kind as Out;
         match op {
             Operation::Ping => Ok(Out::Pong(pb::Pong {})),
@@ -112,12 +163,104 @@ impl Dispatcher {
                     .await
                     .map(Out::Latency)
             }
+            Operation::FileStat(p) => {
+                let st = self.files()?.stat(p.as_str()).await?;
+                Ok(Out::FileInfo(pb::FileInfo {
+                    path: p.as_str().to_string(),
+                    exists: st.exists,
+                    is_dir: st.is_dir,
+                    size: st.size,
+                    modified_unix_ms: unix_ms(st.modified),
+                }))
+            }
+            Operation::FileChecksum(p) => {
+                let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
+                let c = self
+                    .files()?
+                    .checksum(p.as_str(), reporter.callback())
+                    .await?;
+                Ok(Out::Checksum(pb::Checksum {
+                    path: p.as_str().to_string(),
+                    sha256: c.sha256,
+                    size: c.size,
+                }))
+            }
+            Operation::FileList { directory, pattern } => {
+                let pattern = if pattern.is_empty() {
+                    "*"
+                } else {
+                    pattern.as_str()
+                };
+                let listing = self.files()?.list(directory.as_str(), pattern).await?;
+                let dir = directory.as_str().trim_end_matches(['/', '\\']);
+                let sep = if dir.contains('\\') { '\\' } else { '/' };
+                Ok(Out::FileListing(pb::FileListing {
+                    files: listing
+                        .entries
+                        .into_iter()
+                        .map(|e| pb::FileInfo {
+                            path: format!("{dir}{sep}{}", e.name),
+                            exists: true,
+                            is_dir: e.is_dir,
+                            size: e.size,
+                            modified_unix_ms: unix_ms(e.modified),
+                        })
+                        .collect(),
+                }))
+            }
+            Operation::FileCopy {
+                source,
+                destination,
+                expected_sha256,
+            } => {
+                let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
+                let c = self
+                    .files()?
+                    .copy(
+                        source.as_str(),
+                        destination.as_str(),
+                        expected_sha256.clone(),
+                        reporter.callback(),
+                    )
+                    .await?;
+                Ok(Out::Copy(pb::CopyResult {
+                    destination: destination.as_str().to_string(),
+                    bytes: c.bytes_copied,
+                    resumed_from: c.resumed_from,
+                    sha256: c.sha256,
+                }))
+            }
+            Operation::FileDelete(p) => {
+                let deleted = self.files()?.delete(p.as_str()).await?;
+                Ok(Out::Done(pb::Done {
+                    changed: deleted,
+                    detail: if deleted {
+                        "deleted".into()
+                    } else {
+                        "already absent".into()
+                    },
+                }))
+            }
+            Operation::FreeSpace(p) => {
+                let available = self.files()?.free_space(p.as_str()).await?;
+                Ok(Out::Space(pb::Space {
+                    path: p.as_str().to_string(),
+                    available_bytes: available,
+                    total_bytes: 0,
+                }))
+            }
             other => Err(Error::Unsupported(format!(
                 "this agent has no {} backend configured for operation {}",
                 other.capability().unwrap_or("?"),
                 other.name()
             ))),
         }
+    }
+
+    fn files(&self) -> Result<&Files, Error> {
+        self.files
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("this agent has no [files] roots configured".into()))
     }
 
     fn refused(&self, op_id: &str, e: Error) -> pb::OperationResult {
@@ -135,7 +278,7 @@ impl Dispatcher {
         } else {
             Duration::from_millis(i.deadline_unix_ms.saturating_sub(now_ms()))
         };
-        let run = self.run(&i.operation);
+        let run = self.run(i.op_id.as_str(), &i.operation);
         let outcome: Result<pb::operation_output::Kind, Error> = match tokio::time::timeout(
             budget, run,
         )
@@ -173,6 +316,8 @@ mod tests {
         Dispatcher {
             epochs: Arc::new(EpochStore::open(dir).unwrap()),
             journal: Arc::new(Journal::open(dir).unwrap()),
+            files: None,
+            outbox: Outbox::default(),
         }
     }
 

@@ -8,6 +8,8 @@
 //! - [`dispatch`] — one instruction: validate, fence, journal, execute with the deadline.
 //! - [`journal`] — the at-most-once operation journal.
 //! - [`fencing`] — the persisted highest epoch.
+//! - [`outbox`] — the current session's sender, for results and progress.
+//! - [`exec`] — the backends: files, host (sql and lync follow).
 //! - [`metrics`] — Prometheus metrics.
 //! - [`exec`] — the operation backends (so far [`exec::files`]: files under configured roots).
 //! - [`error`] — the crate's error type.
@@ -21,6 +23,7 @@ pub mod exec;
 pub mod fencing;
 pub mod journal;
 pub mod metrics;
+pub mod outbox;
 pub mod session;
 
 use std::sync::Arc;
@@ -66,9 +69,18 @@ pub async fn run(
         ));
     }
     let journal = Arc::new(journal::Journal::open(&config.state_dir)?);
+    let files = match &config.files {
+        Some(f) => Some(exec::files::Files::new(
+            exec::files::roots::FileRoots::new(&f.roots).map_err(Error::Files)?,
+        )),
+        None => None,
+    };
+    let outbox = outbox::Outbox::default();
     let dispatcher = Arc::new(dispatch::Dispatcher {
         epochs: epochs.clone(),
         journal,
+        files,
+        outbox: outbox.clone(),
     });
     let ctx = session::SessionContext {
         config,
@@ -76,7 +88,7 @@ pub async fn run(
         epochs,
         metrics,
         dispatcher,
-        outbox: session::Outbox::default(),
+        outbox,
         self_check: tls.self_check().err(),
     };
     session::maintain(ctx, shutdown.clone()).await;

@@ -27,6 +27,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::fencing::EpochStore;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,32 +49,6 @@ pub struct SessionContext {
     /// Why the coordinator will refuse our certificate, when we can tell locally (see
     /// `TlsMaterial::self_check`); appended to session errors.
     pub self_check: Option<String>,
-}
-
-/// The sender of the currently open session. Operations outlive sessions: a result is sent on
-/// the session open when the operation finishes, and is in the journal otherwise.
-#[derive(Clone, Default)]
-pub struct Outbox(Arc<std::sync::Mutex<Option<mpsc::Sender<pb::AgentMessage>>>>);
-
-impl Outbox {
-    fn set(&self, tx: Option<mpsc::Sender<pb::AgentMessage>>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tx;
-    }
-
-    async fn send(&self, msg: pb::AgentMessage) -> bool {
-        let tx = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        match tx {
-            Some(tx) => tx.send(msg).await.is_ok(),
-            None => false,
-        }
-    }
 }
 
 /// Why a session ended without error.

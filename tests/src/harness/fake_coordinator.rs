@@ -44,16 +44,25 @@ impl FakeSession {
 
     /// Sends a Ping instruction.
     pub async fn ping(&self, op_id: &str, epoch: u64) -> anyhow::Result<()> {
-        let deadline = std::time::SystemTime::now() + Duration::from_secs(30);
+        self.instruct(op_id, epoch, pb::operation::Kind::Ping(pb::Ping {}))
+            .await
+    }
+
+    /// Sends an instruction with a 60 s deadline.
+    pub async fn instruct(
+        &self,
+        op_id: &str,
+        epoch: u64,
+        kind: pb::operation::Kind,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
         let i = pb::Instruction {
             op_id: op_id.into(),
             epoch,
             deadline_unix_ms: u64::try_from(
                 deadline.duration_since(std::time::UNIX_EPOCH)?.as_millis(),
             )?,
-            operation: Some(pb::Operation {
-                kind: Some(pb::operation::Kind::Ping(pb::Ping {})),
-            }),
+            operation: Some(pb::Operation { kind: Some(kind) }),
         };
         self.tx
             .send(Ok(pb::CoordinatorMessage {
@@ -83,6 +92,17 @@ impl FakeSession {
         tokio::time::timeout(deadline, fut)
             .await
             .map_err(|_| anyhow::anyhow!("no result for {op_id} within {deadline:?}"))?
+    }
+
+    /// Sends an instruction and waits for its result.
+    pub async fn call(
+        &mut self,
+        op_id: &str,
+        epoch: u64,
+        kind: pb::operation::Kind,
+    ) -> anyhow::Result<pb::OperationResult> {
+        self.instruct(op_id, epoch, kind).await?;
+        self.result(op_id, Duration::from_secs(60)).await
     }
 
     /// Waits until the agent ends the session (or errors it).

@@ -169,6 +169,7 @@ impl Fleet {
             agents: BTreeMap::new(),
         };
         fleet.write_coordinator_config()?;
+        std::fs::create_dir_all(fleet.files_root())?;
         for a in &fleet.agent_specs {
             fleet.write_agent_config(&a.id)?;
         }
@@ -221,16 +222,26 @@ capabilities = ["sql", "files", "lync", "host"]
 initial = "100ms"
 max = "1s"
 
+[files]
+roots = ["{files}"]
+
 [tls]
 ca = "{certs}/ca.pem"
 cert = "{certs}/{id}.pem"
 key = "{certs}/{id}.key"
 "#,
             ep = self.endpoint(),
-            mport = self.agent_metrics_ports.get(id).copied().unwrap_or(0)
+            mport = self.agent_metrics_ports.get(id).copied().unwrap_or(0),
+            files = self.files_root().display()
         );
         std::fs::write(path, text)?;
         Ok(())
+    }
+
+    /// The directory every lab agent may read and write through the files backend (it holds the
+    /// lab's share and copy folders).
+    pub fn files_root(&self) -> PathBuf {
+        self.dir.join("files")
     }
 
     /// Starts the coordinator and waits until its port accepts connections.
