@@ -36,6 +36,9 @@ pub struct AgentConfig {
     /// The `files` backend; absent = no file roots, so every file operation is refused.
     #[serde(default)]
     pub files: Option<FilesConfig>,
+    /// The `sql` backend; absent = no local instance, so every sql operation is refused.
+    #[serde(default)]
+    pub sql: Option<crate::exec::sql::config::SqlConfig>,
 }
 
 /// `[files]`: where the `files` backend may read and write.
@@ -107,6 +110,18 @@ impl AgentConfig {
                 "reconnect: initial must be > 0 and max >= initial".into()
             ));
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(sql) = &mut c.sql {
+            sql.validate().map_err(err)?;
+            for p in [&mut sql.password_file, &mut sql.ca_file]
+                .into_iter()
+                .flatten()
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         if let Some(files) = &c.files {
             if files.roots.is_empty() {
                 return Err(err(
@@ -118,7 +133,6 @@ impl AgentConfig {
                     .map_err(|why| err(format!("files.roots: '{root}' refused: {why}")))?;
             }
         }
-        let base = path.parent().unwrap_or(Path::new("."));
         c.tls = c.tls.relative_to(base);
         if c.state_dir.is_relative() {
             c.state_dir = base.join(&c.state_dir);

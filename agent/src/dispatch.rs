@@ -16,6 +16,7 @@ use failback_proto::pb;
 
 use crate::error::Error;
 use crate::exec::files::{Files, Progress};
+use crate::exec::sql::SqlBackend;
 use crate::fencing::EpochStore;
 use crate::journal::{Entry, Journal};
 use crate::outbox::Outbox;
@@ -28,6 +29,8 @@ pub struct Dispatcher {
     pub journal: Arc<Journal>,
     /// The files backend, when roots are configured.
     pub files: Option<Files>,
+    /// The sql backend, when `[sql]` is configured.
+    pub sql: Option<SqlBackend>,
     /// Where progress updates go.
     pub outbox: Outbox,
 }
@@ -89,6 +92,7 @@ fn error_result(
             kind: kind.into(),
             retryable,
             message,
+            sql_error: 0,
         })),
         replayed: false,
     }
@@ -163,6 +167,27 @@ impl Dispatcher {
                     .await
                     .map(Out::Latency)
             }
+            Operation::DescribeInstance => self.sql()?.describe_instance().await.map(Out::Instance),
+            Operation::DatabaseState(dbs) => self
+                .sql()?
+                .database_state(dbs)
+                .await
+                .map(Out::DatabaseStates),
+            Operation::MirroringState(dbs) => self
+                .sql()?
+                .mirroring_state(dbs)
+                .await
+                .map(Out::MirroringStates),
+            Operation::RemoveMirroring(db) => self.sql()?.remove_mirroring(db).await.map(Out::Done),
+            Operation::ListSessions(db) => self.sql()?.list_sessions(db).await.map(Out::Sessions),
+            Operation::KillSessions {
+                database,
+                program_names,
+            } => self
+                .sql()?
+                .kill_sessions(database, program_names)
+                .await
+                .map(Out::Killed),
             Operation::FileStat(p) => {
                 let st = self.files()?.stat(p.as_str()).await?;
                 Ok(Out::FileInfo(pb::FileInfo {
@@ -257,6 +282,12 @@ impl Dispatcher {
         }
     }
 
+    fn sql(&self) -> Result<&SqlBackend, Error> {
+        self.sql
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("this agent has no [sql] instance configured".into()))
+    }
+
     fn files(&self) -> Result<&Files, Error> {
         self.files
             .as_ref()
@@ -317,6 +348,7 @@ mod tests {
             epochs: Arc::new(EpochStore::open(dir).unwrap()),
             journal: Arc::new(Journal::open(dir).unwrap()),
             files: None,
+            sql: None,
             outbox: Outbox::default(),
         }
     }

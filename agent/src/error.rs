@@ -39,6 +39,16 @@ pub enum Error {
     /// The coordinator is not the leader and named one.
     #[error("coordinator is not the leader; the leader is {0}")]
     NotLeader(failback_proto::endpoint::Endpoint),
+    /// SQL Server refused or the connection to it failed.
+    #[error("{message}")]
+    Sql {
+        /// SQL Server's error number, when it answered with one.
+        number: Option<u32>,
+        /// What failed (never the password).
+        message: String,
+        /// Whether trying again later can succeed.
+        retryable: bool,
+    },
     /// The operation needs a backend this agent does not have.
     #[error("{0}")]
     Unsupported(String),
@@ -291,7 +301,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Session(_) | Error::NotLeader(_) | Error::Io { .. } => true,
-            Error::Backend { retryable, .. } => *retryable,
+            Error::Backend { retryable, .. } | Error::Sql { retryable, .. } => *retryable,
             Error::Files(f) => f.is_retryable(),
             _ => false,
         }
@@ -311,6 +321,12 @@ impl Error {
             kind: kind.into(),
             retryable: self.is_retryable(),
             message: self.to_string(),
+            sql_error: match self {
+                Error::Sql {
+                    number: Some(n), ..
+                } => *n,
+                _ => 0,
+            },
         }
     }
 

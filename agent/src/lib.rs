@@ -75,11 +75,23 @@ pub async fn run(
         )),
         None => None,
     };
+    let sql = match &config.sql {
+        Some(c) => {
+            Some(
+                exec::sql::SqlBackend::new(c.clone()).map_err(|message| Error::Config {
+                    path: "agent.toml [sql]".into(),
+                    message,
+                })?,
+            )
+        }
+        None => None,
+    };
     let outbox = outbox::Outbox::default();
     let dispatcher = Arc::new(dispatch::Dispatcher {
         epochs: epochs.clone(),
         journal,
         files,
+        sql,
         outbox: outbox.clone(),
     });
     let ctx = session::SessionContext {

@@ -105,6 +105,8 @@ pub struct Fleet {
     pub agent_specs: Vec<AgentSpec>,
     /// Metrics port of each agent.
     pub agent_metrics_ports: BTreeMap<String, u16>,
+    /// Extra TOML appended to an agent's config (its `[sql]` or `[lync]` section).
+    agent_extra: BTreeMap<String, String>,
     coordinator: Option<Proc>,
     agents: BTreeMap<String, Proc>,
 }
@@ -165,6 +167,7 @@ impl Fleet {
                 .map(|a| Ok((a.id.clone(), free_port()?)))
                 .collect::<anyhow::Result<_>>()?,
             agent_specs: agents,
+            agent_extra: BTreeMap::new(),
             coordinator: None,
             agents: BTreeMap::new(),
         };
@@ -234,6 +237,10 @@ key = "{certs}/{id}.key"
             mport = self.agent_metrics_ports.get(id).copied().unwrap_or(0),
             files = self.files_root().display()
         );
+        let text = match self.agent_extra.get(id) {
+            Some(extra) => format!("{text}\n{extra}\n"),
+            None => text,
+        };
         std::fs::write(path, text)?;
         Ok(())
     }
@@ -242,6 +249,12 @@ key = "{certs}/{id}.key"
     /// lab's share and copy folders).
     pub fn files_root(&self) -> PathBuf {
         self.dir.join("files")
+    }
+
+    /// Appends `extra` (TOML sections) to an agent's config, rewriting it.
+    pub fn configure_agent(&mut self, id: &str, extra: &str) -> anyhow::Result<()> {
+        self.agent_extra.insert(id.to_string(), extra.to_string());
+        self.write_agent_config(id)
     }
 
     /// Starts the coordinator and waits until its port accepts connections.

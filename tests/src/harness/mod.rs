@@ -3,6 +3,7 @@
 pub mod fake_coordinator;
 pub mod fleet;
 pub mod process;
+pub mod sqlsim;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,426 @@
+//! The `sql` backend: the agent's local SQL Server instance through tiberius. Every statement comes
+//! from [`tsql`]; each operation opens its own connection (the instance is local, a login costs
+//! milliseconds, and no state can leak between operations), and long operations disable
+//! tiberius' command timeout so a quiet RESTORE is not cut off.
+//!
+//! Errors: SQL Server errors keep their number ([`Error::Sql`]); connection failures and the
+//! classic transient numbers (1205 deadlock, 3101 exclusive access while sessions drain) are
+//! retryable, everything else is not. A change whose goal already holds is not an error: it
+//! reports `changed = false`.
+
+pub mod config;
+pub mod tsql;
+
+use failback_proto::model::DatabaseName;
+use failback_proto::pb;
+use tiberius::{AuthMethod, Client, EncryptionLevel, Row};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use self::config::{Secret, SqlAuth, SqlConfig, SqlEncryption};
+use self::tsql::{Param, Statement};
+use crate::error::Error;
+
+type Conn = Client<Compat<TcpStream>>;
+
+/// SQL Server errors after which trying again can succeed without a change by a person.
+const TRANSIENT: [u32; 4] = [1205, 3101, 40613, 4060];
+
+fn sql_error(context: &str, e: tiberius::error::Error) -> Error {
+    match e {
+        tiberius::error::Error::Server(t) => Error::Sql {
+            number: Some(t.code()),
+            message: format!("{context}: SQL Server error {}: {}", t.code(), t.message()),
+            retryable: TRANSIENT.contains(&t.code()),
+        },
+        tiberius::error::Error::Io { kind, message } => Error::Sql {
+            number: None,
+            message: format!("{context}: connection failed ({kind:?}): {message}"),
+            retryable: true,
+        },
+        other => Error::Sql {
+            number: None,
+            message: format!("{context}: {other}"),
+            retryable: matches!(
+                other,
+                tiberius::error::Error::Tls(_) | tiberius::error::Error::Routing { .. }
+            ),
+        },
+    }
+}
+
+fn text(row: &Row, col: &str) -> String {
+    row.try_get::<&str, _>(col)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn flag(row: &Row, col: &str) -> bool {
+    row.try_get::<bool, _>(col)
+        .ok()
+        .flatten()
+        .or_else(|| int(row, col).map(|v| v != 0))
+        .unwrap_or(false)
+}
+
+fn int(row: &Row, col: &str) -> Option<i64> {
+    if let Ok(Some(v)) = row.try_get::<i32, _>(col) {
+        return Some(i64::from(v));
+    }
+    if let Ok(Some(v)) = row.try_get::<i16, _>(col) {
+        return Some(i64::from(v));
+    }
+    if let Ok(Some(v)) = row.try_get::<i64, _>(col) {
+        return Some(v);
+    }
+    if let Ok(Some(v)) = row.try_get::<u8, _>(col) {
+        return Some(i64::from(v));
+    }
+    None
+}
+
+/// The backend.
+pub struct SqlBackend {
+    config: SqlConfig,
+    password: Option<Secret>,
+}
+
+impl std::fmt::Debug for SqlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlBackend")
+            .field("host", &self.config.host)
+            .field("port", &self.config.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlBackend {
+    /// Validates the settings and reads the password once.
+    pub fn new(config: SqlConfig) -> Result<Self, String> {
+        config.validate()?;
+        let password = match config.auth {
+            SqlAuth::Sql => Some(config.password()?),
+            SqlAuth::Integrated => None,
+        };
+        Ok(SqlBackend { config, password })
+    }
+
+    /// Opens a connection to `master`. `long` disables the command timeout (BACKUP/RESTORE).
+    async fn connect(&self, long: bool) -> Result<Conn, Error> {
+        let c = &self.config;
+        let mut cfg = tiberius::Config::new();
+        cfg.host(&c.host);
+        cfg.port(c.port);
+        cfg.database("master");
+        cfg.application_name("failback-agent");
+        match (c.auth, &self.password) {
+            (SqlAuth::Sql, Some(pw)) => cfg.authentication(AuthMethod::sql_server(
+                c.user.clone().unwrap_or_default(),
+                pw.expose(),
+            )),
+            #[cfg(windows)]
+            (SqlAuth::Integrated, _) => cfg.authentication(AuthMethod::Integrated),
+            _ => {
+                return Err(Error::Sql {
+                    number: None,
+                    message: "no usable authentication configured".into(),
+                    retryable: false,
+                });
+            }
+        }
+        cfg.encryption(match c.encryption {
+            SqlEncryption::Required => EncryptionLevel::Required,
+            SqlEncryption::Off => EncryptionLevel::Off,
+            SqlEncryption::NotSupported => EncryptionLevel::NotSupported,
+        });
+        if c.trust_server_certificate {
+            cfg.trust_cert();
+        } else if let Some(ca) = &c.ca_file {
+            cfg.trust_cert_ca(ca.display());
+        }
+        cfg.command_timeout(if long {
+            None
+        } else {
+            Some(std::time::Duration::from_secs(60))
+        });
+        let target = format!("{}:{}", c.host, c.port);
+        let tcp = tokio::time::timeout(c.connect_timeout, TcpStream::connect(&target))
+            .await
+            .map_err(|_| Error::Sql {
+                number: None,
+                message: format!(
+                    "connect to SQL Server at {target} timed out after {:?}",
+                    c.connect_timeout
+                ),
+                retryable: true,
+            })?
+            .map_err(|e| Error::Sql {
+                number: None,
+                message: format!("cannot connect to SQL Server at {target}: {e}"),
+                retryable: true,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        tokio::time::timeout(c.connect_timeout, Client::connect(cfg, tcp.compat_write()))
+            .await
+            .map_err(|_| Error::Sql {
+                number: None,
+                message: format!(
+                    "login to SQL Server at {target} timed out after {:?}",
+                    c.connect_timeout
+                ),
+                retryable: true,
+            })?
+            .map_err(|e| sql_error(&format!("login to SQL Server at {target}"), e))
+    }
+
+    /// Runs a statement and returns its first result set.
+    async fn rows(conn: &mut Conn, stmt: &Statement) -> Result<Vec<Row>, Error> {
+        let stream = if stmt.params.is_empty() {
+            conn.simple_query(stmt.text.as_str()).await
+        } else {
+            let params: Vec<&dyn tiberius::ToSql> = stmt
+                .params
+                .iter()
+                .map(|p| match p {
+                    Param::Text(s) => s as &dyn tiberius::ToSql,
+                    Param::Int(n) => n as &dyn tiberius::ToSql,
+                })
+                .collect();
+            conn.query(stmt.text.as_str(), &params).await
+        };
+        let context = stmt
+            .text
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        stream
+            .map_err(|e| sql_error(&context, e))?
+            .into_first_result()
+            .await
+            .map_err(|e| sql_error(&context, e))
+    }
+
+    /// Version, edition, default paths (with the 2008 R2 fallback) and services.
+    pub async fn describe_instance(&self) -> Result<pb::InstanceInfo, Error> {
+        let mut conn = self.connect(false).await?;
+        let rows = Self::rows(&mut conn, &tsql::instance_properties()).await?;
+        let row = rows.first().ok_or_else(|| Error::Sql {
+            number: None,
+            message: "SERVERPROPERTY returned no row".into(),
+            retryable: false,
+        })?;
+        let mut info = pb::InstanceInfo {
+            server_name: text(row, "server_name"),
+            product_version: text(row, "product_version"),
+            edition: text(row, "edition"),
+            version_text: text(row, "version_text"),
+            default_data_path: text(row, "data_path"),
+            default_log_path: text(row, "log_path"),
+            paths_source: "serverproperty".into(),
+            services: Vec::new(),
+        };
+        if info.default_data_path.is_empty() || info.default_log_path.is_empty() {
+            let files = Self::rows(&mut conn, &tsql::master_files()).await?;
+            for f in &files {
+                let path = text(f, "physical_name");
+                let dir = path
+                    .rsplit_once(['\\', '/'])
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_default();
+                match int(f, "type") {
+                    Some(0) if info.default_data_path.is_empty() => info.default_data_path = dir,
+                    Some(1) if info.default_log_path.is_empty() => info.default_log_path = dir,
+                    _ => {}
+                }
+            }
+            info.paths_source = "master files".into();
+        }
+        // sys.dm_server_services exists from SQL Server 2008 R2 SP1; without it (error 208) the
+        // services are reported as unknown rather than failing the whole description.
+        match Self::rows(&mut conn, &tsql::services()).await {
+            Ok(rows) => {
+                info.services = rows
+                    .iter()
+                    .map(|r| pb::ServiceInfo {
+                        name: text(r, "servicename"),
+                        status: text(r, "status_desc"),
+                        startup_type: text(r, "startup_type_desc"),
+                        account: text(r, "service_account"),
+                    })
+                    .collect();
+            }
+            Err(Error::Sql {
+                number: Some(208), ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(info)
+    }
+
+    /// One entry per requested name, `exists = false` for a missing database.
+    pub async fn database_state(&self, dbs: &[DatabaseName]) -> Result<pb::DatabaseStates, Error> {
+        let mut conn = self.connect(false).await?;
+        let rows = Self::rows(&mut conn, &tsql::database_state(dbs)).await?;
+        Ok(pb::DatabaseStates {
+            databases: dbs
+                .iter()
+                .map(|d| {
+                    match rows
+                        .iter()
+                        .find(|r| text(r, "name").eq_ignore_ascii_case(d.as_str()))
+                    {
+                        Some(r) => pb::DatabaseInfo {
+                            name: d.to_string(),
+                            exists: true,
+                            state: text(r, "state_desc"),
+                            recovery_model: text(r, "recovery_model_desc"),
+                            user_access: text(r, "user_access_desc"),
+                            is_in_standby: flag(r, "is_in_standby"),
+                            is_read_only: flag(r, "is_read_only"),
+                        },
+                        None => pb::DatabaseInfo {
+                            name: d.to_string(),
+                            exists: false,
+                            ..Default::default()
+                        },
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// Mirroring per requested name; a database absent from the instance is reported unmirrored.
+    pub async fn mirroring_state(
+        &self,
+        dbs: &[DatabaseName],
+    ) -> Result<pb::MirroringStates, Error> {
+        let mut conn = self.connect(false).await?;
+        let rows = Self::rows(&mut conn, &tsql::mirroring_state(dbs)).await?;
+        Ok(pb::MirroringStates {
+            databases: dbs
+                .iter()
+                .map(|d| {
+                    let row = rows
+                        .iter()
+                        .find(|r| text(r, "name").eq_ignore_ascii_case(d.as_str()));
+                    let mirrored = row.is_some_and(|r| {
+                        matches!(
+                            r.try_get::<tiberius::Uuid, _>("mirroring_guid"),
+                            Ok(Some(_))
+                        )
+                    });
+                    match (row, mirrored) {
+                        (Some(r), true) => pb::MirroringInfo {
+                            database: d.to_string(),
+                            mirrored: true,
+                            role: text(r, "mirroring_role_desc"),
+                            state: text(r, "mirroring_state_desc"),
+                            partner_name: text(r, "mirroring_partner_name"),
+                            partner_instance: text(r, "mirroring_partner_instance"),
+                            witness_name: text(r, "mirroring_witness_name"),
+                            safety_level: text(r, "mirroring_safety_level_desc"),
+                        },
+                        _ => pb::MirroringInfo {
+                            database: d.to_string(),
+                            mirrored: false,
+                            ..Default::default()
+                        },
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    async fn sessions_in(
+        conn: &mut Conn,
+        db: &DatabaseName,
+    ) -> Result<Vec<pb::SessionInfo>, Error> {
+        let rows = Self::rows(conn, &tsql::sessions(db)).await?;
+        Ok(rows
+            .iter()
+            .map(|r| pb::SessionInfo {
+                spid: int(r, "spid")
+                    .and_then(|v| i32::try_from(v).ok())
+                    .unwrap_or(0),
+                login: text(r, "loginame").trim().to_string(),
+                host_name: text(r, "hostname").trim().to_string(),
+                program_name: text(r, "program_name").trim().to_string(),
+            })
+            .collect())
+    }
+
+    /// Sessions using `db` (not counting ours).
+    pub async fn list_sessions(&self, db: &DatabaseName) -> Result<pb::Sessions, Error> {
+        let mut conn = self.connect(false).await?;
+        Ok(pb::Sessions {
+            sessions: Self::sessions_in(&mut conn, db).await?,
+        })
+    }
+
+    /// Ends the sessions in `db` (only those of `programs` when given). A session that ended by
+    /// itself in between (error 6106, "process ID is not an active process ID") counts as ended.
+    pub async fn kill_sessions(
+        &self,
+        db: &DatabaseName,
+        programs: &[String],
+    ) -> Result<pb::Killed, Error> {
+        let mut conn = self.connect(false).await?;
+        let victims: Vec<pb::SessionInfo> = Self::sessions_in(&mut conn, db)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                programs.is_empty()
+                    || programs
+                        .iter()
+                        .any(|p| p.eq_ignore_ascii_case(&s.program_name))
+            })
+            .collect();
+        for v in &victims {
+            let Some(stmt) = tsql::kill(v.spid) else {
+                continue;
+            };
+            match conn.simple_query(stmt.text.as_str()).await {
+                Ok(s) => {
+                    s.into_results().await.map_err(|e| sql_error("KILL", e))?;
+                }
+                Err(tiberius::error::Error::Server(t)) if t.code() == 6106 => {}
+                Err(e) => return Err(sql_error("KILL", e)),
+            }
+        }
+        Ok(pb::Killed { sessions: victims })
+    }
+
+    /// `SET PARTNER OFF` when `db` is mirrored; `changed = false` when it already is not.
+    pub async fn remove_mirroring(&self, db: &DatabaseName) -> Result<pb::Done, Error> {
+        let before = self.mirroring_state(std::slice::from_ref(db)).await?;
+        if !before.databases.first().is_some_and(|m| m.mirrored) {
+            return Ok(pb::Done {
+                changed: false,
+                detail: format!("{db} is not mirrored"),
+            });
+        }
+        let mut conn = self.connect(false).await?;
+        let stmt = tsql::set_partner_off(db);
+        conn.simple_query(stmt.text.as_str())
+            .await
+            .map_err(|e| sql_error("ALTER DATABASE SET PARTNER OFF", e))?
+            .into_results()
+            .await
+            .map_err(|e| sql_error("ALTER DATABASE SET PARTNER OFF", e))?;
+        let after = self.mirroring_state(std::slice::from_ref(db)).await?;
+        if after.databases.first().is_some_and(|m| m.mirrored) {
+            return Err(Error::Sql {
+                number: None,
+                message: format!("{db} is still mirrored after SET PARTNER OFF"),
+                retryable: true,
+            });
+        }
+        Ok(pb::Done {
+            changed: true,
+            detail: format!("mirroring removed from {db}"),
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! `sqlsim` as a process owned by a test or the lab: a fixed port (so a restart keeps it), a data
+//! directory, output appended to `sqlsim.log` there, killed on drop; plus the statement log that
+//! tests read to assert exactly what the agent sent, and TLS material for encrypted logins.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::process::{Proc, bin};
+use super::{free_port, wait_for};
+
+/// The `sa` password lab instances use.
+pub const SA_PASSWORD: &str = "Lab-Pa55word!";
+
+/// One running (or stopped) sqlsim instance.
+pub struct SqlSim {
+    /// Server name (@@SERVERNAME).
+    pub name: String,
+    /// TCP port.
+    pub port: u16,
+    /// Data directory (state, statement log, process log).
+    pub data_dir: PathBuf,
+    tls: Option<(PathBuf, PathBuf)>,
+    proc: Option<Proc>,
+}
+
+/// One line of sqlsim's statement log.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LoggedStatement {
+    /// Session id.
+    pub spid: i64,
+    /// Database in use.
+    pub database: String,
+    /// The statement text.
+    pub text: String,
+}
+
+impl SqlSim {
+    /// Prepares an instance (not started) in `data_dir`.
+    pub fn new(name: &str, data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        Ok(SqlSim {
+            name: name.to_string(),
+            port: free_port()?,
+            data_dir: data_dir.to_path_buf(),
+            tls: None,
+            proc: None,
+        })
+    }
+
+    /// Serves TLS with this certificate and key (PEM).
+    #[must_use]
+    pub fn with_tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
+        self.tls = Some((cert, key));
+        self
+    }
+
+    /// Starts the process and waits until it accepts connections.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let data = self.data_dir.display().to_string();
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data,
+            "--sa-password",
+            SA_PASSWORD,
+            "--server-name",
+            &self.name,
+        ];
+        let tls: Option<(String, String)> = self
+            .tls
+            .as_ref()
+            .map(|(c, k)| (c.display().to_string(), k.display().to_string()));
+        if let Some((c, k)) = &tls {
+            args.extend(["--tls-cert", c, "--tls-key", k]);
+        }
+        let p = Proc::spawn(
+            &format!("sqlsim {}", self.name),
+            &bin("sqlsim")?,
+            &args,
+            &[],
+            &self.data_dir.join("sqlsim.log"),
+        )?;
+        self.proc = Some(p);
+        let addr = listen.clone();
+        wait_for(
+            &format!("sqlsim {} to listen", self.name),
+            Duration::from_secs(20),
+            || {
+                let addr = addr.clone();
+                async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
+            },
+        )
+        .await
+    }
+
+    /// Kills the process (the state stays on disk).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Every statement received so far.
+    pub fn statements(&self) -> Vec<LoggedStatement> {
+        std::fs::read_to_string(self.data_dir.join("statements.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Writes a CA and a server certificate for 127.0.0.1/localhost into `dir`; returns
+/// (ca.pem, server.pem, server.key).
+pub fn tls_material(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    std::fs::create_dir_all(dir)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "sqlsim lab CA");
+    let ca_key = KeyPair::generate()?;
+    let ca_pem = ca.self_signed(&ca_key)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate()?;
+    let cert = leaf.signed_by(&key, &issuer)?.pem();
+    let paths = (
+        dir.join("sql-ca.pem"),
+        dir.join("sql-server.pem"),
+        dir.join("sql-server.key"),
+    );
+    std::fs::write(&paths.0, ca_pem)?;
+    std::fs::write(&paths.1, cert)?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
+}

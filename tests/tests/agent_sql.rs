@@ -1,0 +1,286 @@
+//! The real agent's sql backend against sqlsim over TDS with TLS required (the production
+//! default): each read operation, ending sessions, the probe-before-act of remove_mirroring, the
+//! exact T-SQL in sqlsim's statement log, and hostile database names never reaching the server.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use failback_proto::pb;
+use failback_proto::pb::operation::Kind as K;
+use failback_proto::pb::operation_output::Kind as Out;
+use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
+use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
+use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim, tls_material};
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+const AGENT: &str = "sql01.dc1.lab";
+
+fn output(r: pb::OperationResult) -> Out {
+    match r.outcome {
+        Some(pb::operation_result::Outcome::Output(o)) => o.kind.unwrap(),
+        other => panic!("expected output, got {other:?}"),
+    }
+}
+
+async fn client(
+    sim: &SqlSim,
+    app: &str,
+    db: &str,
+) -> Client<tokio_util::compat::Compat<tokio::net::TcpStream>> {
+    let mut c = Config::new();
+    c.host("127.0.0.1");
+    c.port(sim.port);
+    c.authentication(AuthMethod::sql_server("sa", SA_PASSWORD));
+    c.encryption(EncryptionLevel::NotSupported);
+    c.application_name(app);
+    c.database(db);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sim.port))
+        .await
+        .unwrap();
+    Client::connect(c, tcp.compat_write()).await.unwrap()
+}
+
+struct Setup {
+    _fleet: Fleet,
+    _fake: FakeCoordinator,
+    session: FakeSession,
+    sim: SqlSim,
+}
+
+async fn setup() -> Setup {
+    failback_proto::install_crypto_provider();
+    let (agents, topology) = three_agent_topology();
+    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let (ca, cert, key) = tls_material(&fleet.dir.join("sqltls")).unwrap();
+    let mut sim = SqlSim::new(AGENT, &fleet.dir.join("sql01"))
+        .unwrap()
+        .with_tls(cert, key);
+    sim.start().await.unwrap();
+    let pw = fleet.dir.join("sql-password");
+    std::fs::write(&pw, format!("{SA_PASSWORD}\n")).unwrap();
+    fleet
+        .configure_agent(
+            AGENT,
+            &format!(
+                "[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+                sim.port,
+                pw.display(),
+                ca.display()
+            ),
+        )
+        .unwrap();
+    let mut fake = FakeCoordinator::start(&fleet.certs, COORDINATOR, fleet.coordinator_port)
+        .await
+        .unwrap();
+    fleet.start_agent(AGENT).unwrap();
+    let session = fake.next_session(Duration::from_secs(20)).await.unwrap();
+    session.welcome(2).await.unwrap();
+    let mut c = client(&sim, "setup", "master").await;
+    c.simple_query("CREATE DATABASE mgc")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    Setup {
+        _fleet: fleet,
+        _fake: fake,
+        session,
+        sim,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_operations_against_sqlsim_with_tls() {
+    let Setup {
+        mut session,
+        sim,
+        _fleet,
+        _fake,
+    } = setup().await;
+
+    let Out::Instance(i) = output(
+        session
+            .call(
+                "s/describe",
+                2,
+                K::DescribeInstance(pb::DescribeInstance {}),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(i.server_name, AGENT);
+    assert!(
+        !i.product_version.is_empty()
+            && !i.default_data_path.is_empty()
+            && !i.default_log_path.is_empty(),
+        "{i:?}"
+    );
+
+    let Out::DatabaseStates(d) = output(
+        session
+            .call(
+                "s/state",
+                2,
+                K::DatabaseState(pb::DatabaseState {
+                    databases: vec!["mgc".into(), "mgccomp".into()],
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert!(
+        d.databases[0].exists && d.databases[0].state == "ONLINE",
+        "{d:?}"
+    );
+    assert!(!d.databases[1].exists);
+    let sent: Vec<String> = sim.statements().into_iter().map(|s| s.text).collect();
+    assert!(
+        sent.iter().any(|t| t
+            == "SELECT name, state_desc, user_access_desc, recovery_model_desc, is_in_standby, is_read_only FROM sys.databases WHERE name IN (@P1, @P2)"),
+        "{sent:#?}"
+    );
+
+    let Out::MirroringStates(m) = output(
+        session
+            .call(
+                "s/mirror",
+                2,
+                K::MirroringState(pb::MirroringState {
+                    databases: vec!["mgc".into()],
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert!(!m.databases[0].mirrored);
+
+    // Probe before act: mgc is not mirrored, so no ALTER DATABASE is sent.
+    let Out::Done(done) = output(
+        session
+            .call(
+                "s/unmirror",
+                2,
+                K::RemoveMirroring(pb::RemoveMirroring {
+                    database: "mgc".into(),
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert!(!done.changed);
+    assert!(
+        !sim.statements()
+            .iter()
+            .any(|s| s.text.contains("ALTER DATABASE"))
+    );
+
+    // A chat server's session in mgc is listed, then ended.
+    let mut chat = client(&sim, "PersistentChatService", "mgc").await;
+    let mut other = client(&sim, "SSMS", "mgc").await;
+    let Out::Sessions(s) = output(
+        session
+            .call(
+                "s/sessions",
+                2,
+                K::ListSessions(pb::ListSessions {
+                    database: "mgc".into(),
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(s.sessions.len(), 2, "{s:?}");
+    let Out::Killed(k) = output(
+        session
+            .call(
+                "s/kill",
+                2,
+                K::KillSessions(pb::KillSessions {
+                    database: "mgc".into(),
+                    program_names: vec!["PersistentChatService".into()],
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(k.sessions.len(), 1);
+    assert_eq!(k.sessions[0].program_name, "PersistentChatService");
+    assert!(
+        chat.simple_query("SELECT 1").await.is_err(),
+        "the chat server's connection is gone"
+    );
+    other
+        .simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    // sqlsim logs each statement of a batch on its own, without the terminating semicolon.
+    assert!(
+        sim.statements()
+            .iter()
+            .any(|s| s.text == format!("KILL {}", k.sessions[0].spid))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_database_names_never_reach_sql_server() {
+    // Bind every field: a `..` here would drop the fleet (and kill the agent) at once.
+    let Setup {
+        mut session,
+        sim,
+        _fleet,
+        _fake,
+    } = setup().await;
+    let hostile = [
+        "mgc]; DROP DATABASE mgc --",
+        "mgc'; SHUTDOWN --",
+        "mgc/*",
+        "x".repeat(200).leak() as &str,
+        "",
+    ];
+    for (n, name) in hostile.iter().enumerate() {
+        let r = session
+            .call(
+                &format!("h/{n}"),
+                2,
+                K::RemoveMirroring(pb::RemoveMirroring {
+                    database: (*name).to_string(),
+                }),
+            )
+            .await
+            .unwrap();
+        match r.outcome {
+            Some(pb::operation_result::Outcome::Error(e)) => {
+                assert_eq!(e.kind(), pb::ErrorKind::InvalidArgument, "{name}: {e:?}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let sent = sim.statements();
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.text.contains("DROP") || s.text.contains("SHUTDOWN")),
+        "{sent:#?}"
+    );
+}
