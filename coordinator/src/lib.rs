@@ -109,6 +109,7 @@ pub async fn run(
     };
     let control = api::control::ControlService {
         registry: registry.clone(),
+        topology: Arc::new(topology.clone()),
         leadership: leadership.clone(),
         coordinator_id: id.clone(),
         heartbeat_interval: config.heartbeat_interval,

@@ -19,6 +19,8 @@ use crate::registry::Registry;
 pub struct ControlService {
     /// Agent registry.
     pub registry: Registry,
+    /// The topology in force.
+    pub topology: std::sync::Arc<crate::topology::Topology>,
     /// Who leads.
     pub leadership: LeadershipRef,
     /// Our certificate name.
@@ -77,6 +79,21 @@ impl pb::control_server::Control for ControlService {
             heartbeat_interval_ms: u32::try_from(self.heartbeat_interval.as_millis())
                 .unwrap_or(u32::MAX),
         }))
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::InspectResponse>, Status> {
+        let caller = self.caller(&request, "Inspect")?;
+        self.leader_only()?;
+        let agent = AgentId::new(request.into_inner().agent_id)
+            .map_err(|e| Error::InvalidInput(format!("agent id: {e}")))?;
+        let epoch = self.leadership.view().epoch;
+        let view =
+            super::inspect::inspect(&self.registry, &self.topology, epoch, &caller.name, &agent)
+                .await?;
+        Ok(Response::new(view))
     }
 
     async fn ping_agent(

@@ -5,4 +5,5 @@
 pub mod agent_session;
 pub mod auth;
 pub mod control;
+pub mod inspect;
 pub mod status;
