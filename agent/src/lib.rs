@@ -7,12 +7,14 @@
 //! - [`session`] — dialing, Hello/Welcome, heartbeats, reconnect with backoff, instruction dispatch.
 //! - [`fencing`] — the persisted highest epoch.
 //! - [`metrics`] — Prometheus metrics.
+//! - [`exec`] — the operation backends (`exec::lync`: the Lync Management Shell).
 //! - [`error`] — the crate's error type.
 //!
 //! Entry point: [`run`].
 
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod fencing;
 pub mod metrics;
 pub mod session;
