@@ -4,8 +4,11 @@
 //! Layout:
 //! - [`harness`] — processes killed on drop, free ports, polling with deadlines, and [`harness::fleet`]
 //!   which writes certificates, topology and configs and starts coordinators and agents.
+//! - [`lyncsim`] — the Lync Management Shell stand-in (binary `lyncsim`): a PowerShell-subset
+//!   interpreter over a shared Central Management Store file.
 //!
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them next to
 //! the running test or lab executable and says so clearly when they are missing.
 
 pub mod harness;
+pub mod lyncsim;

@@ -103,8 +103,9 @@ pub struct PoolServers {
     pub service_identity: String,
     /// The pool's computers (`Get-CsPool`'s `Computers`).
     pub computers: Vec<String>,
-    /// The active servers, read from [`ACTIVE_SERVERS_PROPERTY`]; `None` when the service object
-    /// has no such value (VERIFY the property name on a live system).
+    /// The active servers, read from [`ACTIVE_SERVERS_PROPERTY`]. `None` when the shell returned no
+    /// value: the list is empty, or the property does not exist under that name (VERIFY it on a
+    /// live system); the two cannot be told apart through `[string[]]`.
     pub active_servers: Option<Vec<String>>,
 }
 
@@ -278,7 +279,8 @@ fn verify_active(
         retryable,
     };
     let active: &[String] = match (&after.active_servers, change) {
-        (None, ActiveServersChange::Clear) => return Ok(()),
+        // An empty list comes back as null (see `script`), so nothing to check for these.
+        (None, ActiveServersChange::Clear | ActiveServersChange::Remove(_)) => return Ok(()),
         (None, _) => {
             return Err(err(
                 format!(

@@ -12,7 +12,9 @@
 //!    all come out as a JSON array. Every property is projected through `Select-Object` with a
 //!    `[string]` / `[string[]]` cast: the cmdlets return rich objects (an XdsIdentity, an enum that
 //!    ConvertTo-Json would write as a number, Computer objects), whose string forms are what the
-//!    cmdlets accept back.
+//!    cmdlets accept back. PowerShell unrolls what a script block outputs, so a calculated
+//!    `[string[]]` property with one element arrives as a bare string and an empty one as `null`;
+//!    the parser in `super` accepts both shapes.
 
 use super::{ActiveServersChange, PoolState};
 use crate::error::Error;
