@@ -88,9 +88,13 @@ impl Value {
     }
 }
 
-/// A runtime error record.
+/// A runtime error (boxed: errors are rare, results are everywhere).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PsError {
+pub struct PsError(pub Box<ErrorRecord>);
+
+/// What PowerShell's ErrorRecord shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRecord {
     /// The command that failed (empty for expression errors).
     pub command: String,
     /// The message.
@@ -115,32 +119,27 @@ impl PsError {
         target: &str,
         message: String,
     ) -> Self {
-        PsError {
+        PsError(Box::new(ErrorRecord {
             command: command.to_string(),
             message,
             category,
             target: target.to_string(),
             exception,
             id: id.to_string(),
-        }
+        }))
     }
 
     /// The error as Windows PowerShell's normal view prints it.
     pub fn render(&self, line: usize) -> String {
-        let origin = if self.command.is_empty() || self.exception == "CommandNotFoundException" {
+        let r = &self.0;
+        let origin = if r.command.is_empty() || r.exception == "CommandNotFoundException" {
             String::new()
         } else {
-            self.command.clone()
+            r.command.clone()
         };
         format!(
             "{} : {}\nAt line:{line} char:1\n+ {} ...\n+ ~~~~~~~~~~\n    + CategoryInfo          : {}: ({}:String) [{origin}], {}\n    + FullyQualifiedErrorId : {}\n",
-            self.command,
-            self.message,
-            self.command,
-            self.category,
-            self.target,
-            self.exception,
-            self.id
+            r.command, r.message, r.command, r.category, r.target, r.exception, r.id
         )
     }
 }

@@ -35,6 +35,8 @@ pub mod parse;
 pub mod store;
 pub mod token;
 
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -299,4 +301,242 @@ fn init(store: &Store, args: Vec<String>) -> anyhow::Result<()> {
         cms.pools.push(new);
         Ok(())
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = "pc.contoso.com";
+
+    async fn lab() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("cms.json"));
+        let args = [
+            "--pool",
+            POOL,
+            "--servers",
+            "a1.contoso.com,a2.contoso.com,a3.contoso.com",
+            "--servers-dc2",
+            "b1.contoso.com,b2.contoso.com",
+        ];
+        init(&store, args.iter().map(|s| s.to_string()).collect()).unwrap();
+        (dir, store)
+    }
+
+    async fn sh(store: &Store, script: &str) -> Outcome {
+        run_script(store, "t", Duration::ZERO, script).await
+    }
+
+    fn state(store: &Store) -> String {
+        store.load().unwrap().pools[0].pool_state.clone()
+    }
+
+    const SET: &str = "Set-CsPersistentChatState -Identity 'service:pc.contoso.com' -PoolState 'FailedOver' -Force";
+
+    #[tokio::test]
+    async fn error_action_preference_decides_whether_a_script_goes_on() {
+        let (_d, store) = lab().await;
+        let script = format!("Import-Module Lync; Get-CsPool -Identity 'nope.contoso.com'; {SET}");
+        let out = sh(&store, &script).await;
+        assert_eq!(out.code, 0, "the last statement succeeded");
+        assert!(out.stderr.contains("ObjectNotFound"), "{}", out.stderr);
+        assert_eq!(state(&store), "FailedOver");
+
+        let (_d, store) = lab().await;
+        let out = sh(&store, &format!("$ErrorActionPreference='Stop'\n{script}")).await;
+        assert_eq!(out.code, 1);
+        assert!(out.stderr.contains("At line:2 char:1"), "{}", out.stderr);
+        assert_eq!(state(&store), "Normal");
+    }
+
+    #[tokio::test]
+    async fn parse_errors_run_nothing() {
+        let (_d, store) = lab().await;
+        let out = sh(
+            &store,
+            &format!("Import-Module Lync; {SET}; Get-CsPool -Identity 'x"),
+        )
+        .await;
+        assert_eq!(out.code, 1);
+        assert!(
+            out.stderr.contains("TerminatorExpectedAtEndOfString"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(state(&store), "Normal");
+        assert_eq!(store.read_log().unwrap().len(), 1, "logged all the same");
+    }
+
+    #[tokio::test]
+    async fn json_shapes_follow_powershell() {
+        let (_d, store) = lab().await;
+        let one = sh(&store, "Import-Module Lync; ConvertTo-Json -Compress -InputObject @(Get-CsPersistentChatState)").await;
+        assert_eq!(
+            one.stdout, "[{\"Identity\":\"service:pc.contoso.com\",\"PoolState\":\"Normal\"}]\n",
+            "{}",
+            one.stderr
+        );
+        let piped = sh(
+            &store,
+            "Import-Module Lync; Get-CsPersistentChatState | ConvertTo-Json -Compress",
+        )
+        .await;
+        assert_eq!(
+            piped.stdout,
+            "{\"Identity\":\"service:pc.contoso.com\",\"PoolState\":\"Normal\"}\n"
+        );
+        let calc = sh(&store, "Import-Module Lync\nGet-CsPool 'PC.contoso.com' | Select-Object -Property Fqdn,@{Name='C';Expression={[string]$_.Computers}} | ConvertTo-Json -Compress").await;
+        assert_eq!(
+            calc.stdout,
+            "{\"C\":\"a1.contoso.com a2.contoso.com a3.contoso.com b1.contoso.com b2.contoso.com\",\"Fqdn\":\"pc.contoso.com\"}\n",
+            "{}",
+            calc.stderr
+        );
+    }
+
+    #[tokio::test]
+    async fn active_server_rules() {
+        let (_d, store) = lab().await;
+        let set = |m: &str| {
+            format!(
+                "$ErrorActionPreference='Stop'; Import-Module Lync; Set-CsPersistentChatActiveServer 'PersistentChatServer:pc.contoso.com' -ActiveServers {m} -Force"
+            )
+        };
+        let active = || store.load().unwrap().pools[0].active_servers.clone();
+        let out = sh(&store, &set("@{Replace='a.b''; Remove-Item x'}")).await;
+        assert_eq!(out.code, 1);
+        assert!(
+            out.stderr
+                .contains("Cannot find computer \"a.b'; Remove-Item x\""),
+            "{}",
+            out.stderr
+        );
+        let out = sh(&store, &set("@{Add='b1.contoso.com','b2.contoso.com'}")).await;
+        assert!(
+            out.stderr.contains("at most 4 active servers"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(active().len(), 3);
+        assert_eq!(sh(&store, &set("'B1.contoso.com'")).await.code, 0);
+        assert_eq!(active(), ["b1.contoso.com"]);
+        let swap = "Import-Module Lync; Set-CsPersistentChatActiveServer -Identity 'PersistentChatServer:pc.contoso.com' -Swap -Force";
+        assert_eq!(sh(&store, swap).await.code, 0);
+        assert_eq!(
+            active(),
+            [
+                "a1.contoso.com",
+                "a2.contoso.com",
+                "a3.contoso.com",
+                "b2.contoso.com"
+            ]
+        );
+        assert_eq!(sh(&store, &set("$null")).await.code, 0);
+        assert!(active().is_empty());
+        let global = sh(&store, "Import-Module Lync; Set-CsPersistentChatActiveServer -Identity 'global' -ActiveServers $null -Force").await;
+        assert!(
+            global.stderr.contains("ObjectNotFound"),
+            "{}",
+            global.stderr
+        );
+        let no_force = sh(&store, "Import-Module Lync; Set-CsPersistentChatActiveServer -Identity 'PersistentChatServer:pc.contoso.com' -ActiveServers 'a1.contoso.com'").await;
+        assert!(
+            no_force.stderr.contains("NonInteractive mode"),
+            "{}",
+            no_force.stderr
+        );
+        assert!(active().is_empty());
+    }
+
+    #[tokio::test]
+    async fn parameter_binding() {
+        let (_d, store) = lab().await;
+        let ok = sh(&store, "Import-Module Lync; Set-CsPersistentChatState 'SERVICE:pc.contoso.com' -PoolSt failedover -F").await;
+        assert_eq!((ok.code, ok.stderr.as_str()), (0, ""));
+        assert_eq!(state(&store), "FailedOver");
+        for (script, want) in [
+            ("Get-CsPool -Bogus", "NamedParameterNotFound"),
+            ("Get-CsPool -Identity", "MissingArgument"),
+            ("Get-CsPool 'a' 'b'", "PositionalParameterNotFound"),
+            (
+                "Set-CsPersistentChatState -Identity 'service:pc.contoso.com' -PoolState 'Broken' -Force",
+                "Normal, FailedOver",
+            ),
+            ("Get-CsService", "only Get-CsService -PersistentChatServer"),
+            ("Remove-Item 'x'", "CommandNotFoundException"),
+        ] {
+            let out = sh(&store, &format!("Import-Module Lync; {script}")).await;
+            assert_eq!(out.code, 1, "{script}");
+            assert!(out.stderr.contains(want), "{script}: {}", out.stderr);
+        }
+        let not_loaded = sh(&store, "Get-CsPool").await;
+        assert!(
+            not_loaded.stderr.contains("is not recognized"),
+            "{}",
+            not_loaded.stderr
+        );
+    }
+
+    #[tokio::test]
+    async fn command_line() {
+        let (dir, _store) = lab().await;
+        let store = dir.path().join("cms.json").display().to_string();
+        let args = |a: &[&str]| -> Vec<String> {
+            ["--store", store.as_str()]
+                .iter()
+                .chain(a)
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let out = run(
+            args(&[
+                "-NoProfile",
+                "-NonInteractive",
+                "-ExecutionPolicy",
+                "Bypass",
+                "-Command",
+                "Import-Module",
+                "Lync;",
+                "Get-CsPool",
+                "|",
+                "ConvertTo-Json",
+                "-Compress",
+            ]),
+            None,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.contains("\"Fqdn\":\"pc.contoso.com\""));
+        for bad in [
+            &["-NoProfile", "-File", "x.ps1"][..],
+            &["-ExecutionPolicy", "Whatever", "-Command", "x"],
+            &["-NoProfile"],
+            &["--bogus"],
+        ] {
+            assert_eq!(run(args(bad), None).await.code, 64, "{bad:?}");
+        }
+        assert_eq!(
+            run(vec!["-Command".into(), "x".into()], None).await.code,
+            64,
+            "--store is required"
+        );
+        let out = run(
+            args(&["init", "--pool", POOL, "--servers", "c1.contoso.com"]),
+            None,
+        )
+        .await;
+        assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+        let out = run(
+            args(&["--host", "h9", "-Command", "$x='1'"]),
+            Some("ignored".into()),
+        )
+        .await;
+        assert_eq!(out.code, 0);
+        let log = Store::new(Path::new(&store)).read_log().unwrap();
+        assert_eq!(
+            (log[1].host.as_str(), log[1].script.as_str()),
+            ("h9", "$x='1'")
+        );
+    }
 }

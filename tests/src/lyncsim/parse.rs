@@ -354,7 +354,7 @@ mod tests {
                    Select-Object -Property @{n='I';e={[string]$_.Identity}},@{n='C';e={[string[]]$_.Computers}});P=@()}")
         .unwrap();
         assert_eq!(s.len(), 5);
-        let Stmt::Pipeline(els, 4) = &s[3] else {
+        let Stmt::Pipeline(els, 3) = &s[3] else {
             panic!("{:?}", s[3])
         };
         let Element::Command { name, args } = &els[0] else {

@@ -391,7 +391,7 @@ mod tests {
             toks("'a\u{2019}\u{2019}b'"),
             vec![Tok::Str("a\u{2019}b".into())]
         );
-        assert_eq!(toks("'a\u{2018}'"), vec![Tok::Str("a".into())]);
+        assert_eq!(toks("'a\u{2018}"), vec![Tok::Str("a".into())]);
         assert_eq!(toks("'multi\nline'"), vec![Tok::Str("multi\nline".into())]);
     }
 
