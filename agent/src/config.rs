@@ -32,7 +32,7 @@ pub struct AgentConfig {
     pub reconnect: Reconnect,
     /// CA, certificate and key of this agent.
     pub tls: TlsFiles,
-    /// The Lync Management Shell backend; required when `capabilities` lists `lync`.
+    /// The Lync Management Shell backend, on hosts that run Management Shell cmdlets.
     #[serde(default)]
     pub lync: Option<LyncConfig>,
 }
@@ -200,14 +200,10 @@ impl AgentConfig {
                 )));
             }
         }
-        match &c.lync {
-            Some(l) => l.validate().map_err(err)?,
-            None if c.capabilities.iter().any(|x| x == "lync") => {
-                return Err(err(
-                    "capabilities lists 'lync' but there is no [lync] section".into(),
-                ));
-            }
-            None => {}
+        // Not (yet) required when `capabilities` lists `lync`: the lab's agents announce it before
+        // the backend is wired into sessions; the wiring decides (see exec::lync).
+        if let Some(l) = &c.lync {
+            l.validate().map_err(err)?;
         }
         if c.reconnect.initial.is_zero() || c.reconnect.max < c.reconnect.initial {
             return Err(err(
@@ -284,11 +280,11 @@ key = "a.key"
                 "{bad}"
             );
         }
-        let e = AgentConfig::parse(
+        let c = AgentConfig::parse(
             p,
             &base.replace("state_dir", "capabilities = [\"lync\"]\nstate_dir"),
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("[lync]"), "{e}");
+        .unwrap();
+        assert!(c.lync.is_none());
     }
 }
