@@ -39,6 +39,9 @@ pub struct AgentConfig {
     /// The `sql` backend; absent = no local instance, so every sql operation is refused.
     #[serde(default)]
     pub sql: Option<crate::exec::sql::config::SqlConfig>,
+    /// The Lync Management Shell backend, on hosts that run Management Shell cmdlets.
+    #[serde(default)]
+    pub lync: Option<LyncConfig>,
 }
 
 /// `[files]`: where the `files` backend may read and write.
@@ -50,6 +53,116 @@ pub struct FilesConfig {
     /// Never resolved against the config file's directory: a relative root is an error, as are
     /// `..` and whole volumes (`/`, `D:\`). Roots need not exist at start (a share may be down).
     pub roots: Vec<String>,
+}
+
+/// `[lync]`: how the agent runs Lync / Skype for Business Management Shell cmdlets.
+///
+/// ```toml
+/// [lync]
+/// product = "sfb2015"            # or "lync2013": chooses the module import line
+/// # module = 'D:\Lync\Modules\Lync\Lync.psd1'   # explicit module path or name instead
+/// # command = ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command"]
+/// timeout = "2m"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LyncConfig {
+    /// The command line before the script; the script is appended as ONE final argument and no
+    /// shell sits in between. Default: [`LyncConfig::DEFAULT_COMMAND`].
+    #[serde(default = "LyncConfig::default_command")]
+    pub command: Vec<String>,
+    /// Which product's module to import (pchat-dr.md §5.1).
+    pub product: LyncProduct,
+    /// Module path or name to import instead of the product's default path.
+    #[serde(default)]
+    pub module: Option<String>,
+    /// Longest a script may run (module import included) before the shell is killed.
+    #[serde(default = "LyncConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// The Lync / Skype for Business Server product whose Management Shell module is imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum LyncProduct {
+    /// Lync Server 2013.
+    #[serde(rename = "lync2013")]
+    Lync2013,
+    /// Skype for Business Server 2015.
+    #[serde(rename = "sfb2015")]
+    Sfb2015,
+}
+
+impl LyncProduct {
+    /// Where the product installs its Management Shell module (pchat-dr.md §5.1).
+    pub fn default_module(self) -> &'static str {
+        match self {
+            LyncProduct::Lync2013 => {
+                r"C:\Program Files\Common Files\Microsoft Lync Server 2013\Modules\Lync\Lync.psd1"
+            }
+            LyncProduct::Sfb2015 => {
+                r"C:\Program Files\Common Files\Skype for Business Server 2015\Modules\SkypeForBusiness\SkypeForBusiness.psd1"
+            }
+        }
+    }
+}
+
+impl LyncConfig {
+    /// The default command line: Windows PowerShell, no profile (a profile could print to stdout or
+    /// change preferences), never prompting, execution policy bypassed for this process only.
+    pub const DEFAULT_COMMAND: [&str; 6] = [
+        "powershell.exe",
+        "-NoProfile",
+        "-NonInteractive",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-Command",
+    ];
+
+    fn default_command() -> Vec<String> {
+        Self::DEFAULT_COMMAND
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn default_timeout() -> Duration {
+        Duration::from_secs(120)
+    }
+
+    /// Defaults for `product`: the default command line, the product's module, a 2-minute timeout.
+    pub fn for_product(product: LyncProduct) -> Self {
+        LyncConfig {
+            command: Self::default_command(),
+            product,
+            module: None,
+            timeout: Self::default_timeout(),
+        }
+    }
+
+    /// The module path or name to import.
+    pub fn module(&self) -> &str {
+        self.module
+            .as_deref()
+            .unwrap_or_else(|| self.product.default_module())
+    }
+
+    /// Checks what serde cannot: a program to run, a usable module, a positive timeout.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.command.first() {
+            None => return Err("lync.command: give at least the program".into()),
+            Some(p) if p.trim().is_empty() => {
+                return Err("lync.command: the program is empty".into());
+            }
+            Some(_) => {}
+        }
+        if self.module().trim().is_empty() {
+            return Err("lync.module: empty".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("lync.timeout: must be > 0".into());
+        }
+        Ok(())
+    }
 }
 
 /// Reconnect backoff: doubles from `initial` to `max`, each wait jittered by ±20 % so a fleet that
@@ -104,6 +217,11 @@ impl AgentConfig {
                     CAPABILITIES.join(", ")
                 )));
             }
+        }
+        // Not (yet) required when `capabilities` lists `lync`: the lab's agents announce it before
+        // the backend is wired into sessions; the wiring decides (see exec::lync).
+        if let Some(l) = &c.lync {
+            l.validate().map_err(err)?;
         }
         if c.reconnect.initial.is_zero() || c.reconnect.max < c.reconnect.initial {
             return Err(err(
@@ -208,5 +326,43 @@ key = "a.key"
                 "{roots}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn lync_section_defaults_and_checks() {
+        let base = "coordinators = [\"c1@127.0.0.1:7443\"]\nstate_dir = \"s\"\n\
+                    [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+        let p = Path::new("a.toml");
+        let c = AgentConfig::parse(p, &format!("{base}[lync]\nproduct = \"sfb2015\"\n")).unwrap();
+        let l = c.lync.unwrap();
+        assert_eq!(l.command, LyncConfig::DEFAULT_COMMAND);
+        assert!(l.module().ends_with("SkypeForBusiness.psd1"));
+        assert_eq!(l.timeout, Duration::from_secs(120));
+        let c = AgentConfig::parse(
+            p,
+            &format!(
+                "{base}[lync]\nproduct = \"lync2013\"\nmodule = \"Lync\"\ntimeout = \"5s\"\n\
+                 command = [\"lyncsim\", \"-Command\"]\n"
+            ),
+        )
+        .unwrap();
+        let l = c.lync.unwrap();
+        assert_eq!((l.module(), l.timeout), ("Lync", Duration::from_secs(5)));
+        for bad in [
+            "[lync]\nproduct = \"lync2010\"\n",
+            "[lync]\nproduct = \"sfb2015\"\ncommand = []\n",
+            "[lync]\nproduct = \"sfb2015\"\ntimeout = \"0s\"\n",
+        ] {
+            assert!(
+                AgentConfig::parse(p, &format!("{base}{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+        let c = AgentConfig::parse(
+            p,
+            &base.replace("state_dir", "capabilities = [\"lync\"]\nstate_dir"),
+        )
+        .unwrap();
+        assert!(c.lync.is_none());
     }
 }

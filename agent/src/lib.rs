@@ -9,9 +9,8 @@
 //! - [`journal`] — the at-most-once operation journal.
 //! - [`fencing`] — the persisted highest epoch.
 //! - [`outbox`] — the current session's sender, for results and progress.
-//! - [`exec`] — the backends: files, host (sql and lync follow).
+//! - [`exec`] — the backends: files, sql, lync, host.
 //! - [`metrics`] — Prometheus metrics.
-//! - [`exec`] — the operation backends (so far [`exec::files`]: files under configured roots).
 //! - [`error`] — the crate's error type.
 //!
 //! Entry point: [`run`].

@@ -6,9 +6,12 @@
 //!   which writes certificates, topology and configs and starts coordinators and agents.
 //! - [`sqlsim`] — a SQL Server stand-in speaking TDS 7.4 (binary `sqlsim`), used by the lab and by
 //!   the agent's real tiberius code path.
+//! - [`lyncsim`] — the Lync Management Shell stand-in (binary `lyncsim`): a PowerShell-subset
+//!   interpreter over a shared Central Management Store file.
 //!
 //! The binaries must be built first (`cargo build --workspace`); the harness finds them next to
 //! the running test or lab executable and says so clearly when they are missing.
 
 pub mod harness;
+pub mod lyncsim;
 pub mod sqlsim;
