@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use failback_proto::endpoint::Endpoint;
-use failback_proto::model::CAPABILITIES;
 use failback_proto::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -25,9 +24,6 @@ pub struct AgentConfig {
     /// Prometheus `/metrics` listen address; none = no metrics endpoint.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
-    /// Backends this agent offers (sql, files, lync, host). Announced in Hello.
-    #[serde(default)]
-    pub capabilities: Vec<String>,
     /// Reconnect backoff.
     #[serde(default)]
     pub reconnect: Reconnect,
@@ -188,6 +184,23 @@ impl Default for Reconnect {
 }
 
 impl AgentConfig {
+    /// The backends this agent offers, announced in Hello: derived from what is configured, so
+    /// the coordinator is never told about a backend that would refuse every operation.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut caps = Vec::new();
+        if self.sql.is_some() {
+            caps.push("sql".to_string());
+        }
+        if self.files.is_some() {
+            caps.push("files".to_string());
+        }
+        if self.lync.is_some() {
+            caps.push("lync".to_string());
+        }
+        caps.push("host".to_string());
+        caps
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -210,16 +223,6 @@ impl AgentConfig {
                 "coordinators: list at least one coordinator endpoint (name@host:port)".into(),
             ));
         }
-        for cap in &c.capabilities {
-            if !CAPABILITIES.contains(&cap.as_str()) {
-                return Err(err(format!(
-                    "capabilities: unknown backend '{cap}' (known: {})",
-                    CAPABILITIES.join(", ")
-                )));
-            }
-        }
-        // Not (yet) required when `capabilities` lists `lync`: the lab's agents announce it before
-        // the backend is wired into sessions; the wiring decides (see exec::lync).
         if let Some(l) = &c.lync {
             l.validate().map_err(err)?;
         }
@@ -284,10 +287,13 @@ key = "a.key"
         assert!(e.to_string().contains("a.toml"), "{e}");
         let e = AgentConfig::parse(
             Path::new("a.toml"),
-            &text.replace("state_dir", "capabilities = [\"shell\"]\nstate_dir"),
+            &text.replace("state_dir", "shell = \"bash\"\nstate_dir"),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("shell"), "{e}");
+        assert!(
+            e.to_string().contains("shell"),
+            "unknown keys are refused: {e}"
+        );
     }
 
     #[test]
@@ -358,11 +364,5 @@ key = "a.key"
                 "{bad}"
             );
         }
-        let c = AgentConfig::parse(
-            p,
-            &base.replace("state_dir", "capabilities = [\"lync\"]\nstate_dir"),
-        )
-        .unwrap();
-        assert!(c.lync.is_none());
     }
 }

@@ -11,11 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use failback_proto::model::{Instruction, Operation};
+use failback_proto::model::{ActiveServers, Instruction, Operation, PoolStateValue};
 use failback_proto::pb;
 
 use crate::error::Error;
 use crate::exec::files::{Files, Progress};
+use crate::exec::lync::{self, LyncShell};
 use crate::exec::sql::SqlBackend;
 use crate::fencing::EpochStore;
 use crate::journal::{Entry, Journal};
@@ -31,6 +32,8 @@ pub struct Dispatcher {
     pub files: Option<Files>,
     /// The sql backend, when `[sql]` is configured.
     pub sql: Option<SqlBackend>,
+    /// The lync backend, when `[lync]` is configured.
+    pub lync: Option<LyncShell>,
     /// Where progress updates go.
     pub outbox: Outbox,
 }
@@ -72,6 +75,27 @@ impl ProgressReporter {
         move |p| {
             let _ = self.tx.send(p);
         }
+    }
+}
+
+fn pool_state_out(pool: &str, info: &lync::PoolStateInfo) -> pb::PoolStateInfo {
+    pb::PoolStateInfo {
+        pool_fqdn: pool.to_string(),
+        identity: info.identity.clone(),
+        state: match info.pool_state {
+            lync::PoolState::Normal => pb::PoolStateValue::Normal,
+            lync::PoolState::FailedOver => pb::PoolStateValue::FailedOver,
+        }
+        .into(),
+    }
+}
+
+fn pool_servers_out(s: &lync::PoolServers) -> pb::PoolServersInfo {
+    pb::PoolServersInfo {
+        pool_fqdn: s.pool_fqdn.clone(),
+        service_identity: s.service_identity.clone(),
+        servers: s.computers.clone(),
+        active_servers: s.active_servers.clone().unwrap_or_default(),
     }
 }
 
@@ -188,6 +212,45 @@ impl Dispatcher {
                 .kill_sessions(database, program_names)
                 .await
                 .map(Out::Killed),
+            Operation::PoolState(pool) => {
+                let info = self.lync()?.pool_state(pool.as_str()).await?;
+                Ok(Out::PoolState(pool_state_out(pool.as_str(), &info)))
+            }
+            Operation::SetPoolState(pool, state) => {
+                let want = match state {
+                    PoolStateValue::Normal => lync::PoolState::Normal,
+                    PoolStateValue::FailedOver => lync::PoolState::FailedOver,
+                };
+                let shell = self.lync()?;
+                // Probe before acting: a pool already in the wanted state is left alone.
+                let current = shell.pool_state(pool.as_str()).await?;
+                let info = if current.pool_state == want {
+                    current
+                } else {
+                    shell.set_pool_state(pool.as_str(), want).await?
+                };
+                Ok(Out::PoolState(pool_state_out(pool.as_str(), &info)))
+            }
+            Operation::PoolServers(pool) => {
+                let s = self.lync()?.pool_servers(pool.as_str()).await?;
+                Ok(Out::PoolServers(pool_servers_out(&s)))
+            }
+            Operation::SetActiveServers(pool, change) => {
+                let names = |v: &Vec<failback_proto::model::Fqdn>| {
+                    v.iter().map(|f| f.as_str().to_string()).collect()
+                };
+                let change = match change {
+                    ActiveServers::Replace(v) => lync::ActiveServersChange::Replace(names(v)),
+                    ActiveServers::Add(v) => lync::ActiveServersChange::Add(names(v)),
+                    ActiveServers::Remove(v) => lync::ActiveServersChange::Remove(names(v)),
+                    ActiveServers::Clear => lync::ActiveServersChange::Clear,
+                };
+                let s = self
+                    .lync()?
+                    .set_active_servers(pool.as_str(), &change)
+                    .await?;
+                Ok(Out::PoolServers(pool_servers_out(&s)))
+            }
             Operation::FileStat(p) => {
                 let st = self.files()?.stat(p.as_str()).await?;
                 Ok(Out::FileInfo(pb::FileInfo {
@@ -274,12 +337,13 @@ impl Dispatcher {
                     total_bytes: 0,
                 }))
             }
-            other => Err(Error::Unsupported(format!(
-                "this agent has no {} backend configured for operation {}",
-                other.capability().unwrap_or("?"),
-                other.name()
-            ))),
         }
+    }
+
+    fn lync(&self) -> Result<&LyncShell, Error> {
+        self.lync
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("this agent has no [lync] shell configured".into()))
     }
 
     fn sql(&self) -> Result<&SqlBackend, Error> {
@@ -349,6 +413,7 @@ mod tests {
             journal: Arc::new(Journal::open(dir).unwrap()),
             files: None,
             sql: None,
+            lync: None,
             outbox: Outbox::default(),
         }
     }

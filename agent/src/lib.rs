@@ -85,12 +85,17 @@ pub async fn run(
         }
         None => None,
     };
+    let lync = match &config.lync {
+        Some(c) => Some(exec::lync::LyncShell::new(c)?),
+        None => None,
+    };
     let outbox = outbox::Outbox::default();
     let dispatcher = Arc::new(dispatch::Dispatcher {
         epochs: epochs.clone(),
         journal,
         files,
         sql,
+        lync,
         outbox: outbox.clone(),
     });
     let ctx = session::SessionContext {

@@ -115,7 +115,7 @@ fn hello(ctx: &SessionContext) -> pb::AgentMessage {
         body: Some(pb::agent_message::Body::Hello(pb::Hello {
             protocol_version: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: ctx.config.capabilities.clone(),
+            capabilities: ctx.config.capabilities(),
             highest_epoch_seen: ctx.epochs.highest().0,
         })),
     }

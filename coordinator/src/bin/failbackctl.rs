@@ -70,6 +70,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputArg::Table)]
         output: OutputArg,
     },
+    /// Show what an agent manages (instance, databases, mirroring, sessions, Lync pool state),
+    /// read through its typed read operations. Changes nothing.
+    Inspect {
+        agent: String,
+        #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+        output: OutputArg,
+    },
     /// Send a ping through an agent's session and dispatcher; prints the round trip.
     Ping { agent: String },
     /// Show which coordinator leads, at which epoch.
@@ -226,6 +233,19 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                 .await?;
             let doc = output::agents_doc(&control.endpoint.name, &resp);
             Ok(output::render_agents(&doc, output.into()))
+        }
+        Command::Inspect { agent, output } => {
+            let mut control = Control::connect(&settings).await?;
+            let view = control
+                .call(|mut c| {
+                    let agent_id = agent.clone();
+                    async move { c.inspect(pb::InspectRequest { agent_id }).await }
+                })
+                .await?;
+            Ok(failback_coordinator::ctl::inspect_view::render(
+                &view,
+                output.into(),
+            ))
         }
         Command::Ping { agent } => {
             let mut control = Control::connect(&settings).await?;

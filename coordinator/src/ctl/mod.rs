@@ -5,6 +5,7 @@
 //! or no coordinator could be reached; 2 invalid input (arguments, files, topology), or a request
 //! the coordinator refused as invalid or not permitted.
 
+pub mod inspect_view;
 pub mod output;
 
 use std::path::{Path, PathBuf};

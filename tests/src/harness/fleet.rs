@@ -219,7 +219,6 @@ key = "certs/{COORDINATOR}.key"
             r#"coordinators = ["{ep}"]
 state_dir = "state"
 metrics_listen = "127.0.0.1:{mport}"
-capabilities = ["sql", "files", "lync", "host"]
 
 [reconnect]
 initial = "100ms"
@@ -249,6 +248,51 @@ key = "{certs}/{id}.key"
     /// lab's share and copy folders).
     pub fn files_root(&self) -> PathBuf {
         self.dir.join("files")
+    }
+
+    /// The lab's Central Management Store (shared by every lyncsim the agents run).
+    pub fn cms_store(&self) -> PathBuf {
+        self.dir.join("cms.json")
+    }
+
+    /// Creates the CMS with one pool: `dc1` servers active, `dc2` servers standing by.
+    pub async fn init_cms(&self, pool: &str, dc1: &[&str], dc2: &[&str]) -> anyhow::Result<()> {
+        let store = self.cms_store().display().to_string();
+        let (d1, d2) = (dc1.join(","), dc2.join(","));
+        let out = tokio::process::Command::new(bin("lyncsim")?)
+            .args([
+                "--store",
+                &store,
+                "init",
+                "--pool",
+                pool,
+                "--servers",
+                &d1,
+                "--servers-dc2",
+                &d2,
+                "--product",
+                "sfb2015",
+            ])
+            .output()
+            .await?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "lyncsim init failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The `[lync]` section that makes an agent run lyncsim (labelled with the agent id) exactly
+    /// as it would run powershell.exe.
+    pub fn lync_section(&self, id: &str) -> anyhow::Result<String> {
+        let sim = bin("lyncsim")?;
+        Ok(format!(
+            "[lync]\nproduct = \"sfb2015\"\ncommand = [\"{}\", \"--store\", \"{}\", \"--host\", \"{id}\", \"-NoProfile\", \"-NonInteractive\", \"-ExecutionPolicy\", \"Bypass\", \"-Command\"]\ntimeout = \"30s\"\n",
+            sim.display(),
+            self.cms_store().display()
+        ))
     }
 
     /// Appends `extra` (TOML sections) to an agent's config, rewriting it.
