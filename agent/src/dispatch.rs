@@ -11,13 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use failback_proto::model::{ActiveServers, Instruction, Operation, PoolStateValue};
+use failback_proto::model::{ActiveServers, Instruction, Operation, PoolStateValue, Recovery};
 use failback_proto::pb;
 
 use crate::error::Error;
 use crate::exec::files::{Files, Progress};
 use crate::exec::lync::{self, LyncShell};
 use crate::exec::sql::SqlBackend;
+use crate::exec::sql::tsql::{self, RecoveryClause};
 use crate::fencing::EpochStore;
 use crate::journal::{Entry, Journal};
 use crate::outbox::Outbox;
@@ -41,7 +42,7 @@ pub struct Dispatcher {
 /// Forwards the latest progress of one operation as `OperationUpdate`s, at most every
 /// [`UPDATE_EVERY`], until dropped.
 struct ProgressReporter {
-    tx: tokio::sync::watch::Sender<Progress>,
+    tx: Arc<tokio::sync::watch::Sender<Progress>>,
 }
 
 /// Minimum spacing of progress updates on the wire.
@@ -68,13 +69,32 @@ impl ProgressReporter {
                 tokio::time::sleep(UPDATE_EVERY).await;
             }
         });
-        ProgressReporter { tx }
+        ProgressReporter { tx: Arc::new(tx) }
+    }
+
+    /// A sink for backends that report percent complete (SQL Server's `percent_complete`).
+    fn percent_sink(&self) -> crate::exec::sql::PercentSink {
+        let tx = self.tx.clone();
+        Arc::new(move |pct| {
+            let _ = tx.send(Progress {
+                done: u64::from(pct),
+                total: 100,
+            });
+        })
     }
 
     fn callback(&self) -> impl FnMut(Progress) + Send + '_ {
         move |p| {
             let _ = self.tx.send(p);
         }
+    }
+}
+
+fn recovery_clause(r: &Recovery) -> RecoveryClause {
+    match r {
+        Recovery::Recovery => RecoveryClause::Recovery,
+        Recovery::NoRecovery => RecoveryClause::NoRecovery,
+        Recovery::Standby(p) => RecoveryClause::Standby(p.as_str().to_string()),
     }
 }
 
@@ -212,6 +232,92 @@ impl Dispatcher {
                 .kill_sessions(database, program_names)
                 .await
                 .map(Out::Killed),
+            Operation::BackupDatabase {
+                database,
+                file,
+                copy_only,
+                compression,
+                name,
+                description,
+            } => {
+                let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
+                let options = tsql::BackupOptions {
+                    copy_only: *copy_only,
+                    compression: *compression,
+                    name: name.clone(),
+                    description: description.clone(),
+                };
+                self.sql()?
+                    .backup_database(
+                        database,
+                        file.as_str(),
+                        &options,
+                        self.files.as_ref(),
+                        reporter.percent_sink(),
+                    )
+                    .await
+                    .map(Out::Backup)
+            }
+            Operation::BackupLog { database, file } => {
+                let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
+                self.sql()?
+                    .backup_log(
+                        database,
+                        file.as_str(),
+                        self.files.as_ref(),
+                        reporter.percent_sink(),
+                    )
+                    .await
+                    .map(Out::Backup)
+            }
+            Operation::VerifyBackup(file) => self
+                .sql()?
+                .verify_backup(file.as_str())
+                .await
+                .map(Out::Verify),
+            Operation::RestoreDatabase {
+                database,
+                file,
+                recovery,
+                replace,
+                expected_sha256,
+            } => {
+                let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
+                self.sql()?
+                    .restore_database(
+                        database,
+                        file.as_str(),
+                        &recovery_clause(recovery),
+                        *replace,
+                        expected_sha256.as_deref(),
+                        self.files.as_ref(),
+                        reporter.percent_sink(),
+                    )
+                    .await
+                    .map(Out::Restore)
+            }
+            Operation::RestoreLog {
+                database,
+                file,
+                recovery,
+                expected_sha256,
+            } => {
+                let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
+                self.sql()?
+                    .restore_log(
+                        database,
+                        file.as_str(),
+                        &recovery_clause(recovery),
+                        expected_sha256.as_deref(),
+                        self.files.as_ref(),
+                        reporter.percent_sink(),
+                    )
+                    .await
+                    .map(Out::Restore)
+            }
+            Operation::RecoverDatabase(db) => {
+                self.sql()?.recover_database(db).await.map(Out::Restore)
+            }
             Operation::PoolState(pool) => {
                 let info = self.lync()?.pool_state(pool.as_str()).await?;
                 Ok(Out::PoolState(pool_state_out(pool.as_str(), &info)))

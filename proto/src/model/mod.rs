@@ -8,7 +8,7 @@ mod operation;
 
 use std::fmt;
 
-pub use operation::{ActiveServers, Fqdn, Operation, PathText, PoolStateValue};
+pub use operation::{ActiveServers, Fqdn, Operation, PathText, PoolStateValue, Recovery};
 
 use crate::pb;
 

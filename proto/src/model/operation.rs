@@ -79,6 +79,17 @@ pub enum ActiveServers {
     Clear,
 }
 
+/// How a restore leaves the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Online, ready to use.
+    Recovery,
+    /// RESTORING: more backups to apply.
+    NoRecovery,
+    /// Read-only between restores, with this undo file.
+    Standby(PathText),
+}
+
 /// A typed operation (DESIGN §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -101,6 +112,56 @@ pub enum Operation {
         /// Program names to end; empty = every session but ours.
         program_names: Vec<String>,
     },
+    /// Full backup to a new file.
+    BackupDatabase {
+        /// Database.
+        database: DatabaseName,
+        /// Target file (must not exist).
+        file: PathText,
+        /// COPY_ONLY.
+        copy_only: bool,
+        /// COMPRESSION.
+        compression: bool,
+        /// Backup set name (≤ 128).
+        name: String,
+        /// Description (≤ 255).
+        description: String,
+    },
+    /// Log backup to a new file.
+    BackupLog {
+        /// Database.
+        database: DatabaseName,
+        /// Target file.
+        file: PathText,
+    },
+    /// VERIFYONLY + HEADERONLY + FILELISTONLY.
+    VerifyBackup(PathText),
+    /// RESTORE DATABASE.
+    RestoreDatabase {
+        /// Database.
+        database: DatabaseName,
+        /// Backup file.
+        file: PathText,
+        /// End state.
+        recovery: Recovery,
+        /// REPLACE.
+        replace: bool,
+        /// Required SHA-256 of the file.
+        expected_sha256: Option<String>,
+    },
+    /// RESTORE LOG.
+    RestoreLog {
+        /// Database.
+        database: DatabaseName,
+        /// Log backup file.
+        file: PathText,
+        /// End state.
+        recovery: Recovery,
+        /// Required SHA-256 of the file.
+        expected_sha256: Option<String>,
+    },
+    /// RESTORE DATABASE … WITH RECOVERY.
+    RecoverDatabase(DatabaseName),
     /// File metadata.
     FileStat(PathText),
     /// SHA-256 of a file.
@@ -153,6 +214,12 @@ impl Operation {
             Operation::RemoveMirroring(_) => "remove_mirroring",
             Operation::ListSessions(_) => "list_sessions",
             Operation::KillSessions { .. } => "kill_sessions",
+            Operation::BackupDatabase { .. } => "backup_database",
+            Operation::BackupLog { .. } => "backup_log",
+            Operation::VerifyBackup(_) => "verify_backup",
+            Operation::RestoreDatabase { .. } => "restore_database",
+            Operation::RestoreLog { .. } => "restore_log",
+            Operation::RecoverDatabase(_) => "recover_database",
             Operation::FileStat(_) => "file_stat",
             Operation::FileChecksum(_) => "file_checksum",
             Operation::FileList { .. } => "file_list",
@@ -176,7 +243,13 @@ impl Operation {
             | Operation::MirroringState(_)
             | Operation::RemoveMirroring(_)
             | Operation::ListSessions(_)
-            | Operation::KillSessions { .. } => Some("sql"),
+            | Operation::KillSessions { .. }
+            | Operation::BackupDatabase { .. }
+            | Operation::BackupLog { .. }
+            | Operation::VerifyBackup(_)
+            | Operation::RestoreDatabase { .. }
+            | Operation::RestoreLog { .. }
+            | Operation::RecoverDatabase(_) => Some("sql"),
             Operation::FileStat(_)
             | Operation::FileChecksum(_)
             | Operation::FileList { .. }
@@ -214,6 +287,43 @@ fn fqdns(field: &'static str, v: Vec<String>) -> Result<Vec<Fqdn>, ProtocolError
         });
     }
     v.into_iter().map(|s| Fqdn::new(field, s)).collect()
+}
+
+fn sha(field: &'static str, s: String) -> Result<Option<String>, ProtocolError> {
+    if s.is_empty() {
+        Ok(None)
+    } else if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(Some(s.to_ascii_lowercase()))
+    } else {
+        Err(ProtocolError::Invalid {
+            field,
+            reason: "must be 64 hexadecimal characters or empty".into(),
+        })
+    }
+}
+
+fn recovery(mode: i32, standby: String) -> Result<Recovery, ProtocolError> {
+    match pb::RecoveryMode::try_from(mode) {
+        Ok(pb::RecoveryMode::Recovery) => Ok(Recovery::Recovery),
+        Ok(pb::RecoveryMode::Norecovery) => Ok(Recovery::NoRecovery),
+        Ok(pb::RecoveryMode::Standby) => {
+            Ok(Recovery::Standby(PathText::new("standby_file", standby)?))
+        }
+        _ => Err(ProtocolError::Invalid {
+            field: "recovery",
+            reason: format!("{mode} is not RECOVERY, NORECOVERY or STANDBY"),
+        }),
+    }
+}
+
+fn label(field: &'static str, s: String, max: usize) -> Result<String, ProtocolError> {
+    if s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(ProtocolError::Invalid {
+            field,
+            reason: format!("at most {max} characters without control characters"),
+        });
+    }
+    Ok(s)
 }
 
 fn pool_state(v: i32) -> Result<PoolStateValue, ProtocolError> {
@@ -256,6 +366,33 @@ impl TryFrom<pb::operation::Kind> for Operation {
                     program_names: o.program_names,
                 }
             }
+            K::BackupDatabase(o) => Operation::BackupDatabase {
+                database: db("database", o.database)?,
+                file: PathText::new("file", o.file)?,
+                copy_only: o.copy_only,
+                compression: o.compression,
+                name: label("name", o.name, 128)?,
+                description: label("description", o.description, 255)?,
+            },
+            K::BackupLog(o) => Operation::BackupLog {
+                database: db("database", o.database)?,
+                file: PathText::new("file", o.file)?,
+            },
+            K::VerifyBackup(o) => Operation::VerifyBackup(PathText::new("file", o.file)?),
+            K::RestoreDatabase(o) => Operation::RestoreDatabase {
+                database: db("database", o.database)?,
+                file: PathText::new("file", o.file)?,
+                recovery: recovery(o.recovery, o.standby_file)?,
+                replace: o.replace,
+                expected_sha256: sha("expected_sha256", o.expected_sha256)?,
+            },
+            K::RestoreLog(o) => Operation::RestoreLog {
+                database: db("database", o.database)?,
+                file: PathText::new("file", o.file)?,
+                recovery: recovery(o.recovery, o.standby_file)?,
+                expected_sha256: sha("expected_sha256", o.expected_sha256)?,
+            },
+            K::RecoverDatabase(o) => Operation::RecoverDatabase(db("database", o.database)?),
             K::FileStat(o) => Operation::FileStat(PathText::new("path", o.path)?),
             K::FileChecksum(o) => Operation::FileChecksum(PathText::new("path", o.path)?),
             K::FileList(o) => {

@@ -8,7 +8,10 @@
 //! retryable, everything else is not. A change whose goal already holds is not an error: it
 //! reports `changed = false`.
 
+mod backup;
+pub use backup::PercentSink;
 pub mod config;
+mod restore;
 pub mod tsql;
 
 use failback_proto::model::DatabaseName;
@@ -21,12 +24,12 @@ use self::config::{Secret, SqlAuth, SqlConfig, SqlEncryption};
 use self::tsql::{Param, Statement};
 use crate::error::Error;
 
-type Conn = Client<Compat<TcpStream>>;
+pub(crate) type Conn = Client<Compat<TcpStream>>;
 
 /// SQL Server errors after which trying again can succeed without a change by a person.
 const TRANSIENT: [u32; 4] = [1205, 3101, 40613, 4060];
 
-fn sql_error(context: &str, e: tiberius::error::Error) -> Error {
+pub(crate) fn sql_error(context: &str, e: tiberius::error::Error) -> Error {
     match e {
         tiberius::error::Error::Server(t) => Error::Sql {
             number: Some(t.code()),
@@ -49,7 +52,7 @@ fn sql_error(context: &str, e: tiberius::error::Error) -> Error {
     }
 }
 
-fn text(row: &Row, col: &str) -> String {
+pub(crate) fn text(row: &Row, col: &str) -> String {
     row.try_get::<&str, _>(col)
         .ok()
         .flatten()
@@ -57,7 +60,7 @@ fn text(row: &Row, col: &str) -> String {
         .to_string()
 }
 
-fn flag(row: &Row, col: &str) -> bool {
+pub(crate) fn flag(row: &Row, col: &str) -> bool {
     row.try_get::<bool, _>(col)
         .ok()
         .flatten()
@@ -65,7 +68,7 @@ fn flag(row: &Row, col: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn int(row: &Row, col: &str) -> Option<i64> {
+pub(crate) fn int(row: &Row, col: &str) -> Option<i64> {
     if let Ok(Some(v)) = row.try_get::<i32, _>(col) {
         return Some(i64::from(v));
     }
@@ -108,7 +111,7 @@ impl SqlBackend {
     }
 
     /// Opens a connection to `master`. `long` disables the command timeout (BACKUP/RESTORE).
-    async fn connect(&self, long: bool) -> Result<Conn, Error> {
+    pub(crate) async fn connect(&self, long: bool) -> Result<Conn, Error> {
         let c = &self.config;
         let mut cfg = tiberius::Config::new();
         cfg.host(&c.host);
@@ -176,7 +179,7 @@ impl SqlBackend {
     }
 
     /// Runs a statement and returns its first result set.
-    async fn rows(conn: &mut Conn, stmt: &Statement) -> Result<Vec<Row>, Error> {
+    pub(crate) async fn rows(conn: &mut Conn, stmt: &Statement) -> Result<Vec<Row>, Error> {
         let stream = if stmt.params.is_empty() {
             conn.simple_query(stmt.text.as_str()).await
         } else {
@@ -350,6 +353,35 @@ impl SqlBackend {
                 program_name: text(r, "program_name").trim().to_string(),
             })
             .collect())
+    }
+
+    /// Runs a statement that returns no rows (all its result sets drained).
+    pub(crate) async fn exec(conn: &mut Conn, stmt: &Statement) -> Result<(), Error> {
+        let context = stmt
+            .text
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stream = if stmt.params.is_empty() {
+            conn.simple_query(stmt.text.as_str()).await
+        } else {
+            let params: Vec<&dyn tiberius::ToSql> = stmt
+                .params
+                .iter()
+                .map(|p| match p {
+                    Param::Text(s) => s as &dyn tiberius::ToSql,
+                    Param::Int(n) => n as &dyn tiberius::ToSql,
+                })
+                .collect();
+            conn.query(stmt.text.as_str(), &params).await
+        };
+        stream
+            .map_err(|e| sql_error(&context, e))?
+            .into_results()
+            .await
+            .map_err(|e| sql_error(&context, e))?;
+        Ok(())
     }
 
     /// Sessions using `db` (not counting ours).

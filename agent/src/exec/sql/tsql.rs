@@ -154,6 +154,195 @@ pub fn set_partner_off(db: &DatabaseName) -> Statement {
     ))
 }
 
+/// How a restore ends (the agent's own copy of the model's enum, with the undo file resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryClause {
+    /// `RECOVERY`.
+    Recovery,
+    /// `NORECOVERY`.
+    NoRecovery,
+    /// `STANDBY = @Pn`.
+    Standby(String),
+}
+
+/// Options of a full backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupOptions {
+    /// COPY_ONLY.
+    pub copy_only: bool,
+    /// COMPRESSION (else the server default).
+    pub compression: bool,
+    /// NAME.
+    pub name: String,
+    /// DESCRIPTION.
+    pub description: String,
+}
+
+/// Full backup (pchat-dr.md §6.2). Database, file, name and description are parameters: T-SQL
+/// accepts variables for all four. FORMAT + INIT on a fresh file name: a new media set, nothing
+/// appended to an old one.
+pub fn backup_database(db: &DatabaseName, file: &str, o: &BackupOptions) -> Statement {
+    let mut with = vec![
+        "FORMAT",
+        "INIT",
+        "CHECKSUM",
+        "STATS = 10",
+        "NAME = @P3",
+        "DESCRIPTION = @P4",
+    ];
+    if o.compression {
+        with.push("COMPRESSION");
+    }
+    if o.copy_only {
+        with.push("COPY_ONLY");
+    }
+    Statement {
+        text: format!(
+            "BACKUP DATABASE @P1 TO DISK = @P2 WITH {};",
+            with.join(", ")
+        ),
+        params: vec![
+            Param::Text(db.as_str().to_string()),
+            Param::Text(file.to_string()),
+            Param::Text(o.name.clone()),
+            Param::Text(o.description.clone()),
+        ],
+    }
+}
+
+/// Log backup.
+pub fn backup_log(db: &DatabaseName, file: &str) -> Statement {
+    Statement {
+        text: "BACKUP LOG @P1 TO DISK = @P2 WITH INIT, CHECKSUM, STATS = 10;".into(),
+        params: vec![
+            Param::Text(db.as_str().to_string()),
+            Param::Text(file.to_string()),
+        ],
+    }
+}
+
+/// `RESTORE VERIFYONLY` (pchat-dr.md §6.3).
+pub fn verify_only(file: &str) -> Statement {
+    Statement {
+        text: "RESTORE VERIFYONLY FROM DISK = @P1 WITH FILE = 1, CHECKSUM;".into(),
+        params: vec![Param::Text(file.to_string())],
+    }
+}
+
+/// `RESTORE HEADERONLY`.
+pub fn header_only(file: &str) -> Statement {
+    Statement {
+        text: "RESTORE HEADERONLY FROM DISK = @P1;".into(),
+        params: vec![Param::Text(file.to_string())],
+    }
+}
+
+/// `RESTORE FILELISTONLY`.
+pub fn file_list_only(file: &str) -> Statement {
+    Statement {
+        text: "RESTORE FILELISTONLY FROM DISK = @P1 WITH FILE = 1;".into(),
+        params: vec![Param::Text(file.to_string())],
+    }
+}
+
+/// `ALTER DATABASE [db] SET SINGLE_USER WITH ROLLBACK IMMEDIATE;` (exclusive access before a
+/// restore over an ONLINE database; names cannot be parameters here).
+pub fn single_user(db: &DatabaseName) -> Statement {
+    Statement::plain(format!(
+        "ALTER DATABASE {} SET SINGLE_USER WITH ROLLBACK IMMEDIATE;",
+        quote_ident(db)
+    ))
+}
+
+/// `ALTER DATABASE [db] SET MULTI_USER;`.
+pub fn multi_user(db: &DatabaseName) -> Statement {
+    Statement::plain(format!(
+        "ALTER DATABASE {} SET MULTI_USER;",
+        quote_ident(db)
+    ))
+}
+
+fn recovery_clause(r: &RecoveryClause, params: &mut Vec<Param>) -> String {
+    match r {
+        RecoveryClause::Recovery => "RECOVERY".into(),
+        RecoveryClause::NoRecovery => "NORECOVERY".into(),
+        RecoveryClause::Standby(undo) => {
+            params.push(Param::Text(undo.clone()));
+            format!("STANDBY = @P{}", params.len())
+        }
+    }
+}
+
+/// `RESTORE DATABASE` from a file (pchat-dr.md §6.4) with every logical file MOVEd to its target
+/// path; all names are parameters.
+pub fn restore_database(
+    db: &DatabaseName,
+    file: &str,
+    recovery: &RecoveryClause,
+    replace: bool,
+    moves: &[(String, String)],
+) -> Statement {
+    let mut params = vec![
+        Param::Text(db.as_str().to_string()),
+        Param::Text(file.to_string()),
+    ];
+    let mut with = vec!["FILE = 1".to_string()];
+    if replace {
+        with.push("REPLACE".into());
+    }
+    with.push(recovery_clause(recovery, &mut params));
+    with.push("CHECKSUM".into());
+    with.push("STATS = 5".into());
+    for (logical, physical) in moves {
+        params.push(Param::Text(logical.clone()));
+        params.push(Param::Text(physical.clone()));
+        with.push(format!("MOVE @P{} TO @P{}", params.len() - 1, params.len()));
+    }
+    Statement {
+        text: format!(
+            "RESTORE DATABASE @P1 FROM DISK = @P2 WITH {};",
+            with.join(", ")
+        ),
+        params,
+    }
+}
+
+/// `RESTORE LOG` from a file.
+pub fn restore_log(db: &DatabaseName, file: &str, recovery: &RecoveryClause) -> Statement {
+    let mut params = vec![
+        Param::Text(db.as_str().to_string()),
+        Param::Text(file.to_string()),
+    ];
+    let rec = recovery_clause(recovery, &mut params);
+    Statement {
+        text: format!(
+            "RESTORE LOG @P1 FROM DISK = @P2 WITH FILE = 1, {rec}, CHECKSUM, STATS = 10;"
+        ),
+        params,
+    }
+}
+
+/// `RESTORE DATABASE @db WITH RECOVERY;`.
+pub fn recover(db: &DatabaseName) -> Statement {
+    Statement {
+        text: "RESTORE DATABASE @P1 WITH RECOVERY;".into(),
+        params: vec![Param::Text(db.as_str().to_string())],
+    }
+}
+
+/// Progress of a session's request (`percent_complete` moves during BACKUP and RESTORE).
+pub fn request_progress(spid: i32) -> Statement {
+    Statement {
+        text: "SELECT percent_complete FROM sys.dm_exec_requests WHERE session_id = @P1;".into(),
+        params: vec![Param::Int(spid)],
+    }
+}
+
+/// Our own session id.
+pub fn own_spid() -> Statement {
+    Statement::plain("SELECT @@SPID AS spid;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +362,38 @@ mod tests {
         );
         assert_eq!(kill(0), None);
         assert_eq!(kill(53).unwrap().text, "KILL 53;");
+    }
+
+    #[test]
+    fn backup_and_restore_use_parameters() {
+        let db = DatabaseName::new("mgc").unwrap();
+        let o = BackupOptions {
+            copy_only: false,
+            compression: false,
+            name: "n".into(),
+            description: "d'x".into(),
+        };
+        let b = backup_database(&db, r"\\fs\ls\mgc.bak", &o);
+        assert_eq!(
+            b.text,
+            "BACKUP DATABASE @P1 TO DISK = @P2 WITH FORMAT, INIT, CHECKSUM, STATS = 10, NAME = @P3, DESCRIPTION = @P4;"
+        );
+        let r = restore_database(
+            &db,
+            "/x/mgc.bak",
+            &RecoveryClause::Standby("/x/undo.tuf".into()),
+            true,
+            &[("mgc".into(), "/d/mgc.mdf".into())],
+        );
+        assert_eq!(
+            r.text,
+            "RESTORE DATABASE @P1 FROM DISK = @P2 WITH FILE = 1, REPLACE, STANDBY = @P3, CHECKSUM, STATS = 5, MOVE @P4 TO @P5;"
+        );
+        assert_eq!(r.params.len(), 5);
+        assert_eq!(
+            single_user(&db).text,
+            "ALTER DATABASE [mgc] SET SINGLE_USER WITH ROLLBACK IMMEDIATE;"
+        );
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Backups and their inspection: `BACKUP DATABASE` / `BACKUP LOG` to a new file and
+//! `RESTORE VERIFYONLY | HEADERONLY | FILELISTONLY` (pchat-dr.md §6.2-§6.3).
+//!
+//! Decisions: a backup never overwrites — when the target is under the agent's file roots and
+//! already exists, the operation is refused (runs name their files uniquely, and a repeated
+//! instruction is answered by the journal, not by a second backup). The result carries the
+//! HEADERONLY facts (LSNs, dates) and the file's SHA-256 when the agent can read the file, so the
+//! run records in one step what a later restore must re-check (DESIGN §9 invariant 3). COMPRESSION
+//! is only sent when asked: editions without it fail the backup.
+//!
+//! Errors: 3201 (cannot open the device: share unreachable or no permission for the engine's
+//! service account) and connection failures are retryable; damaged media (3241/3183) and the rest
+//! are not.
+
+use std::sync::Arc;
+
+use failback_proto::model::DatabaseName;
+use failback_proto::pb;
+use tiberius::Row;
+
+use super::tsql::{self, BackupOptions};
+use super::{Conn, SqlBackend, flag, int, text};
+use crate::error::Error;
+use crate::exec::files::Files;
+
+/// A progress sink: percent complete (0..=100).
+pub type PercentSink = Arc<dyn Fn(u32) + Send + Sync>;
+
+fn lsn(row: &Row, col: &str) -> String {
+    if let Ok(Some(n)) = row.try_get::<tiberius::numeric::Numeric, _>(col) {
+        let v = n.value();
+        let scale = u32::from(n.scale());
+        return (v / 10i128.pow(scale)).to_string();
+    }
+    int(row, col).map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn when(row: &Row, col: &str) -> u64 {
+    row.try_get::<chrono::NaiveDateTime, _>(col)
+        .ok()
+        .flatten()
+        .map_or(0, |t| {
+            u64::try_from(t.and_utc().timestamp_millis()).unwrap_or(0)
+        })
+}
+
+/// A HEADERONLY row as the wire type.
+pub(crate) fn header(row: &Row) -> pb::BackupHeader {
+    pb::BackupHeader {
+        database: text(row, "DatabaseName"),
+        backup_type: int(row, "BackupType")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        first_lsn: lsn(row, "FirstLSN"),
+        last_lsn: lsn(row, "LastLSN"),
+        checkpoint_lsn: lsn(row, "CheckpointLSN"),
+        database_backup_lsn: lsn(row, "DatabaseBackupLSN"),
+        server_name: text(row, "ServerName"),
+        start_unix_ms: when(row, "BackupStartDate"),
+        finish_unix_ms: when(row, "BackupFinishDate"),
+        has_checksums: flag(row, "HasBackupChecksums"),
+        is_copy_only: flag(row, "IsCopyOnly"),
+        position: int(row, "Position")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(1),
+        name: text(row, "BackupName"),
+    }
+}
+
+/// Runs `stmt` on `conn` while a second connection reports `percent_complete` of it to `sink`
+/// about once a second (BACKUP and RESTORE send nothing readable by tiberius while they work).
+pub(crate) async fn with_progress(
+    backend: &SqlBackend,
+    conn: &mut Conn,
+    stmt: &tsql::Statement,
+    sink: PercentSink,
+) -> Result<(), Error> {
+    let spid = SqlBackend::rows(conn, &tsql::own_spid())
+        .await?
+        .first()
+        .and_then(|r| int(r, "spid"))
+        .and_then(|v| i32::try_from(v).ok());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = spid.map(|spid| {
+        let stop = stop.clone();
+        let sink = sink.clone();
+        let mut watch_conn_fut = Box::pin(backend.connect(false));
+        async move {
+            let Ok(mut watch) = watch_conn_fut.as_mut().await else { return };
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Ok(rows) = SqlBackend::rows(&mut watch, &tsql::request_progress(spid)).await {
+                            if let Some(p) = rows.first().and_then(|r| r.try_get::<f32, _>("percent_complete").ok().flatten()) {
+                                sink(p.clamp(0.0, 100.0) as u32);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let work = SqlBackend::exec(conn, stmt);
+    let result = match watcher {
+        Some(w) => {
+            let (r, ()) = tokio::join!(
+                async {
+                    let r = work.await;
+                    stop.cancel();
+                    r
+                },
+                w
+            );
+            r
+        }
+        None => work.await,
+    };
+    if result.is_ok() {
+        sink(100);
+    }
+    result
+}
+
+impl SqlBackend {
+    /// Reads HEADERONLY and FILELISTONLY of `file`.
+    pub(crate) async fn inspect_backup(
+        conn: &mut Conn,
+        file: &str,
+    ) -> Result<(Vec<pb::BackupHeader>, Vec<pb::BackupFileEntry>), Error> {
+        let headers = Self::rows(conn, &tsql::header_only(file))
+            .await?
+            .iter()
+            .map(header)
+            .collect();
+        let files = Self::rows(conn, &tsql::file_list_only(file))
+            .await?
+            .iter()
+            .map(|r| pb::BackupFileEntry {
+                logical_name: text(r, "LogicalName"),
+                physical_name: text(r, "PhysicalName"),
+                r#type: text(r, "Type"),
+            })
+            .collect();
+        Ok((headers, files))
+    }
+
+    async fn refuse_existing(files: Option<&Files>, file: &str) -> Result<(), Error> {
+        if let Some(f) = files
+            && let Ok(st) = f.stat(file).await
+            && st.exists
+        {
+            return Err(Error::Sql {
+                number: None,
+                message: format!(
+                    "backup file '{file}' already exists; backups are written to new, uniquely named files"
+                ),
+                retryable: false,
+            });
+        }
+        Ok(())
+    }
+
+    async fn finish_backup(
+        conn: &mut Conn,
+        files: Option<&Files>,
+        file: &str,
+    ) -> Result<pb::BackupResult, Error> {
+        let (headers, _) = Self::inspect_backup(conn, file).await?;
+        let mut result = pb::BackupResult {
+            file: file.to_string(),
+            header: headers.into_iter().next(),
+            sha256: String::new(),
+            size: 0,
+        };
+        if let Some(f) = files
+            && let Ok(sum) = f.checksum(file, |_| {}).await
+        {
+            result.sha256 = sum.sha256;
+            result.size = sum.size;
+        }
+        Ok(result)
+    }
+
+    /// Full backup to a new file (FB-3).
+    pub async fn backup_database(
+        &self,
+        db: &DatabaseName,
+        file: &str,
+        options: &BackupOptions,
+        files: Option<&Files>,
+        sink: PercentSink,
+    ) -> Result<pb::BackupResult, Error> {
+        Self::refuse_existing(files, file).await?;
+        let mut conn = self.connect(true).await?;
+        with_progress(
+            self,
+            &mut conn,
+            &tsql::backup_database(db, file, options),
+            sink,
+        )
+        .await?;
+        Self::finish_backup(&mut conn, files, file).await
+    }
+
+    /// Log backup to a new file.
+    pub async fn backup_log(
+        &self,
+        db: &DatabaseName,
+        file: &str,
+        files: Option<&Files>,
+        sink: PercentSink,
+    ) -> Result<pb::BackupResult, Error> {
+        Self::refuse_existing(files, file).await?;
+        let mut conn = self.connect(true).await?;
+        with_progress(self, &mut conn, &tsql::backup_log(db, file), sink).await?;
+        Self::finish_backup(&mut conn, files, file).await
+    }
+
+    /// VERIFYONLY, then HEADERONLY and FILELISTONLY.
+    pub async fn verify_backup(&self, file: &str) -> Result<pb::VerifyResult, Error> {
+        let mut conn = self.connect(true).await?;
+        Self::exec(&mut conn, &tsql::verify_only(file)).await?;
+        let (headers, files) = Self::inspect_backup(&mut conn, file).await?;
+        Ok(pb::VerifyResult {
+            file: file.to_string(),
+            headers,
+            files,
+        })
+    }
+}
