@@ -2,6 +2,7 @@
 //! statements on those tokens (never on raw text), [`ast`] holds what it recognises.
 
 pub mod ast;
+mod backup;
 mod expr;
 pub mod lexer;
 pub mod parser;

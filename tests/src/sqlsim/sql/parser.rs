@@ -261,6 +261,8 @@ impl<'a> Parser<'a> {
                 }
                 Ok(Statement::DropDatabase { names, if_exists })
             }
+            "BACKUP" => self.backup(),
+            "RESTORE" => self.restore(),
             "KILL" => {
                 self.pos += 1;
                 Ok(Statement::Kill(self.primary()?))
