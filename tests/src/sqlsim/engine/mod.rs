@@ -239,6 +239,13 @@ impl Engine {
         let store = StateStore::open(data_dir)?;
         let state = store.load_or_init(server_name)?;
         let log = StatementLog::open(data_dir)?;
+        // The instance's default folders exist, as after a SQL Server setup.
+        for p in [&state.default_data_path, &state.default_log_path] {
+            let local = options.paths.resolve(p);
+            if let Err(e) = std::fs::create_dir_all(&local) {
+                tracing::warn!("failed to create {}: {e}", local.display());
+            }
+        }
         let mut faults = FaultSet::default();
         for spec in &options.faults {
             faults
