@@ -88,6 +88,15 @@ async fn mirroring_roles_restrictions_and_partner_off() {
     .await;
     // Not mirrored yet: every mirroring column NULL.
     assert_eq!(role(&mut ca).await, (None, None, None));
+    // Real mirroring setup needs endpoints the sims do not have.
+    assert_eq!(
+        error_code(
+            &mut ca,
+            "ALTER DATABASE mgc SET PARTNER = N'TCP://sqlb.contoso.com:5022'"
+        )
+        .await,
+        1418
+    );
 
     let mut admin_a = a.connect_admin().await;
     ok(&mut admin_a, "EXEC sqlsim.mirror N'mgc', N'SQLB'").await;

@@ -152,6 +152,7 @@
 //! | 927 | the database is in the middle of a restore (USE, a table in it, BACKUP of it) |
 //! | 942 | the database is offline |
 //! | 1416 | PARTNER/WITNESS clause on a database that is not mirrored |
+//! | 1418 | `SET PARTNER = 'TCP://…'`: sims have no mirroring endpoint (use `sqlsim.mirror`) |
 //! | 1465 | `sqlsim.mirror` on a database not ONLINE in FULL recovery |
 //! | 1801 | CREATE DATABASE of an existing database |
 //! | 2812 | Could not find stored procedure '…' (EXEC or RPC) |

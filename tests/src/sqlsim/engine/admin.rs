@@ -165,7 +165,17 @@ impl Engine {
                         .map_err(StatementFailure::Plain)?;
                 }
             }
-            AlterDatabase::PartnerOther(_) => {
+            AlterDatabase::PartnerOther(clause) => {
+                // `SET PARTNER = 'TCP://host:port'` would open a session with a real endpoint;
+                // sims have none, so the address is unreachable, as SQL Server reports it.
+                if let Some(address) = clause
+                    .strip_prefix("PARTNER = '")
+                    .and_then(|a| a.strip_suffix('\''))
+                {
+                    return Err(StatementFailure::Plain(errors::partner_unreachable(
+                        address,
+                    )));
+                }
                 if !mirrored {
                     return Err(StatementFailure::Plain(errors::not_mirrored(&db_name)));
                 }

@@ -288,6 +288,18 @@ pub fn not_mirrored(name: &str) -> ServerMessage {
     )
 }
 
+/// 1418: `SET PARTNER = 'TCP://…'` to an endpoint that cannot be reached (sims have none).
+pub fn partner_unreachable(address: &str) -> ServerMessage {
+    ServerMessage::new(
+        1418,
+        1,
+        16,
+        format!(
+            "The server network address \"{address}\" can not be reached or does not exist. Check the network address name and that the ports for the local and remote endpoints are operational."
+        ),
+    )
+}
+
 /// 5011: ALTER DATABASE on a missing database or one in a state that does not allow it.
 pub fn cannot_alter(name: &str) -> ServerMessage {
     ServerMessage::new(
