@@ -31,6 +31,26 @@ struct Args {
     /// PEM private key for TLS.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Sim administrator login: the only login that may run `sqlsim.*` procedures.
+    #[arg(long, requires = "admin_password")]
+    admin_login: Option<String>,
+    /// Password of the sim administrator login.
+    #[arg(long, requires = "admin_login")]
+    admin_password: Option<String>,
+    /// Size of a full backup's payload in MB (rows plus filler).
+    #[arg(long, default_value_t = failback_tests::sqlsim::server::DEFAULT_DB_SIZE_MB)]
+    db_size_mb: u32,
+    /// Map a SQL Server path prefix to a local directory: `PREFIX=DIR`, e.g.
+    /// `\\fileserver\pchat-ls=/srv/share` (repeatable).
+    #[arg(long = "path-map")]
+    path_map: Vec<String>,
+    /// Registry file shared with a mirroring partner sim.
+    #[arg(long)]
+    mirror_registry: Option<PathBuf>,
+    /// Arm a fault switch at start, in `EXEC sqlsim.fault` syntax, e.g. `delay backup 2000`
+    /// (repeatable).
+    #[arg(long = "fault")]
+    fault: Vec<String>,
 }
 
 #[tokio::main]
@@ -60,13 +80,15 @@ async fn main() -> anyhow::Result<()> {
             signal.cancel();
         }
     });
-    let config = Config {
-        data_dir: args.data_dir,
-        sa_password: args.sa_password,
-        server_name: args.server_name,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-    };
+    let mut config = Config::new(args.data_dir, args.sa_password);
+    config.server_name = args.server_name;
+    config.tls_cert = args.tls_cert;
+    config.tls_key = args.tls_key;
+    config.admin = args.admin_login.zip(args.admin_password);
+    config.db_size_mb = args.db_size_mb;
+    config.path_map = args.path_map;
+    config.mirror_registry = args.mirror_registry;
+    config.faults = args.fault;
     run(config, listener, shutdown)
         .await
         .context("sqlsim failed")?;

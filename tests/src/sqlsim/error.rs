@@ -28,6 +28,9 @@ pub enum SimError {
         /// What went wrong.
         message: String,
     },
+    /// A command-line option is invalid (bad fault switch, path mapping, …).
+    #[error("configuration: {0}")]
+    Config(String),
     /// A lock protecting shared state was poisoned by a panic in another task.
     #[error("internal lock poisoned")]
     Poisoned,

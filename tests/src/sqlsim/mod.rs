@@ -14,12 +14,27 @@
 //! | [`tls`] | TLS inside PRELOGIN packets (rustls) |
 //! | [`sql`] | tokenizer, statement parser, AST |
 //! | [`engine`] | statement execution, sessions, error catalogue, persisted state |
+//! | `engine::backup` | BACKUP / RESTORE and the backup file format (`backup/format.rs`) |
+//! | `engine::files` | SQL Server path → local path mapping, `xp_fileexist`, `xp_dirtree` |
+//! | `engine::fault` | fault switches (`--fault`, `EXEC sqlsim.fault`) |
+//! | `engine::mirror` | mirroring between sims through a shared registry file |
+//! | `engine::requests` | requests in flight (`sys.dm_exec_requests`, `percent_complete`) |
 //! | [`statement_log`] | JSON-lines log of every statement received |
 //! | [`clock`], [`wire`], [`error`] | dates, byte helpers, the one error enum |
 //!
-//! When you add a statement: parse it in `sql/parser.rs` (+ `ast.rs`), execute it in `engine/`,
-//! add its errors to `engine/errors.rs`, and list it below. When you add a column type: `types.rs`
-//! (TYPE_INFO, value, parameter decoding) and `engine/eval.rs` (`value_type`).
+//! When you add a statement: parse it in `sql/parser.rs` (+ `ast.rs`, and `Statement::kind` for
+//! fault switches), name its command in `engine/requests.rs`, execute it in `engine/`, add its
+//! errors to `engine/errors.rs`, and list it below. When you add a column type: `types.rs`
+//! (TYPE_INFO, value, parameter decoding) and `engine/eval.rs` (`value_type`). When you change
+//! the backup file layout: bump `backup::format::FORMAT`.
+//!
+//! # Command line
+//!
+//! `sqlsim --listen ADDR --data-dir DIR --sa-password PW [--server-name NAME]
+//! [--tls-cert PEM --tls-key PEM] [--admin-login L --admin-password P] [--db-size-mb N]
+//! [--path-map PREFIX=DIR]… [--mirror-registry FILE] [--fault SPEC]…`. The admin login is the
+//! only one that can run the sim-only `sqlsim.*` procedures; for every other login, `sa`
+//! included, they do not exist (2812), so the agent can never reach them.
 //!
 //! # Protocol
 //!
@@ -71,6 +86,38 @@
 //!   A bare procedure name at the start of a batch is an EXEC, as in SQL Server.
 //! - `BEGIN TRAN[SACTION]`, `COMMIT`, `ROLLBACK`: counted and reported with ENVCHANGE, but changes
 //!   are applied immediately and never undone.
+//! - `BACKUP DATABASE | LOG db TO DISK = file [WITH FORMAT | INIT | NOINIT | SKIP | CHECKSUM |
+//!   COMPRESSION | COPY_ONLY | STATS [= n] | NAME = … | DESCRIPTION = … | NORECOVERY (log) | …]`;
+//!   `db` and `file` may be `@parameters` (sp_executesql). The file is real: header + payload
+//!   (rows, state, filler up to `--db-size-mb`), see `engine/backup/format.rs`. One backup set
+//!   per file: NOINIT overwrites instead of appending (FILE = n other than 1 is 4038). INFO
+//!   messages 3211 (STATS), 4035 (pages per file), 3014 (done) as SQL Server words them; they
+//!   arrive with the statement's DONE, not streamed while it runs.
+//! - `RESTORE DATABASE db FROM DISK = file [WITH FILE = 1, REPLACE, RECOVERY | NORECOVERY |
+//!   STANDBY = undo, MOVE 'logical' TO 'physical', CHECKSUM, STATS …]`, `RESTORE LOG db FROM DISK
+//!   = file WITH NORECOVERY | RECOVERY | STANDBY = …`, `RESTORE DATABASE | LOG db WITH RECOVERY`,
+//!   `RESTORE VERIFYONLY | HEADERONLY | FILELISTONLY FROM DISK = file [WITH FILE = 1, CHECKSUM]`
+//!   (HEADERONLY / FILELISTONLY columns: pchat-dr.md §6.3, SQL Server 2016 names and types).
+//!   Physical files named by MOVE are recorded (sys.master_files), not created.
+//! - `EXEC master.dbo.xp_fileexist N'path'` (columns `File Exists`, `File is a Directory`,
+//!   `Parent Directory Exists`; the OUTPUT-parameter form is not supported) and
+//!   `EXEC master.sys.xp_dirtree N'path', depth, file` (`subdirectory`, `depth`[, `file`]), in a
+//!   batch or as an RPC by name, acting on the mapped local path.
+//! - Paths: POSIX absolute paths are used as is; `--path-map PREFIX=DIR` rules map Windows
+//!   prefixes (`\\fileserver\pchat-ls=/srv/share`); other Windows paths go under
+//!   `<data-dir>/fs/<drive letter | unc>/…`. `..` never climbs out.
+//! - More views: `sys.dm_exec_requests` (session_id, request_id, start_time, status, command,
+//!   database_id, blocking_session_id, wait_type, percent_complete REAL, estimated_completion_time,
+//!   total_elapsed_time; `percent_complete` moves during BACKUP / RESTORE / VERIFYONLY),
+//!   `sys.dm_server_services` (servicename, startup_type, startup_type_desc, status, status_desc, process_id,
+//!   last_startup_time as DATETIME2 instead of DATETIMEOFFSET, service_account, filename,
+//!   is_clustered, cluster_nodename; rows `SQL Server (INST)` and `SQL Server Agent (INST)`,
+//!   persisted), `sys.database_recovery_status` (database_id, database_guid, family_guid,
+//!   last_log_backup_lsn = where the next log backup starts, …).
+//! - Sim-only, admin login only: `EXEC sqlsim.fault N'spec'` (see `engine/fault.rs`; without an
+//!   argument lists the armed faults), `EXEC sqlsim.mirror N'db', N'partner server' [, N'state'
+//!   [, N'safety']]` (see `engine/mirror.rs`), `EXEC sqlsim.service N'SQL Server Agent',
+//!   N'Stopped' [, N'Manual' [, N'account']]`.
 //!
 //! A batch is parsed completely before it runs: a syntax error means nothing in it executes.
 //! Errors 102, 105, 113, 137, 156, 195, 207, 208, 209 and 8120 end the batch; the others end only
@@ -100,17 +147,42 @@
 //! | 515 | Cannot insert the value NULL into column '…' |
 //! | 544 | Cannot insert explicit value for identity column |
 //! | 823 | the state file could not be written |
-//! | 911 | USE of a database that does not exist |
+//! | 911 | USE, BACKUP or RESTORE LOG of a database that does not exist |
 //! | 924 | USE of a SINGLE_USER database someone else is in |
-//! | 927 | the database is in the middle of a restore (USE, or a table in it) |
+//! | 927 | the database is in the middle of a restore (USE, a table in it, BACKUP of it) |
 //! | 942 | the database is offline |
 //! | 1416 | PARTNER/WITNESS clause on a database that is not mirrored |
+//! | 1418 | `SET PARTNER = 'TCP://…'`: sims have no mirroring endpoint (use `sqlsim.mirror`) |
+//! | 1465 | `sqlsim.mirror` on a database not ONLINE in FULL recovery |
 //! | 1801 | CREATE DATABASE of an existing database |
 //! | 2812 | Could not find stored procedure '…' (EXEC or RPC) |
 //! | 3701 | DROP DATABASE of a missing database |
 //! | 3702 | DROP DATABASE of a database in use |
 //! | 3708 | DROP DATABASE of a system database |
+//! | 3013 | BACKUP / RESTORE / VERIFY … is terminating abnormally (after the cause) |
+//! | 3014 | INFO: BACKUP / RESTORE successfully processed N pages |
+//! | 3101 | RESTORE while a session (the caller included) is in the database |
+//! | 3104 | RESTORE over (or WITH RECOVERY of) a mirroring partner |
+//! | 3117 | RESTORE LOG onto a recovered database |
+//! | 3135 | RESTORE DATABASE from a log backup, or RESTORE LOG from a full one |
+//! | 3147 | BACKUP / RESTORE of tempdb |
+//! | 3153 | RESTORE … WITH RECOVERY of a database already recovered |
+//! | 3154 | RESTORE over a different database (family GUID) without REPLACE, or a foreign log |
+//! | 3159 | RESTORE over an ONLINE FULL-recovery database with a log chain, without REPLACE |
+//! | 3183 | the backup payload does not match its checksum (RESTORE, VERIFYONLY) |
+//! | 3201 | cannot open backup device (missing file: OS error 2, folder: 3, access: 5) |
+//! | 3211 | INFO: n percent processed (STATS) |
+//! | 3234 | MOVE of a logical file the backup does not have |
+//! | 3241 | media family incorrectly formed (not a backup, truncated, damaged header) |
+//! | 3262 | INFO: The backup set on file 1 is valid. |
 //! | 3902 / 3903 | COMMIT / ROLLBACK without BEGIN TRANSACTION |
+//! | 3906 | INSERT into a read-only (STANDBY) database |
+//! | 4035 | INFO: Processed N pages for database … |
+//! | 4038 | FILE = n other than 1 |
+//! | 4208 | BACKUP LOG under SIMPLE recovery |
+//! | 4214 | BACKUP LOG without a full backup (no log chain) |
+//! | 4305 | RESTORE LOG that begins after the database's LSN (gap); nothing changes |
+//! | 4326 | RESTORE LOG that ends before the database's LSN (already applied); nothing changes |
 //! | 4060 | login's database cannot be opened (followed by 18456) |
 //! | 5011 | ALTER DATABASE of a missing database, or one RESTORING (followed by 5069) |
 //! | 5060 | INFO: ROLLBACK IMMEDIATE ended other sessions |
@@ -123,6 +195,8 @@
 //! | 8178 | sp_executesql parameter declared but not supplied |
 //! | 17809 | no free SPID |
 //! | 18456 | Login failed for user '…' (the connection is then closed) |
+//! | 50000 | a sim-only procedure was misused (admin login only) |
+//! | any | the `fail backup\|restore N ERROR` fault (SQL Server's text for the numbers above) |
 
 pub mod clock;
 pub mod engine;

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::engine::Engine;
+use super::engine::files::PathMap;
+use super::engine::{Engine, EngineOptions};
 use super::error::{Result, SimError};
 use super::session::{self, Shared};
 use super::tls;
@@ -28,6 +29,54 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     pub tls_key: Option<PathBuf>,
+    /// Sim administrator `(login, password)`: the only login allowed to run `sqlsim.*`
+    /// procedures (faults, mirroring, services).
+    pub admin: Option<(String, String)>,
+    /// Size of a full backup's payload in MB (default [`DEFAULT_DB_SIZE_MB`]).
+    pub db_size_mb: u32,
+    /// `PREFIX=DIR` rules mapping SQL Server paths to local directories.
+    pub path_map: Vec<String>,
+    /// Registry file shared with the mirroring partner sim.
+    pub mirror_registry: Option<PathBuf>,
+    /// Fault switches armed at start (`EXEC sqlsim.fault` syntax).
+    pub faults: Vec<String>,
+}
+
+/// Default size of a full backup's payload, in MB: small, yet several I/O chunks.
+pub const DEFAULT_DB_SIZE_MB: u32 = 2;
+
+impl Config {
+    /// A configuration with only the required fields set and everything else at its default.
+    pub fn new(data_dir: PathBuf, sa_password: impl Into<String>) -> Self {
+        Config {
+            data_dir,
+            sa_password: sa_password.into(),
+            server_name: None,
+            tls_cert: None,
+            tls_key: None,
+            admin: None,
+            db_size_mb: DEFAULT_DB_SIZE_MB,
+            path_map: Vec::new(),
+            mirror_registry: None,
+            faults: Vec::new(),
+        }
+    }
+
+    /// The engine's options (path rules parsed).
+    fn engine_options(&self) -> Result<EngineOptions> {
+        let mut paths = PathMap::new(self.data_dir.join("fs"));
+        for rule in &self.path_map {
+            paths = paths.with_rule(rule).map_err(SimError::Config)?;
+        }
+        Ok(EngineOptions {
+            sa_password: self.sa_password.clone(),
+            admin: self.admin.clone(),
+            db_size_mb: self.db_size_mb,
+            paths,
+            mirror_registry: self.mirror_registry.clone(),
+            faults: self.faults.clone(),
+        })
+    }
 }
 
 impl Config {
@@ -48,7 +97,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let engine = Engine::open(
         &config.data_dir,
         config.server_name.as_deref(),
-        &config.sa_password,
+        config.engine_options()?,
     )?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key)?),

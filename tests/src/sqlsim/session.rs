@@ -177,8 +177,12 @@ async fn handshake(
             .await?;
         return Ok(None);
     }
+    let is_admin = shared
+        .engine
+        .is_admin_login(&login.user_name, &login.password);
     let (session, kill) = match shared.engine.open_session(
         &login.user_name,
+        is_admin,
         &login.host_name,
         &login.app_name,
         &login.database,
@@ -259,7 +263,12 @@ async fn request_loop(
             PacketType::SqlBatch => {
                 let body = rpc::strip_all_headers(&msg.payload, conn.all_headers)?;
                 let text = decode_utf16(body)?;
-                let results = engine.execute_batch(session, &text, &Params::new(), "batch");
+                let results = engine
+                    .execute_batch(session, &text, &Params::new(), "batch")
+                    .await;
+                if results.iter().any(|r| r.disconnect) {
+                    return Ok(());
+                }
                 let mut w = TokenWriter::new();
                 encode_results(&mut w, &results, DoneKind::Done, &server_name);
                 w
@@ -267,7 +276,10 @@ async fn request_loop(
             PacketType::Rpc => {
                 let body = rpc::strip_all_headers(&msg.payload, conn.all_headers)?;
                 let calls = rpc::parse(body)?;
-                answer_rpc(engine, session, calls, &server_name)
+                match answer_rpc(engine, session, calls, &server_name).await {
+                    Some(w) => w,
+                    None => return Ok(()),
+                }
             }
             PacketType::TransactionManager => {
                 let body = rpc::strip_all_headers(&msg.payload, conn.all_headers)?;
@@ -333,24 +345,29 @@ fn encode_results(
     }
 }
 
-fn answer_rpc(
+/// Answers an RPC request; `None` when a fault asks to drop the connection instead.
+async fn answer_rpc(
     engine: &Engine,
     session: &mut SessionInfo,
     calls: Vec<rpc::RpcCall>,
     server_name: &str,
-) -> TokenWriter {
+) -> Option<TokenWriter> {
     let mut w = TokenWriter::new();
     let n = calls.len();
     for (i, call) in calls.into_iter().enumerate() {
         let more = if i + 1 < n { DONE_MORE } else { 0 };
-        if !call.proc_ref.is_sp_executesql() {
-            w.message(
-                &errors::procedure_not_found(&call.proc_ref.name()),
-                server_name,
-            );
-            w.done(DoneKind::DoneProc, DONE_ERROR | more, 0, 0);
-            continue;
-        }
+        let by_name = match &call.proc_ref {
+            _ if call.proc_ref.is_sp_executesql() => None,
+            rpc::ProcRef::Name(name) => Some(name.clone()),
+            rpc::ProcRef::Id(_) => {
+                w.message(
+                    &errors::procedure_not_found(&call.proc_ref.name()),
+                    server_name,
+                );
+                w.done(DoneKind::DoneProc, DONE_ERROR | more, 0, 0);
+                continue;
+            }
+        };
         let values = call
             .params
             .into_iter()
@@ -361,7 +378,13 @@ fn answer_rpc(
                 )
             })
             .collect();
-        let results = engine.sp_executesql(session, values);
+        let results = match by_name {
+            None => engine.sp_executesql(session, values).await,
+            Some(name) => vec![engine.rpc_procedure(session, &name, values).await],
+        };
+        if results.iter().any(|r| r.disconnect) {
+            return None;
+        }
         encode_results(&mut w, &results, DoneKind::DoneInProc, server_name);
         let first_error = results
             .iter()
@@ -374,7 +397,7 @@ fn answer_rpc(
         let status = if first_error.is_some() { DONE_ERROR } else { 0 };
         w.done(DoneKind::DoneProc, status | more, 0, 0);
     }
-    w
+    Some(w)
 }
 
 /// Transaction Manager request (MS-TDS 2.2.6.9): 5 begin, 7 commit, 8 rollback, 9 save; commit and

@@ -25,6 +25,8 @@ pub enum SqlType {
     Bit,
     /// FLOAT (FLTN 8).
     Float,
+    /// REAL (FLTN 4), e.g. `percent_complete`.
+    Real,
     /// NVARCHAR(n) with n in characters; `None` is NVARCHAR(MAX), sent as PLP.
     NVarChar(Option<u16>),
     /// DATETIME (DATETIMN 8).
@@ -181,6 +183,7 @@ pub fn write_type_info(out: &mut Vec<u8>, ty: SqlType) {
         SqlType::BigInt => out.extend_from_slice(&[0x26, 8]),
         SqlType::Bit => out.extend_from_slice(&[0x68, 1]),
         SqlType::Float => out.extend_from_slice(&[0x6D, 8]),
+        SqlType::Real => out.extend_from_slice(&[0x6D, 4]),
         SqlType::NVarChar(n) => {
             out.push(0xE7);
             let max = n.map_or(0xFFFF, |c| (c.min(4000) * 2).max(2));
@@ -235,6 +238,19 @@ pub fn write_value(out: &mut Vec<u8>, ty: SqlType, value: &Value) {
         SqlType::Bit => match value.as_i64() {
             Some(v) => out.extend_from_slice(&[1, (v != 0) as u8]),
             None => out.push(0),
+        },
+        SqlType::Real => match value {
+            Value::Float(f) => {
+                out.push(4);
+                out.extend_from_slice(&(*f as f32).to_le_bytes());
+            }
+            other => match other.as_i64() {
+                Some(i) => {
+                    out.push(4);
+                    out.extend_from_slice(&(i as f32).to_le_bytes());
+                }
+                None => out.push(0),
+            },
         },
         SqlType::Float => match value {
             Value::Float(f) => {

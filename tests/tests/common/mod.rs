@@ -18,6 +18,14 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 /// The sa password every test instance uses.
 pub const PW: &str = "Sim-Pa55!";
 
+/// The sim administrator login (`--admin-login`), allowed to run `sqlsim.*` procedures.
+pub const ADMIN: &str = "simadmin";
+/// Its password.
+pub const ADMIN_PW: &str = "Adm1n-Pa55!";
+
+/// Flags that configure the sim administrator login.
+pub const ADMIN_FLAGS: [&str; 4] = ["--admin-login", ADMIN, "--admin-password", ADMIN_PW];
+
 /// How long a sim may take to announce its address.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -97,6 +105,25 @@ impl Sim {
             .unwrap()
     }
 
+    /// Connects as the sim administrator (the sim must run with [`ADMIN_FLAGS`]).
+    pub async fn connect_admin(&self) -> Client<Compat<TcpStream>> {
+        let mut c = self.config(EncryptionLevel::NotSupported, PW);
+        c.authentication(AuthMethod::sql_server(ADMIN, ADMIN_PW));
+        connect_with(c).await.unwrap()
+    }
+
+    /// Waits up to `deadline` for the process to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Stops the process.
     pub fn stop(mut self) {
         let _ = self.child.kill();
@@ -146,4 +173,17 @@ pub async fn error_code(client: &mut Client<Compat<TcpStream>>, sql: &str) -> u3
     };
     let err = result.expect_err(sql);
     sql_error_code(&err).unwrap_or_else(|| panic!("not a server error: {err:?}"))
+}
+
+/// Runs a batch to completion (all result sets drained).
+pub async fn exec(client: &mut Client<Compat<TcpStream>>, sql: &str) -> tiberius::Result<()> {
+    client.simple_query(sql).await?.into_results().await?;
+    Ok(())
+}
+
+/// Runs a batch that must succeed.
+pub async fn ok(client: &mut Client<Compat<TcpStream>>, sql: &str) {
+    if let Err(e) = exec(client, sql).await {
+        panic!("{sql}: {e:?}");
+    }
 }

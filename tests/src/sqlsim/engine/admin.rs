@@ -5,7 +5,7 @@
 //! fails at once with 5070 instead.
 
 use super::eval::{Scope, eval};
-use super::state::{DbState, UserAccess};
+use super::state::{DbState, RecoveryModel, UserAccess};
 use super::{Engine, EvalCtx, ResultItem, SessionInfo, StatementResult, errors, lock};
 use crate::sqlsim::sql::ast::{AlterDatabase, Expr, Termination};
 use crate::sqlsim::tokens::ServerMessage;
@@ -21,7 +21,7 @@ fn alter_error(cause: ServerMessage) -> StatementResult {
 
 impl Engine {
     /// Ends sessions, removing them from the registry at once so views no longer show them.
-    fn end_sessions(&self, spids: &[u16]) {
+    pub(super) fn end_sessions(&self, spids: &[u16]) {
         let mut sessions = lock(&self.sessions);
         for spid in spids {
             if let Some(e) = sessions.remove(spid) {
@@ -31,7 +31,7 @@ impl Engine {
     }
 
     /// Other sessions whose current database is `db`.
-    fn others_in(&self, db: &str, me: u16) -> Vec<u16> {
+    pub(super) fn others_in(&self, db: &str, me: u16) -> Vec<u16> {
         lock(&self.sessions)
             .values()
             .filter(|e| e.info.spid != me && e.info.database.eq_ignore_ascii_case(db))
@@ -53,6 +53,7 @@ impl Engine {
                 session,
                 params: &Default::default(),
                 sessions: &[],
+                requests: &[],
             };
             eval(target, &ctx, &Scope::default())?
                 .as_i64()
@@ -145,15 +146,36 @@ impl Engine {
                 }
                 db.state = *new_state;
             }
-            AlterDatabase::Recovery(model) => db.recovery_model = *model,
+            AlterDatabase::Recovery(model) => {
+                // SIMPLE truncates the log: the log backup chain is broken until the next full
+                // backup.
+                if *model == RecoveryModel::Simple {
+                    db.log_chain_lsn = None;
+                }
+                db.recovery_model = *model;
+            }
             AlterDatabase::PartnerOff => {
                 if !mirrored {
                     return Err(StatementFailure::Plain(errors::not_mirrored(&db_name)));
                 }
-                // The former mirror copy stays RESTORING; the principal stays ONLINE.
-                db.mirroring = None;
+                // The former mirror copy stays RESTORING; the principal stays ONLINE. Removing
+                // the session from the shared registry clears the partner too.
+                if let Some(m) = db.mirroring.take() {
+                    self.end_mirroring_session(&m.guid)
+                        .map_err(StatementFailure::Plain)?;
+                }
             }
-            AlterDatabase::PartnerOther(_) => {
+            AlterDatabase::PartnerOther(clause) => {
+                // `SET PARTNER = 'TCP://host:port'` would open a session with a real endpoint;
+                // sims have none, so the address is unreachable, as SQL Server reports it.
+                if let Some(address) = clause
+                    .strip_prefix("PARTNER = '")
+                    .and_then(|a| a.strip_suffix('\''))
+                {
+                    return Err(StatementFailure::Plain(errors::partner_unreachable(
+                        address,
+                    )));
+                }
                 if !mirrored {
                     return Err(StatementFailure::Plain(errors::not_mirrored(&db_name)));
                 }

@@ -1,6 +1,7 @@
 //! System views, materialised from the instance state and the session registry on each query:
-//! `sys.databases`, `sys.master_files`, `sys.database_mirroring`, `sys.dm_exec_sessions` and
-//! `sys.sysprocesses` (also reachable as plain `sysprocesses`). Column names and types follow
+//! `sys.databases`, `sys.master_files`, `sys.database_mirroring`, `sys.dm_exec_sessions`,
+//! `sys.sysprocesses` (also reachable as plain `sysprocesses`), `sys.dm_exec_requests`,
+//! `sys.dm_server_services` and `sys.database_recovery_status`. Column names and types follow
 //! SQL Server's; only the columns the runbooks read (pchat-dr.md §6) plus a few neighbours exist.
 
 use super::EvalCtx;
@@ -27,6 +28,9 @@ pub fn system_view(name: &ObjectName, ctx: &EvalCtx<'_>) -> Option<Table> {
         "database_mirroring" if is_sys => database_mirroring(ctx.state),
         "dm_exec_sessions" if is_sys => exec_sessions(ctx),
         "sysprocesses" if is_sys || schema.is_none() => sysprocesses(ctx),
+        "dm_exec_requests" if is_sys => exec_requests(ctx),
+        "dm_server_services" if is_sys => server_services(ctx.state),
+        "database_recovery_status" if is_sys => recovery_status(ctx.state),
         _ => return None,
     })
 }
@@ -236,6 +240,156 @@ fn sysprocesses(ctx: &EvalCtx<'_>) -> Table {
                 Value::Int(s.tran_count as i64),
                 Value::DateTime(s.login_time),
                 Value::DateTime(s.login_time),
+            ]
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+fn exec_requests(ctx: &EvalCtx<'_>) -> Table {
+    let columns = vec![
+        Column::new("session_id", SqlType::SmallInt),
+        Column::new("request_id", SqlType::Int),
+        Column::new("start_time", SqlType::DateTime),
+        nvarchar("status", 30),
+        nvarchar("command", 32),
+        Column::new("database_id", SqlType::SmallInt),
+        Column::new("blocking_session_id", SqlType::SmallInt),
+        nvarchar("wait_type", 60),
+        Column::new("percent_complete", SqlType::Real),
+        Column::new("estimated_completion_time", SqlType::BigInt),
+        Column::new("total_elapsed_time", SqlType::Int),
+    ];
+    let now = crate::sqlsim::clock::Timestamp::now();
+    let rows = ctx
+        .requests
+        .iter()
+        .map(|r| {
+            let me = r.spid == ctx.session.spid;
+            let elapsed_ms = ((now.days - r.start_time.days) * 86_400_000
+                + (now.ticks as i64 - r.start_time.ticks as i64) / 10_000)
+                .max(0);
+            let pct = r.percent_complete as f64;
+            let remaining = if pct > 0.0 && pct < 100.0 {
+                (elapsed_ms as f64 * (100.0 - pct) / pct) as i64
+            } else {
+                0
+            };
+            vec![
+                Value::Int(r.spid as i64),
+                Value::Int(0),
+                Value::DateTime(r.start_time),
+                text(if me { "running" } else { "suspended" }),
+                text(&r.command),
+                database_id(ctx, &r.database),
+                Value::Int(0),
+                if me {
+                    Value::Null
+                } else if r.command.starts_with("BACKUP") || r.command.starts_with("RESTORE") {
+                    text("BACKUPIO")
+                } else {
+                    Value::Null
+                },
+                Value::Float(pct),
+                Value::Int(remaining),
+                Value::Int(elapsed_ms.min(i32::MAX as i64)),
+            ]
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+fn server_services(state: &InstanceState) -> Table {
+    let columns = vec![
+        nvarchar("servicename", 256),
+        Column::new("startup_type", SqlType::Int),
+        nvarchar("startup_type_desc", 256),
+        Column::new("status", SqlType::Int),
+        nvarchar("status_desc", 256),
+        Column::new("process_id", SqlType::Int),
+        Column::new("last_startup_time", SqlType::DateTime2(7)),
+        nvarchar("service_account", 256),
+        nvarchar("filename", 256),
+        nvarchar("is_clustered", 1),
+        nvarchar("cluster_nodename", 256),
+    ];
+    let rows = state
+        .services
+        .iter()
+        .map(|s| {
+            let startup = match s.startup_type_desc.as_str() {
+                "Automatic" => 2,
+                "Manual" => 3,
+                "Disabled" => 4,
+                _ => 1,
+            };
+            let status = match s.status_desc.as_str() {
+                "Stopped" => 1,
+                "Running" => 4,
+                "Paused" => 7,
+                _ => 0,
+            };
+            let running = s.status_desc == "Running";
+            vec![
+                text(&s.servicename),
+                Value::Int(startup),
+                text(&s.startup_type_desc),
+                Value::Int(status),
+                text(&s.status_desc),
+                if running {
+                    Value::Int(std::process::id() as i64)
+                } else {
+                    Value::Null
+                },
+                Value::DateTime(s.last_startup_time),
+                text(&s.service_account),
+                text(if s.servicename.starts_with("SQL Server Agent") {
+                    r#""C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\Binn\SQLAGENT.EXE" -i MSSQLSERVER"#
+                } else {
+                    r#""C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\Binn\sqlservr.exe" -sMSSQLSERVER"#
+                }),
+                text("N"),
+                text(""),
+            ]
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+fn recovery_status(state: &InstanceState) -> Table {
+    let columns = vec![
+        Column::new("database_id", SqlType::Int),
+        Column::new("database_guid", SqlType::UniqueIdentifier),
+        Column::new("family_guid", SqlType::UniqueIdentifier),
+        Column::new("last_log_backup_lsn", SqlType::Numeric(25, 0)),
+        Column::new("recovery_fork_guid", SqlType::UniqueIdentifier),
+        Column::new("first_recovery_fork_guid", SqlType::UniqueIdentifier),
+        Column::new("fork_point_lsn", SqlType::Numeric(25, 0)),
+    ];
+    let guid = |g: &str| parse_guid(g).map_or(Value::Null, Value::Guid);
+    let rows = state
+        .databases
+        .iter()
+        .map(|d| {
+            let accessible = d.state == super::state::DbState::Online;
+            vec![
+                Value::Int(d.database_id as i64),
+                if accessible {
+                    guid(&d.database_guid)
+                } else {
+                    Value::Null
+                },
+                if accessible {
+                    guid(&d.family_guid)
+                } else {
+                    Value::Null
+                },
+                d.log_chain_lsn
+                    .filter(|_| accessible)
+                    .map_or(Value::Null, |l| Value::Numeric(l as i128, 0)),
+                guid(&d.family_guid),
+                guid(&d.family_guid),
+                Value::Null,
             ]
         })
         .collect();

@@ -288,6 +288,18 @@ pub fn not_mirrored(name: &str) -> ServerMessage {
     )
 }
 
+/// 1418: `SET PARTNER = 'TCP://…'` to an endpoint that cannot be reached (sims have none).
+pub fn partner_unreachable(address: &str) -> ServerMessage {
+    ServerMessage::new(
+        1418,
+        1,
+        16,
+        format!(
+            "The server network address \"{address}\" can not be reached or does not exist. Check the network address name and that the ports for the local and remote endpoints are operational."
+        ),
+    )
+}
+
 /// 5011: ALTER DATABASE on a missing database or one in a state that does not allow it.
 pub fn cannot_alter(name: &str) -> ServerMessage {
     ServerMessage::new(
@@ -345,4 +357,249 @@ pub fn kill_unknown(spid: i64) -> ServerMessage {
 /// 6107: KILL of a system session.
 pub fn kill_system() -> ServerMessage {
     ServerMessage::new(6107, 1, 14, "Only user processes can be killed.")
+}
+
+/// 3013: the last error of a failed BACKUP / RESTORE (`verb` as in [`RestoreKind::verb`]).
+///
+/// [`RestoreKind::verb`]: crate::sqlsim::sql::ast::RestoreKind::verb
+pub fn terminating(verb: &str) -> ServerMessage {
+    ServerMessage::new(3013, 1, 16, format!("{verb} is terminating abnormally."))
+}
+
+/// 3014 (INFO): BACKUP / RESTORE finished.
+pub fn backup_done(verb: &str, pages: u64, seconds: f64) -> ServerMessage {
+    let mb = pages as f64 * 8192.0 / 1_048_576.0;
+    let rate = if seconds > 0.0 { mb / seconds } else { 0.0 };
+    ServerMessage::new(
+        3014,
+        1,
+        0,
+        format!(
+            "{verb} successfully processed {pages} pages in {seconds:.3} seconds ({rate:.3} MB/sec)."
+        ),
+    )
+}
+
+/// 3211 (INFO): STATS progress.
+pub fn percent_processed(p: u32) -> ServerMessage {
+    ServerMessage::new(3211, 1, 0, format!("{p} percent processed."))
+}
+
+/// 4035 (INFO): pages of one file.
+pub fn pages_processed(pages: u64, db: &str, file: &str) -> ServerMessage {
+    ServerMessage::new(
+        4035,
+        1,
+        0,
+        format!("Processed {pages} pages for database '{db}', file '{file}' on file 1."),
+    )
+}
+
+/// 3262 (INFO): RESTORE VERIFYONLY succeeded.
+pub fn backup_set_valid() -> ServerMessage {
+    ServerMessage::new(3262, 1, 0, "The backup set on file 1 is valid.")
+}
+
+/// 3241: not a backup file, truncated, or a damaged header.
+pub fn media_malformed(device: &str) -> ServerMessage {
+    ServerMessage::new(
+        3241,
+        0,
+        16,
+        format!(
+            "The media family on device '{device}' is incorrectly formed. SQL Server cannot process this media family."
+        ),
+    )
+}
+
+/// 3183: the payload does not match its checksum.
+pub fn page_error(db: &str) -> ServerMessage {
+    ServerMessage::new(
+        3183,
+        2,
+        16,
+        format!(
+            "RESTORE detected an error on page (1:1120) in database \"{db}\" as read from the backup set."
+        ),
+    )
+}
+
+/// 3101: other sessions use the database being restored.
+pub fn exclusive_access() -> ServerMessage {
+    ServerMessage::new(
+        3101,
+        1,
+        16,
+        "Exclusive access could not be obtained because the database is in use.",
+    )
+}
+
+/// 3104: the database is a mirroring partner.
+pub fn restore_mirrored(db: &str) -> ServerMessage {
+    ServerMessage::new(
+        3104,
+        1,
+        16,
+        format!(
+            "RESTORE cannot operate on database '{db}' because it is configured for database mirroring or has joined an availability group. If you intend to restore the database, use ALTER DATABASE to remove mirroring or to remove the database from its availability group."
+        ),
+    )
+}
+
+/// 3117: RESTORE LOG onto a database that is already recovered.
+pub fn nothing_to_rollforward() -> ServerMessage {
+    ServerMessage::new(
+        3117,
+        4,
+        16,
+        "The log or differential backup cannot be restored because no files are ready to rollforward.",
+    )
+}
+
+/// 3153: RESTORE … WITH RECOVERY on a database that is already recovered.
+pub fn already_recovered() -> ServerMessage {
+    ServerMessage::new(3153, 1, 16, "The database is already fully recovered.")
+}
+
+/// 3154: the backup is of a different database than the one being replaced.
+pub fn other_database(db: &str) -> ServerMessage {
+    ServerMessage::new(
+        3154,
+        4,
+        16,
+        format!(
+            "The backup set holds a backup of a database other than the existing '{db}' database."
+        ),
+    )
+}
+
+/// 3159: restoring over a FULL-recovery database whose log tail was not backed up.
+pub fn tail_not_backed_up(db: &str) -> ServerMessage {
+    ServerMessage::new(
+        3159,
+        1,
+        16,
+        format!(
+            "The tail of the log for the database \"{db}\" has not been backed up. Use BACKUP LOG WITH NORECOVERY to backup the log if it contains work you do not want to lose. Use the WITH REPLACE or WITH STOPAT clause of the RESTORE statement to just overwrite the contents of the log."
+        ),
+    )
+}
+
+/// 3135: the backup set is of the wrong kind for this RESTORE.
+pub fn wrong_backup_kind(device: &str, made_by: &str) -> ServerMessage {
+    ServerMessage::new(
+        3135,
+        2,
+        16,
+        format!(
+            "The backup set in file '{device}' was created by {made_by} and cannot be used for this restore operation."
+        ),
+    )
+}
+
+/// 3234: MOVE names a logical file the backup does not have.
+pub fn logical_file_unknown(logical: &str, db: &str) -> ServerMessage {
+    ServerMessage::new(
+        3234,
+        2,
+        16,
+        format!(
+            "Logical file '{logical}' is not part of database '{db}'. Use RESTORE FILELISTONLY to list the logical file names."
+        ),
+    )
+}
+
+/// 4038: FILE = n names a backup set the device does not hold (sqlsim writes one per file).
+pub fn no_such_backup_set(n: i64, device: &str) -> ServerMessage {
+    ServerMessage::new(
+        4038,
+        1,
+        16,
+        format!("Cannot find file ID {n} on device '{device}'."),
+    )
+}
+
+/// 4208: BACKUP LOG under the SIMPLE recovery model.
+pub fn log_backup_simple() -> ServerMessage {
+    ServerMessage::new(
+        4208,
+        1,
+        16,
+        "The statement BACKUP LOG is not allowed while the recovery model is SIMPLE. Use BACKUP DATABASE or change the recovery model using ALTER DATABASE.",
+    )
+}
+
+/// 4214: BACKUP LOG before any full backup.
+pub fn no_database_backup() -> ServerMessage {
+    ServerMessage::new(
+        4214,
+        1,
+        16,
+        "BACKUP LOG cannot be performed because there is no current database backup.",
+    )
+}
+
+/// 4305: the log backup starts after the database's restore point (a backup is missing).
+pub fn log_too_recent(first: u64, needed: u64) -> ServerMessage {
+    ServerMessage::new(
+        4305,
+        1,
+        16,
+        format!(
+            "The log in this backup set begins at LSN {first}, which is too recent to apply to the database. An earlier log backup that includes LSN {needed} can be restored."
+        ),
+    )
+}
+
+/// 4326: the log backup ends before the database's restore point (already applied).
+pub fn log_too_early(last: u64, needed: u64) -> ServerMessage {
+    ServerMessage::new(
+        4326,
+        1,
+        16,
+        format!(
+            "The log in this backup set terminates at LSN {last}, which is too early to apply to the database. A more recent log backup that includes LSN {needed} can be restored."
+        ),
+    )
+}
+
+/// 3906: a change to a read-only (e.g. STANDBY) database.
+pub fn read_only(db: &str) -> ServerMessage {
+    ServerMessage::new(
+        3906,
+        1,
+        16,
+        format!("Failed to update database \"{db}\" because the database is read-only."),
+    )
+}
+
+/// 3147: BACKUP or RESTORE of tempdb.
+pub fn tempdb_backup() -> ServerMessage {
+    ServerMessage::new(
+        3147,
+        3,
+        16,
+        "Backup and restore operations are not allowed on database tempdb.",
+    )
+}
+
+/// An error injected by the `fail` fault: SQL Server's text for the numbers sqlsim knows,
+/// a generic one otherwise.
+pub fn injected(number: i32, device: &str, db: &str) -> ServerMessage {
+    match number {
+        3201 => ServerMessage::new(
+            3201,
+            2,
+            16,
+            format!(
+                "Cannot open backup device '{device}'. Operating system error 5(Access is denied.)."
+            ),
+        ),
+        3241 => media_malformed(device),
+        3183 => page_error(db),
+        3101 => exclusive_access(),
+        3159 => tail_not_backed_up(db),
+        3104 => restore_mirrored(db),
+        n => ServerMessage::new(n, 1, 16, format!("sqlsim fault: error {n} injected.")),
+    }
 }

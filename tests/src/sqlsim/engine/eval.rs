@@ -489,7 +489,9 @@ pub fn infer_type(e: &Expr, ctx: &EvalCtx<'_>, scope: &Scope<'_>) -> SqlType {
             right,
         } => match (infer_type(left, ctx, scope), infer_type(right, ctx, scope)) {
             (SqlType::NVarChar(_), _) | (_, SqlType::NVarChar(_)) => SqlType::NVarChar(Some(4000)),
-            (SqlType::Float, _) | (_, SqlType::Float) => SqlType::Float,
+            (SqlType::Float | SqlType::Real, _) | (_, SqlType::Float | SqlType::Real) => {
+                SqlType::Float
+            }
             (SqlType::BigInt, _) | (_, SqlType::BigInt) => SqlType::BigInt,
             _ => SqlType::Int,
         },

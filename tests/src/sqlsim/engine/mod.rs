@@ -2,33 +2,71 @@
 //! statement, the tokens a client should see (result sets, ENVCHANGEs, INFO/ERROR messages) and the
 //! DONE information (row count, error bit). It knows nothing about packets; `session.rs` turns a
 //! [`StatementResult`] list into DONE or DONEINPROC tokens. Sessions are registered here so that
-//! `@@SPID`, DROP DATABASE's in-use check (and later sysprocesses/KILL) see every connection.
+//! `@@SPID`, DROP DATABASE's in-use check, sysprocesses and KILL see every connection, and the
+//! requests in flight so that `sys.dm_exec_requests` can show a BACKUP's progress from another
+//! connection. Execution is async: BACKUP and RESTORE do real, optionally paced, file I/O, and no
+//! lock is ever held across an await.
 
 mod admin;
+pub mod backup;
 pub mod catalog;
 pub mod errors;
 pub mod eval;
+mod exec;
+pub mod fault;
+pub mod files;
+pub mod mirror;
 mod modify;
+mod procs;
 pub mod query;
+pub mod requests;
 pub mod state;
+mod tran;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
 use self::eval::Params;
+use self::fault::FaultSet;
+use self::files::PathMap;
 use self::query::{RowSet, run_select};
+use self::requests::Requests;
 use self::state::{InstanceState, StateStore};
 use super::clock::Timestamp;
 use super::error::Result;
-use super::sql::ast::{ExecArg, Statement};
-use super::sql::lexer::{LexError, TokenKind, tokenize};
+use super::sql::ast::Statement;
+use super::sql::lexer::LexError;
 use super::sql::parser::{ParseError, parse_batch};
 use super::statement_log::StatementLog;
 use super::tokens::{EnvChange, ServerMessage, curcmd};
-use super::types::Value;
+
+/// A boxed future of statement results (recursion through dynamic SQL needs the box).
+type Results<'a> = Pin<Box<dyn Future<Output = Vec<StatementResult>> + Send + 'a>>;
+
+/// What the engine needs beyond the data directory (the server fills it from its [`Config`]).
+///
+/// [`Config`]: crate::sqlsim::Config
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Password of `sa`, the normal sysadmin login the agent uses.
+    pub sa_password: String,
+    /// `(login, password)` of the sim administrator: the only login that may run `sqlsim.*`
+    /// procedures (faults, mirroring, services). `None`: sim-only statements exist for nobody.
+    pub admin: Option<(String, String)>,
+    /// Size of a full backup's payload in MB (rows plus filler), so backup I/O is real.
+    pub db_size_mb: u32,
+    /// How SQL Server paths (`C:\…`, `\\server\share\…`) map to local directories.
+    pub paths: PathMap,
+    /// File shared by sims that mirror each other (see [`mirror`]).
+    pub mirror_registry: Option<PathBuf>,
+    /// Fault switches armed from the command line (same syntax as `EXEC sqlsim.fault`).
+    pub faults: Vec<String>,
+}
 
 /// First SPID handed to a user connection (1-50 are system sessions in SQL Server).
 pub const FIRST_USER_SPID: u16 = 51;
@@ -54,6 +92,8 @@ pub struct SessionInfo {
     pub tran_descriptor: u64,
     /// Counter that makes transaction descriptors unique within the session.
     pub tran_serial: u32,
+    /// Logged in as the sim administrator (may run `sqlsim.*` procedures).
+    pub is_admin: bool,
 }
 
 /// Everything an expression may read.
@@ -66,6 +106,8 @@ pub struct EvalCtx<'a> {
     pub params: &'a Params,
     /// Snapshot of all sessions (for sys.dm_exec_sessions / sys.sysprocesses).
     pub sessions: &'a [SessionInfo],
+    /// Snapshot of the requests in flight (for sys.dm_exec_requests).
+    pub requests: &'a [requests::RequestInfo],
 }
 
 /// One thing a statement sends before its DONE.
@@ -103,6 +145,8 @@ pub struct StatementResult {
     pub curcmd: u16,
     /// The error also ends the batch (compile-time errors such as 208 in SQL Server).
     pub aborts_batch: bool,
+    /// A fault switch asks to drop the connection here, without answering.
+    pub disconnect: bool,
 }
 
 impl StatementResult {
@@ -150,7 +194,9 @@ pub struct Engine {
     store: StateStore,
     log: StatementLog,
     sessions: Mutex<BTreeMap<u16, SessionEntry>>,
-    sa_password: String,
+    options: EngineOptions,
+    requests: Requests,
+    faults: Mutex<FaultSet>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,17 +229,37 @@ fn line_of(text: &str, offset: usize) -> i32 {
 }
 
 impl Engine {
-    /// Loads (or creates) the instance in `data_dir`.
-    pub fn open(data_dir: &Path, server_name: Option<&str>, sa_password: &str) -> Result<Self> {
+    /// Loads (or creates) the instance in `data_dir`. A fault given in `options.faults` that
+    /// does not parse is an error here, so a typo on the command line stops the start.
+    pub fn open(
+        data_dir: &Path,
+        server_name: Option<&str>,
+        options: EngineOptions,
+    ) -> Result<Self> {
         let store = StateStore::open(data_dir)?;
         let state = store.load_or_init(server_name)?;
         let log = StatementLog::open(data_dir)?;
+        // The instance's default folders exist, as after a SQL Server setup.
+        for p in [&state.default_data_path, &state.default_log_path] {
+            let local = options.paths.resolve(p);
+            if let Err(e) = std::fs::create_dir_all(&local) {
+                tracing::warn!("failed to create {}: {e}", local.display());
+            }
+        }
+        let mut faults = FaultSet::default();
+        for spec in &options.faults {
+            faults
+                .apply(spec)
+                .map_err(|e| super::error::SimError::Config(format!("--fault {spec}: {e}")))?;
+        }
         Ok(Engine {
             state: Mutex::new(state),
             store,
             log,
             sessions: Mutex::new(BTreeMap::new()),
-            sa_password: sa_password.to_string(),
+            options,
+            requests: Requests::default(),
+            faults: Mutex::new(faults),
         })
     }
 
@@ -207,10 +273,19 @@ impl Engine {
         lock(&self.state).version_triplet()
     }
 
-    /// Checks SQL authentication: the only login is `sa` (case-insensitive, like SQL Server's
-    /// default collation) with the configured password (case-sensitive).
+    /// Checks SQL authentication: `sa` (case-insensitive, like SQL Server's default collation)
+    /// with the configured password (case-sensitive), or the sim administrator login.
     pub fn check_login(&self, user: &str, password: &str) -> bool {
-        user.eq_ignore_ascii_case("sa") && password == self.sa_password
+        (user.eq_ignore_ascii_case("sa") && password == self.options.sa_password)
+            || self.is_admin_login(user, password)
+    }
+
+    /// True for the configured sim administrator login and password.
+    pub fn is_admin_login(&self, user: &str, password: &str) -> bool {
+        self.options
+            .admin
+            .as_ref()
+            .is_some_and(|(l, p)| l.eq_ignore_ascii_case(user) && p == password)
     }
 
     /// Registers a logged-in connection. The initial database must exist and be usable; otherwise
@@ -218,6 +293,7 @@ impl Engine {
     pub fn open_session(
         &self,
         login: &str,
+        is_admin: bool,
         host_name: &str,
         program_name: &str,
         database: &str,
@@ -250,6 +326,7 @@ impl Engine {
             tran_count: 0,
             tran_descriptor: 0,
             tran_serial: 0,
+            is_admin,
         };
         let kill = CancellationToken::new();
         sessions.insert(
@@ -265,6 +342,7 @@ impl Engine {
     /// Removes a connection's session.
     pub fn close_session(&self, spid: u16) {
         lock(&self.sessions).remove(&spid);
+        self.requests.finish(spid);
     }
 
     /// Publishes a session's current database and transaction count to the registry.
@@ -275,63 +353,85 @@ impl Engine {
     }
 
     /// Runs a batch (or the statement text of an RPC when `kind` is `rpc`).
-    pub fn execute_batch(
+    pub async fn execute_batch(
         &self,
         session: &mut SessionInfo,
         text: &str,
         params: &Params,
         kind: &str,
     ) -> Vec<StatementResult> {
-        let out = self.run_text(session, text, params, kind, 0);
+        let out = self.run_text(session, text, params, kind, 0).await;
+        self.requests.finish(session.spid);
         self.sync_session(session);
         out
     }
 
-    fn run_text(
-        &self,
-        session: &mut SessionInfo,
-        text: &str,
-        params: &Params,
-        kind: &str,
+    fn run_text<'a>(
+        &'a self,
+        session: &'a mut SessionInfo,
+        text: &'a str,
+        params: &'a Params,
+        kind: &'a str,
         depth: u32,
-    ) -> Vec<StatementResult> {
-        let parsed = match parse_batch(text) {
-            Ok(p) => p,
-            Err(e) => {
-                self.log.record(session.spid, &session.database, kind, text);
-                return vec![StatementResult::failed(parse_error_message(&e))];
-            }
-        };
-        let mut out = Vec::new();
-        for p in parsed {
-            let stmt_text = text.get(p.start..p.end).unwrap_or(text);
-            self.log
-                .record(session.spid, &session.database, kind, stmt_text);
-            let line = line_of(text, p.start);
-            let results = self.execute_statement(&p.stmt, session, params, depth);
-            // Later statements (DROP DATABASE's in-use check) must see this one's USE.
-            self.sync_session(session);
-            let mut stop = false;
-            for mut r in results {
-                for item in &mut r.items {
-                    if let ResultItem::Message(m) = item
-                        && m.is_error()
-                        && depth == 0
-                    {
-                        m.line = line;
-                    }
+    ) -> Results<'a> {
+        Box::pin(async move {
+            let parsed = match parse_batch(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.log.record(session.spid, &session.database, kind, text);
+                    return vec![StatementResult::failed(parse_error_message(&e))];
                 }
-                stop |= r.error && r.aborts_batch;
-                out.push(r);
+            };
+            let mut out = Vec::new();
+            for p in parsed {
+                let stmt_text = text.get(p.start..p.end).unwrap_or(text);
+                self.log
+                    .record(session.spid, &session.database, kind, stmt_text);
+                let line = line_of(text, p.start);
+                self.requests.start(
+                    session.spid,
+                    requests::command_of(&p.stmt),
+                    &session.database,
+                );
+                let action = lock(&self.faults).before_statement(p.stmt.kind());
+                if action.disconnect {
+                    tracing::info!(spid = session.spid, "fault: dropping the connection");
+                    out.push(StatementResult {
+                        disconnect: true,
+                        ..StatementResult::done()
+                    });
+                    return out;
+                }
+                if let Some(d) = action.delay {
+                    tokio::time::sleep(d).await;
+                }
+                let results = self
+                    .execute_statement(&p.stmt, session, params, depth)
+                    .await;
+                // Later statements (DROP DATABASE's in-use check) must see this one's USE.
+                self.sync_session(session);
+                let mut stop = false;
+                for mut r in results {
+                    for item in &mut r.items {
+                        if let ResultItem::Message(m) = item
+                            && m.is_error()
+                            && depth == 0
+                        {
+                            m.line = line;
+                        }
+                    }
+                    stop |= (r.error && r.aborts_batch) || r.disconnect;
+                    out.push(r);
+                }
+                if stop {
+                    break;
+                }
             }
-            if stop {
-                break;
-            }
-        }
-        out
+            out
+        })
     }
 
-    fn execute_statement(
+    async fn execute_statement(
         &self,
         stmt: &Statement,
         session: &mut SessionInfo,
@@ -345,14 +445,17 @@ impl Engine {
             Statement::Use(name) => one(self.use_database(session, name)),
             Statement::SetOption(_) => vec![StatementResult::done()],
             Statement::Select(sel) => {
+                self.sync_mirroring();
                 // Snapshot sessions before locking the state: the two locks are never nested.
                 let sessions = self.session_snapshot();
+                let requests = self.requests.snapshot();
                 let st = lock(&self.state);
                 let ctx = EvalCtx {
                     state: &st,
                     session,
                     params,
                     sessions: &sessions,
+                    requests: &requests,
                 };
                 one(run_select(sel, &ctx).map(StatementResult::rows))
             }
@@ -364,130 +467,24 @@ impl Engine {
             Statement::BeginTran => vec![self.begin_tran(session)],
             Statement::Kill(target) => one(self.kill(target, session)),
             Statement::AlterDatabase { name, action } => {
+                self.sync_mirroring();
                 vec![self.alter_database(name, action, session)]
             }
             Statement::Commit => vec![self.commit_tran(session)],
             Statement::Rollback => vec![self.rollback_tran(session)],
-            Statement::ExecString(e) => {
-                let text = {
-                    let st = lock(&self.state);
-                    let ctx = EvalCtx {
-                        state: &st,
-                        session,
-                        params,
-                        sessions: &[],
-                    };
-                    eval::eval(e, &ctx, &eval::Scope::default())
-                        .map(|v| v.to_text().unwrap_or_default())
-                };
-                match text {
-                    Ok(t) if depth < 8 => {
-                        self.run_text(session, &t, &Params::new(), "dynamic", depth + 1)
-                    }
-                    Ok(_) => vec![StatementResult::failed(ServerMessage::new(
-                        217,
-                        1,
-                        16,
-                        "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32).",
-                    ))],
-                    Err(m) => vec![StatementResult::failed(m)],
-                }
-            }
+            Statement::ExecString(e) => self.exec_string(e, session, params, depth).await,
             Statement::Exec {
                 procedure, args, ..
             } => {
-                if procedure.object().eq_ignore_ascii_case("sp_executesql") && depth < 8 {
-                    let values = {
-                        let st = lock(&self.state);
-                        let ctx = EvalCtx {
-                            state: &st,
-                            session,
-                            params,
-                            sessions: &[],
-                        };
-                        args.iter()
-                            .map(|a: &ExecArg| {
-                                let v = match &a.value {
-                                    Some(e) => eval::eval(e, &ctx, &eval::Scope::default())?,
-                                    None => Value::Null,
-                                };
-                                Ok((a.name.clone(), v))
-                            })
-                            .collect::<std::result::Result<Vec<_>, ServerMessage>>()
-                    };
-                    return match values {
-                        Ok(v) => self.sp_executesql_nested(session, v, depth + 1),
-                        Err(m) => vec![StatementResult::failed(m)],
-                    };
-                }
-                vec![StatementResult::failed(errors::procedure_not_found(
-                    &procedure.display(),
-                ))]
+                self.exec_procedure(procedure, args, session, params, depth)
+                    .await
+            }
+            Statement::Backup(b) => vec![self.backup(b, session, params).await],
+            Statement::Restore(r) => {
+                self.sync_mirroring();
+                vec![self.restore(r, session, params).await]
             }
         }
-    }
-
-    /// Runs `sp_executesql` from an RPC: the first value is the statement, the second the
-    /// parameter declarations, the rest the values (named, or positional in declaration order).
-    pub fn sp_executesql(
-        &self,
-        session: &mut SessionInfo,
-        values: Vec<(Option<String>, Value)>,
-    ) -> Vec<StatementResult> {
-        let out = self.sp_executesql_nested(session, values, 0);
-        self.sync_session(session);
-        out
-    }
-
-    fn sp_executesql_nested(
-        &self,
-        session: &mut SessionInfo,
-        values: Vec<(Option<String>, Value)>,
-        depth: u32,
-    ) -> Vec<StatementResult> {
-        let mut it = values.into_iter();
-        let Some((_, stmt)) = it.next() else {
-            return vec![StatementResult::failed(ServerMessage::new(
-                201,
-                4,
-                16,
-                "Procedure or function 'sp_executesql' expects parameter '@statement', which was not supplied.",
-            ))];
-        };
-        let stmt = stmt.to_text().unwrap_or_default();
-        let decl = it.next().and_then(|(_, v)| v.to_text()).unwrap_or_default();
-        let declared = declared_params(&decl);
-        let mut params = Params::new();
-        let mut positional = 0;
-        for (name, value) in it {
-            match name.filter(|n| !n.is_empty()) {
-                Some(n) => {
-                    let key = if n.starts_with('@') {
-                        n.to_lowercase()
-                    } else {
-                        format!("@{}", n.to_lowercase())
-                    };
-                    params.insert(key, value);
-                }
-                None => {
-                    if let Some(n) = declared.get(positional) {
-                        params.insert(n.clone(), value);
-                    }
-                    positional += 1;
-                }
-            }
-        }
-        if let Some(missing) = declared.iter().find(|d| !params.contains_key(*d)) {
-            return vec![StatementResult::failed(ServerMessage::new(
-                8178,
-                1,
-                16,
-                format!(
-                    "The parameterized query '({decl}){stmt}' expects the parameter '{missing}', which was not supplied."
-                ),
-            ))];
-        }
-        self.run_text(session, &stmt, &params, "rpc", depth)
     }
 
     fn use_database(
@@ -516,56 +513,6 @@ impl Engine {
             ],
             ..StatementResult::done()
         })
-    }
-
-    /// BEGIN TRANSACTION (SQL or Transaction Manager request). Transactions are acknowledged and
-    /// counted but not isolated or undone: sqlsim applies every change immediately.
-    pub fn begin_tran(&self, session: &mut SessionInfo) -> StatementResult {
-        session.tran_count += 1;
-        let mut r = StatementResult::done();
-        if session.tran_count == 1 {
-            session.tran_serial += 1;
-            session.tran_descriptor = ((session.spid as u64) << 32) | session.tran_serial as u64;
-            r.items.push(ResultItem::Env(EnvChange::BeginTransaction(
-                session.tran_descriptor,
-            )));
-        }
-        self.sync_session(session);
-        r
-    }
-
-    /// COMMIT.
-    pub fn commit_tran(&self, session: &mut SessionInfo) -> StatementResult {
-        if session.tran_count == 0 {
-            return StatementResult::failed(errors::no_transaction(true));
-        }
-        session.tran_count -= 1;
-        let mut r = StatementResult::done();
-        if session.tran_count == 0 {
-            r.items.push(ResultItem::Env(EnvChange::CommitTransaction(
-                session.tran_descriptor,
-            )));
-            session.tran_descriptor = 0;
-        }
-        self.sync_session(session);
-        r
-    }
-
-    /// ROLLBACK (always to the outermost transaction, as in SQL Server).
-    pub fn rollback_tran(&self, session: &mut SessionInfo) -> StatementResult {
-        if session.tran_count == 0 {
-            return StatementResult::failed(errors::no_transaction(false));
-        }
-        session.tran_count = 0;
-        let r = StatementResult {
-            items: vec![ResultItem::Env(EnvChange::RollbackTransaction(
-                session.tran_descriptor,
-            ))],
-            ..StatementResult::done()
-        };
-        session.tran_descriptor = 0;
-        self.sync_session(session);
-        r
     }
 
     /// Copies of all registered sessions, ordered by SPID.
@@ -607,40 +554,9 @@ impl Engine {
     }
 }
 
-/// Parameter names declared in an sp_executesql `@params` string, lower-cased, in order.
-fn declared_params(decl: &str) -> Vec<String> {
-    let Ok(toks) = tokenize(decl) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut depth = 0i32;
-    let mut expect_name = true;
-    for t in toks {
-        match &t.kind {
-            TokenKind::Symbol("(") => depth += 1,
-            TokenKind::Symbol(")") => depth -= 1,
-            TokenKind::Symbol(",") if depth == 0 => expect_name = true,
-            TokenKind::Variable(v) if expect_name && depth == 0 => {
-                out.push(v.to_lowercase());
-                expect_name = false;
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn declared_params_in_order() {
-        assert_eq!(
-            declared_params("@P1 int,@P2 nvarchar(4000), @x decimal(25, 0)"),
-            vec!["@p1", "@p2", "@x"]
-        );
-    }
 
     #[test]
     fn line_numbers() {

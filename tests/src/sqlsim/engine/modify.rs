@@ -62,9 +62,11 @@ impl Engine {
     /// SYSUTCDATETIME(); the other columns are NOT NULL.
     pub(super) fn insert(&self, ins: &Insert, session: &SessionInfo, params: &Params) -> MResult {
         let mut st = lock(&self.state);
-        let db_name = messages_database(&ins.table, &st, &session.database)?
-            .name
-            .clone();
+        let target = messages_database(&ins.table, &st, &session.database)?;
+        if target.is_read_only {
+            return Err(errors::read_only(&target.name));
+        }
+        let db_name = target.name.clone();
         let table_cols = messages_columns();
         let targets: Vec<String> = match &ins.columns {
             Some(cols) => cols.clone(),
@@ -94,6 +96,7 @@ impl Engine {
                 session,
                 params,
                 sessions: &[],
+                requests: &[],
             };
             for row in &ins.rows {
                 if row.len() != targets.len() {
@@ -128,7 +131,8 @@ impl Engine {
         for (room, author, body, posted_at) in new_rows {
             let id = db.next_message_id;
             db.next_message_id += 1;
-            // Every logged change advances the end of the log.
+            // Every logged change takes the next LSN and advances the end of the log.
+            let lsn = db.last_lsn;
             db.last_lsn += 1;
             db.messages.push(ChatMessage {
                 id,
@@ -136,6 +140,7 @@ impl Engine {
                 author,
                 body,
                 posted_at,
+                lsn,
             });
         }
         self.persist(&st)?;

@@ -143,6 +143,9 @@ pub struct ChatMessage {
     pub body: String,
     /// When it was posted (UTC).
     pub posted_at: Timestamp,
+    /// LSN of the log record that inserted it (log backups carry the rows of their LSN range).
+    #[serde(default)]
+    pub lsn: u64,
 }
 
 /// A database mirroring session as one partner sees it (set up by the lab, not by T-SQL).
@@ -194,6 +197,47 @@ pub struct Database {
     /// Mirroring session, if this database is a partner.
     #[serde(default)]
     pub mirroring: Option<Mirroring>,
+    /// Where the next log backup starts (`None`: no log chain yet, BACKUP LOG fails with 4214).
+    #[serde(default)]
+    pub log_chain_lsn: Option<u64>,
+    /// Checkpoint LSN of the latest full backup (`DatabaseBackupLSN` of later backups).
+    #[serde(default)]
+    pub last_full_backup_lsn: Option<u64>,
+    /// `family_guid`: set at creation, kept by backups and restores (RESTORE checks it, 3154).
+    #[serde(default)]
+    pub family_guid: String,
+    /// `database_guid`: new for every creation or restore.
+    #[serde(default)]
+    pub database_guid: String,
+}
+
+/// A new random GUID in SQL Server's text form (upper-case, 8-4-4-4-12).
+pub fn new_guid() -> String {
+    let a = fastrand::u128(..);
+    let h = format!("{a:032X}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// A Windows service of the instance, as `sys.dm_server_services` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// `servicename`, e.g. `SQL Server Agent (MSSQLSERVER)`.
+    pub servicename: String,
+    /// `Automatic`, `Manual`, `Disabled` or `Other`.
+    pub startup_type_desc: String,
+    /// `Stopped`, `Running`, `Paused`, …
+    pub status_desc: String,
+    /// `service_account`.
+    pub service_account: String,
+    /// `last_startup_time`.
+    pub last_startup_time: Timestamp,
 }
 
 /// LSN of a newly created database's first log record; looks like a real one (VLF 34, block 16).
@@ -251,6 +295,10 @@ impl Database {
             next_message_id: 1,
             messages: Vec::new(),
             mirroring: None,
+            log_chain_lsn: None,
+            last_full_backup_lsn: None,
+            family_guid: new_guid(),
+            database_guid: new_guid(),
         }
     }
 }
@@ -276,6 +324,9 @@ pub struct InstanceState {
     pub next_database_id: i32,
     /// Databases, system ones first.
     pub databases: Vec<Database>,
+    /// The SQL Server and SQL Server Agent services.
+    #[serde(default)]
+    pub services: Vec<Service>,
 }
 
 impl InstanceState {
@@ -298,7 +349,61 @@ impl InstanceState {
             default_log_path: data,
             next_database_id: FIRST_USER_DATABASE_ID,
             databases,
+            services: Vec::new(),
         }
+        .with_services()
+    }
+
+    /// `INST` of `HOST\INST`, or `MSSQLSERVER` for a default instance.
+    pub fn instance_name(&self) -> String {
+        self.server_name
+            .split_once('\\')
+            .map_or_else(|| "MSSQLSERVER".to_string(), |(_, i)| i.to_string())
+    }
+
+    /// `HOST` of `HOST\INST`.
+    pub fn machine_name(&self) -> String {
+        self.server_name
+            .split_once('\\')
+            .map_or_else(|| self.server_name.clone(), |(m, _)| m.to_string())
+    }
+
+    /// Adds the two services if they are missing (a fresh instance, or a state file written
+    /// before they existed).
+    #[must_use]
+    pub fn with_services(mut self) -> Self {
+        if self.services.is_empty() {
+            let inst = self.instance_name();
+            let (engine_acct, agent_acct) = if inst == "MSSQLSERVER" {
+                (
+                    r"NT Service\MSSQLSERVER".to_string(),
+                    r"NT Service\SQLSERVERAGENT".to_string(),
+                )
+            } else {
+                (
+                    format!(r"NT Service\MSSQL${inst}"),
+                    format!(r"NT Service\SQLAgent${inst}"),
+                )
+            };
+            let now = Timestamp::now();
+            self.services = vec![
+                Service {
+                    servicename: format!("SQL Server ({inst})"),
+                    startup_type_desc: "Automatic".into(),
+                    status_desc: "Running".into(),
+                    service_account: engine_acct,
+                    last_startup_time: now,
+                },
+                Service {
+                    servicename: format!("SQL Server Agent ({inst})"),
+                    startup_type_desc: "Automatic".into(),
+                    status_desc: "Running".into(),
+                    service_account: agent_acct,
+                    last_startup_time: now,
+                },
+            ];
+        }
+        self
     }
 
     /// `(major, minor, build)` parsed from the product version, for PRELOGIN and LOGINACK.
@@ -380,8 +485,20 @@ impl StateStore {
             && name != state.server_name
         {
             state.server_name = name.to_string();
-            self.save(&state)?;
         }
+        let mut state = state.with_services();
+        // This process is the SQL Server service starting now.
+        if let Some(engine) = state.services.first_mut() {
+            engine.status_desc = "Running".into();
+            engine.last_startup_time = Timestamp::now();
+        }
+        for db in &mut state.databases {
+            if db.family_guid.is_empty() {
+                db.family_guid = new_guid();
+                db.database_guid = new_guid();
+            }
+        }
+        self.save(&state)?;
         Ok(state)
     }
 
@@ -415,7 +532,7 @@ mod tests {
             .push(Database::new("mgc", 5, "d\\", "l\\", false));
         store.save(&s).unwrap();
         let again = store.load_or_init(None).unwrap();
-        assert_eq!(again, s);
+        assert_eq!(again.databases, s.databases);
         assert_eq!(again.version_triplet(), (13, 0, 6300));
     }
 

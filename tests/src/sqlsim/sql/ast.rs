@@ -264,6 +264,107 @@ pub enum Statement {
     Commit,
     /// `ROLLBACK [TRAN|TRANSACTION|WORK]`.
     Rollback,
+    /// `BACKUP DATABASE | LOG`.
+    Backup(Backup),
+    /// `RESTORE DATABASE | LOG | VERIFYONLY | HEADERONLY | FILELISTONLY`.
+    Restore(Restore),
+}
+
+impl Statement {
+    /// The statement kind as fault switches and `sys.dm_exec_requests.command` name it
+    /// (lower case: `select`, `insert`, `backup`, `restore`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Statement::Use(_) => "use",
+            Statement::SetOption(_) => "set",
+            Statement::Select(_) => "select",
+            Statement::Insert(_) => "insert",
+            Statement::CreateDatabase(_) => "create",
+            Statement::DropDatabase { .. } => "drop",
+            Statement::Exec { .. } | Statement::ExecString(_) => "exec",
+            Statement::BeginTran | Statement::Commit | Statement::Rollback => "transaction",
+            Statement::Kill(_) => "kill",
+            Statement::AlterDatabase { .. } => "alter",
+            Statement::Backup(_) => "backup",
+            Statement::Restore(_) => "restore",
+        }
+    }
+}
+
+/// What BACKUP copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupKind {
+    /// `BACKUP DATABASE`: a full backup.
+    Database,
+    /// `BACKUP LOG`: the log since the previous log backup.
+    Log,
+}
+
+/// One `WITH` option of BACKUP or RESTORE: a flag (`CHECKSUM`), a valued option (`STATS = 10`,
+/// `NAME = N'…'`, `STANDBY = @f`) or `MOVE 'logical' TO 'physical'`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WithOption {
+    /// Option name, upper case.
+    pub name: String,
+    /// `= value` (for MOVE: the logical name).
+    pub value: Option<Expr>,
+    /// MOVE's `TO` target.
+    pub to: Option<Expr>,
+}
+
+/// `BACKUP DATABASE | LOG db TO DISK = file [, DISK = file…] [WITH …]`; the database and the
+/// files may be `@variables`, as sp_executesql callers send them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backup {
+    /// DATABASE or LOG.
+    pub kind: BackupKind,
+    /// Database name: identifier (as a string literal) or variable.
+    pub database: Expr,
+    /// `DISK = …` targets (sqlsim writes the first; striping is not simulated).
+    pub disks: Vec<Expr>,
+    /// WITH options.
+    pub options: Vec<WithOption>,
+}
+
+/// What RESTORE does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreKind {
+    /// `RESTORE DATABASE` (with FROM: a full backup; without: recovery only).
+    Database,
+    /// `RESTORE LOG`.
+    Log,
+    /// `RESTORE VERIFYONLY`.
+    VerifyOnly,
+    /// `RESTORE HEADERONLY`.
+    HeaderOnly,
+    /// `RESTORE FILELISTONLY`.
+    FileListOnly,
+}
+
+impl RestoreKind {
+    /// The words SQL Server uses in 3013 "… is terminating abnormally".
+    pub fn verb(self) -> &'static str {
+        match self {
+            RestoreKind::Database => "RESTORE DATABASE",
+            RestoreKind::Log => "RESTORE LOG",
+            RestoreKind::VerifyOnly => "VERIFY DATABASE",
+            RestoreKind::HeaderOnly => "RESTORE HEADERONLY",
+            RestoreKind::FileListOnly => "RESTORE FILELIST",
+        }
+    }
+}
+
+/// `RESTORE … [db] [FROM DISK = file] [WITH …]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restore {
+    /// What to do.
+    pub kind: RestoreKind,
+    /// Target database (DATABASE and LOG only).
+    pub database: Option<Expr>,
+    /// `DISK = …` sources.
+    pub disks: Vec<Expr>,
+    /// WITH options.
+    pub options: Vec<WithOption>,
 }
 
 /// A statement with the byte span of its text in the batch.

@@ -1,0 +1,260 @@
+//! BACKUP DATABASE / BACKUP LOG to a real file. Checks and the LSN bookkeeping happen under the
+//! state lock; the file is written without it; the log chain moves only once the file is safely
+//! on disk, so a failed write (3201) leaves the next log backup covering the same range.
+
+use super::format::{self, BackupContent, BackupFile, BackupHeader};
+use super::{Settings, pages, stats_messages, terminate};
+use crate::sqlsim::clock::Timestamp;
+use crate::sqlsim::engine::eval::Params;
+use crate::sqlsim::engine::files::cannot_open_device;
+use crate::sqlsim::engine::state::{DbState, RecoveryModel, UserAccess, new_guid};
+use crate::sqlsim::engine::{Engine, ResultItem, SessionInfo, StatementResult, errors, lock};
+use crate::sqlsim::sql::ast::{Backup, BackupKind};
+use crate::sqlsim::tokens::ServerMessage;
+
+/// Bytes in a MB.
+const MB: u64 = 1 << 20;
+/// Pages a log file contributes to a full backup's message.
+const LOG_PAGES_IN_FULL: u64 = 2;
+
+impl Engine {
+    /// BACKUP DATABASE | LOG.
+    pub(in crate::sqlsim::engine) async fn backup(
+        &self,
+        b: &Backup,
+        session: &SessionInfo,
+        params: &Params,
+    ) -> StatementResult {
+        let verb = match b.kind {
+            BackupKind::Database => "BACKUP DATABASE",
+            BackupKind::Log => "BACKUP LOG",
+        };
+        match self.try_backup(b, verb, session, params).await {
+            Ok(r) => r,
+            Err(m) => terminate(verb, m),
+        }
+    }
+
+    async fn try_backup(
+        &self,
+        b: &Backup,
+        verb: &str,
+        session: &SessionInfo,
+        params: &Params,
+    ) -> Result<StatementResult, ServerMessage> {
+        let db_name = self.eval_text(&b.database, session, params)?;
+        let device = match b.disks.first() {
+            Some(d) => self.eval_text(d, session, params)?,
+            None => return Err(errors::syntax_near("TO")),
+        };
+        let set = self.settings(&b.options, session, params)?;
+        if let Some(n) = lock(&self.faults).take_failure("backup") {
+            return Err(errors::injected(n, &device, &db_name));
+        }
+        let started = tokio::time::Instant::now();
+        let (mut header, content, data_file, log_file) =
+            self.snapshot_for_backup(b.kind, &db_name, &set, session)?;
+        let local = self.options.paths.resolve(&device);
+        let filler = match b.kind {
+            BackupKind::Database => (self.options.db_size_mb as u64 * MB)
+                .saturating_sub(content.rows.len() as u64 * 256),
+            BackupKind::Log => 0,
+        };
+        let pacing = lock(&self.faults).pacing("backup");
+        let spid = session.spid;
+        format::write_backup(&local, &mut header, &content, filler, pacing, |p| {
+            self.requests.progress(spid, p)
+        })
+        .await
+        .map_err(|e| cannot_open_device(&device, &e, &local))?;
+        if let Some(part) = lock(&self.faults).take_corruption() {
+            tracing::info!(file = %local.display(), ?part, "fault: corrupting the backup file");
+            if let Err(e) = format::corrupt(&local, part) {
+                tracing::warn!("failed to corrupt {}: {e}", local.display());
+            }
+        }
+        self.commit_backup(b.kind, &db_name, &header, &set)?;
+
+        let mut msgs = stats_messages(set.stats);
+        let total_pages = match b.kind {
+            BackupKind::Database => {
+                let data = pages(header.payload_len);
+                msgs.push(errors::pages_processed(
+                    data,
+                    &header.database_name,
+                    &data_file,
+                ));
+                msgs.push(errors::pages_processed(
+                    LOG_PAGES_IN_FULL,
+                    &header.database_name,
+                    &log_file,
+                ));
+                data + LOG_PAGES_IN_FULL
+            }
+            BackupKind::Log => {
+                let n = pages(header.payload_len);
+                msgs.push(errors::pages_processed(n, &header.database_name, &log_file));
+                n
+            }
+        };
+        msgs.push(errors::backup_done(
+            verb,
+            total_pages,
+            started.elapsed().as_secs_f64(),
+        ));
+        Ok(StatementResult {
+            items: msgs.into_iter().map(ResultItem::Message).collect(),
+            ..StatementResult::done()
+        })
+    }
+
+    /// Checks the database, takes the backup's LSNs (the backup logs one record) and copies the
+    /// rows. Returns the header, the content and the data / log logical file names.
+    fn snapshot_for_backup(
+        &self,
+        kind: BackupKind,
+        db_name: &str,
+        set: &Settings,
+        session: &SessionInfo,
+    ) -> Result<(BackupHeader, BackupContent, String, String), ServerMessage> {
+        let mut st = lock(&self.state);
+        let server_name = st.server_name.clone();
+        let machine_name = st.machine_name();
+        let (major, minor, build) = st.version_triplet();
+        let size_bytes = self.options.db_size_mb as u64 * MB;
+        let db = st
+            .database_mut(db_name)
+            .ok_or_else(|| errors::database_not_found(db_name))?;
+        if db.name.eq_ignore_ascii_case("tempdb") {
+            return Err(errors::tempdb_backup());
+        }
+        let is_mirror = db.mirroring.as_ref().is_some_and(|m| m.role == "MIRROR");
+        match db.state {
+            DbState::Restoring | DbState::Recovering => {
+                return Err(errors::database_restoring(&db.name));
+            }
+            DbState::Offline => return Err(errors::database_offline(&db.name)),
+            _ if is_mirror => return Err(errors::database_restoring(&db.name)),
+            _ => {}
+        }
+        let chain = db.log_chain_lsn;
+        if kind == BackupKind::Log {
+            if db.recovery_model == RecoveryModel::Simple {
+                return Err(errors::log_backup_simple());
+            }
+            if chain.is_none() || db.last_full_backup_lsn.is_none() {
+                return Err(errors::no_database_backup());
+            }
+        }
+        let checkpoint = db.last_lsn;
+        let first = match kind {
+            BackupKind::Database => checkpoint,
+            BackupKind::Log => chain.unwrap_or(checkpoint),
+        };
+        db.last_lsn += 1;
+        let last = db.last_lsn;
+        let rows = db
+            .messages
+            .iter()
+            .filter(|m| kind == BackupKind::Database || (m.lsn >= first && m.lsn < last))
+            .cloned()
+            .collect();
+        let files = db
+            .files
+            .iter()
+            .map(|f| BackupFile {
+                file_id: f.file_id,
+                logical_name: f.logical_name.clone(),
+                physical_name: f.physical_name.clone(),
+                kind: f.kind,
+                size_bytes: if f.kind == 'L' {
+                    MB
+                } else {
+                    size_bytes.max(MB)
+                },
+            })
+            .collect::<Vec<_>>();
+        let logical = |k: char| {
+            files
+                .iter()
+                .find(|f: &&BackupFile| f.kind == k)
+                .map_or_else(|| db.name.clone(), |f| f.logical_name.clone())
+        };
+        let (data_file, log_file) = (logical('D'), logical('L'));
+        let now = Timestamp::now();
+        let header = BackupHeader {
+            backup_type: match kind {
+                BackupKind::Database => 1,
+                BackupKind::Log => 2,
+            },
+            backup_name: set.name.clone(),
+            description: set.description.clone(),
+            database_name: db.name.clone(),
+            server_name,
+            machine_name,
+            user_name: session.login.clone(),
+            first_lsn: first,
+            last_lsn: last,
+            checkpoint_lsn: checkpoint,
+            database_backup_lsn: db.last_full_backup_lsn.unwrap_or(0),
+            start: now,
+            finish: now,
+            recovery_model: db.recovery_model,
+            files,
+            has_checksums: set.has("CHECKSUM"),
+            is_copy_only: set.has("COPY_ONLY"),
+            compressed: set.has("COMPRESSION"),
+            begins_log_chain: kind == BackupKind::Log
+                && db.last_full_backup_lsn.is_some_and(|f| chain == Some(f)),
+            database_creation_date: db.create_date,
+            family_guid: db.family_guid.clone(),
+            backup_set_guid: new_guid(),
+            software_version: (major as u32, minor as u32, build as u32),
+            is_read_only: db.is_read_only,
+            is_single_user: db.user_access == UserAccess::SingleUser,
+            payload_len: 0,
+            payload_crc: 0,
+        };
+        let content = BackupContent {
+            rows,
+            next_message_id: db.next_message_id,
+            user_access: db.user_access,
+        };
+        // The backup's own log record is durable even if the file write fails later.
+        self.persist(&st)?;
+        Ok((header, content, data_file, log_file))
+    }
+
+    /// Moves the log chain after a successful write; BACKUP LOG WITH NORECOVERY (a tail-log
+    /// backup) leaves the database RESTORING.
+    fn commit_backup(
+        &self,
+        kind: BackupKind,
+        db_name: &str,
+        header: &BackupHeader,
+        set: &Settings,
+    ) -> Result<(), ServerMessage> {
+        let mut st = lock(&self.state);
+        let Some(db) = st.database_mut(db_name) else {
+            return Ok(());
+        };
+        match kind {
+            BackupKind::Database if !header.is_copy_only => {
+                db.last_full_backup_lsn = Some(header.checkpoint_lsn);
+                if db.log_chain_lsn.is_none() && db.recovery_model != RecoveryModel::Simple {
+                    db.log_chain_lsn = Some(header.first_lsn);
+                }
+            }
+            BackupKind::Log => {
+                if !header.is_copy_only {
+                    db.log_chain_lsn = Some(header.last_lsn);
+                }
+                if set.has("NORECOVERY") {
+                    db.state = DbState::Restoring;
+                }
+            }
+            _ => {}
+        }
+        self.persist(&st)
+    }
+}
