@@ -285,11 +285,13 @@ impl Dispatcher {
                 let reporter = ProgressReporter::start(op_id.to_string(), self.outbox.clone());
                 self.sql()?
                     .restore_database(
-                        database,
-                        file.as_str(),
-                        &recovery_clause(recovery),
-                        *replace,
-                        expected_sha256.as_deref(),
+                        crate::exec::sql::RestoreRequest {
+                            db: database,
+                            file: file.as_str(),
+                            recovery: &recovery_clause(recovery),
+                            replace: *replace,
+                            expected_sha256: expected_sha256.as_deref(),
+                        },
                         self.files.as_ref(),
                         reporter.percent_sink(),
                     )

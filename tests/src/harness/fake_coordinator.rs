@@ -16,6 +16,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// One agent session as the test sees it.
 pub struct FakeSession {
+    /// The agent's certificate name.
+    pub agent: String,
     /// The Hello the agent sent.
     pub hello: pb::Hello,
     /// Messages to the agent.
@@ -133,6 +135,14 @@ impl pb::agent_session_server::AgentSession for Service {
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
+        let agent = request
+            .peer_certs()
+            .and_then(|c| {
+                c.first()
+                    .and_then(|d| failback_proto::identity::identity_from_der(d).ok())
+            })
+            .map(|id| id.name)
+            .unwrap_or_default();
         let mut rx = request.into_inner();
         let hello = match rx.message().await? {
             Some(pb::AgentMessage {
@@ -142,7 +152,12 @@ impl pb::agent_session_server::AgentSession for Service {
         };
         let (tx, out) = mpsc::channel(64);
         self.sessions
-            .send(FakeSession { hello, tx, rx })
+            .send(FakeSession {
+                agent,
+                hello,
+                tx,
+                rx,
+            })
             .await
             .map_err(|_| Status::unavailable("test gone"))?;
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
@@ -182,6 +197,29 @@ impl FakeCoordinator {
             sessions: srx,
             stop,
         })
+    }
+
+    /// The next session of `agent` (sessions of other agents are dropped), within `deadline`.
+    pub async fn session_of(
+        &mut self,
+        agent: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<FakeSession> {
+        let fut = async {
+            loop {
+                let s = self
+                    .sessions
+                    .recv()
+                    .await
+                    .ok_or_else(|| anyhow::anyhow!("fake coordinator stopped"))?;
+                if s.agent == agent {
+                    return Ok(s);
+                }
+            }
+        };
+        tokio::time::timeout(deadline, fut)
+            .await
+            .map_err(|_| anyhow::anyhow!("no session of {agent} within {deadline:?}"))?
     }
 
     /// The next session, within `deadline`.

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::free_port;
 use super::process::{Proc, bin};
-use super::{free_port, wait_for};
 
 /// The `sa` password lab instances use.
 pub const SA_PASSWORD: &str = "Lab-Pa55word!";
@@ -20,6 +20,7 @@ pub struct SqlSim {
     /// Data directory (state, statement log, process log).
     pub data_dir: PathBuf,
     tls: Option<(PathBuf, PathBuf)>,
+    extra: Vec<String>,
     proc: Option<Proc>,
 }
 
@@ -43,6 +44,7 @@ impl SqlSim {
             port: free_port()?,
             data_dir: data_dir.to_path_buf(),
             tls: None,
+            extra: Vec::new(),
             proc: None,
         })
     }
@@ -51,6 +53,13 @@ impl SqlSim {
     #[must_use]
     pub fn with_tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((cert, key));
+        self
+    }
+
+    /// Extra command-line flags (fault switches, path maps), applied at every start.
+    #[must_use]
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -75,6 +84,7 @@ impl SqlSim {
         if let Some((c, k)) = &tls {
             args.extend(["--tls-cert", c, "--tls-key", k]);
         }
+        args.extend(self.extra.iter().map(String::as_str));
         let p = Proc::spawn(
             &format!("sqlsim {}", self.name),
             &bin("sqlsim")?,
@@ -83,16 +93,31 @@ impl SqlSim {
             &self.data_dir.join("sqlsim.log"),
         )?;
         self.proc = Some(p);
-        let addr = listen.clone();
-        wait_for(
-            &format!("sqlsim {} to listen", self.name),
-            Duration::from_secs(20),
-            || {
-                let addr = addr.clone();
-                async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
-            },
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+                return Ok(());
+            }
+            let proc = self
+                .proc
+                .as_mut()
+                .ok_or_else(|| anyhow::anyhow!("sqlsim process vanished"))?;
+            if !proc.is_running() {
+                anyhow::bail!(
+                    "sqlsim {} exited during start; its log:\n{}",
+                    self.name,
+                    proc.log_tail(20)
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "sqlsim {} did not listen on {listen} within 20 s; its log:\n{}",
+                    self.name,
+                    proc.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Kills the process (the state stays on disk).

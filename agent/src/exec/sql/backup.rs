@@ -92,10 +92,10 @@ pub(crate) async fn with_progress(
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {
-                        if let Ok(rows) = SqlBackend::rows(&mut watch, &tsql::request_progress(spid)).await {
-                            if let Some(p) = rows.first().and_then(|r| r.try_get::<f32, _>("percent_complete").ok().flatten()) {
-                                sink(p.clamp(0.0, 100.0) as u32);
-                            }
+                        if let Ok(rows) = SqlBackend::rows(&mut watch, &tsql::request_progress(spid)).await
+                            && let Some(p) = rows.first().and_then(|r| r.try_get::<f32, _>("percent_complete").ok().flatten())
+                        {
+                            sink(p.clamp(0.0, 100.0) as u32);
                         }
                     }
                 }

@@ -12,6 +12,7 @@ mod backup;
 pub use backup::PercentSink;
 pub mod config;
 mod restore;
+pub use restore::RestoreRequest;
 pub mod tsql;
 
 use failback_proto::model::DatabaseName;

@@ -39,6 +39,21 @@ fn target_path(dir: &str, physical: &str) -> String {
     format!("{}{sep}{name}", dir.trim_end_matches(['\\', '/']))
 }
 
+/// What a `RESTORE DATABASE` restores, from where, into which state.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreRequest<'a> {
+    /// Target database.
+    pub db: &'a DatabaseName,
+    /// Backup file.
+    pub file: &'a str,
+    /// End state.
+    pub recovery: &'a RecoveryClause,
+    /// REPLACE.
+    pub replace: bool,
+    /// SHA-256 recorded when the file was written.
+    pub expected_sha256: Option<&'a str>,
+}
+
 impl SqlBackend {
     /// Refuses unless `file` hashes to `expected` (when given).
     async fn check_sha(
@@ -124,14 +139,17 @@ impl SqlBackend {
     /// RESTORE DATABASE (FB-4; seeding a log-shipping secondary with NORECOVERY in FB-5).
     pub async fn restore_database(
         &self,
-        db: &DatabaseName,
-        file: &str,
-        recovery: &RecoveryClause,
-        replace: bool,
-        expected_sha256: Option<&str>,
+        req: RestoreRequest<'_>,
         files: Option<&Files>,
         sink: PercentSink,
     ) -> Result<pb::RestoreResult, Error> {
+        let RestoreRequest {
+            db,
+            file,
+            recovery,
+            replace,
+            expected_sha256,
+        } = req;
         Self::check_sha(files, file, expected_sha256).await?;
         self.refuse_mirrored(db).await?;
         let info = self.describe_instance().await?;
