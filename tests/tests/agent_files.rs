@@ -125,6 +125,23 @@ async fn files_operations_through_the_session() {
     assert!(!root.join("copy/mgc_2.trn").exists());
     assert!(!root.join("copy/mgc_2.trn.partial").exists());
 
+    // A copy cut halfway (the agent died, the share dropped) left a `.partial`: a new copy
+    // resumes from it and the result's SHA-256 matches the source.
+    std::fs::write(root.join("copy/mgc_3.trn.partial"), &data[..data.len() / 2]).unwrap();
+    std::fs::write(root.join("share/mgc_3.trn"), &data).unwrap();
+    let copy3 = K::FileCopy(pb::FileCopy {
+        source: p("share/mgc_3.trn"),
+        destination: p("copy/mgc_3.trn"),
+        expected_sha256: sum.sha256.clone(),
+    });
+    let Out::Copy(c3) = output(s.call("f/copy3", 3, copy3).await.unwrap()) else {
+        panic!()
+    };
+    assert_eq!(c3.resumed_from, (data.len() / 2) as u64, "{c3:?}");
+    assert_eq!(c3.sha256, sum.sha256);
+    assert_eq!(std::fs::read(root.join("copy/mgc_3.trn")).unwrap(), data);
+    assert!(!root.join("copy/mgc_3.trn.partial").exists());
+
     let Out::Space(space) = output(
         s.call(
             "f/space",
