@@ -1,6 +1,10 @@
-//! `failback-lab`: the README's first command. Today (foundation) it generates certificates, starts
-//! a coordinator and three agents on loopback, and lists them with `failbackctl agents`; the
-//! failover/failback drill joins it in a later issue.
+//! `failback-lab`: the README's first command. Today it brings up a small two-data-center fleet on
+//! loopback — certificates from `failbackctl certs init`, a coordinator, three agents over mTLS, a
+//! `sqlsim` SQL Server stand-in behind each SQL agent (the pool's chat history written into the
+//! backup data center's `mgc`, as after a failover), and the Lync Management Shell stand-in
+//! `lyncsim` behind the shell agent — then shows what an operator sees: `failbackctl agents` and
+//! `failbackctl inspect` of a SQL agent and of the shell agent. The failover/failback drill joins it
+//! in a later issue.
 
 // Printing the lab's report is this binary's job.
 #![allow(clippy::print_stdout)]
@@ -11,6 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use failback_tests::harness::fleet::{Fleet, OPERATOR, three_agent_topology};
+use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 
 /// Run a failback fleet on loopback.
 #[derive(Parser, Debug)]
@@ -24,6 +29,23 @@ struct Cli {
     keep_running: bool,
 }
 
+const POOL: &str = "pchat01.lab.local";
+
+async fn ctl(fleet: &Fleet, args: &[&str]) -> anyhow::Result<()> {
+    println!("\n$ failbackctl {}", args.join(" "));
+    let out = fleet.ctl(OPERATOR, args).await?;
+    println!("{}", out.stdout.trim_end());
+    if out.code != 0 {
+        anyhow::bail!(
+            "failbackctl {} failed ({}): {}",
+            args.join(" "),
+            out.code,
+            out.stderr.trim()
+        );
+    }
+    Ok(())
+}
+
 async fn lab(cli: Cli) -> anyhow::Result<()> {
     let (agents, topology) = three_agent_topology();
     let workdir = match (&cli.workdir, cli.keep_running) {
@@ -33,34 +55,70 @@ async fn lab(cli: Cli) -> anyhow::Result<()> {
         }
         (None, false) => None,
     };
-    println!("== failback lab: generating certificates and configs");
+    println!("== failback lab: certificates, topology and configs");
     let mut fleet = Fleet::create(workdir, agents, &topology, Duration::from_millis(500)).await?;
     println!("   workdir {}", fleet.dir.display());
-    println!("== starting coordinator {}", fleet.endpoint());
+
+    println!("== SQL Server stand-ins (sqlsim) and the Lync shell stand-in (lyncsim)");
+    let password = fleet.dir.join("sql-password");
+    std::fs::write(&password, SA_PASSWORD)?;
+    let mut sims = Vec::new();
+    for id in ["sql01.dc1.lab", "sql01.dc2.lab"] {
+        let mut sim = SqlSim::new(id, &fleet.dir.join("sql").join(id))?;
+        sim.start().await?;
+        println!("   sqlsim {id} on 127.0.0.1:{}", sim.port);
+        sims.push(sim);
+    }
+    fleet
+        .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
+        .await?;
+    let sql_section = |sim: &SqlSim| {
+        format!(
+            "[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nencryption = \"not_supported\"\n",
+            sim.port,
+            password.display()
+        )
+    };
+    fleet.configure_agent("sql01.dc1.lab", &sql_section(&sims[0]))?;
+    let dc2 = format!(
+        "{}\n{}",
+        sql_section(&sims[1]),
+        fleet.lync_section("sql01.dc2.lab")?
+    );
+    fleet.configure_agent("sql01.dc2.lab", &dc2)?;
+    let shell = fleet.lync_section("fe01.dc1.lab")?;
+    fleet.configure_agent("fe01.dc1.lab", &shell)?;
+
+    println!(
+        "== coordinator {} and {} agents",
+        fleet.endpoint(),
+        fleet.agent_specs.len()
+    );
     fleet.start_coordinator().await?;
-    println!("== starting {} agents", fleet.agent_specs.len());
     fleet.start_agents()?;
     let ids: Vec<String> = fleet.agent_specs.iter().map(|a| a.id.clone()).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     fleet
         .wait_connected(&refs, true, Duration::from_secs(30))
         .await?;
-    println!("== failbackctl agents");
-    let out = fleet.ctl(OPERATOR, &["agents"]).await?;
-    println!("{}", out.stdout.trim_end());
-    if out.code != 0 {
-        anyhow::bail!("failbackctl agents failed: {}", out.stderr);
-    }
+
+    ctl(&fleet, &["agents"]).await?;
+    ctl(&fleet, &["inspect", "sql01.dc2.lab"]).await?;
+    ctl(&fleet, &["inspect", "fe01.dc1.lab"]).await?;
+
     if cli.keep_running {
         println!("\nThe fleet keeps running. In another shell:");
         println!("  export FAILBACK_COORDINATORS={}", fleet.endpoint());
         println!("  export FAILBACK_CERTS_DIR={}", fleet.certs.display());
         println!("  export FAILBACK_IDENTITY={OPERATOR}");
-        println!("  failbackctl agents");
+        println!("  target/debug/failbackctl agents");
         println!("Ctrl-C stops it.");
         tokio::signal::ctrl_c().await?;
     }
-    println!("== all {} agents connected: OK", ids.len());
+    println!(
+        "\n== lab OK: {} agents connected, every inspection answered",
+        ids.len()
+    );
     Ok(())
 }
 
