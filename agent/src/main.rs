@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
     {
         let token = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            failback_proto::telemetry::shutdown_signal().await;
             token.cancel();
         });
     }
@@ -58,19 +58,4 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

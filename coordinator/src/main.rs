@@ -52,7 +52,13 @@ async fn main() -> ExitCode {
         None => None,
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            failback_proto::telemetry::shutdown_signal().await;
+            token.cancel();
+        });
+    }
     match run(config, Listeners { grpc, metrics }, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -66,21 +72,4 @@ async fn main() -> ExitCode {
             )
         }
     }
-}
-
-async fn shutdown_on_signal(token: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            token.cancel();
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    token.cancel();
 }

@@ -122,3 +122,20 @@ pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<TcpListener> {
         )
     })
 }
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers send): the binaries' one
+/// definition of "please stop".
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -14,26 +14,13 @@ use failback_proto::pb::operation::Kind as K;
 use failback_proto::pb::operation_output::Kind as Out;
 use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
+use failback_tests::harness::ops::{error, output};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const PRIMARY: &str = "sql01.dc1.lab";
 const BACKUP: &str = "sql01.dc2.lab";
-
-fn output(r: pb::OperationResult) -> Out {
-    match r.outcome {
-        Some(pb::operation_result::Outcome::Output(o)) => o.kind.unwrap(),
-        other => panic!("expected output, got {other:?}"),
-    }
-}
-
-fn error(r: pb::OperationResult) -> pb::OperationError {
-    match r.outcome {
-        Some(pb::operation_result::Outcome::Error(e)) => e,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
 
 async fn batch(sim: &SqlSim, db: &str, sql: &str) -> Vec<tiberius::Row> {
     let mut c = Config::new();

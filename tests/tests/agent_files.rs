@@ -11,22 +11,9 @@ use failback_proto::pb::operation::Kind as K;
 use failback_proto::pb::operation_output::Kind as Out;
 use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
+use failback_tests::harness::ops::{error, output};
 
 const AGENT: &str = "sql01.dc2.lab";
-
-fn output(r: pb::OperationResult) -> Out {
-    match r.outcome {
-        Some(pb::operation_result::Outcome::Output(o)) => o.kind.unwrap(),
-        other => panic!("expected output, got {other:?}"),
-    }
-}
-
-fn error(r: pb::OperationResult) -> pb::OperationError {
-    match r.outcome {
-        Some(pb::operation_result::Outcome::Error(e)) => e,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
 
 async fn session() -> (Fleet, FakeCoordinator, FakeSession) {
     let (agents, topology) = three_agent_topology();

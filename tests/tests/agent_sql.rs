@@ -12,18 +12,12 @@ use failback_proto::pb::operation::Kind as K;
 use failback_proto::pb::operation_output::Kind as Out;
 use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
+use failback_tests::harness::ops::output;
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim, tls_material};
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const AGENT: &str = "sql01.dc1.lab";
-
-fn output(r: pb::OperationResult) -> Out {
-    match r.outcome {
-        Some(pb::operation_result::Outcome::Output(o)) => o.kind.unwrap(),
-        other => panic!("expected output, got {other:?}"),
-    }
-}
 
 async fn client(
     sim: &SqlSim,

@@ -2,6 +2,7 @@
 
 pub mod fake_coordinator;
 pub mod fleet;
+pub mod ops;
 pub mod process;
 pub mod sqlsim;
 

@@ -85,6 +85,15 @@ pub(crate) fn int(row: &Row, col: &str) -> Option<i64> {
     None
 }
 
+/// The first words of a statement, to say which one failed.
+fn context_of(stmt: &Statement) -> String {
+    stmt.text
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The backend.
 pub struct SqlBackend {
     config: SqlConfig,
@@ -179,9 +188,13 @@ impl SqlBackend {
             .map_err(|e| sql_error(&format!("login to SQL Server at {target}"), e))
     }
 
-    /// Runs a statement and returns its first result set.
-    pub(crate) async fn rows(conn: &mut Conn, stmt: &Statement) -> Result<Vec<Row>, Error> {
-        let stream = if stmt.params.is_empty() {
+    /// Sends a statement: a plain batch without parameters (as SSMS would), `sp_executesql`
+    /// with them. Returns the stream and a short context for error messages.
+    async fn send<'c>(
+        conn: &'c mut Conn,
+        stmt: &Statement,
+    ) -> Result<tiberius::QueryStream<'c>, Error> {
+        let result = if stmt.params.is_empty() {
             conn.simple_query(stmt.text.as_str()).await
         } else {
             let params: Vec<&dyn tiberius::ToSql> = stmt
@@ -194,17 +207,26 @@ impl SqlBackend {
                 .collect();
             conn.query(stmt.text.as_str(), &params).await
         };
-        let context = stmt
-            .text
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ");
-        stream
-            .map_err(|e| sql_error(&context, e))?
+        result.map_err(|e| sql_error(&context_of(stmt), e))
+    }
+
+    /// Runs a statement and returns its first result set.
+    pub(crate) async fn rows(conn: &mut Conn, stmt: &Statement) -> Result<Vec<Row>, Error> {
+        Self::send(conn, stmt)
+            .await?
             .into_first_result()
             .await
-            .map_err(|e| sql_error(&context, e))
+            .map_err(|e| sql_error(&context_of(stmt), e))
+    }
+
+    /// Runs a statement that returns no rows (all its result sets drained).
+    pub(crate) async fn exec(conn: &mut Conn, stmt: &Statement) -> Result<(), Error> {
+        Self::send(conn, stmt)
+            .await?
+            .into_results()
+            .await
+            .map_err(|e| sql_error(&context_of(stmt), e))?;
+        Ok(())
     }
 
     /// Version, edition, default paths (with the 2008 R2 fallback) and services.
@@ -356,35 +378,6 @@ impl SqlBackend {
             .collect())
     }
 
-    /// Runs a statement that returns no rows (all its result sets drained).
-    pub(crate) async fn exec(conn: &mut Conn, stmt: &Statement) -> Result<(), Error> {
-        let context = stmt
-            .text
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let stream = if stmt.params.is_empty() {
-            conn.simple_query(stmt.text.as_str()).await
-        } else {
-            let params: Vec<&dyn tiberius::ToSql> = stmt
-                .params
-                .iter()
-                .map(|p| match p {
-                    Param::Text(s) => s as &dyn tiberius::ToSql,
-                    Param::Int(n) => n as &dyn tiberius::ToSql,
-                })
-                .collect();
-            conn.query(stmt.text.as_str(), &params).await
-        };
-        stream
-            .map_err(|e| sql_error(&context, e))?
-            .into_results()
-            .await
-            .map_err(|e| sql_error(&context, e))?;
-        Ok(())
-    }
-
     /// Sessions using `db` (not counting ours).
     pub async fn list_sessions(&self, db: &DatabaseName) -> Result<pb::Sessions, Error> {
         let mut conn = self.connect(false).await?;
@@ -436,13 +429,7 @@ impl SqlBackend {
             });
         }
         let mut conn = self.connect(false).await?;
-        let stmt = tsql::set_partner_off(db);
-        conn.simple_query(stmt.text.as_str())
-            .await
-            .map_err(|e| sql_error("ALTER DATABASE SET PARTNER OFF", e))?
-            .into_results()
-            .await
-            .map_err(|e| sql_error("ALTER DATABASE SET PARTNER OFF", e))?;
+        Self::exec(&mut conn, &tsql::set_partner_off(db)).await?;
         let after = self.mirroring_state(std::slice::from_ref(db)).await?;
         if after.databases.first().is_some_and(|m| m.mirrored) {
             return Err(Error::Sql {
