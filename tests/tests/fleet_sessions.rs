@@ -142,12 +142,21 @@ async fn metrics_endpoint_counts_connected_agents() {
     .await
     .unwrap();
     assert!(body.contains("failback_agent_heartbeats_total"), "{body}");
+    // The coordinator counts a session once attached; the agent counts it once it has accepted
+    // the Welcome, a moment later on a loaded machine: poll.
     let port = fleet.agent_metrics_ports["sql01.dc2.lab"];
-    let body = http_get(port, "/metrics").await.unwrap();
-    assert!(
-        body.lines().any(|l| l == "failback_agent_connected 1"),
-        "{body}"
-    );
+    let body = failback_tests::harness::wait_for(
+        "the agent's metrics to show its session",
+        Duration::from_secs(10),
+        || async {
+            let body = http_get(port, "/metrics").await.ok()?;
+            body.lines()
+                .any(|l| l == "failback_agent_connected 1")
+                .then_some(body)
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         body.lines()
             .any(|l| l.starts_with("failback_agent_epoch ") && l != "failback_agent_epoch 0"),

@@ -9,11 +9,25 @@ pub mod sqlsim;
 use std::future::Future;
 use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1 (bound and released; the tiny race with another process taking
-/// it is acceptable on a test machine).
+/// Ports this process has handed out: the OS may offer a released port again at once, and tests
+/// run in parallel threads would then give two children the same port.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free TCP port on 127.0.0.1, never the same twice in this process (bound and released; the
+/// child binds it soon after).
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        let mut taken = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if taken.insert(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no unused loopback port after 100 tries")
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `deadline` with `what`.
