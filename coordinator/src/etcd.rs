@@ -88,3 +88,27 @@ impl Members {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rotation_moves_once_per_failure_of_the_member_in_use() {
+        // Connections are lazy: nothing listens on these ports and nothing needs to.
+        let config = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:9".into(), "http://127.0.0.1:10".into()],
+            cluster: "t".into(),
+            lease_ttl: Duration::from_secs(5),
+        };
+        let members = Members::connect(&config).await.unwrap();
+        assert_eq!(members.pick().index, 0);
+        members.failed(0);
+        assert_eq!(members.pick().index, 1);
+        // A second caller reporting the same (already replaced) member changes nothing.
+        members.failed(0);
+        assert_eq!(members.pick().index, 1);
+        members.failed(1);
+        assert_eq!(members.pick().index, 0, "wraps around");
+    }
+}
