@@ -34,6 +34,62 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     /// CA, certificate and key of this coordinator.
     pub tls: TlsFiles,
+    /// etcd for leadership and the run store; absent = standalone (always leader, run store in
+    /// `state_dir`), the default.
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// `[etcd]`: where the election and the run store live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs of the etcd members (`http://host:2379`; plain http for now, see
+    /// `leader::etcd`).
+    pub endpoints: Vec<String>,
+    /// Installation name: every key lives under `/failback/<cluster>/`. Coordinators of one
+    /// installation share it; two installations on one etcd must not.
+    pub cluster: String,
+    /// Lease TTL: a dead leader is replaced after at most this long; a leader that cannot renew
+    /// stops acting after half of it. Whole seconds, 2s..=60s.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl EtcdConfig {
+    /// Checks endpoints, cluster name and TTL; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.endpoints.is_empty() {
+            return Err("etcd.endpoints is empty; list the etcd client URLs or remove [etcd] for standalone mode".into());
+        }
+        for e in &self.endpoints {
+            if e.starts_with("https://") {
+                return Err(format!(
+                    "etcd.endpoints: '{e}': TLS to etcd is not supported yet; use http:// on a trusted network"
+                ));
+            }
+            let rest = e.strip_prefix("http://").unwrap_or(e);
+            if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
+                return Err(format!(
+                    "etcd.endpoints: '{e}' is not a client URL like http://10.0.0.5:2379"
+                ));
+            }
+        }
+        crate::store::keys::validate_cluster(&self.cluster)
+            .map_err(|m| format!("etcd.cluster: {m}"))?;
+        let ttl = self.lease_ttl;
+        if ttl.subsec_nanos() != 0 || ttl < Duration::from_secs(2) || ttl > Duration::from_secs(60)
+        {
+            return Err(format!(
+                "etcd.lease_ttl {ttl:?} must be whole seconds in 2s..=60s (etcd leases count seconds)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_heartbeat() -> Duration {
@@ -73,6 +129,9 @@ impl CoordinatorConfig {
                 c.heartbeat_interval
             )));
         }
+        if let Some(etcd) = &c.etcd {
+            etcd.validate().map_err(err)?;
+        }
         Ok(c)
     }
 }
@@ -102,5 +161,44 @@ key = "/abs/c1.key"
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.toml") && e.contains("lisen"), "{e}");
+        assert!(c.etcd.is_none(), "standalone by default");
+    }
+
+    #[test]
+    fn etcd_section() {
+        let base = r#"
+listen = "127.0.0.1:7443"
+topology = "topology.toml"
+state_dir = "state"
+[tls]
+ca = "ca.pem"
+cert = "c1.pem"
+key = "c1.key"
+[etcd]
+"#;
+        let ok = format!(
+            "{base}endpoints = [\"http://127.0.0.1:2379\", \"10.0.0.2:2379\"]\ncluster = \"prod-1\"\n"
+        );
+        let c = CoordinatorConfig::parse(Path::new("c.toml"), &ok).unwrap();
+        let etcd = c.etcd.unwrap();
+        assert_eq!(etcd.lease_ttl, Duration::from_secs(5));
+        assert_eq!(etcd.cluster, "prod-1");
+        for (bad, field) in [
+            ("endpoints = []\ncluster = \"a\"", "etcd.endpoints"),
+            (
+                "endpoints = [\"http://h:1\"]\ncluster = \"a/b\"",
+                "etcd.cluster",
+            ),
+            (
+                "endpoints = [\"http://h:1\"]\ncluster = \"a\"\nlease_ttl = \"1500ms\"",
+                "etcd.lease_ttl",
+            ),
+            ("endpoints = [\"https://h:1\"]\ncluster = \"a\"", "TLS"),
+        ] {
+            let e = CoordinatorConfig::parse(Path::new("c.toml"), &format!("{base}{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 }

@@ -44,9 +44,21 @@ pub enum Error {
         /// The leader's `name@host:port`, when known.
         hint: Option<String>,
     },
-    /// A newer leader exists than the one this coordinator believes in (fencing said so).
-    #[error("{0}")]
+    /// A newer leader exists than the one this coordinator believes in (fencing said so): a run
+    /// store write whose leader-key comparison failed, or an agent that has seen a newer epoch.
+    /// Leader-only work must stop; retrying on this coordinator cannot succeed this term.
+    #[error("deposed: {0}")]
     Deposed(String),
+    /// A record the caller named does not exist (a run id, a pool of a run).
+    #[error("{0}")]
+    NotFound(String),
+    /// A record that must be new already exists (a run id used twice).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The state store (etcd) failed or could not be reached; the write may or may not have
+    /// happened only where the message says so.
+    #[error("state store: {0}")]
+    Store(String),
     /// The agent needed for an operation has no session.
     #[error("{0}")]
     AgentUnavailable(String),
@@ -98,10 +110,13 @@ impl Error {
             | Error::Topology(_)
             | Error::Tls(_)
             | Error::InvalidInput(_)
-            | Error::Protocol(_) => ErrorKind::Input,
+            | Error::Protocol(_)
+            | Error::NotFound(_)
+            | Error::AlreadyExists(_) => ErrorKind::Input,
             Error::PermissionDenied(_) | Error::Unauthenticated(_) => ErrorKind::Auth,
             Error::NotLeader { .. }
             | Error::Deposed(_)
+            | Error::Store(_)
             | Error::Timeout(_)
             | Error::Unreachable(_)
             | Error::AgentUnavailable(_) => ErrorKind::Unavailable,

@@ -5,7 +5,9 @@
 //! Layout:
 //! - [`config`] — `coordinator.toml`.
 //! - [`topology`] — the topology file, validated with line-accurate errors.
-//! - [`leader`] — the `Leadership` trait and its standalone implementation.
+//! - [`leader`] — the `Leadership` trait, listeners, the standalone and etcd implementations.
+//! - [`etcd`] — connections to the etcd members (one at a time, rotated on failure).
+//! - [`store`] — the run store (domain trait; etcd and file implementations; key layout).
 //! - [`registry`] — agents, sessions, heartbeats, liveness.
 //! - [`api`] — gRPC services, caller identity, the one `Error` → `Status` mapping.
 //! - [`metrics`] — Prometheus metrics.
@@ -19,10 +21,12 @@ pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod error;
+pub mod etcd;
 pub mod leader;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod store;
 pub mod topology;
 
 use std::sync::Arc;
@@ -36,9 +40,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
 use crate::error::Error;
-use crate::leader::LeadershipRef;
+use crate::leader::etcd::EtcdLeadership;
 use crate::leader::standalone::Standalone;
+use crate::leader::{Leadership, LeadershipNotifier, LeadershipRef};
 use crate::registry::Registry;
+use crate::store::RunStoreRef;
+use crate::store::etcd::EtcdRunStore;
+use crate::store::file::FileRunStore;
 use crate::topology::Topology;
 
 /// Listeners bound by the caller (so tests can bind port 0 and read the address).
@@ -83,17 +91,17 @@ pub async fn run(
             address: local.to_string(),
         },
     };
-    let leadership: LeadershipRef = Arc::new(Standalone::start(
-        &config.state_dir,
-        &id,
-        &advertise.to_string(),
-    )?);
     let (metrics, metrics_registry) = metrics::Metrics::new();
     let registry = Registry::new(&topology, metrics.clone());
+    // Leader-only work registers here before leadership starts (the runbook engine will too).
+    let notifier = LeadershipNotifier::new().with_listener(Arc::new(registry.clone()));
+    let (leadership, store) =
+        start_leadership(&config, &id, &advertise, notifier, &shutdown).await?;
     tracing::info!(
         coordinator = %id,
         listen = %local,
-        epoch = %leadership.view().epoch,
+        mode = leadership.view().mode,
+        store = store.backend(),
         agents = topology.agents.len(),
         pools = topology.pools.len(),
         "coordinator starting"
@@ -172,8 +180,44 @@ pub async fn run(
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")));
     shutdown.cancel();
+    // Stop leader-only work and hand the lock over now rather than after the lease TTL.
+    if let Err(e) = leadership.resign().await {
+        tracing::warn!("failed to resign leadership: {e:#}");
+    }
     tasks.close();
     tasks.wait().await;
     tracing::info!(coordinator = %id, "coordinator stopped");
     result
+}
+
+/// Picks the leadership implementation and the run store that goes with it: etcd for both when
+/// `[etcd]` is configured, otherwise standalone with the file store in `state_dir`.
+async fn start_leadership(
+    config: &CoordinatorConfig,
+    id: &str,
+    advertise: &Endpoint,
+    notifier: LeadershipNotifier,
+    shutdown: &CancellationToken,
+) -> Result<(LeadershipRef, RunStoreRef), Error> {
+    match &config.etcd {
+        None => {
+            let standalone =
+                Standalone::start(&config.state_dir, id, &advertise.to_string(), notifier).await?;
+            let epoch = standalone.view().epoch;
+            let store = FileRunStore::open(&config.state_dir, epoch)?;
+            Ok((Arc::new(standalone), Arc::new(store)))
+        }
+        Some(etcd) => {
+            let members = crate::etcd::Members::connect(etcd).await?;
+            let leadership = EtcdLeadership::start(
+                members.clone(),
+                etcd,
+                &advertise.to_string(),
+                notifier,
+                shutdown,
+            );
+            let store = EtcdRunStore::new(members, &etcd.cluster, leadership.fences());
+            Ok((Arc::new(leadership), Arc::new(store)))
+        }
+    }
 }

@@ -188,6 +188,21 @@ impl Registry {
         true
     }
 
+    /// Detaches every session, telling each agent `status` (leadership ended: the agents must
+    /// find the new leader). Returns how many were detached.
+    pub fn detach_all(&self, status: &tonic::Status) -> usize {
+        let sessions: Vec<(AgentId, u64)> = self
+            .lock()
+            .agents
+            .iter()
+            .filter_map(|(id, e)| e.session.as_ref().map(|s| (id.clone(), s.id)))
+            .collect();
+        sessions
+            .into_iter()
+            .filter(|(id, sid)| self.detach(id, *sid, Some(status.clone())))
+            .count()
+    }
+
     /// Detaches every session silent for longer than `max_silence`; returns their agent ids.
     pub fn sweep(&self, max_silence: Duration) -> Vec<AgentId> {
         let now = Instant::now();
@@ -301,5 +316,32 @@ impl Registry {
                 connected_since_unix_ms: e.connected_since_unix_ms,
             })
             .collect()
+    }
+}
+
+/// Agent sessions belong to the leader: when leadership ends, every session is closed so each
+/// agent looks for the new leader (its coordinator list, then the leader hint) instead of
+/// waiting on a coordinator that may no longer instruct it.
+#[async_trait::async_trait]
+impl crate::leader::LeadershipListener for Registry {
+    fn name(&self) -> &str {
+        "agent sessions"
+    }
+
+    async fn on_leader_start(&self, _epoch: Epoch) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn on_leader_stop(&self) -> Result<(), Error> {
+        let n = self.detach_all(&tonic::Status::unavailable(
+            "this coordinator no longer leads; reconnect to the leader",
+        ));
+        if n > 0 {
+            tracing::info!(
+                sessions = n,
+                "closed agent sessions at the end of leadership"
+            );
+        }
+        Ok(())
     }
 }

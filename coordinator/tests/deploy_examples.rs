@@ -23,6 +23,20 @@ fn example_coordinator_config_parses() {
 }
 
 #[test]
+fn example_etcd_coordinator_config_parses() {
+    let standalone = CoordinatorConfig::load(&deploy("coordinator.toml")).unwrap();
+    assert!(
+        standalone.etcd.is_none(),
+        "the default example is standalone"
+    );
+    let c = CoordinatorConfig::load(&deploy("coordinator-etcd.toml")).unwrap();
+    let etcd = c.etcd.unwrap();
+    assert_eq!(etcd.endpoints.len(), 3);
+    assert_eq!(etcd.cluster, "contoso-pchat");
+    assert_eq!(etcd.lease_ttl, std::time::Duration::from_secs(5));
+}
+
+#[test]
 fn example_topology_is_valid() {
     let t = Topology::load(&deploy("topology.toml")).unwrap();
     assert_eq!(t.pools.len(), 1);

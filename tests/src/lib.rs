@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - [`harness`] — processes killed on drop, free ports, polling with deadlines, and [`harness::fleet`]
-//!   which writes certificates, topology and configs and starts coordinators and agents.
+//!   which writes certificates, topology and configs and starts coordinators and agents;
+//!   [`harness::etcd`] starts a real 1- or 3-member etcd on free loopback ports.
 //! - [`sqlsim`] — a SQL Server stand-in speaking TDS 7.4 (binary `sqlsim`), used by the lab and by
 //!   the agent's real tiberius code path.
 //! - [`lyncsim`] — the Lync Management Shell stand-in (binary `lyncsim`): a PowerShell-subset

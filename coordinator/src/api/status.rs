@@ -24,6 +24,9 @@ impl From<Error> for Status {
                 s
             }
             Error::Deposed(_) => Status::failed_precondition(msg),
+            Error::NotFound(_) => Status::not_found(msg),
+            Error::AlreadyExists(_) => Status::already_exists(msg),
+            Error::Store(_) => Status::unavailable(msg),
             Error::Unreachable(_) | Error::AgentUnavailable(_) => Status::unavailable(msg),
             Error::Remote { code, message } => Status::new(code, message),
             Error::Timeout(_) => Status::deadline_exceeded(msg),

@@ -2,24 +2,46 @@
 //! `state_dir/epoch`, incremented and fsynced at every start, so agents that saw the previous
 //! process's epoch accept the new one and a copy of an old process (restored from a backup of the
 //! host, say) is refused by agents that saw the newer epoch.
+//!
+//! Leader-only work starts through the same listeners as with etcd: `on_leader_start(epoch)`
+//! right after the counter is written, `on_leader_stop` on [`Leadership::resign`].
 
 use std::io::Write;
 use std::path::Path;
 
+use async_trait::async_trait;
 use failback_proto::model::Epoch;
+use tokio::sync::{Mutex, watch};
 
-use super::{LeaderView, Leadership};
+use super::{LeaderView, Leadership, LeadershipNotifier};
 use crate::error::Error;
 
 /// Always-leader implementation.
-#[derive(Debug)]
 pub struct Standalone {
-    view: LeaderView,
+    view: watch::Sender<LeaderView>,
+    /// Taken by `resign` so listeners are stopped once.
+    notifier: Mutex<Option<LeadershipNotifier>>,
 }
 
 impl Standalone {
-    /// Bumps the epoch counter in `state_dir` and becomes leader at the new epoch.
-    pub fn start(state_dir: &Path, id: &str, endpoint: &str) -> Result<Self, Error> {
+    /// Bumps the epoch counter in `state_dir`, becomes leader at the new epoch and starts the
+    /// listeners of `notifier`.
+    pub async fn start(
+        state_dir: &Path,
+        id: &str,
+        endpoint: &str,
+        notifier: LeadershipNotifier,
+    ) -> Result<Self, Error> {
+        let view = Self::bump_epoch(state_dir, id, endpoint)?;
+        notifier.notify_start(view.epoch).await;
+        Ok(Standalone {
+            view: watch::Sender::new(view),
+            notifier: Mutex::new(Some(notifier)),
+        })
+    }
+
+    /// The epoch file's part: read, increment, write durably; the view at the new epoch.
+    fn bump_epoch(state_dir: &Path, id: &str, endpoint: &str) -> Result<LeaderView, Error> {
         std::fs::create_dir_all(state_dir).map_err(|e| {
             Error::io(
                 format!("create state directory '{}'", state_dir.display()),
@@ -49,21 +71,32 @@ impl Standalone {
             Ok(())
         };
         write().map_err(|e| Error::io(format!("write '{}'", path.display()), e))?;
-        Ok(Standalone {
-            view: LeaderView {
-                is_leader: true,
-                leader_id: Some(id.to_string()),
-                leader_endpoint: Some(endpoint.to_string()),
-                epoch: Epoch(epoch),
-                mode: "standalone",
-            },
+        Ok(LeaderView {
+            is_leader: true,
+            leader_id: Some(id.to_string()),
+            leader_endpoint: Some(endpoint.to_string()),
+            epoch: Epoch(epoch),
+            mode: "standalone",
         })
     }
 }
 
+#[async_trait]
 impl Leadership for Standalone {
     fn view(&self) -> LeaderView {
-        self.view.clone()
+        self.view.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<LeaderView> {
+        self.view.subscribe()
+    }
+
+    async fn resign(&self) -> Result<(), Error> {
+        if let Some(notifier) = self.notifier.lock().await.take() {
+            self.view.send_modify(|v| v.is_leader = false);
+            notifier.notify_stop().await;
+        }
+        Ok(())
     }
 }
 
@@ -71,18 +104,37 @@ impl Leadership for Standalone {
 mod tests {
     use super::*;
 
-    #[test]
-    fn epoch_increases_across_starts() {
+    use std::sync::Arc;
+
+    use crate::leader::listener::testing::Recorder;
+
+    #[tokio::test]
+    async fn epoch_increases_across_starts_and_listeners_follow() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Standalone::start(dir.path(), "c1", "c1@h:1")
+        let rec = Arc::new(Recorder::default());
+        let notifier = LeadershipNotifier::new().with_listener(rec.clone());
+        let a = Standalone::start(dir.path(), "c1", "c1@h:1", notifier)
+            .await
+            .unwrap();
+        let view = a.view();
+        assert!(view.is_leader);
+        assert_eq!(rec.calls(), vec![format!("start({})", view.epoch)]);
+        let mut changes = a.subscribe();
+        a.resign().await.unwrap();
+        a.resign().await.unwrap();
+        assert_eq!(rec.calls().len(), 2, "stopped once: {:?}", rec.calls());
+        assert!(changes.has_changed().unwrap());
+        assert!(!changes.borrow_and_update().is_leader);
+        let b = Standalone::start(dir.path(), "c1", "c1@h:1", LeadershipNotifier::new())
+            .await
             .unwrap()
             .view();
-        let b = Standalone::start(dir.path(), "c1", "c1@h:1")
-            .unwrap()
-            .view();
-        assert!(a.is_leader);
-        assert_eq!(b.epoch, Epoch(a.epoch.0 + 1));
+        assert_eq!(b.epoch, Epoch(view.epoch.0 + 1));
         std::fs::write(dir.path().join("epoch"), "garbage").unwrap();
-        assert!(Standalone::start(dir.path(), "c1", "c1@h:1").is_err());
+        assert!(
+            Standalone::start(dir.path(), "c1", "c1@h:1", LeadershipNotifier::new())
+                .await
+                .is_err()
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Building blocks for multi-process tests and the lab.
 
+pub mod etcd;
 pub mod fake_coordinator;
 pub mod fleet;
 pub mod ops;
