@@ -154,6 +154,23 @@ pub fn eval(e: &Expr, ctx: &EvalCtx<'_>, scope: &Scope<'_>) -> EResult<Value> {
         Expr::IsNull { expr, negated } => {
             Ok(Value::Bit(eval(expr, ctx, scope)?.is_null() != *negated))
         }
+        Expr::Subquery(sel) => {
+            let set = super::query::run_select(sel, ctx)?;
+            if set.rows.len() > 1 {
+                return Err(ServerMessage::new(
+                    512,
+                    1,
+                    16,
+                    "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression.",
+                ));
+            }
+            Ok(set
+                .rows
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next())
+                .unwrap_or(Value::Null))
+        }
     }
 }
 
@@ -372,7 +389,8 @@ fn global(name: &str, ctx: &EvalCtx<'_>) -> EResult<Value> {
         "@@SERVICENAME" => Value::Str(service_name(&ctx.state.server_name)),
         "@@SPID" => Value::Int(s.spid as i64),
         "@@TRANCOUNT" => Value::Int(s.tran_count as i64),
-        "@@ERROR" | "@@ROWCOUNT" => Value::Int(0),
+        "@@ERROR" => ctx.params.get("@@error").cloned().unwrap_or(Value::Int(0)),
+        "@@ROWCOUNT" => Value::Int(0),
         "@@LANGUAGE" => Value::Str("us_english".into()),
         _ => return Err(errors::syntax_near(name)),
     })
