@@ -284,9 +284,12 @@ pub fn compare(a: &Value, b: &Value) -> EResult<Option<Ordering>> {
                 .ok_or_else(errors::datetime_conversion)?
                 .cmp(y),
         ),
-        (Guid(_), _) | (_, Guid(_)) | (Bytes(_), _) | (_, Bytes(_)) => {
-            a.to_text().partial_cmp(&b.to_text())
-        }
+        // A uniqueidentifier compared with a string converts the string (case does not matter).
+        (Guid(_), _) | (_, Guid(_)) => a
+            .to_text()
+            .map(|t| t.to_uppercase())
+            .partial_cmp(&b.to_text().map(|t| t.to_uppercase())),
+        (Bytes(_), _) | (_, Bytes(_)) => a.to_text().partial_cmp(&b.to_text()),
         (Float(_), _) | (_, Float(_)) => as_f64(a)?.partial_cmp(&as_f64(b)?),
         _ => {
             let (x, xs) = as_scaled(a)?;
