@@ -51,6 +51,10 @@ struct Args {
     /// (repeatable).
     #[arg(long = "fault")]
     fault: Vec<String>,
+    /// The SQL Server Agent account's access to a folder: `PATH=rw|read|write|none|default`,
+    /// e.g. `\\fileserver\pchat-ls=none` (repeatable; kept in the instance state).
+    #[arg(long = "agent-access")]
+    agent_access: Vec<String>,
 }
 
 #[tokio::main]
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     config.path_map = args.path_map;
     config.mirror_registry = args.mirror_registry;
     config.faults = args.fault;
+    config.agent_access = args.agent_access;
     run(config, listener, shutdown)
         .await
         .context("sqlsim failed")?;

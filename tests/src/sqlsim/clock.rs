@@ -78,6 +78,55 @@ impl Timestamp {
         )
     }
 
+    /// Seconds since midnight.
+    pub fn second_of_day(&self) -> u32 {
+        (self.ticks / 10_000_000) as u32
+    }
+
+    /// The date as SQL Server Agent stores it: `yyyymmdd` as an int.
+    pub fn agent_date(&self) -> i64 {
+        let (y, m, d) = self.civil_date();
+        y * 10_000 + m as i64 * 100 + d as i64
+    }
+
+    /// The time of day as SQL Server Agent stores it: `hhmmss` as an int.
+    pub fn agent_time(&self) -> i64 {
+        let s = self.second_of_day() as i64;
+        (s / 3600) * 10_000 + (s / 60 % 60) * 100 + s % 60
+    }
+
+    /// `yyyymmddhhmmss`, the stamp in log shipping file names.
+    pub fn compact(&self) -> String {
+        format!("{}{:06}", self.agent_date(), self.agent_time())
+    }
+
+    /// Whole seconds from `earlier` to `self` (negative when `earlier` is later).
+    pub fn seconds_since(&self, earlier: &Timestamp) -> i64 {
+        (self.days - earlier.days) * 86_400 + self.second_of_day() as i64
+            - earlier.second_of_day() as i64
+    }
+
+    /// This instant plus `secs` seconds (sub-second part kept).
+    #[must_use]
+    pub fn plus_seconds(&self, secs: i64) -> Timestamp {
+        let total = self.days as i128 * TICKS_PER_DAY as i128
+            + self.ticks as i128
+            + secs as i128 * 10_000_000;
+        Timestamp {
+            days: total.div_euclid(TICKS_PER_DAY as i128) as i64,
+            ticks: total.rem_euclid(TICKS_PER_DAY as i128) as u64,
+        }
+    }
+
+    /// Midnight of this instant's day.
+    #[must_use]
+    pub fn midnight(&self) -> Timestamp {
+        Timestamp {
+            days: self.days,
+            ticks: 0,
+        }
+    }
+
     /// Parses `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS[.fffffff]]`, the
     /// forms SQL Server converts from character strings without a style.
     pub fn parse(text: &str) -> Option<Self> {
@@ -169,6 +218,17 @@ mod tests {
             Timestamp::from_civil(1900, 1, 1, 0, 0, 0, 0).unwrap().days,
             DATETIME_EPOCH_DAYS
         );
+    }
+
+    #[test]
+    fn agent_fields() {
+        let t = Timestamp::parse("2024-02-29T03:04:05.5").unwrap();
+        assert_eq!(t.agent_date(), 20240229);
+        assert_eq!(t.agent_time(), 30405);
+        assert_eq!(t.compact(), "20240229030405");
+        let later = t.plus_seconds(86_400 + 61);
+        assert_eq!(later.compact(), "20240301030506");
+        assert_eq!(later.seconds_since(&t), 86_461);
     }
 
     #[test]

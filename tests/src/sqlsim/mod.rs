@@ -19,6 +19,7 @@
 //! | `engine::fault` | fault switches (`--fault`, `EXEC sqlsim.fault`) |
 //! | `engine::mirror` | mirroring between sims through a shared registry file |
 //! | `engine::requests` | requests in flight (`sys.dm_exec_requests`, `percent_complete`) |
+//! | `engine::msdb` | SQL Server Agent (jobs, schedules, history, the scheduler task), log shipping procedures and `sqllogship`, the Agent account's access table, msdb tables |
 //! | [`statement_log`] | JSON-lines log of every statement received |
 //! | [`clock`], [`wire`], [`error`] | dates, byte helpers, the one error enum |
 //!
@@ -32,7 +33,7 @@
 //!
 //! `sqlsim --listen ADDR --data-dir DIR --sa-password PW [--server-name NAME]
 //! [--tls-cert PEM --tls-key PEM] [--admin-login L --admin-password P] [--db-size-mb N]
-//! [--path-map PREFIX=DIR]… [--mirror-registry FILE] [--fault SPEC]…`. The admin login is the
+//! [--path-map PREFIX=DIR]… [--mirror-registry FILE] [--fault SPEC]… [--agent-access PATH=MODE]…`. The admin login is the
 //! only one that can run the sim-only `sqlsim.*` procedures; for every other login, `sa`
 //! included, they do not exist (2812), so the agent can never reach them.
 //!
@@ -51,6 +52,12 @@
 //! `"quoted"` identifiers, `--` and nested `/* */` comments; statements separated by `;` or not.
 //!
 //! - `USE db`
+//! - `DECLARE @a type [= value][, …]`, `SET @a = value`, `IF condition statement | BEGIN … END
+//!   [ELSE …]`, `BEGIN … END`: batch variables (types parsed, not enforced), `@@ERROR` = the last
+//!   statement's first error number; enough for the SSMS log shipping scripts (pchat-dr.md §6.7).
+//!   `EXEC [@rc =] proc … @p = @v OUTPUT` stores the return code and OUTPUT values; an RPC by
+//!   name gets RETURNSTATUS and one RETURNVALUE token per OUTPUT parameter.
+//! - Scalar subqueries `(SELECT …)` in expressions (512 when they return more than one row).
 //! - `SET option[, option] value` and `SET TRANSACTION ISOLATION LEVEL …` (accepted, no effect)
 //! - `SELECT [TOP n] list [FROM t [alias] [[INNER] JOIN t2 [alias] ON cond]…] [WHERE cond]
 //!   [ORDER BY expr [ASC|DESC], …]` where expressions are literals, `@parameters`, columns,
@@ -114,10 +121,27 @@
 //!   is_clustered, cluster_nodename; rows `SQL Server (INST)` and `SQL Server Agent (INST)`,
 //!   persisted), `sys.database_recovery_status` (database_id, database_guid, family_guid,
 //!   last_log_backup_lsn = where the next log backup starts, …).
+//! - SQL Server Agent and log shipping (`engine/msdb/`): msdb.dbo `sp_add_job`, `sp_add_jobstep`,
+//!   `sp_add_jobserver`, `sp_add_schedule`, `sp_attach_schedule`, `sp_add_jobschedule`,
+//!   `sp_update_job`, `sp_delete_job`, `sp_start_job`, `sp_stop_job` (unqualified only while in
+//!   msdb); `sp_add_log_shipping_primary_database`, `_primary_secondary`, `_alert_job`,
+//!   `_secondary_primary`, `_secondary_database`, `sp_delete_log_shipping_*`,
+//!   `sp_help_log_shipping_monitor`, `sys.sp_check_log_shipping_monitor_alert` (from any
+//!   database); tables `msdb.dbo.sysjobs`, `sysjobsteps`, `sysschedules`, `sysjobschedules`,
+//!   `sysjobhistory`, `sysjobactivity`, `syssessions`, `log_shipping_*` (primary_databases,
+//!   primary_secondaries, monitor_primary, secondary, secondary_databases, monitor_secondary,
+//!   monitor_history_detail, monitor_error_detail), `restorehistory`, `backupset`,
+//!   `backupmediafamily`. The Agent runs due jobs while its `sys.dm_server_services` row is
+//!   Running (1-second schedules allowed); CmdExec steps accept `sqllogship.exe`, `dir`,
+//!   `type`, `echo … >`, `del`, `copy` (see `msdb/steps.rs`) and run as the Agent account,
+//!   subject to its access table (`msdb/access.rs`).
 //! - Sim-only, admin login only: `EXEC sqlsim.fault N'spec'` (see `engine/fault.rs`; without an
 //!   argument lists the armed faults), `EXEC sqlsim.mirror N'db', N'partner server' [, N'state'
 //!   [, N'safety']]` (see `engine/mirror.rs`), `EXEC sqlsim.service N'SQL Server Agent',
-//!   N'Stopped' [, N'Manual' [, N'account']]`.
+//!   N'Stopped' [, N'Manual' [, N'account']]` (stopping / starting the Agent service stops /
+//!   starts the Agent: running jobs are canceled, a new `syssessions` row opens),
+//!   `EXEC sqlsim.agent_access [N'path', N'rw|read|write|none|default']` (the Agent account's
+//!   folder access table; without arguments lists it).
 //!
 //! A batch is parsed completely before it runs: a syntax error means nothing in it executes.
 //! Errors 102, 105, 113, 137, 156, 195, 207, 208, 209 and 8120 end the batch; the others end only
@@ -135,7 +159,7 @@
 //! | 147 | aggregate outside a select list |
 //! | 156 | Incorrect syntax near the keyword '…' |
 //! | 195 | '…' is not a recognized built-in function name |
-//! | 201 | sp_executesql without a statement |
+//! | 201 | sp_executesql without a statement; a required msdb / log shipping parameter missing |
 //! | 207 | Invalid column name '…' |
 //! | 208 | Invalid object name '…' |
 //! | 209 | Ambiguous column name '…' |
@@ -190,7 +214,22 @@
 //! | 5070 | ALTER DATABASE needs other users out (no ROLLBACK IMMEDIATE) |
 //! | 6104 / 6106 / 6107 | KILL of oneself / an unknown SPID / a system SPID |
 //! | 5701 | INFO: Changed database context to '…' |
+//! | 512 | a scalar subquery returned more than one row |
 //! | 8120 | column in a select list with aggregates |
+//! | 8144 / 8145 | too many arguments / unknown `@parameter` for an msdb or log shipping procedure |
+//! | 14234 / 14269 | sp_add_jobserver: unknown server / job already targeted |
+//! | 14243 / 14247 | INFO: Job '…' started / stopped successfully. |
+//! | 14256 | sp_start_job of a job without a job server |
+//! | 14261 | a job (or step) with that name already exists |
+//! | 14262 | the specified @job_name / @job_id / @schedule_id does not exist |
+//! | 14266 / 14273 / 14278 / 14294 / 14371 | bad @step_id / no schedule given / invalid schedule / neither @job_id nor @job_name / ambiguous schedule name |
+//! | 15010 | log shipping procedure naming a database that does not exist |
+//! | 22022 | SQLServerAgent not running; job already running (start); job not running (stop) |
+//! | 32009 / 32012 / 32013 / 32024 | log shipping entry already exists (without @overwrite = 1) |
+//! | 32010 / 32014 / 32023 | database is not a log shipping primary / secondary; primary not registered |
+//! | 32011 / 32025 | removal while secondaries remain |
+//! | 32015 | log shipping primary in SIMPLE recovery |
+//! | 32022 | a log shipping job name taken by a job outside the Log Shipping category |
 //! | 8134 | Divide by zero error encountered |
 //! | 8178 | sp_executesql parameter declared but not supplied |
 //! | 17809 | no free SPID |

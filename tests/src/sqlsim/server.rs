@@ -40,6 +40,8 @@ pub struct Config {
     pub mirror_registry: Option<PathBuf>,
     /// Fault switches armed at start (`EXEC sqlsim.fault` syntax).
     pub faults: Vec<String>,
+    /// The Agent account's folder access (`PATH=rw|read|write|none|default`), applied at start.
+    pub agent_access: Vec<String>,
 }
 
 /// Default size of a full backup's payload, in MB: small, yet several I/O chunks.
@@ -59,6 +61,7 @@ impl Config {
             path_map: Vec::new(),
             mirror_registry: None,
             faults: Vec::new(),
+            agent_access: Vec::new(),
         }
     }
 
@@ -75,6 +78,7 @@ impl Config {
             paths,
             mirror_registry: self.mirror_registry.clone(),
             faults: self.faults.clone(),
+            agent_access: self.agent_access.clone(),
         })
     }
 }
@@ -103,6 +107,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key)?),
         _ => None,
     };
+    let engine = Arc::new(engine);
+    // SQL Server Agent: schedules and job runs, while the Agent service row says Running.
+    let agent = tokio::spawn(Arc::clone(&engine).run_agent(shutdown.child_token()));
     let shared = Arc::new(Shared { engine, tls });
     let tracker = TaskTracker::new();
     loop {
@@ -131,6 +138,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     }
     tracker.close();
     shared.engine.kill_all_sessions();
+    agent.abort();
     tracker.wait().await;
     Ok(())
 }

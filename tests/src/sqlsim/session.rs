@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::errors;
 use super::engine::eval::Params;
-use super::engine::{Engine, ResultItem, SessionInfo, StatementResult};
+use super::engine::{Engine, ProcArg, ResultItem, SessionInfo, StatementResult};
 use super::error::{Result, SimError};
 use super::login::{self, Login7};
 use super::packet::{
@@ -45,8 +45,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// What every connection shares.
 pub struct Shared {
-    /// The engine.
-    pub engine: Engine,
+    /// The engine (shared with the Agent task).
+    pub engine: std::sync::Arc<Engine>,
     /// TLS acceptor when a certificate is configured.
     pub tls: Option<TlsAcceptor>,
 }
@@ -368,19 +368,22 @@ async fn answer_rpc(
                 continue;
             }
         };
-        let values = call
+        let names: Vec<String> = call.params.iter().map(|p| p.name.clone()).collect();
+        let args: Vec<ProcArg> = call
             .params
             .into_iter()
-            .map(|p| {
-                (
-                    Some(p.name).filter(|n| !n.is_empty() && n.starts_with('@')),
-                    p.value,
-                )
+            .map(|p| ProcArg {
+                name: Some(p.name).filter(|n| !n.is_empty() && n.starts_with('@')),
+                value: p.value,
+                output: p.status & 0x01 != 0,
             })
             .collect();
         let results = match by_name {
-            None => engine.sp_executesql(session, values).await,
-            Some(name) => vec![engine.rpc_procedure(session, &name, values).await],
+            None => {
+                let values = args.into_iter().map(|a| (a.name, a.value)).collect();
+                engine.sp_executesql(session, values).await
+            }
+            Some(name) => vec![engine.rpc_procedure(session, &name, args).await],
         };
         if results.iter().any(|r| r.disconnect) {
             return None;
@@ -393,7 +396,17 @@ async fn answer_rpc(
                 ResultItem::Message(m) if m.is_error() => Some(m.number),
                 _ => None,
             });
-        w.return_status(first_error.unwrap_or(0));
+        let last = results.last();
+        let status = last
+            .and_then(|r| r.return_status)
+            .unwrap_or(first_error.unwrap_or(0));
+        w.return_status(status);
+        // OUTPUT parameters come back as RETURNVALUE tokens, after RETURNSTATUS, as SQL Server
+        // sends them.
+        for o in last.map(|r| r.outputs.as_slice()).unwrap_or_default() {
+            let name = names.get(o.arg).map_or("", String::as_str);
+            w.return_value(o.arg as u16, name, o.ty, &o.value);
+        }
         let status = if first_error.is_some() { DONE_ERROR } else { 0 };
         w.done(DoneKind::DoneProc, status | more, 0, 0);
     }

@@ -238,6 +238,19 @@ impl TokenWriter {
         self.buf.extend_from_slice(&status.to_le_bytes());
     }
 
+    /// RETURNVALUE (0xAC): an OUTPUT parameter's value (MS-TDS 2.2.7.18).
+    pub fn return_value(&mut self, ordinal: u16, name: &str, ty: SqlType, value: &Value) {
+        self.buf.push(0xAC);
+        self.buf.extend_from_slice(&ordinal.to_le_bytes());
+        put_b_varchar(&mut self.buf, name);
+        // Status 0x01: the value of an output parameter (0x02 would be a UDF's).
+        self.buf.push(0x01);
+        self.buf.extend_from_slice(&0u32.to_le_bytes());
+        self.buf.extend_from_slice(&0x0001u16.to_le_bytes());
+        write_type_info(&mut self.buf, ty);
+        write_value(&mut self.buf, ty, value);
+    }
+
     /// DONE / DONEPROC / DONEINPROC with a 64-bit row count (TDS >= 7.2).
     pub fn done(&mut self, kind: DoneKind, status: u16, curcmd: u16, rows: u64) {
         self.buf.push(match kind {

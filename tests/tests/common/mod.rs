@@ -187,3 +187,32 @@ pub async fn ok(client: &mut Client<Compat<TcpStream>>, sql: &str) {
         panic!("{sql}: {e:?}");
     }
 }
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first column of the first row as an i64 (int or bigint), or None when NULL / no row.
+pub async fn scalar_i64(client: &mut Client<Compat<TcpStream>>, sql: &str) -> Option<i64> {
+    let r = rows(client, sql).await;
+    let row = r.first()?;
+    row.try_get::<i32, _>(0)
+        .ok()
+        .flatten()
+        .map(i64::from)
+        .or_else(|| row.try_get::<i64, _>(0).ok().flatten())
+}

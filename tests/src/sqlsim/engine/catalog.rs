@@ -19,6 +19,9 @@ pub fn system_view(name: &ObjectName, ctx: &EvalCtx<'_>) -> Option<Table> {
     if name.parts.len() > 3 {
         return None;
     }
+    if let Some(t) = super::msdb::msdb_table(name, ctx.state, &ctx.session.database) {
+        return Some(t);
+    }
     let schema = name.schema();
     let is_sys = schema.is_some_and(|s| s.eq_ignore_ascii_case("sys"));
     let object = name.object().to_ascii_lowercase();

@@ -154,6 +154,23 @@ pub fn eval(e: &Expr, ctx: &EvalCtx<'_>, scope: &Scope<'_>) -> EResult<Value> {
         Expr::IsNull { expr, negated } => {
             Ok(Value::Bit(eval(expr, ctx, scope)?.is_null() != *negated))
         }
+        Expr::Subquery(sel) => {
+            let set = super::query::run_select(sel, ctx)?;
+            if set.rows.len() > 1 {
+                return Err(ServerMessage::new(
+                    512,
+                    1,
+                    16,
+                    "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression.",
+                ));
+            }
+            Ok(set
+                .rows
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next())
+                .unwrap_or(Value::Null))
+        }
     }
 }
 
@@ -267,9 +284,12 @@ pub fn compare(a: &Value, b: &Value) -> EResult<Option<Ordering>> {
                 .ok_or_else(errors::datetime_conversion)?
                 .cmp(y),
         ),
-        (Guid(_), _) | (_, Guid(_)) | (Bytes(_), _) | (_, Bytes(_)) => {
-            a.to_text().partial_cmp(&b.to_text())
-        }
+        // A uniqueidentifier compared with a string converts the string (case does not matter).
+        (Guid(_), _) | (_, Guid(_)) => a
+            .to_text()
+            .map(|t| t.to_uppercase())
+            .partial_cmp(&b.to_text().map(|t| t.to_uppercase())),
+        (Bytes(_), _) | (_, Bytes(_)) => a.to_text().partial_cmp(&b.to_text()),
         (Float(_), _) | (_, Float(_)) => as_f64(a)?.partial_cmp(&as_f64(b)?),
         _ => {
             let (x, xs) = as_scaled(a)?;
@@ -372,7 +392,8 @@ fn global(name: &str, ctx: &EvalCtx<'_>) -> EResult<Value> {
         "@@SERVICENAME" => Value::Str(service_name(&ctx.state.server_name)),
         "@@SPID" => Value::Int(s.spid as i64),
         "@@TRANCOUNT" => Value::Int(s.tran_count as i64),
-        "@@ERROR" | "@@ROWCOUNT" => Value::Int(0),
+        "@@ERROR" => ctx.params.get("@@error").cloned().unwrap_or(Value::Int(0)),
+        "@@ROWCOUNT" => Value::Int(0),
         "@@LANGUAGE" => Value::Str("us_english".into()),
         _ => return Err(errors::syntax_near(name)),
     })

@@ -4,7 +4,7 @@
 //! them, and fails with 8178 when a declared parameter is missing, like SQL Server.
 
 use super::eval::{self, Params, Scope};
-use super::{Engine, EvalCtx, SessionInfo, StatementResult, lock};
+use super::{Engine, EvalCtx, ProcArg, SessionInfo, StatementResult, lock};
 use crate::sqlsim::sql::ast::{ExecArg, Expr, ObjectName};
 use crate::sqlsim::sql::lexer::{TokenKind, tokenize};
 use crate::sqlsim::tokens::ServerMessage;
@@ -76,7 +76,11 @@ impl Engine {
                     Some(e) => self.eval_scalar(e, session, params)?,
                     None => Value::Null,
                 };
-                Ok((a.name.clone(), v))
+                Ok(ProcArg {
+                    name: a.name.clone(),
+                    value: v,
+                    output: a.output,
+                })
             })
             .collect::<Result<Vec<_>, ServerMessage>>();
         let values = match values {
@@ -87,6 +91,7 @@ impl Engine {
             if depth >= MAX_DEPTH {
                 return vec![too_deep()];
             }
+            let values = values.into_iter().map(|a| (a.name, a.value)).collect();
             return self.sp_executesql_nested(session, values, depth + 1).await;
         }
         vec![self.call_procedure(procedure, values, session).await]
@@ -110,7 +115,7 @@ impl Engine {
         &self,
         session: &mut SessionInfo,
         name: &str,
-        values: Vec<(Option<String>, Value)>,
+        values: Vec<ProcArg>,
     ) -> StatementResult {
         let procedure = ObjectName {
             parts: name

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod files;
 pub mod mirror;
 mod modify;
+pub mod msdb;
 mod procs;
 pub mod query;
 pub mod requests;
@@ -40,13 +41,27 @@ use self::state::{InstanceState, StateStore};
 use super::clock::Timestamp;
 use super::error::Result;
 use super::sql::ast::Statement;
+use super::sql::ast::{ExecArg, Expr, Parsed};
 use super::sql::lexer::LexError;
 use super::sql::parser::{ParseError, parse_batch};
 use super::statement_log::StatementLog;
 use super::tokens::{EnvChange, ServerMessage, curcmd};
+use super::types::{SqlType, Value};
 
 /// A boxed future of statement results (recursion through dynamic SQL needs the box).
 type Results<'a> = Pin<Box<dyn Future<Output = Vec<StatementResult>> + Send + 'a>>;
+/// A boxed future that runs a statement list and says whether the batch must stop.
+type Stops<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// Where one batch's statements run: its text (for logging and line numbers), its variables
+/// (RPC parameters plus DECLAREd ones, and `@@error`) and its nesting depth.
+struct BatchRun<'a> {
+    text: &'a str,
+    kind: &'a str,
+    depth: u32,
+    vars: Params,
+    out: Vec<StatementResult>,
+}
 
 /// What the engine needs beyond the data directory (the server fills it from its [`Config`]).
 ///
@@ -66,6 +81,8 @@ pub struct EngineOptions {
     pub mirror_registry: Option<PathBuf>,
     /// Fault switches armed from the command line (same syntax as `EXEC sqlsim.fault`).
     pub faults: Vec<String>,
+    /// Agent account access rules from the command line (`PATH=MODE`, see `msdb/access.rs`).
+    pub agent_access: Vec<String>,
 }
 
 /// First SPID handed to a user connection (1-50 are system sessions in SQL Server).
@@ -147,6 +164,32 @@ pub struct StatementResult {
     pub aborts_batch: bool,
     /// A fault switch asks to drop the connection here, without answering.
     pub disconnect: bool,
+    /// A procedure's return code (`EXEC @rc = …`, RETURNSTATUS of an RPC).
+    pub return_status: Option<i32>,
+    /// Values of OUTPUT parameters, by argument position.
+    pub outputs: Vec<OutputValue>,
+}
+
+/// One argument of a procedure call: an EXEC argument in a batch or an RPC parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcArg {
+    /// `@name` if the caller named it.
+    pub name: Option<String>,
+    /// The value (NULL for DEFAULT).
+    pub value: Value,
+    /// Passed as OUTPUT (by reference).
+    pub output: bool,
+}
+
+/// The value an OUTPUT parameter takes back to the caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputValue {
+    /// Position of the argument in the call.
+    pub arg: usize,
+    /// Its new value.
+    pub value: Value,
+    /// Its declared type in the procedure (RETURNVALUE's TYPE_INFO).
+    pub ty: SqlType,
 }
 
 impl StatementResult {
@@ -197,6 +240,8 @@ pub struct Engine {
     options: EngineOptions,
     requests: Requests,
     faults: Mutex<FaultSet>,
+    /// SQL Server Agent: running jobs and the start queue.
+    agent: msdb::AgentRuntime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,7 +297,8 @@ impl Engine {
                 .apply(spec)
                 .map_err(|e| super::error::SimError::Config(format!("--fault {spec}: {e}")))?;
         }
-        Ok(Engine {
+        let access = options.agent_access.clone();
+        let engine = Engine {
             state: Mutex::new(state),
             store,
             log,
@@ -260,7 +306,12 @@ impl Engine {
             options,
             requests: Requests::default(),
             faults: Mutex::new(faults),
-        })
+            agent: msdb::AgentRuntime::default(),
+        };
+        engine
+            .apply_agent_access_flags(&access)
+            .map_err(super::error::SimError::Config)?;
+        Ok(engine)
     }
 
     /// `@@SERVERNAME`.
@@ -382,12 +433,98 @@ impl Engine {
                     return vec![StatementResult::failed(parse_error_message(&e))];
                 }
             };
-            let mut out = Vec::new();
-            for p in parsed {
-                let stmt_text = text.get(p.start..p.end).unwrap_or(text);
+            let mut run = BatchRun {
+                text,
+                kind,
+                depth,
+                vars: params.clone(),
+                out: Vec::new(),
+            };
+            self.run_list(&parsed, session, &mut run).await;
+            run.out
+        })
+    }
+
+    /// Runs statements in order (a batch, or the body of IF / BEGIN … END); true when the
+    /// batch must stop (an error that aborts it, or a dropped connection).
+    fn run_list<'a>(
+        &'a self,
+        list: &'a [Parsed],
+        session: &'a mut SessionInfo,
+        run: &'a mut BatchRun<'_>,
+    ) -> Stops<'a> {
+        Box::pin(async move {
+            for p in list {
+                let stmt_text = run.text.get(p.start..p.end).unwrap_or(run.text);
+                let line = line_of(run.text, p.start);
+                match &p.stmt {
+                    Statement::Declare(vars) => {
+                        for (name, init) in vars {
+                            let v = match init {
+                                Some(e) => match self.eval_scalar(e, session, &run.vars) {
+                                    Ok(v) => v,
+                                    Err(m) => {
+                                        if self.push_results(
+                                            run,
+                                            vec![StatementResult::failed(m)],
+                                            line,
+                                        ) {
+                                            return true;
+                                        }
+                                        continue;
+                                    }
+                                },
+                                None => Value::Null,
+                            };
+                            run.vars.insert(name.to_lowercase(), v);
+                        }
+                        run.vars.insert("@@error".into(), Value::Int(0));
+                        continue;
+                    }
+                    Statement::SetVariable { name, value } => {
+                        match self.eval_scalar(value, session, &run.vars) {
+                            Ok(v) => {
+                                run.vars.insert(name.to_lowercase(), v);
+                                run.vars.insert("@@error".into(), Value::Int(0));
+                            }
+                            Err(m) => {
+                                if self.push_results(run, vec![StatementResult::failed(m)], line) {
+                                    return true;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    Statement::If {
+                        condition,
+                        then,
+                        otherwise,
+                    } => {
+                        let branch = match self.eval_scalar(condition, session, &run.vars) {
+                            Ok(v) if eval::truth(&v) == Some(true) => then,
+                            Ok(_) => otherwise,
+                            Err(m) => {
+                                if self.push_results(run, vec![StatementResult::failed(m)], line) {
+                                    return true;
+                                }
+                                continue;
+                            }
+                        };
+                        if self.run_list(branch, session, run).await {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Statement::Block(inner) => {
+                        if self.run_list(inner, session, run).await {
+                            return true;
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 self.log
-                    .record(session.spid, &session.database, kind, stmt_text);
-                let line = line_of(text, p.start);
+                    .record(session.spid, &session.database, run.kind, stmt_text);
                 self.requests.start(
                     session.spid,
                     requests::command_of(&p.stmt),
@@ -396,39 +533,62 @@ impl Engine {
                 let action = lock(&self.faults).before_statement(p.stmt.kind());
                 if action.disconnect {
                     tracing::info!(spid = session.spid, "fault: dropping the connection");
-                    out.push(StatementResult {
+                    run.out.push(StatementResult {
                         disconnect: true,
                         ..StatementResult::done()
                     });
-                    return out;
+                    return true;
                 }
                 if let Some(d) = action.delay {
                     tokio::time::sleep(d).await;
                 }
                 let results = self
-                    .execute_statement(&p.stmt, session, params, depth)
+                    .execute_statement(&p.stmt, session, &run.vars, run.depth)
                     .await;
+                if let Statement::Exec {
+                    return_var, args, ..
+                } = &p.stmt
+                {
+                    assign_outputs(&mut run.vars, return_var.as_deref(), args, &results);
+                }
                 // Later statements (DROP DATABASE's in-use check) must see this one's USE.
                 self.sync_session(session);
-                let mut stop = false;
-                for mut r in results {
-                    for item in &mut r.items {
-                        if let ResultItem::Message(m) = item
-                            && m.is_error()
-                            && depth == 0
-                        {
-                            m.line = line;
-                        }
-                    }
-                    stop |= (r.error && r.aborts_batch) || r.disconnect;
-                    out.push(r);
-                }
-                if stop {
-                    break;
+                if self.push_results(run, results, line) {
+                    return true;
                 }
             }
-            out
+            false
         })
+    }
+
+    /// Adds a statement's results to the batch output, sets `@@ERROR`; true when the batch
+    /// must stop.
+    fn push_results(
+        &self,
+        run: &mut BatchRun<'_>,
+        results: Vec<StatementResult>,
+        line: i32,
+    ) -> bool {
+        let mut stop = false;
+        let mut error = 0;
+        for mut r in results {
+            for item in &mut r.items {
+                if let ResultItem::Message(m) = item
+                    && m.is_error()
+                {
+                    if error == 0 {
+                        error = m.number;
+                    }
+                    if run.depth == 0 {
+                        m.line = line;
+                    }
+                }
+            }
+            stop |= (r.error && r.aborts_batch) || r.disconnect;
+            run.out.push(r);
+        }
+        run.vars.insert("@@error".into(), Value::Int(error as i64));
+        stop
     }
 
     async fn execute_statement(
@@ -484,6 +644,11 @@ impl Engine {
                 self.sync_mirroring();
                 vec![self.restore(r, session, params).await]
             }
+            // Control flow and variables are handled by `run_list`.
+            Statement::Declare(_)
+            | Statement::SetVariable { .. }
+            | Statement::If { .. }
+            | Statement::Block(_) => vec![StatementResult::done()],
         }
     }
 
@@ -550,6 +715,35 @@ impl Engine {
     pub fn kill_all_sessions(&self) {
         for e in lock(&self.sessions).values() {
             e.kill.cancel();
+        }
+    }
+}
+
+/// After `EXEC [@rc =] proc … @x OUTPUT`: the return code and OUTPUT values land in the batch's
+/// variables.
+fn assign_outputs(
+    vars: &mut Params,
+    return_var: Option<&str>,
+    args: &[ExecArg],
+    results: &[StatementResult],
+) {
+    let Some(last) = results.last() else {
+        return;
+    };
+    if let Some(rv) = return_var {
+        let status = last.return_status.unwrap_or(if last.error { 1 } else { 0 });
+        if last.return_status.is_some() || !last.error {
+            vars.insert(rv.to_lowercase(), Value::Int(status as i64));
+        }
+    }
+    for o in &last.outputs {
+        if let Some(ExecArg {
+            value: Some(Expr::Variable(v)),
+            output: true,
+            ..
+        }) = args.get(o.arg)
+        {
+            vars.insert(v.to_lowercase(), o.value.clone());
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::files::{dir_tree, file_exist, is_proc};
 use super::query::RowSet;
-use super::{Engine, SessionInfo, StatementResult, errors, lock};
+use super::{Engine, ProcArg, SessionInfo, StatementResult, errors, lock};
 use crate::sqlsim::clock::Timestamp;
 use crate::sqlsim::sql::ast::ObjectName;
 use crate::sqlsim::tokens::{Column, ServerMessage};
@@ -22,10 +22,13 @@ impl Engine {
     pub(super) async fn call_procedure(
         &self,
         procedure: &ObjectName,
-        args: Vec<(Option<String>, Value)>,
+        args: Vec<ProcArg>,
         session: &SessionInfo,
     ) -> StatementResult {
-        let values: Vec<Value> = args.into_iter().map(|(_, v)| v).collect();
+        if let Some(r) = self.msdb_procedure(procedure, &args, session) {
+            return r;
+        }
+        let values: Vec<Value> = args.into_iter().map(|a| a.value).collect();
         let text = |i: usize| values.get(i).and_then(Value::to_text);
         let int = |i: usize, default: i64| values.get(i).and_then(Value::as_i64).unwrap_or(default);
         if is_proc(procedure, "xp_fileexist") {
@@ -53,6 +56,7 @@ impl Engine {
                 "fault" => self.fault_proc(text(0)),
                 "mirror" => self.start_mirroring(&values),
                 "service" => self.service_proc(&values),
+                "agent_access" => self.agent_access_proc(&values),
                 _ => Err(errors::procedure_not_found(&procedure.display())),
             };
             return result.unwrap_or_else(StatementResult::failed);

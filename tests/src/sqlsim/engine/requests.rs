@@ -89,5 +89,7 @@ pub fn command_of(stmt: &Statement) -> &'static str {
         Statement::Commit => "COMMIT TRANSACTION",
         Statement::Rollback => "ROLLBACK TRANSACTION",
         Statement::Use(_) | Statement::SetOption(_) => "SET OPTION ON",
+        Statement::Declare(_) | Statement::SetVariable { .. } => "DECLARE",
+        Statement::If { .. } | Statement::Block(_) => "COND WITH",
     }
 }

@@ -327,6 +327,9 @@ pub struct InstanceState {
     /// The SQL Server and SQL Server Agent services.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// msdb: Agent jobs, schedules, history, log shipping, restore history, Agent access.
+    #[serde(default)]
+    pub msdb: crate::sqlsim::engine::msdb::Msdb,
 }
 
 impl InstanceState {
@@ -350,6 +353,7 @@ impl InstanceState {
             next_database_id: FIRST_USER_DATABASE_ID,
             databases,
             services: Vec::new(),
+            msdb: Default::default(),
         }
         .with_services()
     }
@@ -359,6 +363,25 @@ impl InstanceState {
         self.server_name
             .split_once('\\')
             .map_or_else(|| "MSSQLSERVER".to_string(), |(_, i)| i.to_string())
+    }
+
+    /// The SQL Server Agent service row.
+    pub fn agent_service(&self) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.servicename.starts_with("SQL Server Agent"))
+    }
+
+    /// True while the SQL Server Agent service is running.
+    pub fn agent_running(&self) -> bool {
+        self.agent_service()
+            .is_some_and(|s| s.status_desc.eq_ignore_ascii_case("Running"))
+    }
+
+    /// The account the Agent (and its job steps) runs as.
+    pub fn agent_account(&self) -> String {
+        self.agent_service()
+            .map_or_else(String::new, |s| s.service_account.clone())
     }
 
     /// `HOST` of `HOST\INST`.

@@ -112,6 +112,8 @@ pub enum Expr {
         /// NOT IN.
         negated: bool,
     },
+    /// `(SELECT …)` used as a value: the first column of its only row (NULL when no row).
+    Subquery(Box<Select>),
     /// `x IS [NOT] NULL`.
     IsNull {
         /// Tested value.
@@ -268,6 +270,26 @@ pub enum Statement {
     Backup(Backup),
     /// `RESTORE DATABASE | LOG | VERIFYONLY | HEADERONLY | FILELISTONLY`.
     Restore(Restore),
+    /// `DECLARE @a type [= value][, …]`: the type is checked for shape only.
+    Declare(Vec<(String, Option<Expr>)>),
+    /// `SET @a = value`.
+    SetVariable {
+        /// Variable name with its `@`.
+        name: String,
+        /// New value.
+        value: Expr,
+    },
+    /// `IF condition statement-or-block [ELSE statement-or-block]`.
+    If {
+        /// The condition.
+        condition: Expr,
+        /// Runs when the condition is TRUE.
+        then: Vec<Parsed>,
+        /// Runs otherwise (UNKNOWN included).
+        otherwise: Vec<Parsed>,
+    },
+    /// `BEGIN … END`.
+    Block(Vec<Parsed>),
 }
 
 impl Statement {
@@ -287,6 +309,8 @@ impl Statement {
             Statement::AlterDatabase { .. } => "alter",
             Statement::Backup(_) => "backup",
             Statement::Restore(_) => "restore",
+            Statement::Declare(_) | Statement::SetVariable { .. } => "set",
+            Statement::If { .. } | Statement::Block(_) => "control",
         }
     }
 }

@@ -165,6 +165,12 @@ impl Parser<'_> {
                 self.pos += 1;
                 Ok(Expr::Global(g))
             }
+            TokenKind::Symbol("(") if self.peek_at(1).is_some_and(|t| t.is_kw("SELECT")) => {
+                self.pos += 1;
+                let sel = self.select()?;
+                self.expect_sym(")")?;
+                Ok(Expr::Subquery(Box::new(sel)))
+            }
             TokenKind::Symbol("(") => {
                 self.pos += 1;
                 let e = self.expr()?;

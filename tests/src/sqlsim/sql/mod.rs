@@ -4,6 +4,7 @@
 mod alter;
 pub mod ast;
 mod backup;
+mod control;
 mod expr;
 pub mod lexer;
 pub mod parser;

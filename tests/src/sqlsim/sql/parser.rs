@@ -224,7 +224,7 @@ impl<'a> Parser<'a> {
         Ok(ObjectName { parts })
     }
 
-    fn statement(&mut self, first: bool) -> PResult<Statement> {
+    pub(super) fn statement(&mut self, first: bool) -> PResult<Statement> {
         let Some(tok) = self.peek().cloned() else {
             return Err(self.error());
         };
@@ -237,7 +237,24 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(Statement::Use(self.ident()?))
             }
+            "SET"
+                if matches!(
+                    self.peek_at(1).map(|t| &t.kind),
+                    Some(TokenKind::Variable(_))
+                ) =>
+            {
+                self.pos += 1;
+                self.set_variable()
+            }
             "SET" => self.set_option(),
+            "DECLARE" => {
+                self.pos += 1;
+                self.declare()
+            }
+            "IF" => {
+                self.pos += 1;
+                self.if_statement()
+            }
             "SELECT" => Ok(Statement::Select(self.select()?)),
             "INSERT" => self.insert(),
             "CREATE" => {
@@ -278,7 +295,7 @@ impl<'a> Parser<'a> {
             "BEGIN" => {
                 self.pos += 1;
                 if !(self.eat_kw("TRAN") || self.eat_kw("TRANSACTION")) {
-                    return Err(self.error());
+                    return self.block();
                 }
                 self.optional_tran_name();
                 Ok(Statement::BeginTran)
@@ -468,7 +485,7 @@ impl<'a> Parser<'a> {
         }))
     }
 
-    fn select(&mut self) -> PResult<Select> {
+    pub(super) fn select(&mut self) -> PResult<Select> {
         self.pos += 1;
         let top = if self.eat_kw("TOP") {
             if self.eat_sym("(") {

@@ -183,6 +183,7 @@ impl Engine {
             } else {
                 apply_full(&mut st, &name, &header, content, &set, finish)?
             };
+            crate::sqlsim::engine::msdb::record_restore(&mut st, &name, &header, &device);
             self.persist(&st)?;
             name
         };
