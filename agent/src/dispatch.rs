@@ -320,6 +320,57 @@ impl Dispatcher {
             Operation::RecoverDatabase(db) => {
                 self.sql()?.recover_database(db).await.map(Out::Restore)
             }
+            Operation::LogShippingStatus(db) => self
+                .sql()?
+                .log_shipping_status(db)
+                .await
+                .map(Out::LogShipping),
+            Operation::SetupLogShippingPrimary(p) => self
+                .sql()?
+                .setup_log_shipping_primary(p)
+                .await
+                .map(Out::LogShippingSetup),
+            Operation::SetupLogShippingSecondary(s) => self
+                .sql()?
+                .setup_log_shipping_secondary(s)
+                .await
+                .map(Out::LogShippingSetup),
+            Operation::RemoveLogShippingPrimary(db) => self
+                .sql()?
+                .remove_log_shipping_primary(db)
+                .await
+                .map(Out::Done),
+            Operation::RemoveLogShippingSecondary(db) => self
+                .sql()?
+                .remove_log_shipping_secondary(db)
+                .await
+                .map(Out::Done),
+            Operation::RunJob(name) => self
+                .sql()?
+                .run_job(name.as_str())
+                .await
+                .map(Out::JobStarted),
+            Operation::JobOutcome {
+                job_name,
+                after_instance_id,
+            } => self
+                .sql()?
+                .job_outcome(job_name.as_str(), *after_instance_id)
+                .await
+                .map(Out::JobOutcome),
+            Operation::CheckAgentAccess {
+                read_folder,
+                write_folder,
+                timeout_seconds,
+            } => self
+                .sql()?
+                .check_agent_access(
+                    read_folder,
+                    write_folder,
+                    Duration::from_secs(u64::from(*timeout_seconds)),
+                )
+                .await
+                .map(Out::AgentAccess),
             Operation::PoolState(pool) => {
                 let info = self.lync()?.pool_state(pool.as_str()).await?;
                 Ok(Out::PoolState(pool_state_out(pool.as_str(), &info)))

@@ -4,6 +4,7 @@
 //! non-optional, ids are checked, and a bad message becomes a [`ProtocolError`] that names the
 //! field, which maps to `INVALID_ARGUMENT`. Sending sides build `pb` types with `From`.
 
+pub mod logship;
 mod operation;
 
 use std::fmt;

@@ -4,6 +4,7 @@
 //! only refused for being empty, too long or containing control characters.
 
 use crate::identity::validate_name;
+use crate::model::logship::{JobName, LogShippingPrimary, LogShippingSecondary};
 use crate::model::{DatabaseName, ProtocolError};
 use crate::pb;
 
@@ -162,6 +163,34 @@ pub enum Operation {
     },
     /// RESTORE DATABASE … WITH RECOVERY.
     RecoverDatabase(DatabaseName),
+    /// Monitor rows and this database's log shipping configuration.
+    LogShippingStatus(DatabaseName),
+    /// Make the database a log shipping primary.
+    SetupLogShippingPrimary(Box<LogShippingPrimary>),
+    /// Make the (RESTORING) database a log shipping secondary.
+    SetupLogShippingSecondary(Box<LogShippingSecondary>),
+    /// Remove the primary side (its secondaries first).
+    RemoveLogShippingPrimary(DatabaseName),
+    /// Remove the secondary side.
+    RemoveLogShippingSecondary(DatabaseName),
+    /// `sp_start_job` by name.
+    RunJob(JobName),
+    /// The newest outcome of a job after a history mark, and whether it runs.
+    JobOutcome {
+        /// The job.
+        job_name: JobName,
+        /// Outcomes with a higher instance_id only.
+        after_instance_id: u64,
+    },
+    /// A one-off CmdExec job proving the Agent account can read and write folders.
+    CheckAgentAccess {
+        /// Folder to list.
+        read_folder: PathText,
+        /// Folder to write a probe file in.
+        write_folder: PathText,
+        /// Seconds to wait for the job (1..=600).
+        timeout_seconds: u32,
+    },
     /// File metadata.
     FileStat(PathText),
     /// SHA-256 of a file.
@@ -220,6 +249,14 @@ impl Operation {
             Operation::RestoreDatabase { .. } => "restore_database",
             Operation::RestoreLog { .. } => "restore_log",
             Operation::RecoverDatabase(_) => "recover_database",
+            Operation::LogShippingStatus(_) => "log_shipping_status",
+            Operation::SetupLogShippingPrimary(_) => "setup_log_shipping_primary",
+            Operation::SetupLogShippingSecondary(_) => "setup_log_shipping_secondary",
+            Operation::RemoveLogShippingPrimary(_) => "remove_log_shipping_primary",
+            Operation::RemoveLogShippingSecondary(_) => "remove_log_shipping_secondary",
+            Operation::RunJob(_) => "run_job",
+            Operation::JobOutcome { .. } => "job_outcome",
+            Operation::CheckAgentAccess { .. } => "check_agent_access",
             Operation::FileStat(_) => "file_stat",
             Operation::FileChecksum(_) => "file_checksum",
             Operation::FileList { .. } => "file_list",
@@ -249,7 +286,15 @@ impl Operation {
             | Operation::VerifyBackup(_)
             | Operation::RestoreDatabase { .. }
             | Operation::RestoreLog { .. }
-            | Operation::RecoverDatabase(_) => Some("sql"),
+            | Operation::RecoverDatabase(_)
+            | Operation::LogShippingStatus(_)
+            | Operation::SetupLogShippingPrimary(_)
+            | Operation::SetupLogShippingSecondary(_)
+            | Operation::RemoveLogShippingPrimary(_)
+            | Operation::RemoveLogShippingSecondary(_)
+            | Operation::RunJob(_)
+            | Operation::JobOutcome { .. }
+            | Operation::CheckAgentAccess { .. } => Some("sql"),
             Operation::FileStat(_)
             | Operation::FileChecksum(_)
             | Operation::FileList { .. }
@@ -393,6 +438,42 @@ impl TryFrom<pb::operation::Kind> for Operation {
                 expected_sha256: sha("expected_sha256", o.expected_sha256)?,
             },
             K::RecoverDatabase(o) => Operation::RecoverDatabase(db("database", o.database)?),
+            K::LogShippingStatus(o) => Operation::LogShippingStatus(db("database", o.database)?),
+            K::SetupLogShippingPrimary(o) => {
+                Operation::SetupLogShippingPrimary(Box::new(o.try_into()?))
+            }
+            K::SetupLogShippingSecondary(o) => {
+                Operation::SetupLogShippingSecondary(Box::new(o.try_into()?))
+            }
+            K::RemoveLogShippingPrimary(o) => {
+                Operation::RemoveLogShippingPrimary(db("database", o.database)?)
+            }
+            K::RemoveLogShippingSecondary(o) => {
+                Operation::RemoveLogShippingSecondary(db("database", o.database)?)
+            }
+            K::RunJob(o) => Operation::RunJob(JobName::new("job_name", o.job_name)?),
+            K::JobOutcome(o) => Operation::JobOutcome {
+                job_name: JobName::new("job_name", o.job_name)?,
+                after_instance_id: o.after_instance_id,
+            },
+            K::CheckAgentAccess(o) => {
+                let timeout_seconds = if o.timeout_seconds == 0 {
+                    60
+                } else {
+                    o.timeout_seconds
+                };
+                if timeout_seconds > 600 {
+                    return Err(ProtocolError::Invalid {
+                        field: "timeout_seconds",
+                        reason: "at most 600".into(),
+                    });
+                }
+                Operation::CheckAgentAccess {
+                    read_folder: PathText::new("read_folder", o.read_folder)?,
+                    write_folder: PathText::new("write_folder", o.write_folder)?,
+                    timeout_seconds,
+                }
+            }
             K::FileStat(o) => Operation::FileStat(PathText::new("path", o.path)?),
             K::FileChecksum(o) => Operation::FileChecksum(PathText::new("path", o.path)?),
             K::FileList(o) => {

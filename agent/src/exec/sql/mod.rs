@@ -11,6 +11,8 @@
 mod backup;
 pub use backup::PercentSink;
 pub mod config;
+mod jobs;
+mod logship;
 mod restore;
 pub use restore::RestoreRequest;
 pub mod tsql;
@@ -22,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use self::config::{Secret, SqlAuth, SqlConfig, SqlEncryption};
+use self::tsql::logship::{OutKind, ProcCall, ProcValue};
 use self::tsql::{Param, Statement};
 use crate::error::Error;
 
@@ -92,6 +95,67 @@ fn context_of(stmt: &Statement) -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What a procedure call returned.
+#[derive(Debug, Default)]
+pub(crate) struct ProcResult {
+    /// OUTPUT uniqueidentifiers that were not NULL.
+    pub guids: Vec<(&'static str, tiberius::Uuid)>,
+    /// OUTPUT ints that were not NULL.
+    pub ints: Vec<(&'static str, i32)>,
+    /// Result sets.
+    pub rows: Vec<Vec<Row>>,
+}
+
+impl ProcResult {
+    /// An OUTPUT uniqueidentifier, or an error naming the procedure.
+    pub fn guid(&self, call: &ProcCall, name: &str) -> Result<tiberius::Uuid, Error> {
+        self.guids
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, g)| *g)
+            .ok_or_else(|| Error::Sql {
+                number: None,
+                message: format!("{} returned no {name}", call.name),
+                retryable: false,
+            })
+    }
+
+    /// An OUTPUT int, or an error naming the procedure.
+    pub fn int(&self, call: &ProcCall, name: &str) -> Result<i32, Error> {
+        self.ints
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, n)| *n)
+            .ok_or_else(|| Error::Sql {
+                number: None,
+                message: format!("{} returned no {name}", call.name),
+                retryable: false,
+            })
+    }
+}
+
+/// A uniqueidentifier as SQL Server prints it (upper case).
+pub(crate) fn guid_text(g: &tiberius::Uuid) -> String {
+    g.to_string().to_uppercase()
+}
+
+/// A uniqueidentifier column as text (empty when NULL).
+pub(crate) fn guid_col(row: &Row, col: &str) -> String {
+    match row.try_get::<tiberius::Uuid, _>(col) {
+        Ok(Some(g)) => guid_text(&g),
+        _ => text(row, col).to_uppercase(),
+    }
+}
+
+/// A datetime column as `YYYY-MM-DDTHH:MM:SS` (msdb's local time; empty when NULL).
+pub(crate) fn date_col(row: &Row, col: &str) -> String {
+    row.try_get::<chrono::NaiveDateTime, _>(col)
+        .ok()
+        .flatten()
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 /// The backend.
@@ -227,6 +291,57 @@ impl SqlBackend {
             .await
             .map_err(|e| sql_error(&context_of(stmt), e))?;
         Ok(())
+    }
+
+    /// Calls a stored procedure by name (an RPC request with typed and OUTPUT parameters). A
+    /// non-zero return code without a SQL Server error is a failure too. Returns the OUTPUT
+    /// values and the procedure's result sets.
+    pub(crate) async fn call(conn: &mut Conn, call: &ProcCall) -> Result<ProcResult, Error> {
+        let mut cmd = tiberius::Command::new(call.name);
+        for (k, v) in &call.params {
+            match v {
+                ProcValue::Text(s) => cmd.bind_param(*k, s.clone()),
+                ProcValue::Int(n) => cmd.bind_param(*k, *n),
+                ProcValue::Guid(g) => cmd.bind_param(*k, *g),
+            }
+        }
+        for (k, kind) in &call.outputs {
+            match kind {
+                OutKind::Guid => cmd.bind_out_param(*k, Option::<tiberius::Uuid>::None),
+                OutKind::Int => cmd.bind_out_param(*k, Option::<i32>::None),
+            }
+        }
+        let res = cmd
+            .exec(conn)
+            .await
+            .map_err(|e| sql_error(call.name, e))?
+            .into_command_result()
+            .await
+            .map_err(|e| sql_error(call.name, e))?;
+        if res.return_code() != 0 {
+            return Err(Error::Sql {
+                number: None,
+                message: format!("{} returned {}", call.name, res.return_code()),
+                retryable: false,
+            });
+        }
+        let mut out = ProcResult::default();
+        for (k, kind) in &call.outputs {
+            match kind {
+                OutKind::Guid => {
+                    if let Ok(Some(g)) = res.try_return_value::<tiberius::Uuid>(k) {
+                        out.guids.push((k, g));
+                    }
+                }
+                OutKind::Int => {
+                    if let Ok(Some(n)) = res.try_return_value::<i32>(k) {
+                        out.ints.push((k, n));
+                    }
+                }
+            }
+        }
+        out.rows = res.into_iter().collect();
+        Ok(out)
     }
 
     /// Version, edition, default paths (with the 2008 R2 fallback) and services.

@@ -11,6 +11,8 @@ use std::fmt;
 
 use failback_proto::model::DatabaseName;
 
+pub mod logship;
+
 /// A parameter value of a [`Statement`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Param {
