@@ -7,6 +7,11 @@
 //! classic transient numbers (1205 deadlock, 3101 exclusive access while sessions drain) are
 //! retryable, everything else is not. A change whose goal already holds is not an error: it
 //! reports `changed = false`.
+//!
+//! Modules: `backup` / `restore` (BACKUP, RESTORE and their inspection), `logship` (log shipping
+//! status, setup and removal), `jobs` (SQL Server Agent jobs and the access check), [`tsql`]
+//! (every statement; stored procedures are `tsql::logship::ProcCall`s sent by [`SqlBackend::call`]
+//! as RPC requests by name, never as text batches).
 
 mod backup;
 pub use backup::PercentSink;
