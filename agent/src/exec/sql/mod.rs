@@ -10,7 +10,7 @@
 //!
 //! Modules: `backup` / `restore` (BACKUP, RESTORE and their inspection), `logship` (log shipping
 //! status, setup and removal), `jobs` (SQL Server Agent jobs and the access check), [`tsql`]
-//! (every statement; stored procedures are `tsql::logship::ProcCall`s sent by [`SqlBackend::call`]
+//! (every statement; stored procedures are `tsql::logship::ProcCall`s sent by `SqlBackend::call`
 //! as RPC requests by name, never as text batches).
 
 mod backup;
