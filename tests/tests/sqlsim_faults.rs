@@ -1,7 +1,8 @@
 //! Fault switches and progress: `percent_complete` of a paced BACKUP / RESTORE moves as seen from a
 //! second connection; each fault (delay, fail the Nth backup/restore, corrupt is in
 //! sqlsim_backup.rs, drop the connection, exit mid-restore) acts as documented, from the command
-//! line and from `EXEC sqlsim.fault`; and `sa` cannot reach the sim-only procedures at all.
+//! line and from `EXEC sqlsim.fault`; a paced backup's file appears only once complete; and `sa`
+//! cannot reach the sim-only procedures at all.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -58,6 +59,56 @@ async fn percent_complete_moves_during_backup_and_restore() {
     let r = rows(&mut admin, "EXEC sqlsim.fault").await;
     let armed: Vec<&str> = r.iter().map(|r| r.get::<&str, _>(0).unwrap()).collect();
     assert_eq!(armed, vec!["delay backup 2500", "delay restore 2500"]);
+}
+
+/// A backup file appears under its name only once complete (written as `….writing`, then
+/// renamed), as a reader on another instance must never copy a torn one (log shipping's copy
+/// job did, and the restore job then failed on that file forever); a failed write leaves nothing.
+#[tokio::test]
+async fn a_backup_file_appears_only_when_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(
+        dir.path(),
+        &flags(&["--db-size-mb", "4", "--fault", "delay backup 1500"]),
+    );
+    let folder = dir.path().join("fs/C/b");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut c = sim.connect().await;
+    ok(&mut c, "CREATE DATABASE mgc").await;
+    let backup = tokio::spawn(async move {
+        ok(&mut c, r"BACKUP DATABASE mgc TO DISK = N'C:\b\mgc.bak'").await;
+        c
+    });
+    let names = |f: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(f)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut seen_writing = false;
+    while !backup.is_finished() {
+        let now = names(&folder);
+        assert!(
+            !now.iter().any(|n| n == "mgc.bak"),
+            "visible early: {now:?}"
+        );
+        seen_writing |= now.iter().any(|n| n.ends_with(".writing"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = backup.await.unwrap();
+    assert!(seen_writing);
+    assert_eq!(names(&folder), vec!["mgc.bak".to_string()]);
+    let r = rows(&mut c, r"RESTORE HEADERONLY FROM DISK = N'C:\b\mgc.bak'").await;
+    assert_eq!(r.len(), 1);
+    // A write that fails (the name is a folder) leaves no temporary file behind.
+    std::fs::create_dir_all(folder.join("taken.bak")).unwrap();
+    assert_eq!(
+        error_code(&mut c, r"BACKUP DATABASE mgc TO DISK = N'C:\b\taken.bak'").await,
+        3201
+    );
+    let mut left = names(&folder);
+    left.sort();
+    assert_eq!(left, vec!["mgc.bak".to_string(), "taken.bak".to_string()]);
 }
 
 /// Polls sys.dm_exec_requests for `command` until `task` ends; the percentages seen.

@@ -97,7 +97,9 @@
 //!   COMPRESSION | COPY_ONLY | STATS [= n] | NAME = … | DESCRIPTION = … | NORECOVERY (log) | …]`;
 //!   `db` and `file` may be `@parameters` (sp_executesql). The file is real: header + payload
 //!   (rows, state, filler up to `--db-size-mb`), see `engine/backup/format.rs`. One backup set
-//!   per file: NOINIT overwrites instead of appending (FILE = n other than 1 is 4038). INFO
+//!   per file: NOINIT overwrites instead of appending (FILE = n other than 1 is 4038). The file
+//!   is written as `<file>.<backup_set_guid>.writing` beside it and renamed into place when
+//!   complete, so no reader (log shipping's copy job, RESTORE) ever sees a torn backup. INFO
 //!   messages 3211 (STATS), 4035 (pages per file), 3014 (done) as SQL Server words them; they
 //!   arrive with the statement's DONE, not streamed while it runs.
 //! - `RESTORE DATABASE db FROM DISK = file [WITH FILE = 1, REPLACE, RECOVERY | NORECOVERY |

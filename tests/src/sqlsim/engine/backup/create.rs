@@ -1,6 +1,16 @@
 //! BACKUP DATABASE / BACKUP LOG to a real file. Checks and the LSN bookkeeping happen under the
 //! state lock; the file is written without it; the log chain moves only once the file is safely
 //! on disk, so a failed write (3201) leaves the next log backup covering the same range.
+//!
+//! The file is written as `<name>.<backup_set_guid>.writing` in the target folder, synced, and
+//! renamed to its name only when complete (a failed write removes it), so a reader on any
+//! instance — sqllogship's copy job, RESTORE — sees no file or the finished one, never a torn
+//! one. (On Windows SQL Server holds the device open while writing, so such a reader fails and
+//! retries.) Before, the primary's log backup and the secondary's copy job, both due on the same
+//! whole second, could meet mid-write: the copy took the header without the payload, recorded
+//! the file as copied, and every restore run then failed on it with 3241.
+
+use std::path::{Path, PathBuf};
 
 use super::format::{self, BackupContent, BackupFile, BackupHeader};
 use super::{Settings, pages, stats_messages, terminate};
@@ -62,16 +72,26 @@ impl Engine {
         };
         let pacing = lock(&self.faults).pacing("backup");
         let spid = session.spid;
-        format::write_backup(&local, &mut header, &content, filler, pacing, |p| {
+        // Written under a temporary name and renamed into place once complete (see the module
+        // doc): nobody ever reads a half-written backup under its real name.
+        let writing = writing_path(&local, &header.backup_set_guid);
+        let written = format::write_backup(&writing, &mut header, &content, filler, pacing, |p| {
             self.requests.progress(spid, p)
         })
-        .await
-        .map_err(|e| cannot_open_device(&device, &e, &local))?;
+        .await;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&writing);
+            return Err(cannot_open_device(&device, &e, &local));
+        }
         if let Some(part) = lock(&self.faults).take_corruption() {
             tracing::info!(file = %local.display(), ?part, "fault: corrupting the backup file");
-            if let Err(e) = format::corrupt(&local, part) {
-                tracing::warn!("failed to corrupt {}: {e}", local.display());
+            if let Err(e) = format::corrupt(&writing, part) {
+                tracing::warn!("failed to corrupt {}: {e}", writing.display());
             }
+        }
+        if let Err(e) = std::fs::rename(&writing, &local) {
+            let _ = std::fs::remove_file(&writing);
+            return Err(cannot_open_device(&device, &e, &local));
         }
         self.commit_backup(b.kind, &db_name, &header, &set)?;
 
@@ -257,4 +277,14 @@ impl Engine {
         }
         self.persist(&st)
     }
+}
+
+/// Where a backup to `local` is written until it is complete: beside it, with a name no reader
+/// takes for a backup file (`*.bak` / `*.trn` patterns and log shipping's
+/// `<db>_yyyymmddhhmmss.trn` never match it), unique per backup set.
+fn writing_path(local: &Path, backup_set_guid: &str) -> PathBuf {
+    let name = local
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    local.with_file_name(format!("{name}.{backup_set_guid}.writing"))
 }
