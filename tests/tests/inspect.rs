@@ -72,15 +72,20 @@ async fn inspect_sql_and_lync_agents() {
         .unwrap();
     assert_eq!(dbs["result"][0]["name"], "mgc");
     assert_eq!(dbs["result"][0]["exists"], false);
-    // Read-only: every statement the inspection sent is a SELECT.
+    let ls = items
+        .iter()
+        .find(|i| i["operation"] == "log_shipping_status")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(ls["result"]["primary"], serde_json::Value::Null, "{ls:#}");
+    assert_eq!(ls["result"]["secondary"], serde_json::Value::Null);
+    // Read-only: every statement the inspection sent is a SELECT (or the monitor procedure).
     let sent = sim.statements();
     assert!(sent.len() > before);
     assert!(
-        sent[before..].iter().all(|s| s
-            .text
-            .trim_start()
-            .to_ascii_uppercase()
-            .starts_with("SELECT")),
+        sent[before..].iter().all(|s| {
+            let t = s.text.trim_start().to_ascii_uppercase();
+            t.starts_with("SELECT") || t == "MASTER.DBO.SP_HELP_LOG_SHIPPING_MONITOR"
+        }),
         "{:#?}",
         &sent[before..]
     );

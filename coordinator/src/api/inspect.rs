@@ -83,6 +83,13 @@ pub async fn inspect(
                 }),
             ));
         }
+        // Log shipping carries mgc only (pchat-dr.md §4.4: mgccomp is not shipped).
+        plan.push((
+            "mgc".into(),
+            K::LogShippingStatus(pb::LogShippingStatus {
+                database: "mgc".into(),
+            }),
+        ));
     }
     if has("lync") {
         for pool in topology

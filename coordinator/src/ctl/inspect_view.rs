@@ -112,6 +112,46 @@ fn item(i: &pb::InspectItem) -> (String, String, Value) {
                     .join(", "),
                 json!({"pool_fqdn": x.pool_fqdn, "service_identity": x.service_identity, "servers": x.servers, "active_servers": x.active_servers}),
             ),
+            Some(Out::LogShipping(x)) => {
+                let mut parts = Vec::new();
+                if let Some(p) = &x.primary {
+                    let peers: Vec<String> = p.secondaries.iter().map(|s| format!("{}/{}", s.server, s.database)).collect();
+                    parts.push(format!(
+                        "primary of {} to {} (last backup {} at {})",
+                        p.database,
+                        if peers.is_empty() { "-".into() } else { peers.join(", ") },
+                        if p.last_backup_file.is_empty() { "-" } else { &p.last_backup_file },
+                        if p.last_backup_date.is_empty() { "-" } else { &p.last_backup_date }
+                    ));
+                }
+                if let Some(s) = &x.secondary {
+                    parts.push(format!(
+                        "secondary of {}/{} (last copied {}, last restored {} at {})",
+                        s.primary_server,
+                        s.primary_database,
+                        if s.last_copied_file.is_empty() { "-" } else { &s.last_copied_file },
+                        if s.last_restored_file.is_empty() { "-" } else { &s.last_restored_file },
+                        if s.last_restored_date.is_empty() { "-" } else { &s.last_restored_date }
+                    ));
+                }
+                if x.monitor.iter().any(|m| m.alert) {
+                    parts.push("ALERT: a log shipping threshold is exceeded".into());
+                }
+                (
+                    format!("log shipping {}", i.target),
+                    if parts.is_empty() { "not configured".into() } else { parts.join("; ") },
+                    json!({
+                        "primary": x.primary.as_ref().map(|p| json!({"database": p.database, "backup_directory": p.backup_directory, "backup_share": p.backup_share,
+                            "last_backup_file": p.last_backup_file, "last_backup_date": p.last_backup_date,
+                            "secondaries": p.secondaries.iter().map(|s| json!({"server": s.server, "database": s.database})).collect::<Vec<_>>()})),
+                        "secondary": x.secondary.as_ref().map(|s| json!({"database": s.database, "primary_server": s.primary_server, "primary_database": s.primary_database,
+                            "backup_source_directory": s.backup_source_directory, "backup_destination_directory": s.backup_destination_directory,
+                            "last_copied_file": s.last_copied_file, "last_copied_date": s.last_copied_date,
+                            "last_restored_file": s.last_restored_file, "last_restored_date": s.last_restored_date, "standby": s.standby})),
+                        "alert": x.monitor.iter().any(|m| m.alert),
+                    }),
+                )
+            }
             other => (label, format!("{other:?}"), json!({"raw": format!("{other:?}")})),
         },
     }
