@@ -26,6 +26,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod runbook;
 pub mod store;
 pub mod topology;
 
