@@ -38,6 +38,54 @@ pub struct CoordinatorConfig {
     /// `state_dir`), the default.
     #[serde(default)]
     pub etcd: Option<EtcdConfig>,
+    /// `[runbook]`: how runbooks behave (all fields have defaults).
+    #[serde(default)]
+    pub runbook: RunbookConfig,
+}
+
+/// `[runbook]`: knobs of the runbook engine and the failback runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunbookConfig {
+    /// Failback order of FB-6 and FB-7. `false` (default): the pool is set `Normal` first, then
+    /// the primary data center's servers are activated, so no server is ever active while the pool
+    /// still points at the backup databases (pchat-dr.md §9 item 3). `true`: the documented order
+    /// (activate, then `Normal`).
+    pub activate_before_normal: bool,
+    /// FB-6's latency gate: a chat server whose median TCP connect time to the primary SQL
+    /// endpoint is above this is not activated.
+    #[serde(with = "humantime_serde")]
+    pub latency_limit: Duration,
+    /// FB-1: how long chat servers get to leave `mgc`/`mgccomp` on their own before the leftover
+    /// sessions are killed.
+    #[serde(with = "humantime_serde")]
+    pub drain_grace: Duration,
+    /// FB-1: how often the sessions are listed while draining.
+    #[serde(with = "humantime_serde")]
+    pub drain_poll: Duration,
+    /// Timeout of one attempt of a short step (Lync cmdlets, mirroring, session draining).
+    #[serde(with = "humantime_serde")]
+    pub step_timeout: Duration,
+    /// Timeout of one attempt of a step that moves a database (backup, restore, seed).
+    #[serde(with = "humantime_serde")]
+    pub data_step_timeout: Duration,
+    /// Pause between attempts of a step after a retryable failure.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for RunbookConfig {
+    fn default() -> Self {
+        RunbookConfig {
+            activate_before_normal: false,
+            latency_limit: Duration::from_millis(10),
+            drain_grace: Duration::from_secs(60),
+            drain_poll: Duration::from_secs(2),
+            step_timeout: Duration::from_secs(15 * 60),
+            data_step_timeout: Duration::from_secs(8 * 3600),
+            retry_backoff: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[etcd]`: where the election and the run store live.

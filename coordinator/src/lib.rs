@@ -9,6 +9,7 @@
 //! - [`etcd`] — connections to the etcd members (one at a time, rotated on failure).
 //! - [`store`] — the run store (domain trait; etcd and file implementations; key layout).
 //! - [`registry`] — agents, sessions, heartbeats, liveness.
+//! - [`runbook`] — the runbook engine (a leadership listener) and the failback runbook.
 //! - [`api`] — gRPC services, caller identity, the one `Error` → `Status` mapping.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`pki`] — the installation CA (`failbackctl certs`).
@@ -26,6 +27,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod runbook;
 pub mod store;
 pub mod topology;
 
@@ -93,10 +95,21 @@ pub async fn run(
     };
     let (metrics, metrics_registry) = metrics::Metrics::new();
     let registry = Registry::new(&topology, metrics.clone());
-    // Leader-only work registers here before leadership starts (the runbook engine will too).
-    let notifier = LeadershipNotifier::new().with_listener(Arc::new(registry.clone()));
+    let topology = Arc::new(topology);
+    let engine = runbook::engine::Engine::new(
+        &id,
+        topology.clone(),
+        Arc::new(registry.clone()),
+        config.runbook.clone(),
+    );
+    // Leader-only work registers here before leadership starts. The engine's term waits for
+    // the run store, which standalone mode can only open once its epoch is known.
+    let notifier = LeadershipNotifier::new()
+        .with_listener(Arc::new(registry.clone()))
+        .with_listener(Arc::new(engine.clone()));
     let (leadership, store) =
         start_leadership(&config, &id, &advertise, notifier, &shutdown).await?;
+    engine.set_store(store.clone());
     tracing::info!(
         coordinator = %id,
         listen = %local,
@@ -117,10 +130,11 @@ pub async fn run(
     };
     let control = api::control::ControlService {
         registry: registry.clone(),
-        topology: Arc::new(topology.clone()),
+        topology: topology.clone(),
         leadership: leadership.clone(),
         coordinator_id: id.clone(),
         heartbeat_interval: config.heartbeat_interval,
+        engine: engine.clone(),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health

@@ -11,6 +11,7 @@ use failback_proto::pb;
 use tonic::{Request, Response, Status};
 
 use crate::api::auth;
+use crate::api::runs::{self, RunCall};
 use crate::error::Error;
 use crate::leader::LeadershipRef;
 use crate::registry::Registry;
@@ -27,6 +28,8 @@ pub struct ControlService {
     pub coordinator_id: String,
     /// Heartbeat interval agents keep.
     pub heartbeat_interval: Duration,
+    /// The runbook engine (run calls).
+    pub engine: crate::runbook::engine::Engine,
 }
 
 const OPERATORS: &[Role] = &[Role::Operator, Role::Approver];
@@ -138,6 +141,95 @@ impl pb::control_server::Control for ControlService {
                 Error::Protocol(failback_proto::model::ProtocolError::Missing("outcome")).into(),
             ),
         }
+    }
+
+    async fn start_run(
+        &self,
+        request: Request<pb::StartRunRequest>,
+    ) -> Result<Response<pb::StartRunResponse>, Status> {
+        let who = self.caller(&request, "StartRun")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::start(&self.engine, &who, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::RunDetail>, Status> {
+        let _who = self.caller(&request, "GetRun")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::get(&self.engine, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let _who = self.caller(&request, "ListRuns")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::list(&self.engine, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::RunRequest>,
+    ) -> Result<Response<pb::RunAck>, Status> {
+        let who = self.caller(&request, "Approve")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body =
+            runs::control(&self.engine, &who, RunCall::Approve, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<pb::RunRequest>,
+    ) -> Result<Response<pb::RunAck>, Status> {
+        let who = self.caller(&request, "Pause")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::control(&self.engine, &who, RunCall::Pause, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<pb::RunRequest>,
+    ) -> Result<Response<pb::RunAck>, Status> {
+        let who = self.caller(&request, "Resume")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::control(&self.engine, &who, RunCall::Resume, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn abort(
+        &self,
+        request: Request<pb::RunRequest>,
+    ) -> Result<Response<pb::RunAck>, Status> {
+        let who = self.caller(&request, "Abort")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::control(&self.engine, &who, RunCall::Abort, request.into_inner()).await?;
+        Ok(Response::new(body))
+    }
+
+    async fn plan(
+        &self,
+        request: Request<pb::PlanRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        let _who = self.caller(&request, "Plan")?;
+        self.leader_only()?;
+        // Body first, then respond: errors map through the one Error → Status mapping.
+        let body = runs::plan(&self.engine, request.into_inner())?;
+        Ok(Response::new(body))
     }
 }
 

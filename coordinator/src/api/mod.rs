@@ -6,4 +6,5 @@ pub mod agent_session;
 pub mod auth;
 pub mod control;
 pub mod inspect;
+pub mod runs;
 pub mod status;

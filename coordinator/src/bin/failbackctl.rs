@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use failback_coordinator::ctl::output::{self, Format};
-use failback_coordinator::ctl::{ClientSettings, Control, exit_code};
+use failback_coordinator::ctl::{ClientSettings, Control, exit_code, runs_view};
 use failback_coordinator::error::Error;
 use failback_coordinator::pki;
 use failback_coordinator::topology::Topology;
@@ -25,7 +25,7 @@ use failback_proto::telemetry::{LogFormat, init_tracing};
     name = "failbackctl",
     version,
     about = "Operate failback: certificates, topology checks, agents.",
-    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused."
+    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused (including a missing role); 3 `status`: the run failed or was aborted."
 )]
 struct Cli {
     /// Coordinator endpoint `name@host:port` (repeat, or comma-separate). Tried in order; a
@@ -87,6 +87,61 @@ enum Command {
     /// Topology files.
     #[command(subcommand)]
     Topology(TopologyCommand),
+    /// Start a runbook; prints the run id.
+    #[command(subcommand)]
+    Run(RunbookCommand),
+    /// Dry run of a runbook: steps, hosts, T-SQL and cmdlets, findings. Changes nothing.
+    #[command(subcommand)]
+    Plan(RunbookCommand),
+    /// A run's progress, outputs and audit trail (default: the newest run). Exit code 3 when the
+    /// run failed or was aborted.
+    Status {
+        run: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+        output: OutputArg,
+    },
+    /// Approve a run's destructive steps (needs an approver certificate).
+    Approve { run: String },
+    /// Pause a run at the next step boundary.
+    Pause { run: String },
+    /// Resume a paused run.
+    Resume { run: String },
+    /// Abort a run: no further step starts.
+    Abort { run: String },
+    /// Runs, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+        output: OutputArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunbookCommand {
+    /// The failback runbook (FB-1..FB-7).
+    Failback(RunbookArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunbookArgs {
+    /// Pool FQDN (repeat for several; the first is the canary).
+    #[arg(long = "pool")]
+    pools: Vec<String>,
+    /// Every pool of the topology.
+    #[arg(long, conflicts_with = "pools")]
+    all: bool,
+    /// Approve the destructive steps now (needs an approver certificate).
+    #[arg(long)]
+    yes: bool,
+    /// Pools at once after the canary.
+    #[arg(long, default_value_t = 1)]
+    max_parallel: u32,
+    /// Keep going with other pools after one fails.
+    #[arg(long)]
+    continue_on_failure: bool,
+    #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+    output: OutputArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,13 +234,120 @@ fn parse_time(s: &str, what: &str) -> Result<time::OffsetDateTime, Error> {
         .map_err(|e| Error::InvalidInput(format!("{what} '{s}' is not an RFC 3339 time: {e}")))
 }
 
-async fn execute(cli: Cli) -> Result<String, Error> {
+/// What a command printed and the exit code it asks for (0 unless said otherwise).
+struct Done(String, u8);
+
+impl From<String> for Done {
+    fn from(s: String) -> Self {
+        Done(s, 0)
+    }
+}
+
+async fn run_call(
+    settings: &ClientSettings,
+    which: &'static str,
+    run: String,
+) -> Result<String, Error> {
+    let mut control = Control::connect(settings).await?;
+    let ack = control
+        .call(|mut c| {
+            let req = pb::RunRequest {
+                run_id: run.clone(),
+            };
+            async move {
+                match which {
+                    "approve" => c.approve(req).await,
+                    "pause" => c.pause(req).await,
+                    "resume" => c.resume(req).await,
+                    _ => c.abort(req).await,
+                }
+            }
+        })
+        .await?;
+    Ok(format!(
+        "run {}: {which} accepted; status {}",
+        ack.run_id, ack.status
+    ))
+}
+
+async fn execute(cli: Cli) -> Result<Done, Error> {
     let settings = ClientSettings {
         endpoints: cli.endpoints.clone(),
         certs_dir: cli.certs_dir.clone(),
         identity: cli.identity.clone(),
     };
     match cli.command {
+        Command::Run(RunbookCommand::Failback(a)) => {
+            let mut control = Control::connect(&settings).await?;
+            let r = control
+                .call(|mut c| {
+                    let req = pb::StartRunRequest {
+                        runbook: "failback".into(),
+                        pools: a.pools.clone(),
+                        all: a.all,
+                        yes: a.yes,
+                        max_parallel: a.max_parallel,
+                        continue_on_failure: a.continue_on_failure,
+                    };
+                    async move { c.start_run(req).await }
+                })
+                .await?;
+            Ok(match Format::from(a.output) {
+                Format::Json => serde_json::json!({ "run_id": r.run_id }).to_string(),
+                Format::Table => r.run_id,
+            }
+            .into())
+        }
+        Command::Plan(RunbookCommand::Failback(a)) => {
+            let mut control = Control::connect(&settings).await?;
+            let p = control
+                .call(|mut c| {
+                    let req = pb::PlanRequest {
+                        runbook: "failback".into(),
+                        pools: a.pools.clone(),
+                        all: a.all,
+                        max_parallel: a.max_parallel,
+                    };
+                    async move { c.plan(req).await }
+                })
+                .await?;
+            Ok(runs_view::render_plan(&p, a.output.into()).into())
+        }
+        Command::Status { run, output } => {
+            let mut control = Control::connect(&settings).await?;
+            let d = control
+                .call(|mut c| {
+                    let run_id = run.clone().unwrap_or_default();
+                    async move { c.get_run(pb::GetRunRequest { run_id }).await }
+                })
+                .await?;
+            let status = d.run.as_ref().map(|r| r.status.clone()).unwrap_or_default();
+            let code = if status == "failed" || status == "aborted" {
+                3
+            } else {
+                0
+            };
+            Ok(Done(runs_view::render_run(&d, output.into()), code))
+        }
+        Command::Approve { run } => {
+            return run_call(&settings, "approve", run).await.map(Into::into);
+        }
+        Command::Pause { run } => run_call(&settings, "pause", run).await.map(Into::into),
+        Command::Resume { run } => run_call(&settings, "resume", run).await.map(Into::into),
+        Command::Abort { run } => run_call(&settings, "abort", run).await.map(Into::into),
+        Command::History { limit, output } => {
+            let mut control = Control::connect(&settings).await?;
+            let r = control
+                .call(|mut c| async move { c.list_runs(pb::ListRunsRequest { limit }).await })
+                .await?;
+            Ok(runs_view::render_history(&r, output.into()).into())
+        }
+        other => execute_other(other, settings).await.map(Into::into),
+    }
+}
+
+async fn execute_other(command: Command, settings: ClientSettings) -> Result<String, Error> {
+    match command {
         Command::Certs(CertsCommand::Init { dir, names, days }) => {
             let specs = pki::group(&names.requests())?;
             let files = pki::init(&dir, &specs, pki::Validity::days(days))?;
@@ -277,6 +439,14 @@ async fn execute(cli: Cli) -> Result<String, Error> {
                 ),
             })
         }
+        Command::Run(_)
+        | Command::Plan(_)
+        | Command::Status { .. }
+        | Command::Approve { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Abort { .. }
+        | Command::History { .. } => Err(Error::Internal("run commands are handled above".into())),
     }
 }
 
@@ -286,9 +456,9 @@ async fn main() -> ExitCode {
     init_tracing(cli.log_format);
     failback_proto::install_crypto_provider();
     match execute(cli).await {
-        Ok(out) => {
+        Ok(Done(out, code)) => {
             println!("{out}");
-            ExitCode::SUCCESS
+            ExitCode::from(code)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,0 +1,212 @@
+//! FB-1: clear the pool's active servers, then make sure nothing is connected to the backup
+//! `mgc`/`mgccomp` any more (pchat-dr.md §3 step 1, §5.2).
+//!
+//! - Probe: done when the active-server list is empty and the backup instance shows no session
+//!   in any of the pool's databases.
+//! - Action: `Set-CsPersistentChatActiveServer -Identity <id> -ActiveServers $null -Force`
+//!   (op `clear-active`, through a Lync shell agent of the backup data center first); then list
+//!   the sessions in every pool database on the backup instance every `drain_poll` until none
+//!   remain or `drain_grace` has passed, and kill the leftovers (ops `kill-<db>`). Servers not
+//!   on the list refuse *new* connections but keep existing ones (§5.2), hence the grace period
+//!   and the kill. Every session counts, not only the chat servers': after FB-1 nothing may
+//!   write to these databases, and FB-3's backup must contain everything written before it.
+//! - Also records the backup instance's SQL Server Agent service account and state
+//!   (`describe_instance`): the reference's note about the Agent account (§3 step 1, §9 item 7)
+//!   concerns FB-5's copy job. Proving its share access needs a one-off Agent job that the agent
+//!   does not offer yet (`check_agent_access`); until then the finding is recorded, not enforced.
+//! - Verify: the list is empty and no session remains.
+//!
+//! Errors: agent not connected or no answer → asked again with the same op id until the step
+//! timeout; a retryable agent error → new attempt (3 in all); sessions still present at verify
+//! (a client reconnected) → retried; anything else (cmdlet refused, unknown pool) aborts the
+//! pool's run.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failback_proto::pb;
+use serde_json::{Value, json};
+
+use super::{expect_output, op, pool_servers, sessions, shell_agents, sql};
+use crate::config::RunbookConfig;
+use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
+use crate::topology::{Pool, SqlRole};
+
+/// FB-1.
+pub struct ClearActiveServers;
+
+async fn all_sessions(ctx: &StepCtx) -> Result<Vec<(String, Vec<pb::SessionInfo>)>, StepError> {
+    let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+    let mut out = Vec::new();
+    for db in &ctx.pool.databases {
+        let s = sessions(ctx, &backup, db).await?;
+        if !s.is_empty() {
+            out.push((db.to_string(), s));
+        }
+    }
+    Ok(out)
+}
+
+fn describe(sessions: &[(String, Vec<pb::SessionInfo>)]) -> Value {
+    json!(
+        sessions
+            .iter()
+            .map(|(db, s)| json!({ "database": db, "sessions": s.iter().map(|x| json!({ "spid": x.spid, "login": x.login, "host": x.host_name, "program": x.program_name })).collect::<Vec<_>>() }))
+            .collect::<Vec<_>>()
+    )
+}
+
+#[async_trait]
+impl Step for ClearActiveServers {
+    fn name(&self) -> &'static str {
+        "fb1_clear_active"
+    }
+
+    fn title(&self) -> &'static str {
+        "FB-1 clear the active servers; no session left in mgc/mgccomp on the backup instance"
+    }
+
+    fn timeout(&self, config: &RunbookConfig) -> Duration {
+        config.step_timeout
+    }
+
+    fn plan(&self, pool: &Pool) -> Vec<PlannedOp> {
+        let mut ops = Vec::new();
+        if let Some(shell) = shell_agents(pool, &pool.backup_dc).first() {
+            ops.push(PlannedOp::new(
+                shell,
+                "set_active_servers",
+                format!(
+                    "Set-CsPersistentChatActiveServer -Identity <identity of {}> -ActiveServers $null -Force",
+                    pool.fqdn
+                ),
+            ));
+        }
+        if let Some(b) = pool.sql.get(&SqlRole::Backup) {
+            ops.push(PlannedOp::new(
+                &b.agent,
+                "describe_instance",
+                "read the SQL Server Agent service state and account",
+            ));
+            for db in &pool.databases {
+                ops.push(PlannedOp::new(
+                    &b.agent,
+                    "list_sessions",
+                    format!("sessions in [{db}] until none remain"),
+                ));
+                ops.push(PlannedOp::new(
+                    &b.agent,
+                    "kill_sessions",
+                    format!("KILL <spid> for sessions left in [{db}] after the grace period"),
+                ));
+            }
+        }
+        ops
+    }
+
+    async fn probe(&self, ctx: &StepCtx) -> Result<Probe, StepError> {
+        let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
+        let servers = pool_servers(ctx, &shell).await?;
+        if !servers.active_servers.is_empty() {
+            return Ok(Probe::Needed);
+        }
+        if !all_sessions(ctx).await?.is_empty() {
+            return Ok(Probe::Needed);
+        }
+        Ok(Probe::Done(json!({ "active_servers": [], "killed": [] })))
+    }
+
+    async fn act(&self, ctx: &StepCtx) -> Result<Value, StepError> {
+        let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
+        let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+        let before = pool_servers(ctx, &shell).await?;
+        ctx.act(
+            &shell,
+            "clear-active",
+            op(pb::operation::Kind::SetActiveServers(
+                pb::SetActiveServers {
+                    pool_fqdn: ctx.pool.fqdn.clone(),
+                    change: pb::ActiveServersChange::Clear as i32,
+                    servers: Vec::new(),
+                },
+            )),
+            ctx.config.step_timeout,
+        )
+        .await?;
+        let instance = ctx
+            .read(
+                &backup,
+                op(pb::operation::Kind::DescribeInstance(
+                    pb::DescribeInstance {},
+                )),
+            )
+            .await
+            .ok();
+        let agent_service = instance
+            .and_then(|k| match k {
+                pb::operation_output::Kind::Instance(i) => Some(i),
+                _ => None,
+            })
+            .and_then(|i| {
+                i.services
+                    .into_iter()
+                    .find(|s| s.name.to_ascii_uppercase().contains("AGENT"))
+            })
+            .map(|s| json!({ "name": s.name, "status": s.status, "account": s.account }));
+
+        let started = tokio::time::Instant::now();
+        let mut killed = Vec::new();
+        loop {
+            let left = all_sessions(ctx).await?;
+            if left.is_empty() {
+                break;
+            }
+            if started.elapsed() >= ctx.config.drain_grace {
+                tracing::warn!(pool = %ctx.pool.fqdn, "sessions left after the grace period: {}", describe(&left));
+                for (db, _) in &left {
+                    let out = ctx
+                        .act(
+                            &backup,
+                            &format!("kill-{db}"),
+                            op(pb::operation::Kind::KillSessions(pb::KillSessions {
+                                database: db.clone(),
+                                program_names: Vec::new(),
+                            })),
+                            ctx.config.step_timeout,
+                        )
+                        .await?;
+                    let k = expect_output!(out, Killed, "kill_sessions")?;
+                    killed.push(json!({ "database": db, "sessions": k.sessions.len() }));
+                }
+                break;
+            }
+            ctx.sleep(ctx.config.drain_poll).await?;
+        }
+        Ok(json!({
+            "previously_active": before.active_servers,
+            "drained_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "killed": killed,
+            "sql_agent_service": agent_service,
+            "agent_access_check": "not run: the agent has no check_agent_access operation yet",
+        }))
+    }
+
+    async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
+        let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
+        let servers = pool_servers(ctx, &shell).await?;
+        if !servers.active_servers.is_empty() {
+            return Err(StepError::retry(format!(
+                "active servers still listed after clearing: {}",
+                servers.active_servers.join(", ")
+            )));
+        }
+        let left = all_sessions(ctx).await?;
+        if !left.is_empty() {
+            return Err(StepError::retry(format!(
+                "sessions reconnected to the backup databases: {}",
+                describe(&left)
+            )));
+        }
+        Ok(output)
+    }
+}

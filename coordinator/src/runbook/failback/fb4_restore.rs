@@ -1,0 +1,168 @@
+//! FB-4: restore the primary's `mgc` from FB-3's file, overwriting, ready to use
+//! (pchat-dr.md §3 step 4, §6.4). **Destructive**: needs the run's approval.
+//!
+//! - Inputs: FB-3's file, SHA-256 and LSNs (a pool without them fails here).
+//! - Probe: always needed. A rebuilt, empty `mgc` on the primary is ONLINE too, so "ONLINE" alone
+//!   cannot say the restore happened; the agent exposes no restore history yet, so the goal
+//!   can only be proven by this step's own restore result.
+//! - Preconditions (invariant 2): the pool's active-server list is empty (FB-1 still holds).
+//! - Action: `RESTORE DATABASE [mgc] FROM DISK = @file WITH FILE = 1, REPLACE, RECOVERY,
+//!   CHECKSUM, MOVE …` (op `restore-mgc`): the agent re-checks the file's SHA-256 against
+//!   FB-3's (invariant 3) and refuses on a mismatch, takes exclusive access (ends the sessions in
+//!   `mgc` with ROLLBACK IMMEDIATE), and MOVEs each file to the instance's default paths.
+//! - Verify: `mgc` is ONLINE on the primary, and the restored set's LastLSN and CheckpointLSN
+//!   equal those FB-3 recorded.
+//!
+//! After a leader change the restore is asked again with the same op id: the agent's journal
+//! answers (or says it is still running) — it never runs twice. If the agent itself restarted
+//! mid-restore (`INTERRUPTED`), the probe cannot prove the goal, so the pool fails for a person
+//! to look (never a blind second restore).
+//!
+//! Errors: agent unreachable / no answer → asked again with the same op id; active servers
+//! present, checksum mismatch, wrong LSN, not ONLINE → abort the pool's run; retryable SQL
+//! errors (3101 "database in use" after the exclusive-access attempt) → new attempt (2 in all).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failback_proto::pb;
+use serde_json::{Value, json};
+
+use super::{MGC, database_states, expect_output, mgc, op, pool_servers, shell_agents, sql};
+use crate::config::RunbookConfig;
+use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
+use crate::topology::{Pool, SqlRole};
+
+/// FB-4.
+pub struct RestorePrimary;
+
+#[async_trait]
+impl Step for RestorePrimary {
+    fn name(&self) -> &'static str {
+        "fb4_restore"
+    }
+
+    fn title(&self) -> &'static str {
+        "FB-4 restore the primary mgc from FB-3's file (REPLACE, RECOVERY; SHA-256 and LSN checked)"
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn max_attempts(&self) -> u32 {
+        2
+    }
+
+    fn timeout(&self, config: &RunbookConfig) -> Duration {
+        config.data_step_timeout
+    }
+
+    fn plan(&self, pool: &Pool) -> Vec<PlannedOp> {
+        let Some(p) = pool.sql.get(&SqlRole::Primary) else {
+            return Vec::new();
+        };
+        let mut ops = Vec::new();
+        if let Some(shell) = shell_agents(pool, &pool.primary_dc).first() {
+            ops.push(PlannedOp::new(
+                shell,
+                "pool_servers",
+                "precondition: no active server",
+            ));
+        }
+        ops.push(PlannedOp::new(
+            &p.agent,
+            "restore_database",
+            format!("SHA-256 re-check of FB-3's file; ALTER DATABASE [{MGC}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE (if in use); RESTORE DATABASE [{MGC}] FROM DISK = N'<FB-3 file>' WITH FILE = 1, REPLACE, RECOVERY, CHECKSUM, MOVE … to the default paths"),
+        ));
+        ops.push(PlannedOp::new(
+            &p.agent,
+            "database_state",
+            format!("[{MGC}] ONLINE; LastLSN equals FB-3's"),
+        ));
+        ops
+    }
+
+    async fn probe(&self, _ctx: &StepCtx) -> Result<Probe, StepError> {
+        Ok(Probe::Needed)
+    }
+
+    async fn act(&self, ctx: &StepCtx) -> Result<Value, StepError> {
+        let fb3 = ctx
+            .prior("fb3_backup")
+            .ok_or_else(|| StepError::fatal("FB-3 recorded no backup file"))?;
+        let s = |k: &str| {
+            fb3.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (file, sha) = (s("file"), s("sha256"));
+        if file.is_empty() || sha.len() != 64 {
+            return Err(StepError::fatal(
+                "FB-3's record lacks the file or its SHA-256",
+            ));
+        }
+        let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.primary_dc))?;
+        let servers = pool_servers(ctx, &shell).await?;
+        if !servers.active_servers.is_empty() {
+            return Err(StepError::fatal(format!(
+                "refusing to restore: active servers {} (FB-1 no longer holds)",
+                servers.active_servers.join(", ")
+            )));
+        }
+        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
+        let out = ctx
+            .act(
+                &primary,
+                "restore-mgc",
+                op(pb::operation::Kind::RestoreDatabase(pb::RestoreDatabase {
+                    database: MGC.into(),
+                    file: file.clone(),
+                    recovery: pb::RecoveryMode::Recovery as i32,
+                    standby_file: String::new(),
+                    replace: true,
+                    expected_sha256: sha.clone(),
+                })),
+                ctx.config.data_step_timeout,
+            )
+            .await?;
+        let r = expect_output!(out, Restore, "restore_database")?;
+        let h = r.header.unwrap_or_default();
+        Ok(json!({
+            "file": file,
+            "sha256": sha,
+            "state": r.state,
+            "last_lsn": h.last_lsn,
+            "checkpoint_lsn": h.checkpoint_lsn,
+            "moves": r.moves.iter().map(|m| json!({ "logical_name": m.logical_name, "physical_name": m.physical_name })).collect::<Vec<_>>(),
+            "ended_sessions": r.ended_sessions.len(),
+        }))
+    }
+
+    async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
+        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
+        let states = database_states(ctx, &primary, &[mgc()]).await?;
+        let state = states
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(MGC))
+            .map(|d| d.state.clone())
+            .unwrap_or_default();
+        if state != "ONLINE" {
+            return Err(StepError::fatal(format!(
+                "{MGC} on the primary is '{state}' after the restore, not ONLINE"
+            )));
+        }
+        let fb3 = ctx.prior("fb3_backup").cloned().unwrap_or_default();
+        for k in ["last_lsn", "checkpoint_lsn"] {
+            let want = fb3.get(k).and_then(Value::as_str).unwrap_or_default();
+            let got = output.get(k).and_then(Value::as_str).unwrap_or_default();
+            if want != got {
+                return Err(StepError::fatal(format!(
+                    "restored {k} {got} differs from FB-3's backup ({want})"
+                )));
+            }
+        }
+        Ok(output)
+    }
+}
