@@ -118,7 +118,7 @@ pub async fn inspect(
     let mut items = Vec::new();
     for (i, (target, kind)) in plan.into_iter().enumerate() {
         let op = pb::Operation { kind: Some(kind) };
-        let name = operation_name(&op);
+        let name = crate::runbook::operation_name(&op);
         let op_id = OpId::new(format!("inspect/{agent}/{caller}/{stamp}-{n}/{i}-{name}"))
             .map_err(Error::Internal)?;
         let result = match registry
@@ -150,16 +150,4 @@ pub async fn inspect(
         capabilities: info.capabilities,
         items,
     })
-}
-
-/// The catalogue name of an operation (as the agent's journal writes it).
-pub fn operation_name(op: &pb::Operation) -> &'static str {
-    match op
-        .kind
-        .clone()
-        .map(failback_proto::model::Operation::try_from)
-    {
-        Some(Ok(o)) => o.name(),
-        _ => "invalid",
-    }
 }

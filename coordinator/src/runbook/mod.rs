@@ -219,36 +219,16 @@ impl AgentOps for crate::registry::Registry {
     }
 }
 
-/// Short operation name of an operation (for plans, audit and logs).
+/// Short operation name of an operation (for plans, audit and logs): the catalogue name the
+/// agent's journal writes too, from the one place that knows it (the model).
 pub fn operation_name(op: &pb::Operation) -> &'static str {
-    use pb::operation::Kind;
-    match &op.kind {
+    match op
+        .kind
+        .clone()
+        .map(failback_proto::model::Operation::try_from)
+    {
         None => "none",
-        Some(k) => match k {
-            Kind::Ping(_) => "ping",
-            Kind::DescribeInstance(_) => "describe_instance",
-            Kind::DatabaseState(_) => "database_state",
-            Kind::MirroringState(_) => "mirroring_state",
-            Kind::RemoveMirroring(_) => "remove_mirroring",
-            Kind::ListSessions(_) => "list_sessions",
-            Kind::KillSessions(_) => "kill_sessions",
-            Kind::BackupDatabase(_) => "backup_database",
-            Kind::BackupLog(_) => "backup_log",
-            Kind::VerifyBackup(_) => "verify_backup",
-            Kind::RestoreDatabase(_) => "restore_database",
-            Kind::RestoreLog(_) => "restore_log",
-            Kind::RecoverDatabase(_) => "recover_database",
-            Kind::FileStat(_) => "file_stat",
-            Kind::FileChecksum(_) => "file_checksum",
-            Kind::FileList(_) => "file_list",
-            Kind::FileCopy(_) => "file_copy",
-            Kind::FileDelete(_) => "file_delete",
-            Kind::FreeSpace(_) => "free_space",
-            Kind::PoolState(_) => "pool_state",
-            Kind::SetPoolState(_) => "set_pool_state",
-            Kind::SetActiveServers(_) => "set_active_servers",
-            Kind::PoolServers(_) => "pool_servers",
-            Kind::TcpLatency(_) => "tcp_latency",
-        },
+        Some(Ok(o)) => o.name(),
+        Some(Err(_)) => "invalid",
     }
 }
