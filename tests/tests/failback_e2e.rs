@@ -206,6 +206,21 @@ async fn wait_status(fleet: &Fleet, run: &str, wanted: &[&str]) -> serde_json::V
 /// Everything the failback must leave behind.
 async fn assert_failed_back(lab: &Lab, detail: &serde_json::Value) {
     assert_eq!(detail["run"]["status"], "succeeded", "{detail:#}");
+    // The run record: FB-4 restored exactly the file FB-3 wrote (same SHA-256 and last LSN).
+    let o = &detail["pools"][0]["outputs"];
+    assert_eq!(o["fb3_backup"]["status"], "succeeded", "{detail:#}");
+    assert_eq!(o["fb4_restore"]["status"], "succeeded", "{detail:#}");
+    assert_eq!(
+        o["fb3_backup"]["output"]["sha256"], o["fb4_restore"]["output"]["sha256"],
+        "{detail:#}"
+    );
+    assert_eq!(
+        o["fb3_backup"]["output"]["last_lsn"], o["fb4_restore"]["output"]["last_lsn"],
+        "{detail:#}"
+    );
+    for step in ["fb1_clear_active", "fb6_activate", "fb7_pool_normal"] {
+        assert_eq!(o[step]["status"], "succeeded", "{step}: {detail:#}");
+    }
     let rows = batch(&lab.primary, "mgc", "SELECT COUNT(*) FROM dbo.Messages").await;
     let n: i32 = rows[0].get(0).unwrap();
     assert_eq!(n as usize, MESSAGES, "{detail:#}");
