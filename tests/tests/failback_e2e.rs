@@ -262,8 +262,61 @@ async fn assert_failed_back(lab: &Lab, detail: &serde_json::Value) {
     };
     assert_eq!(count(&lab.backup, "BACKUP DATABASE"), 1);
     assert_eq!(count(&lab.primary, "RESTORE DATABASE"), 1);
-    assert_eq!(count(&lab.primary, "BACKUP DATABASE"), 0);
-    assert_eq!(count(&lab.backup, "RESTORE DATABASE"), 0);
+    // FB-5: one seed backup of the primary, restored once WITH NORECOVERY on the backup.
+    let seed = |sim: &SqlSim, prefix: &str| {
+        sim.statements()
+            .into_iter()
+            .filter(|s| s.text.trim_start().to_ascii_uppercase().starts_with(prefix))
+            .collect::<Vec<_>>()
+    };
+    let seeds = seed(&lab.primary, "BACKUP DATABASE");
+    assert_eq!(seeds.len(), 1, "{seeds:#?}");
+    assert!(
+        seeds[0].text.to_ascii_uppercase().contains("COPY_ONLY"),
+        "{seeds:#?}"
+    );
+    let seeded = seed(&lab.backup, "RESTORE DATABASE");
+    assert_eq!(seeded.len(), 1, "{seeded:#?}");
+    assert!(
+        seeded[0].text.to_ascii_uppercase().contains("NORECOVERY"),
+        "{seeded:#?}"
+    );
+
+    // FB-5: log shipping primary → backup configured, one cycle restored a log on the backup.
+    let fb5 = &o["fb5_log_shipping"];
+    assert_eq!(fb5["status"], "succeeded", "{detail:#}");
+    let restored = fb5["output"]["cycle"]["last_restored_file"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!restored.is_empty(), "{detail:#}");
+    let rows = batch(
+        &lab.backup,
+        "master",
+        "SELECT state_desc FROM sys.databases WHERE name = 'mgc'",
+    )
+    .await;
+    assert_eq!(rows[0].get::<&str, _>(0), Some("RESTORING"));
+    let out = lab
+        .fleet
+        .ctl(OPERATOR, &["inspect", BACKUP, "--output", "json"])
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let ls = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["operation"] == "log_shipping_status")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(
+        ls["result"]["secondary"]["primary_server"], PRIMARY,
+        "{ls:#}"
+    );
+    assert_eq!(
+        ls["result"]["secondary"]["last_restored_file"], restored,
+        "{ls:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
