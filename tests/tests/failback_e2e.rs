@@ -218,6 +218,12 @@ async fn assert_failed_back(lab: &Lab, detail: &serde_json::Value) {
         o["fb3_backup"]["output"]["last_lsn"], o["fb4_restore"]["output"]["last_lsn"],
         "{detail:#}"
     );
+    // The lab's share and copy folder are POSIX paths: FB-1's Agent-job access check (a CmdExec
+    // job) cannot run there and says so.
+    assert_eq!(
+        o["fb1_clear_active"]["output"]["agent_access_check"]["checked"], false,
+        "{detail:#}"
+    );
     for step in ["fb1_clear_active", "fb6_activate", "fb7_pool_normal"] {
         assert_eq!(o[step]["status"], "succeeded", "{step}: {detail:#}");
     }
