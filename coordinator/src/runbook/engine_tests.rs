@@ -385,12 +385,27 @@ struct Setup {
     engine: Engine,
 }
 
+/// The failback runbook with FB-5 not wired: the fake agents here do not simulate log shipping
+/// (FB-5's wired path runs against the real agent and sqlsim in tests/tests/failback_e2e.rs).
+fn failback_without_log_shipping() -> RunbookFactory {
+    Arc::new(|kind, config| match kind {
+        RunbookKind::Failback => Ok(super::failback::steps(config, None)),
+        other => super::failback::runbook(other, config),
+    })
+}
+
 async fn setup_with(factory: Option<RunbookFactory>, topo: Arc<Topology>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store: RunStoreRef = Arc::new(FileRunStore::open(dir.path(), Epoch(1)).unwrap());
     let fake = Arc::new(Fake::default());
     let engine = match factory {
-        None => Engine::new("c1", topo, fake.clone(), config()),
+        None => Engine::with_factory(
+            "c1",
+            topo,
+            fake.clone(),
+            config(),
+            failback_without_log_shipping(),
+        ),
         Some(f) => Engine::with_factory("c1", topo, fake.clone(), config(), f),
     };
     engine.on_leader_start(Epoch(1)).await.unwrap();
@@ -600,7 +615,13 @@ async fn new_leader_resumes_mid_restore_without_repeating_it() {
     assert!(pool.op_ids.iter().any(|o| o.ends_with("restore-mgc")));
     assert!(!snap.run.status.is_finished());
 
-    let next = Engine::new("c2", topology(), s.fake.clone(), config());
+    let next = Engine::with_factory(
+        "c2",
+        topology(),
+        s.fake.clone(),
+        config(),
+        failback_without_log_shipping(),
+    );
     next.set_store(s.store.clone());
     next.on_leader_start(Epoch(2)).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Succeeded).await;

@@ -11,9 +11,12 @@
 //!   and the kill. Every session counts, not only the chat servers': after FB-1 nothing may
 //!   write to these databases, and FB-3's backup must contain everything written before it.
 //! - Also records the backup instance's SQL Server Agent service account and state
-//!   (`describe_instance`): the reference's note about the Agent account (§3 step 1, §9 item 7)
-//!   concerns FB-5's copy job. Proving its share access needs a one-off Agent job that the agent
-//!   does not offer yet (`check_agent_access`); until then the finding is recorded, not enforced.
+//!   (`describe_instance`) and proves that account can read the share and write the copy folder
+//!   (pchat-dr.md §3 step 1, §9 item 7: FB-5's copy job runs as it): `check_agent_access` (op
+//!   `agent-access`, a one-off CmdExec Agent job on the backup instance). A folder it cannot
+//!   read or write aborts the pool's run before anything is changed in SQL Server. Decided: the
+//!   check runs only when both folders are Windows paths (drive or UNC), the only form a CmdExec
+//!   job can use; a lab topology with POSIX paths records "not checked" with the reason.
 //! - Verify: the list is empty and no session remains.
 //!
 //! Errors: agent not connected or no answer → asked again with the same op id until the step
@@ -56,6 +59,61 @@ fn describe(sessions: &[(String, Vec<pb::SessionInfo>)]) -> Value {
     )
 }
 
+/// A drive (`E:\x`) or UNC (`\\host\share`) path: the forms a CmdExec Agent job can use.
+fn windows_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    p.starts_with(r"\\")
+        || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\')
+}
+
+/// FB-1's Agent-account check (see the module doc).
+async fn agent_access(
+    ctx: &StepCtx,
+    backup: &failback_proto::model::AgentId,
+) -> Result<Value, StepError> {
+    let (share, copy) = (&ctx.pool.share, &ctx.pool.copy_dir);
+    if !windows_path(share) || !windows_path(copy) {
+        return Ok(json!({
+            "checked": false,
+            "reason": format!("not checked: '{share}' or '{copy}' is not a drive or UNC path (a lab topology)"),
+        }));
+    }
+    let out = ctx
+        .act(
+            backup,
+            "agent-access",
+            op(pb::operation::Kind::CheckAgentAccess(
+                pb::CheckAgentAccess {
+                    read_folder: share.clone(),
+                    write_folder: copy.clone(),
+                    timeout_seconds: 0,
+                },
+            )),
+            ctx.config.step_timeout,
+        )
+        .await?;
+    let a = expect_output!(out, AgentAccess, "check_agent_access")?;
+    let messages: Vec<String> = a
+        .steps
+        .iter()
+        .map(|s| format!("step {}: {}", s.step_id, s.message))
+        .collect();
+    if !a.can_read || !a.can_write {
+        return Err(StepError::fatal(format!(
+            "the SQL Server Agent account on the backup instance cannot {} (FB-5's copy job runs as it; grant access and run again): {}",
+            match (a.can_read, a.can_write) {
+                (false, false) => format!("read '{share}' nor write '{copy}'"),
+                (false, true) => format!("read '{share}'"),
+                _ => format!("write '{copy}'"),
+            },
+            messages.join("; ")
+        )));
+    }
+    Ok(
+        json!({ "checked": true, "read_folder": a.read_folder, "write_folder": a.write_folder, "commands": a.commands }),
+    )
+}
+
 #[async_trait]
 impl Step for ClearActiveServers {
     fn name(&self) -> &'static str {
@@ -88,6 +146,16 @@ impl Step for ClearActiveServers {
                 "describe_instance",
                 "read the SQL Server Agent service state and account",
             ));
+            if windows_path(&pool.share) && windows_path(&pool.copy_dir) {
+                ops.push(PlannedOp::new(
+                    &b.agent,
+                    "check_agent_access",
+                    format!(
+                        "one-off Agent job: cmd /c dir \"{}\", write and delete a probe file in \"{}\"",
+                        pool.share, pool.copy_dir
+                    ),
+                ));
+            }
             for db in &pool.databases {
                 ops.push(PlannedOp::new(
                     &b.agent,
@@ -182,12 +250,13 @@ impl Step for ClearActiveServers {
             }
             ctx.sleep(ctx.config.drain_poll).await?;
         }
+        let agent_access = agent_access(ctx, &backup).await?;
         Ok(json!({
             "previously_active": before.active_servers,
             "drained_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "killed": killed,
             "sql_agent_service": agent_service,
-            "agent_access_check": "not run: the agent has no check_agent_access operation yet",
+            "agent_access_check": agent_access,
         }))
     }
 
@@ -208,5 +277,19 @@ impl Step for ClearActiveServers {
             )));
         }
         Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windows_path;
+
+    #[test]
+    fn agent_access_needs_windows_folders() {
+        assert!(windows_path(r"\\fileserver\pchat-ls"));
+        assert!(windows_path(r"E:\PChatLSCopy"));
+        assert!(!windows_path("/lab/share"));
+        assert!(!windows_path("E:"));
+        assert!(!windows_path("relative"));
     }
 }

@@ -1,11 +1,11 @@
 //! FB-5: re-establish log shipping primary → backup (pchat-dr.md §3 step 5, §4.2, §6.7).
 //! **Destructive** (seeding overwrites the backup `mgc`): needs the run's approval.
 //!
-//! **Wiring status**: the agent's log-shipping operations (`setup_log_shipping_primary` /
-//! `_secondary`, `run_job`, `log_shipping_status`) are being added on another branch. This step
-//! is written against the small [`LogShippingSetup`] trait; until an implementation is passed to
-//! [`super::steps`], the probe reports the step as *not applicable* with the reason, the run
-//! record says so, and nothing is seeded: seeding the backup `mgc` WITH NORECOVERY without
+//! **Wiring**: the step is written against the small [`LogShippingSetup`] trait; the failback
+//! runbook wires [`AgentLogShipping`] (the agent's `setup_log_shipping_primary` / `_secondary`,
+//! `run_job`, `job_outcome`, `log_shipping_status`). Built without a setup (engine tests whose
+//! fake agents do not simulate log shipping), the probe reports the step as *not applicable*
+//! with the reason and nothing is seeded: seeding the backup `mgc` WITH NORECOVERY without
 //! shipping logs to it afterwards would only throw away the last copy in the backup data center.
 //!
 //! With a setup wired, the action is, in the documented order (§6.7):
@@ -56,7 +56,7 @@ pub struct LogShipping {
     pub setup: Option<Arc<dyn LogShippingSetup>>,
 }
 
-const NOT_WIRED: &str = "log-shipping setup is not wired in this build (the agent's log-shipping operations are pending): configure it by hand as in pchat-dr.md §4.2/§6.7; the backup mgc was left ONLINE as it was";
+const NOT_WIRED: &str = "log-shipping setup is not wired in this build: configure it by hand as in pchat-dr.md §4.2/§6.7; the backup mgc was left ONLINE as it was";
 
 #[async_trait]
 impl Step for LogShipping {
@@ -176,5 +176,232 @@ impl Step for LogShipping {
             ));
         }
         Ok(output)
+    }
+}
+
+/// The server name of an instance as log shipping records it (`host` or `host\INSTANCE`; a
+/// `,port` suffix is a client detail, not part of `@@SERVERNAME`).
+fn server_name(instance: &str) -> &str {
+    instance.split(',').next().unwrap_or(instance).trim()
+}
+
+/// [`LogShippingSetup`] over the agent's log-shipping and Agent-job operations (pchat-dr.md §6.7,
+/// §6.8): `setup_log_shipping_primary` on the primary (which also registers the secondary with
+/// `sp_add_log_shipping_primary_secondary`, as the SSMS primary script does), then
+/// `setup_log_shipping_secondary` on the backup instance; the cycle runs the SSMS-named jobs
+/// `LSBackup_<db>`, `LSCopy_<primary>_<db>`, `LSRestore_<primary>_<db>` once each, in that
+/// order, waiting for each outcome, and then reads `log_shipping_status` on the backup.
+/// Intervals and retentions are PChat's prescribed defaults (the agent fills zeros).
+pub struct AgentLogShipping;
+
+impl AgentLogShipping {
+    fn names(pool: &Pool) -> Result<(String, String), StepError> {
+        let p = sql(pool, SqlRole::Primary)?;
+        let b = sql(pool, SqlRole::Backup)?;
+        Ok((
+            server_name(&p.instance).to_string(),
+            server_name(&b.instance).to_string(),
+        ))
+    }
+
+    fn jobs(primary_server: &str) -> [String; 3] {
+        [
+            format!("LSBackup_{MGC}"),
+            format!("LSCopy_{primary_server}_{MGC}"),
+            format!("LSRestore_{primary_server}_{MGC}"),
+        ]
+    }
+
+    async fn status(
+        ctx: &StepCtx,
+        agent: &failback_proto::model::AgentId,
+    ) -> Result<pb::LogShippingStatusInfo, StepError> {
+        let out = ctx
+            .read(
+                agent,
+                op(pb::operation::Kind::LogShippingStatus(
+                    pb::LogShippingStatus {
+                        database: MGC.into(),
+                    },
+                )),
+            )
+            .await?;
+        expect_output!(out, LogShipping, "log_shipping_status")
+    }
+
+    /// Starts `job` on `agent` and waits (within the step's timeout) for its outcome.
+    async fn run_job(
+        ctx: &StepCtx,
+        agent: &failback_proto::model::AgentId,
+        label: &str,
+        job: &str,
+    ) -> Result<Value, StepError> {
+        let out = ctx
+            .act(
+                agent,
+                label,
+                op(pb::operation::Kind::RunJob(pb::RunJob {
+                    job_name: job.into(),
+                })),
+                ctx.config.step_timeout,
+            )
+            .await?;
+        let started = expect_output!(out, JobStarted, "run_job")?;
+        loop {
+            let out = ctx
+                .read(
+                    agent,
+                    op(pb::operation::Kind::JobOutcome(pb::JobOutcome {
+                        job_name: job.into(),
+                        after_instance_id: started.after_instance_id,
+                    })),
+                )
+                .await?;
+            let o = expect_output!(out, JobOutcome, "job_outcome")?;
+            if let (false, Some(run)) = (o.running, o.outcome) {
+                return match run.status() {
+                    pb::JobRunStatus::Succeeded => Ok(
+                        json!({ "job": job, "instance_id": run.instance_id, "message": run.message }),
+                    ),
+                    other => Err(StepError::retry(format!(
+                        "job {job} on {agent} ended {other:?}: {}",
+                        run.message
+                    ))),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl LogShippingSetup for AgentLogShipping {
+    fn plan(&self, pool: &Pool) -> Vec<PlannedOp> {
+        let (Some(p), Some(b)) = (
+            pool.sql.get(&SqlRole::Primary),
+            pool.sql.get(&SqlRole::Backup),
+        ) else {
+            return Vec::new();
+        };
+        let (ps, bs) = (server_name(&p.instance), server_name(&b.instance));
+        let [backup_job, copy_job, restore_job] = Self::jobs(ps);
+        vec![
+            PlannedOp::new(
+                &p.agent,
+                "setup_log_shipping_primary",
+                format!(
+                    "sp_add_log_shipping_primary_database [{MGC}] → {}, schedule, enable, alert job, sp_add_log_shipping_primary_secondary {bs}",
+                    pool.share
+                ),
+            ),
+            PlannedOp::new(
+                &b.agent,
+                "setup_log_shipping_secondary",
+                format!(
+                    "sp_add_log_shipping_secondary_primary {ps} {} → {}, copy/restore schedules, sp_add_log_shipping_secondary_database [{MGC}] NORECOVERY",
+                    pool.share, pool.copy_dir
+                ),
+            ),
+            PlannedOp::new(
+                &p.agent,
+                "run_job",
+                format!("sp_start_job {backup_job}, wait for its outcome"),
+            ),
+            PlannedOp::new(
+                &b.agent,
+                "run_job",
+                format!("sp_start_job {copy_job}, then {restore_job}, waiting for each outcome"),
+            ),
+            PlannedOp::new(
+                &b.agent,
+                "log_shipping_status",
+                "a restored log file is recorded on the secondary",
+            ),
+        ]
+    }
+
+    async fn configured(&self, ctx: &StepCtx) -> Result<bool, StepError> {
+        let (ps, bs) = Self::names(&ctx.pool)?;
+        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
+        let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+        let p = Self::status(ctx, &primary).await?;
+        let ships_to_backup = p.primary.is_some_and(|c| {
+            c.secondaries
+                .iter()
+                .any(|s| s.server.eq_ignore_ascii_case(&bs))
+        });
+        if !ships_to_backup {
+            return Ok(false);
+        }
+        let b = Self::status(ctx, &backup).await?;
+        Ok(b.secondary.is_some_and(|c| {
+            c.primary_server.eq_ignore_ascii_case(&ps) && !c.last_restored_file.is_empty()
+        }))
+    }
+
+    async fn configure(&self, ctx: &StepCtx, _seed: &Value) -> Result<Value, StepError> {
+        let (ps, bs) = Self::names(&ctx.pool)?;
+        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
+        let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+        let out = ctx
+            .act(
+                &primary,
+                "ls-primary",
+                op(pb::operation::Kind::SetupLogShippingPrimary(
+                    pb::SetupLogShippingPrimary {
+                        database: MGC.into(),
+                        backup_directory: ctx.pool.share.clone(),
+                        backup_share: ctx.pool.share.clone(),
+                        secondary_server: bs,
+                        ..Default::default()
+                    },
+                )),
+                ctx.config.step_timeout,
+            )
+            .await?;
+        let p = expect_output!(out, LogShippingSetup, "setup_log_shipping_primary")?;
+        let out = ctx
+            .act(
+                &backup,
+                "ls-secondary",
+                op(pb::operation::Kind::SetupLogShippingSecondary(
+                    pb::SetupLogShippingSecondary {
+                        database: MGC.into(),
+                        primary_server: ps,
+                        backup_source_directory: ctx.pool.share.clone(),
+                        backup_destination_directory: ctx.pool.copy_dir.clone(),
+                        standby: false,
+                        ..Default::default()
+                    },
+                )),
+                ctx.config.step_timeout,
+            )
+            .await?;
+        let s = expect_output!(out, LogShippingSetup, "setup_log_shipping_secondary")?;
+        Ok(json!({
+            "primary": { "changed": p.changed, "primary_id": p.primary_id, "backup_job_id": p.backup_job_id },
+            "secondary": { "changed": s.changed, "secondary_id": s.secondary_id, "copy_job_id": s.copy_job_id, "restore_job_id": s.restore_job_id },
+        }))
+    }
+
+    async fn run_cycle(&self, ctx: &StepCtx) -> Result<Value, StepError> {
+        let (ps, _) = Self::names(&ctx.pool)?;
+        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
+        let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+        let [backup_job, copy_job, restore_job] = Self::jobs(&ps);
+        let b = Self::run_job(ctx, &primary, "job-backup", &backup_job).await?;
+        let c = Self::run_job(ctx, &backup, "job-copy", &copy_job).await?;
+        let r = Self::run_job(ctx, &backup, "job-restore", &restore_job).await?;
+        let st = Self::status(ctx, &backup).await?;
+        let restored = st
+            .secondary
+            .map(|s| s.last_restored_file)
+            .unwrap_or_default();
+        if restored.is_empty() {
+            return Err(StepError::retry(
+                "the restore job succeeded but the secondary records no restored log",
+            ));
+        }
+        Ok(json!({ "jobs": [b, c, r], "last_restored_file": restored }))
     }
 }

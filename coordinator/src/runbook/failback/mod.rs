@@ -6,7 +6,7 @@
 //! | FB-2 | [`fb2_remove_mirroring`] | backup SQL |
 //! | FB-3 | [`fb3_backup`] | backup SQL |
 //! | FB-4 | [`fb4_restore`] | primary SQL (destructive) |
-//! | FB-5 | [`fb5_log_shipping`] | both SQL (destructive; wired to a [`fb5_log_shipping::LogShippingSetup`]) |
+//! | FB-5 | [`fb5_log_shipping`] | both SQL (destructive; through [`fb5_log_shipping::AgentLogShipping`]) |
 //! | FB-6 | [`fb6_activate`] | Lync shell, chat servers |
 //! | FB-7 | [`fb7_pool_normal`] | Lync shell |
 //!
@@ -44,7 +44,10 @@ use crate::topology::{Pool, SqlInstance, SqlRole};
 /// The steps of a runbook kind.
 pub fn runbook(kind: RunbookKind, config: &RunbookConfig) -> Result<Vec<StepRef>, Error> {
     match kind {
-        RunbookKind::Failback => Ok(steps(config, None)),
+        RunbookKind::Failback => Ok(steps(
+            config,
+            Some(Arc::new(fb5_log_shipping::AgentLogShipping)),
+        )),
         other => Err(Error::InvalidInput(format!(
             "the {other:?} runbook is not implemented yet; only failback is"
         ))),
@@ -52,7 +55,7 @@ pub fn runbook(kind: RunbookKind, config: &RunbookConfig) -> Result<Vec<StepRef>
 }
 
 /// The failback steps in execution order; `log_shipping` wires FB-5 (None = FB-5 is skipped
-/// with a clear reason until the agent's log-shipping operations exist).
+/// with a clear reason; [`runbook`] wires [`fb5_log_shipping::AgentLogShipping`]).
 pub fn steps(
     config: &RunbookConfig,
     log_shipping: Option<Arc<dyn fb5_log_shipping::LogShippingSetup>>,
