@@ -19,8 +19,6 @@ use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
 use failback_tests::harness::ops::{error, output};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const PRIMARY: &str = "sql01.dc1.lab";
 const SECONDARY: &str = "sql01.dc2.lab";
@@ -31,22 +29,7 @@ const ADMIN_PW: &str = "Adm1n-Pa55!";
 const DEADLINE: Duration = Duration::from_secs(40);
 
 async fn batch_as(sim: &SqlSim, login: (&str, &str), sql: &str) -> Vec<tiberius::Row> {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(sim.port);
-    c.authentication(AuthMethod::sql_server(login.0, login.1));
-    c.encryption(EncryptionLevel::NotSupported);
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sim.port))
-        .await
-        .unwrap();
-    let mut client = Client::connect(c, tcp.compat_write()).await.unwrap();
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap()
+    sim.batch_as(login, "master", sql).await.unwrap()
 }
 
 async fn batch(sim: &SqlSim, sql: &str) -> Vec<tiberius::Row> {
@@ -77,11 +60,7 @@ struct Lab {
 }
 
 fn sql_section(sim: &SqlSim, pw: &Path) -> String {
-    format!(
-        "[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nencryption = \"not_supported\"\n",
-        sim.port,
-        pw.display()
-    )
+    sim.agent_section(pw)
 }
 
 /// Two sims sharing `\\fileserver\pchat-ls`, each with an agent; the copy folder exists on the

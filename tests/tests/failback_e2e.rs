@@ -16,8 +16,6 @@ use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR, three_agent_topo
 use failback_tests::harness::process::bin;
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use failback_tests::harness::wait_for;
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
-use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 const PRIMARY: &str = "sql01.dc1.lab";
 const BACKUP: &str = "sql01.dc2.lab";
@@ -26,31 +24,11 @@ const POOL: &str = "pchat01.lab.local";
 const MESSAGES: usize = 20;
 
 async fn batch(sim: &SqlSim, db: &str, sql: &str) -> Vec<tiberius::Row> {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(sim.port);
-    c.authentication(AuthMethod::sql_server("sa", SA_PASSWORD));
-    c.encryption(EncryptionLevel::NotSupported);
-    c.database(db);
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sim.port))
-        .await
-        .unwrap();
-    let mut client = Client::connect(c, tcp.compat_write()).await.unwrap();
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap()
+    sim.batch_as(("sa", SA_PASSWORD), db, sql).await.unwrap()
 }
 
 fn sql_section(sim: &SqlSim, pw: &std::path::Path) -> String {
-    format!(
-        "[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nencryption = \"not_supported\"\n",
-        sim.port,
-        pw.display()
-    )
+    sim.agent_section(pw)
 }
 
 /// Runs a script in lyncsim against the fleet's CMS (as an administrator would in the shell).

@@ -120,6 +120,44 @@ impl SqlSim {
         }
     }
 
+    /// A tiberius client logged in as `login` (name, password) to `db`, without TLS.
+    pub async fn client_as(
+        &self,
+        login: (&str, &str),
+        db: &str,
+    ) -> anyhow::Result<tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>> {
+        use tokio_util::compat::TokioAsyncWriteCompatExt;
+        let mut c = tiberius::Config::new();
+        c.host("127.0.0.1");
+        c.port(self.port);
+        c.authentication(tiberius::AuthMethod::sql_server(login.0, login.1));
+        c.encryption(tiberius::EncryptionLevel::NotSupported);
+        c.database(db);
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        Ok(tiberius::Client::connect(c, tcp.compat_write()).await?)
+    }
+
+    /// Runs a batch as `login` in `db` and returns its first result set.
+    pub async fn batch_as(
+        &self,
+        login: (&str, &str),
+        db: &str,
+        sql: &str,
+    ) -> anyhow::Result<Vec<tiberius::Row>> {
+        let mut client = self.client_as(login, db).await?;
+        Ok(client.simple_query(sql).await?.into_first_result().await?)
+    }
+
+    /// The `[sql]` section of an agent that manages this instance (SQL login `sa`, no TLS: the
+    /// lab's setting; production keeps encryption required).
+    pub fn agent_section(&self, password_file: &Path) -> String {
+        format!(
+            "[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nencryption = \"not_supported\"\n",
+            self.port,
+            password_file.display()
+        )
+    }
+
     /// Kills the process (the state stays on disk).
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
