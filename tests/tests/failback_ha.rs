@@ -20,7 +20,7 @@ use failback_checks::assert_failed_back;
 use failback_tests::harness::etcd::{EtcdCluster, unique_cluster};
 use failback_tests::harness::failed_over::{Options, failed_over, statements_starting};
 use failback_tests::harness::fleet::{APPROVER, COORDINATOR, COORDINATOR2};
-use failback_tests::harness::sqlsim::SqlSim;
+use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use failback_tests::harness::wait_for;
 
 const POOL: &str = "pchat01.lab.local";
@@ -79,6 +79,21 @@ async fn failback_on_etcd_survives_leader_kills_during_fb3_and_fb4() {
     // FB-4 in flight on the primary: kill -9 the new leader.
     wait_statement(&lab.pools[0].primary, "RESTORE DATABASE").await;
     lab.fleet.kill_coordinator_named(&second);
+    // Invariant 7: while the primary copy is being restored, the backup copy takes no writes.
+    let rows = lab.pools[0]
+        .backup
+        .batch_as(
+            ("sa", SA_PASSWORD),
+            "master",
+            "SELECT is_read_only FROM sys.databases WHERE name = 'mgc'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].get::<bool, _>(0),
+        Some(true),
+        "backup mgc still writable during FB-4"
+    );
     let detail = lab
         .wait_status(&run, &[], Duration::from_secs(180))
         .await
