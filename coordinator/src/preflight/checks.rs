@@ -677,8 +677,14 @@ fn sql_agent_access(f: &Facts) -> pb::PreflightCheck {
                 target,
                 St::Fail,
                 format!(
-                    "the copy job {job} (runs as {account}) failed at {}: {}",
-                    run.started_at, run.message
+                    "the copy job {job} (runs as {account}) failed at {}: {}{}",
+                    run.started_at,
+                    run.message,
+                    if f.share_files.is_ok() && f.copy_files.is_ok() {
+                        " The share and the copy folder are reachable from this host, so the Agent account's access is the likely cause (the job's step history has sqllogship's words)."
+                    } else {
+                        ""
+                    }
                 ),
                 threshold,
                 grant,
