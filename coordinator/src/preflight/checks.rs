@@ -172,7 +172,7 @@ fn agents(f: &Facts) -> Vec<pb::PreflightCheck> {
                 check(
                     "agent_connected",
                     &a.id,
-                    St::Fail,
+                    if a.optional { St::Warn } else { St::Fail },
                     format!("not connected ({})", a.what),
                     "",
                     format!(

@@ -170,6 +170,8 @@ pub struct AgentFact {
     pub what: String,
     /// Session now.
     pub connected: bool,
+    /// Only a mirror's agent: both runbooks work without it.
+    pub optional: bool,
 }
 
 /// Everything read for one pool.
@@ -247,21 +249,30 @@ pub async fn gather(reader: &mut Reader<'_>, pool: &Pool) -> Result<Facts, Error
     let dbs: Vec<String> = pool.databases.iter().map(ToString::to_string).collect();
     let mut agents: Vec<AgentFact> = Vec::new();
     for (role, inst) in &pool.sql {
+        let optional = matches!(role, SqlRole::PrimaryMirror | SqlRole::BackupMirror);
+        if let Some(existing) = agents.iter_mut().find(|x| x.id == inst.agent.as_str()) {
+            existing.what.push_str(&format!(", sql {}", role.as_str()));
+            existing.optional &= optional;
+            continue;
+        }
         agents.push(AgentFact {
             id: inst.agent.to_string(),
             what: format!("sql {}", role.as_str()),
             connected: reader.connected(&inst.agent),
+            optional,
         });
     }
     for (dc, list) in &pool.lync_shell {
         for a in list {
             if let Some(existing) = agents.iter_mut().find(|x| x.id == a.as_str()) {
                 existing.what.push_str(&format!(", lync shell {dc}"));
+                existing.optional = false;
             } else {
                 agents.push(AgentFact {
                     id: a.to_string(),
                     what: format!("lync shell {dc}"),
                     connected: reader.connected(a),
+                    optional: false,
                 });
             }
         }

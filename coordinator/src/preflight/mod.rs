@@ -45,6 +45,9 @@ pub mod checks;
 pub mod facts;
 pub mod logship;
 
+#[cfg(test)]
+mod checks_tests;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use failback_proto::model::Epoch;
