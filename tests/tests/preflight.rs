@@ -205,9 +205,10 @@ async fn healthy_lab() -> Lab {
         share,
         copy,
     };
-    // Ready once the first logs are backed up, copied and restored.
-    wait_preflight(&lab, &[], "the healthy pool to be ready", |code, _| {
-        code == 0
+    // Ready, without a warning, once the first logs are backed up, copied and restored (before
+    // that the copy job has no outcome and the copy folder is empty: warnings, exit 0).
+    wait_preflight(&lab, &[], "the healthy pool to be ready", |code, doc| {
+        code == 0 && !doc.to_string().contains("\"status\":\"warn\"")
     })
     .await;
     lab

@@ -390,7 +390,7 @@ fn rpo(
             St::Fail,
             "unknown: no log backup on the share could be read",
             threshold,
-            "see log_backup",
+            "make log backups reach the share and the share readable by the backup instance's agent (see log_backup)",
         ),
         (Some((_, a)), l) => {
             let lost_text = l.as_ref().map_or(
