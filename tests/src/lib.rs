@@ -16,3 +16,5 @@
 pub mod harness;
 pub mod lyncsim;
 pub mod sqlsim;
+/// The one-command drill behind `failback-lab` (failover, then failback, with a report).
+pub mod lab;

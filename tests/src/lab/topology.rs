@@ -1,0 +1,125 @@
+//! The lab's names and layout: which pools, agents, SQL instances, chat servers and folders a
+//! lab of N pools has, and the topology file the coordinator reads.
+//!
+//! Decided (documented in the README's lab section too):
+//! - **Two SQL instances per pool, no mirrors.** The topology allows `primary_mirror` and
+//!   `backup_mirror` but does not require them; failover's mirror step (FO-6) is optional and
+//!   FB-2 is a no-op on an unmirrored database, so mirrors would only double the processes on a
+//!   2-core CI runner without exercising any step of either runbook. `sqlsim` can mirror
+//!   (`engine::mirror`); a later `--mirrors` flag can add the two instances per pool.
+//! - **One Lync shell host per data center** (`fe01.dc1.lab`, `fe01.dc2.lab`), shared by every
+//!   pool, as a Front End pool's servers would be; each pool has one chat server per data center
+//!   (`pc-pN.dc1.lab`, `pc-pN.dc2.lab`). Chat servers have no agent: they are the traffic.
+//! - **The share lives in DC1** (a file server next to the primary back ends, the common
+//!   layout): losing DC1 loses every log backup not yet copied to DC2, which is exactly the
+//!   loss window the failover must report. The copy folders live in DC2 on the backup hosts.
+//!   Both are POSIX folders under the agents' files root (`<workdir>/files/dc1/share/<pool>`,
+//!   `<workdir>/files/dc2/copy/<pool>`), used as is by sqlsim and by the files backend.
+
+use std::path::{Path, PathBuf};
+
+/// The shell agent of DC1.
+pub const SHELL_DC1: &str = "fe01.dc1.lab";
+/// The shell agent of DC2.
+pub const SHELL_DC2: &str = "fe01.dc2.lab";
+
+/// One pool of the lab and everything named after it.
+#[derive(Debug, Clone)]
+pub struct PoolLayout {
+    /// 1-based index.
+    pub index: usize,
+    /// Pool FQDN.
+    pub fqdn: String,
+    /// Agent id and @@SERVERNAME of the primary SQL host (DC1).
+    pub primary: String,
+    /// Agent id and @@SERVERNAME of the backup SQL host (DC2).
+    pub backup: String,
+    /// The chat server in DC1.
+    pub chat_dc1: String,
+    /// The chat server in DC2.
+    pub chat_dc2: String,
+    /// The log-shipping share (in DC1).
+    pub share: PathBuf,
+    /// The copy folder on the backup host (DC2).
+    pub copy_dir: PathBuf,
+}
+
+/// Every name of a lab with `pools` pools under `files` (the agents' files root).
+pub fn layout(pools: usize, files: &Path) -> Vec<PoolLayout> {
+    (1..=pools)
+        .map(|i| {
+            let fqdn = format!("pchat{i:02}.lab.local");
+            PoolLayout {
+                index: i,
+                primary: format!("sql-p{i}.dc1.lab"),
+                backup: format!("sql-p{i}.dc2.lab"),
+                chat_dc1: format!("pc-p{i}.dc1.lab"),
+                chat_dc2: format!("pc-p{i}.dc2.lab"),
+                share: dc1_files(files).join("share").join(&fqdn),
+                copy_dir: files.join("dc2").join("copy").join(&fqdn),
+                fqdn,
+            }
+        })
+        .collect()
+}
+
+/// The part of the files root that lives in DC1 (lost with it).
+pub fn dc1_files(files: &Path) -> PathBuf {
+    files.join("dc1")
+}
+
+/// Every agent id with its data center.
+pub fn agents(pools: &[PoolLayout]) -> Vec<(String, &'static str)> {
+    let mut out = vec![(SHELL_DC1.to_string(), "dc1"), (SHELL_DC2.to_string(), "dc2")];
+    for p in pools {
+        out.push((p.primary.clone(), "dc1"));
+        out.push((p.backup.clone(), "dc2"));
+    }
+    out
+}
+
+/// The topology file: `ports` gives each SQL agent's sqlsim port (`host,port` instance strings,
+/// so FB-6's latency gate measures the right port).
+pub fn topology_toml(pools: &[PoolLayout], port: impl Fn(&str) -> u16) -> String {
+    let mut t = String::new();
+    for (id, dc) in agents(pools) {
+        t.push_str(&format!(
+            "[[agent]]\nid = \"{id}\"\ndatacenter = \"{dc}\"\n\n"
+        ));
+    }
+    for p in pools {
+        t.push_str(&format!(
+            r#"[[pool]]
+fqdn = "{fqdn}"
+primary_dc = "dc1"
+backup_dc = "dc2"
+databases = ["mgc", "mgccomp"]
+share = "{share}"
+copy_dir = "{copy}"
+
+[pool.lync_shell]
+dc1 = ["{SHELL_DC1}"]
+dc2 = ["{SHELL_DC2}"]
+
+[pool.sql]
+primary = {{ agent = "{primary}", instance = "{primary},{pport}" }}
+backup = {{ agent = "{backup}", instance = "{backup},{bport}" }}
+
+[pool.chat_servers]
+dc1 = ["{c1}"]
+dc2 = ["{c2}"]
+
+"#,
+            fqdn = p.fqdn,
+            share = p.share.display(),
+            copy = p.copy_dir.display(),
+            primary = p.primary,
+            backup = p.backup,
+            pport = port(&p.primary),
+            bport = port(&p.backup),
+            c1 = p.chat_dc1,
+            c2 = p.chat_dc2,
+        ));
+    }
+    t
+}
