@@ -35,6 +35,11 @@ use crate::harness::wait_for;
 /// DATETIME rounding margin (see the module doc).
 const ROUNDING: chrono::TimeDelta = chrono::TimeDelta::milliseconds(5);
 
+/// Messages per pool that must be in a log restored on the backup before DC1 is lost.
+const WARM_UP_MESSAGES: usize = 20;
+/// Messages per pool the traffic must write after a runbook before the drill goes on.
+const RESUMED_MESSAGES: usize = 20;
+
 /// When DC1 was lost.
 struct Loss {
     at: Instant,
@@ -59,6 +64,7 @@ async fn phases(lab: &mut Lab) -> anyhow::Result<()> {
     traffic_resumes(lab, Target::Backup, loss.at, "DC2 chat servers write to the backup mgc")
         .await?
         .map(|d| lab.report.rto_failover = Some(d));
+    chat_sessions_visible(lab).await?;
     rebuild_dc1(lab).await?;
     let Some(fb_start) = failback(lab).await? else {
         return Ok(());
@@ -94,7 +100,7 @@ async fn warm_up(lab: &mut Lab) -> anyhow::Result<()> {
             Duration::from_secs(90),
             || async {
                 let acks = ledger.acks();
-                let first = acks_of(&acks, &p.fqdn).nth(5)?.utc;
+                let first = acks_of(&acks, &p.fqdn).nth(WARM_UP_MESSAGES)?.utc;
                 let last = sql::last_restored_log(backup).await.ok()??;
                 (last.backup_start > first + ROUNDING).then_some(last)
             },
@@ -331,7 +337,7 @@ async fn traffic_resumes(
             let after: Vec<&Ack> = acks_of(&acks, p)
                 .filter(|a| a.target == target && a.at > since)
                 .collect();
-            if after.len() < 10 {
+            if after.len() < RESUMED_MESSAGES {
                 return None;
             }
             worst = worst.max(after[0].at - since);
@@ -353,6 +359,36 @@ async fn traffic_resumes(
             Ok(None)
         }
     }
+}
+
+/// The chat servers' sessions show in `sys.sysprocesses` under their own names, as FB-1's
+/// session check lists them (host name and program name from LOGIN7).
+async fn chat_sessions_visible(lab: &mut Lab) -> anyhow::Result<()> {
+    for p in lab.pools.clone() {
+        let rows = sql::batch(
+            &lab.sims[&p.backup],
+            "master",
+            "SELECT hostname, program_name FROM sys.sysprocesses WHERE dbid = DB_ID(N'mgc')",
+        )
+        .await?;
+        let seen: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r.get::<&str, _>(0).unwrap_or_default().trim(),
+                    r.get::<&str, _>(1).unwrap_or_default().trim()
+                )
+            })
+            .collect();
+        let want = format!("{}/ChatServer.exe", p.chat_dc2);
+        lab.report.check(
+            format!("{}: the DC2 chat server's session shows as {want}", p.fqdn),
+            seen.contains(&want),
+            format!("sessions in {} mgc: {seen:?}", p.backup),
+        );
+    }
+    Ok(())
 }
 
 /// Rebuilds DC1 as Topology Builder leaves it: fresh SQL instances (same names and ports) with
@@ -414,6 +450,28 @@ async fn failback(lab: &mut Lab) -> anyhow::Result<Option<Instant>> {
     let ok = detail["run"]["status"] == "succeeded";
     lab.report
         .check("failback run succeeded", ok, runs::reason(&detail));
+    // The DC2 chat servers kept their idle connections after FB-1 cleared the list: FB-1 must
+    // have waited for them and ended them.
+    for p in detail["pools"].as_array().into_iter().flatten() {
+        let fb1 = &p["outputs"]["fb1_clear_active"]["output"];
+        let killed: u64 = fb1["killed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["sessions"].as_u64())
+            .sum();
+        lab.report.check(
+            format!(
+                "{}: FB-1 ended the idle chat server session(s)",
+                p["pool"].as_str().unwrap_or("?")
+            ),
+            killed >= 1,
+            format!(
+                "{killed} killed after a {} ms drain",
+                fb1["drained_ms"].as_u64().unwrap_or(0)
+            ),
+        );
+    }
     lab.report.end(t, runs::reason(&detail));
     Ok(ok.then_some(start))
 }

@@ -6,7 +6,9 @@
 //! the backup `mgc` when it is `FailedOver`. It logs in with its own FQDN as the LOGIN7 host
 //! name (tiberius' `client_name`) and `ChatServer.exe` as the program name, so
 //! `sys.sysprocesses` — what FB-1's session check reads — shows it as the chat server it stands
-//! for. A server in a data center the drill has "lost" writes nothing and holds no connection.
+//! for. A server taken off the active list stops writing but keeps its open connection, as
+//! the reference says servers not on the list do (pchat-dr.md §5.2), so FB-1's drain-and-kill
+//! is exercised. A server in a data center the drill has "lost" holds nothing.
 //!
 //! Each insert is a numbered message (`<pool>#<seq> <server>`); the [`Ledger`] keeps every one
 //! SQL Server acknowledged, with the time, so the drill can count written / found / lost per
@@ -180,6 +182,16 @@ impl Drop for Traffic {
     }
 }
 
+/// What a chat server does at one tick.
+enum Duty {
+    /// Its data center is lost: nothing, no connection.
+    Gone,
+    /// Not on the active list: no writes, no new connection, the old one kept.
+    Idle,
+    /// Write to this `mgc`.
+    Write(Target),
+}
+
 type Conn = tiberius::Client<Compat<tokio::net::TcpStream>>;
 
 struct Writer {
@@ -193,8 +205,8 @@ struct Writer {
 }
 
 impl Writer {
-    /// Where this server should write now, or `None` when it must not write.
-    fn target(&self) -> Option<Target> {
+    /// What this server does now.
+    fn duty(&self) -> Duty {
         let down = self
             .dc_down
             .lock()
@@ -203,22 +215,24 @@ impl Writer {
             .copied()
             .unwrap_or(false);
         if down {
-            return None;
+            return Duty::Gone;
         }
         let cms = self.cms.borrow();
-        let pool = cms
-            .as_ref()?
-            .pools
-            .iter()
-            .find(|p| p.fqdn.eq_ignore_ascii_case(&self.pool.layout.fqdn))?;
+        let Some(pool) = cms.as_ref().and_then(|c| {
+            c.pools
+                .iter()
+                .find(|p| p.fqdn.eq_ignore_ascii_case(&self.pool.layout.fqdn))
+        }) else {
+            return Duty::Idle;
+        };
         if !pool
             .active_servers
             .iter()
             .any(|s| s.eq_ignore_ascii_case(&self.server))
         {
-            return None;
+            return Duty::Idle;
         }
-        Some(if pool.pool_state.eq_ignore_ascii_case("FailedOver") {
+        Duty::Write(if pool.pool_state.eq_ignore_ascii_case("FailedOver") {
             Target::Backup
         } else {
             Target::Primary
@@ -249,11 +263,15 @@ impl Writer {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(WRITE_EVERY) => {}
             }
-            let Some(target) = self.target() else {
-                // Not active (or its data center is gone): no connection either, as a chat
-                // server removed from the list lets go of the database.
-                conn = None;
-                continue;
+            let target = match self.duty() {
+                Duty::Write(t) => t,
+                // A server taken off the active list stops writing but keeps the connection it
+                // has (pchat-dr.md §5.2): FB-1 must drain or kill it.
+                Duty::Idle => continue,
+                Duty::Gone => {
+                    conn = None;
+                    continue;
+                }
             };
             if conn.as_ref().is_some_and(|(t, _)| *t != target) {
                 conn = None;
