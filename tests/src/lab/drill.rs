@@ -2,11 +2,14 @@
 //! preflight → loss of DC1 → failover → count → rebuild DC1 → failback → count → final state.
 //!
 //! What is checked, and why that way:
-//! - **Failover loss within the window.** Every message acknowledged by the primary before the
-//!   start of the last log backup restored into the backup `mgc` (msdb `restorehistory` ⋈
-//!   `backupset`) must be in the backup `mgc` after the failover; only messages acknowledged
-//!   after that instant may be lost. The window (DC1 loss − that start) is the RPO achieved.
-//!   A 5 ms margin absorbs DATETIME's 1/300 s rounding.
+//! - **Failover loses nothing beyond the last shipped log** (DESIGN §9 invariant 6). At the
+//!   loss, the lab notes the newest log backup that had reached DC2 (the copy folder, read with
+//!   RESTORE HEADERONLY; the share died with DC1). After the failover, the last log restored
+//!   into the backup `mgc` (msdb `restorehistory` ⋈ `backupset`) must reach that log's LSN —
+//!   everything shipped was applied — and every message acknowledged by the primary before
+//!   that log backup began must be in the backup `mgc`; only messages acknowledged after it
+//!   (the window: DC1 loss − that start, the RPO achieved) may be lost. A 5 ms margin absorbs
+//!   DATETIME's 1/300 s rounding.
 //! - **Failback loses nothing written before FB-1.** Every message found after the failover
 //!   plus every message the backup `mgc` acknowledged while failed over must be in the primary
 //!   `mgc` after the failback (FB-1 stops the writers before FB-3's backup).
@@ -40,10 +43,11 @@ const WARM_UP_MESSAGES: usize = 20;
 /// Messages per pool the traffic must write after a runbook before the drill goes on.
 const RESUMED_MESSAGES: usize = 20;
 
-/// When DC1 was lost.
+/// When DC1 was lost, and per pool the newest log backup that had reached DC2 by then.
 struct Loss {
     at: Instant,
     utc: chrono::NaiveDateTime,
+    shipped: BTreeMap<String, Option<sql::RestoredLog>>,
 }
 
 /// Runs every phase; a phase error becomes a failed check.
@@ -61,9 +65,13 @@ async fn phases(lab: &mut Lab) -> anyhow::Result<()> {
         return Ok(());
     }
     let survivors = count_after_failover(lab, &loss).await?;
-    traffic_resumes(lab, Target::Backup, loss.at, "DC2 chat servers write to the backup mgc")
-        .await?
-        .map(|d| lab.report.rto_failover = Some(d));
+    lab.report.rto_failover = traffic_resumes(
+        lab,
+        Target::Backup,
+        loss.at,
+        "DC2 chat servers write to the backup mgc",
+    )
+    .await?;
     chat_sessions_visible(lab).await?;
     rebuild_dc1(lab).await?;
     let Some(fb_start) = failback(lab).await? else {
@@ -82,6 +90,11 @@ async fn phases(lab: &mut Lab) -> anyhow::Result<()> {
     final_state(lab).await
 }
 
+/// The last component of a path, for short report lines.
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
 fn acks_of<'a>(acks: &'a [Ack], pool: &'a str) -> impl Iterator<Item = &'a Ack> + 'a {
     acks.iter().filter(move |a| a.pool == pool)
 }
@@ -96,7 +109,10 @@ async fn warm_up(lab: &mut Lab) -> anyhow::Result<()> {
         let backup = &lab.sims[&p.backup];
         let ledger = lab.traffic.ledger.clone();
         let last = wait_for(
-            &format!("{}: a log backup holding chat messages restored on {}", p.fqdn, p.backup),
+            &format!(
+                "{}: a log backup holding chat messages restored on {}",
+                p.fqdn, p.backup
+            ),
             Duration::from_secs(90),
             || async {
                 let acks = ledger.acks();
@@ -111,7 +127,7 @@ async fn warm_up(lab: &mut Lab) -> anyhow::Result<()> {
             p.fqdn,
             acks_of(&lab.traffic.ledger.acks(), &p.fqdn).count(),
             p.backup,
-            last.file
+            file_name(&last.file)
         );
     }
     let n = lab.traffic.ledger.acks().len();
@@ -145,11 +161,14 @@ async fn preflight(lab: &mut Lab) -> anyhow::Result<()> {
 /// Kills DC1: its chat servers stop, its agents and SQL instances die (SIGKILL) and the share
 /// that lived there is gone (renamed out of reach).
 async fn lose_dc1(lab: &mut Lab) -> anyhow::Result<Loss> {
-    let t = lab.report.begin("simulated loss of DC1 (SQL, agents, chat servers, share)");
+    let t = lab
+        .report
+        .begin("simulated loss of DC1 (SQL, agents, chat servers, share)");
     lab.traffic.set_dc_down("dc1", true);
-    let loss = Loss {
+    let mut loss = Loss {
         at: Instant::now(),
         utc: chrono::Utc::now().naive_utc(),
+        shipped: BTreeMap::new(),
     };
     let mut dc1 = vec![SHELL_DC1.to_string()];
     dc1.extend(lab.pools.iter().map(|p| p.primary.clone()));
@@ -162,7 +181,20 @@ async fn lose_dc1(lab: &mut Lab) -> anyhow::Result<Loss> {
     let files = lab.fleet.files_root();
     let lost = files.join(format!("dc1-lost-{}", std::process::id()));
     std::fs::rename(dc1_files(&files), &lost)?;
-    println!("   killed {}; share moved out of reach to {}", dc1.join(", "), lost.display());
+    println!(
+        "   killed {}; share moved out of reach to {}",
+        dc1.join(", "),
+        lost.display()
+    );
+    for p in lab.pools.clone() {
+        let newest = sql::newest_log_in(&lab.sims[&p.backup], &p.copy_dir).await?;
+        println!(
+            "   {}: newest log backup that reached DC2: {}",
+            p.fqdn,
+            newest.as_ref().map_or("none", |l| file_name(&l.file))
+        );
+        loss.shipped.insert(p.fqdn.clone(), newest);
+    }
     lab.fleet
         .wait_connected(&dc1, false, Duration::from_secs(30))
         .await?;
@@ -173,7 +205,9 @@ async fn lose_dc1(lab: &mut Lab) -> anyhow::Result<Loss> {
 /// The failover runbook, or the temporary fallback while it does not exist. `Ok(false)`: it
 /// failed (recorded), the drill stops.
 async fn failover(lab: &mut Lab) -> anyhow::Result<bool> {
-    let t = lab.report.begin("failover (failbackctl run failover --all)");
+    let t = lab
+        .report
+        .begin("failover (failbackctl run failover --all)");
     let started = runs::start(
         &lab.fleet,
         &[
@@ -219,7 +253,11 @@ async fn failover(lab: &mut Lab) -> anyhow::Result<bool> {
                 println!(
                     "   {}: share {}, {} log(s) copied, {} applied{}",
                     p.fqdn,
-                    if o.share_reachable { "reachable" } else { "lost" },
+                    if o.share_reachable {
+                        "reachable"
+                    } else {
+                        "lost"
+                    },
                     o.copied,
                     o.applied.len(),
                     o.gap
@@ -264,11 +302,31 @@ async fn count_after_failover(
         );
         let bodies: BTreeSet<String> = sql::message_bodies(backup).await?.into_iter().collect();
         let last = sql::last_restored_log(backup).await?;
+        let shipped = loss.shipped.get(&p.fqdn).cloned().flatten();
+        let applied_all = match (&shipped, &last) {
+            (Some(s), Some(l)) => l.last_lsn >= s.last_lsn,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        lab.report.check(
+            format!("{}: failover applied every log that reached DC2", p.fqdn),
+            applied_all,
+            format!(
+                "newest in DC2 {} (LastLSN {}), last restored {} (LastLSN {})",
+                shipped.as_ref().map_or("none", |l| file_name(&l.file)),
+                shipped.as_ref().map_or(0, |l| l.last_lsn),
+                last.as_ref().map_or("none", |l| file_name(&l.file)),
+                last.as_ref().map_or(0, |l| l.last_lsn)
+            ),
+        );
         let written: Vec<&Ack> = acks_of(&acks, &p.fqdn)
             .filter(|a| a.target == Target::Primary && a.at < loss.at)
             .collect();
-        let lost: Vec<&&Ack> = written.iter().filter(|a| !bodies.contains(&a.body)).collect();
-        let start = last.as_ref().map(|l| l.backup_start);
+        let lost: Vec<&&Ack> = written
+            .iter()
+            .filter(|a| !bodies.contains(&a.body))
+            .collect();
+        let start = shipped.as_ref().map(|l| l.backup_start);
         let in_window = |a: &Ack| start.is_none_or(|s| a.utc + ROUNDING >= s);
         let pool_window = written.iter().filter(|a| in_window(a)).count();
         let outside: Vec<&&&Ack> = lost.iter().filter(|a| !in_window(a)).collect();
@@ -277,12 +335,11 @@ async fn count_after_failover(
             rpo = rpo.max(w);
         }
         println!(
-            "   {}: {} written before the loss, {} found, {} lost; last log applied {} (started {}), {} messages in the window",
+            "   {}: {} written before the loss, {} found, {} lost; newest shipped log began {}, {} messages after it",
             p.fqdn,
             written.len(),
             written.len() - lost.len(),
             lost.len(),
-            last.as_ref().map_or("none", |l| l.file.as_str()),
             start.map_or("-".into(), |s| s.format("%H:%M:%S%.3f").to_string()),
             pool_window
         );
@@ -301,13 +358,13 @@ async fn count_after_failover(
         window_msgs += pool_window;
         survivors.insert(p.fqdn.clone(), bodies);
     }
-    row.allowed = format!("<= {window_msgs} (written after the last applied log backup began)");
+    row.allowed = format!("<= {window_msgs} (written after the last shipped log began)");
     lab.report.check(
-        "failover lost only messages inside the reported window",
+        "failover lost nothing beyond the last log shipped to DC2",
         bad.is_empty(),
         if bad.is_empty() {
             format!(
-                "{} lost of {} written, all after the last log backup applied began",
+                "{} lost of {} written, all after the last shipped log backup began",
                 row.lost, row.written
             )
         } else {
@@ -394,13 +451,24 @@ async fn chat_sessions_visible(lab: &mut Lab) -> anyhow::Result<()> {
 /// Rebuilds DC1 as Topology Builder leaves it: fresh SQL instances (same names and ports) with
 /// an empty `mgc` and `mgccomp`, an empty share, the agents reinstalled (fresh state).
 async fn rebuild_dc1(lab: &mut Lab) -> anyhow::Result<()> {
-    let t = lab.report.begin("rebuild DC1 (fresh SQL instances with an empty mgc, agents)");
+    let t = lab
+        .report
+        .begin("rebuild DC1 (fresh SQL instances with an empty mgc, agents)");
     for p in lab.pools.clone() {
         let old_port = lab.sims[&p.primary].port;
-        let dir = lab.fleet.dir.join("sql").join(format!("{}-rebuilt", p.primary));
+        let dir = lab
+            .fleet
+            .dir
+            .join("sql")
+            .join(format!("{}-rebuilt", p.primary));
         let mut sim = sql::new_sim(&p.primary, &dir, Some(old_port), lab.opts.db_size_mb)?;
         sim.start().await?;
-        sql::batch(&sim, "master", "CREATE DATABASE mgc; CREATE DATABASE mgccomp").await?;
+        sql::batch(
+            &sim,
+            "master",
+            "CREATE DATABASE mgc; CREATE DATABASE mgccomp",
+        )
+        .await?;
         std::fs::create_dir_all(&p.share)?;
         lab.sims.insert(p.primary.clone(), sim);
     }
@@ -423,7 +491,9 @@ async fn rebuild_dc1(lab: &mut Lab) -> anyhow::Result<()> {
 
 /// The failback runbook; `Ok(None)` when it failed (recorded).
 async fn failback(lab: &mut Lab) -> anyhow::Result<Option<Instant>> {
-    let t = lab.report.begin("failback (failbackctl run failback --all)");
+    let t = lab
+        .report
+        .begin("failback (failbackctl run failback --all)");
     let start = Instant::now();
     let started = runs::start(
         &lab.fleet,
@@ -505,10 +575,7 @@ async fn count_after_failback(
             expected.extend(s.iter().map(String::as_str));
         }
         let missing = expected.iter().filter(|b| !bodies.contains(**b)).count();
-        let missing_fo = failed_over
-            .iter()
-            .filter(|b| !bodies.contains(**b))
-            .count();
+        let missing_fo = failed_over.iter().filter(|b| !bodies.contains(**b)).count();
         println!(
             "   {}: {} expected on the primary ({} written while failed over), {} found, {} missing",
             p.fqdn,
@@ -549,8 +616,7 @@ async fn count_after_traffic(lab: &mut Lab, since: Instant) -> anyhow::Result<()
             .await?
             .into_iter()
             .collect();
-        for a in acks_of(&acks, &p.fqdn).filter(|a| a.target == Target::Primary && a.at > since)
-        {
+        for a in acks_of(&acks, &p.fqdn).filter(|a| a.target == Target::Primary && a.at > since) {
             row.written += 1;
             if bodies.contains(&a.body) {
                 row.found += 1;
@@ -566,7 +632,9 @@ async fn count_after_traffic(lab: &mut Lab, since: Instant) -> anyhow::Result<()
     );
     lab.report.phases.push(row);
     let failed = lab.traffic.ledger.failed();
-    println!("   chat writes refused or unacknowledged during the drill: {failed} (not counted as written)");
+    println!(
+        "   chat writes refused or unacknowledged during the drill: {failed} (not counted as written)"
+    );
     Ok(())
 }
 

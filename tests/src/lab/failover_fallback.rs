@@ -72,7 +72,7 @@ pub async fn fail_over_pool(
     let source = PathBuf::from(row.get::<&str, _>(0).unwrap_or_default());
     let dest = PathBuf::from(row.get::<&str, _>(1).unwrap_or_default());
     let mut applied: i128 = match last_restored_log(backup).await? {
-        Some(l) => l.last_lsn.parse().unwrap_or(0),
+        Some(l) => l.last_lsn,
         None => 0,
     };
     batch(

@@ -85,7 +85,11 @@ impl LabFleet {
         );
         std::fs::write(dir.join("topology.toml"), topology)?;
         let etcd = if etcd {
-            Some(EtcdCluster::start(3).await.context("start a three-member etcd")?)
+            Some(
+                EtcdCluster::start(3)
+                    .await
+                    .context("start a three-member etcd")?,
+            )
         } else {
             None
         };
@@ -256,6 +260,22 @@ impl LabFleet {
         .await
     }
 
+    /// Waits until a coordinator answers as leader; returns `failbackctl leader --output json`.
+    pub async fn wait_leader(&self) -> anyhow::Result<serde_json::Value> {
+        wait_for("a coordinator to lead", Duration::from_secs(30), || async {
+            let out = self
+                .ctl(OPERATOR, &["leader", "--output", "json"])
+                .await
+                .ok()?;
+            let doc: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            doc["leader_id"]
+                .as_str()
+                .is_some_and(|l| !l.is_empty())
+                .then_some(doc)
+        })
+        .await
+    }
+
     /// Waits until each agent in `ids` has the `connected` flag in `failbackctl agents`.
     pub async fn wait_connected(
         &self,
@@ -267,7 +287,10 @@ impl LabFleet {
             &format!("agents {ids:?} connected={connected}"),
             deadline,
             || async {
-                let out = self.ctl(OPERATOR, &["agents", "--output", "json"]).await.ok()?;
+                let out = self
+                    .ctl(OPERATOR, &["agents", "--output", "json"])
+                    .await
+                    .ok()?;
                 let doc: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
                 let list = doc["agents"].as_array()?;
                 ids.iter()

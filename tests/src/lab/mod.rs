@@ -92,7 +92,11 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
             (d, (!keep).then_some(t))
         }
     };
-    println!("failback lab: {} pool(s), workdir {}", opts.pools, dir.display());
+    println!(
+        "failback lab: {} pool(s), workdir {}",
+        opts.pools,
+        dir.display()
+    );
     let result = async {
         let mut lab = Lab::start(opts.clone(), dir.clone()).await?;
         drill::run(&mut lab).await;
@@ -159,12 +163,19 @@ impl Lab {
                 p.backup,
                 backup.port,
                 sql::BACKUP_EVERY_S,
-                sql::COPY_RESTORE_EVERY_S,
-                sql::COPY_RESTORE_EVERY_S
+                sql::COPY_EVERY_S,
+                sql::RESTORE_EVERY_S
             );
             init_cms(&fleet, p).await?;
         }
         fleet.start_coordinators().await?;
+        let leader = fleet.wait_leader().await?;
+        println!(
+            "   leader {} at epoch {} ({} mode)",
+            leader["leader_id"].as_str().unwrap_or("?"),
+            leader["epoch"],
+            leader["mode"].as_str().unwrap_or("?")
+        );
         let targets: Vec<PoolTarget> = pools
             .iter()
             .map(|p| PoolTarget {
@@ -191,7 +202,10 @@ impl Lab {
             .wait_connected(&ids, true, Duration::from_secs(60))
             .await?;
         println!("   {} agents connected; chat traffic started", ids.len());
-        report.end(t, format!("{} pools, {} agents", lab.pools.len(), ids.len()));
+        report.end(
+            t,
+            format!("{} pools, {} agents", lab.pools.len(), ids.len()),
+        );
         lab.report = report;
         Ok(lab)
     }

@@ -115,12 +115,15 @@ impl Report {
     /// The final report as text.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "\n==================== failback lab report ====================");
-        let _ = writeln!(o, "{:<46} {:>8}  OUTCOME", "STEP", "SECONDS");
+        let _ = writeln!(
+            o,
+            "\n==================== failback lab report ===================="
+        );
+        let _ = writeln!(o, "{:<60} {:>8}  OUTCOME", "STEP", "SECONDS");
         for s in &self.steps {
             let _ = writeln!(
                 o,
-                "{:<46} {:>8.1}  {}",
+                "{:<60} {:>8.1}  {}",
                 s.name,
                 s.took.as_secs_f64(),
                 s.outcome

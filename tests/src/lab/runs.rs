@@ -77,13 +77,19 @@ pub async fn follow(fleet: &LabFleet, run: &str, deadline: Duration) -> anyhow::
                     seen.insert(pool, now);
                 }
             }
-            let status = doc["run"]["status"].as_str().unwrap_or_default().to_string();
+            let status = doc["run"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             last = doc;
             if ["succeeded", "failed", "aborted"].contains(&status.as_str()) {
                 // The run record stays in the workdir for whoever reads the report.
                 let dir = fleet.dir.join("runs");
                 std::fs::create_dir_all(&dir)?;
-                std::fs::write(dir.join(format!("{run}.json")), serde_json::to_string_pretty(&last)?)?;
+                std::fs::write(
+                    dir.join(format!("{run}.json")),
+                    serde_json::to_string_pretty(&last)?,
+                )?;
                 return Ok(last);
             }
         }

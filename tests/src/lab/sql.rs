@@ -8,9 +8,10 @@
 //! (`sp_add_log_shipping_primary_database`, schedule, enable, alert job,
 //! `sp_add_log_shipping_primary_secondary`) and the secondary script
 //! (`sp_add_log_shipping_secondary_primary`, schedules, `sp_add_log_shipping_secondary_database`,
-//! enable), as text batches to sqlsim's procedures. Decided: the lab's schedules are 2 s for the
-//! backup job and 1 s for copy and restore (production: 15 min), so the drill's loss window is
-//! seconds and the whole drill takes minutes.
+//! enable), as text batches to sqlsim's procedures. Decided: the lab's schedules are 1 s for the
+//! backup and copy jobs and 2 s for the restore job (production: 15 min each), so the drill's
+//! loss window is seconds, the whole drill takes minutes, and at the moment DC1 is lost the copy
+//! folder usually holds a log not restored yet — the failover has to apply it (FO-3).
 
 use std::path::Path;
 
@@ -20,9 +21,11 @@ use super::topology::PoolLayout;
 use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
 
 /// Seconds between log backups on the primary.
-pub const BACKUP_EVERY_S: u32 = 2;
-/// Seconds between copy and restore runs on the backup.
-pub const COPY_RESTORE_EVERY_S: u32 = 1;
+pub const BACKUP_EVERY_S: u32 = 1;
+/// Seconds between copy job runs on the backup.
+pub const COPY_EVERY_S: u32 = 1;
+/// Seconds between restore job runs on the backup.
+pub const RESTORE_EVERY_S: u32 = 2;
 
 /// Runs a batch as `sa` in `db`; returns its first result set.
 pub async fn batch(sim: &SqlSim, db: &str, sql: &str) -> anyhow::Result<Vec<tiberius::Row>> {
@@ -43,7 +46,12 @@ pub fn lit(s: &str) -> String {
 
 /// A fresh, not yet started sqlsim instance for `name` under `dir`, on `port` when given (a
 /// rebuilt host keeps its address) and with `--db-size-mb`.
-pub fn new_sim(name: &str, dir: &Path, port: Option<u16>, db_size_mb: u32) -> anyhow::Result<SqlSim> {
+pub fn new_sim(
+    name: &str,
+    dir: &Path,
+    port: Option<u16>,
+    db_size_mb: u32,
+) -> anyhow::Result<SqlSim> {
     let size = db_size_mb.to_string();
     let mut sim = SqlSim::new(name, dir)?.with_args(&["--db-size-mb", &size]);
     if let Some(p) = port {
@@ -128,7 +136,7 @@ SELECT @rc AS rc;",
     let (ps, copy) = (lit(&p.primary), lit(&p.copy_dir.display().to_string()));
     let copy_job = lit(&format!("LSCopy_{}_mgc", p.primary));
     let restore_job = lit(&format!("LSRestore_{}_mgc", p.primary));
-    let every = COPY_RESTORE_EVERY_S;
+    let (copy_every, restore_every) = (COPY_EVERY_S, RESTORE_EVERY_S);
     let secondary_script = format!(
         r"
 DECLARE @copy_id uniqueidentifier, @restore_id uniqueidentifier, @secondary_id uniqueidentifier, @rc int;
@@ -142,12 +150,12 @@ IF (@@ERROR = 0 AND @rc = 0)
 BEGIN
   DECLARE @cu uniqueidentifier, @ci int, @ru uniqueidentifier, @ri int;
   EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultCopyJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {every}, @freq_recurrence_factor = 0,
+       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {copy_every}, @freq_recurrence_factor = 0,
        @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
        @schedule_uid = @cu OUTPUT, @schedule_id = @ci OUTPUT;
   EXEC msdb.dbo.sp_attach_schedule @job_id = @copy_id, @schedule_id = @ci;
   EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultRestoreJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {every}, @freq_recurrence_factor = 0,
+       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {restore_every}, @freq_recurrence_factor = 0,
        @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
        @schedule_uid = @ru OUTPUT, @schedule_id = @ri OUTPUT;
   EXEC msdb.dbo.sp_attach_schedule @job_id = @restore_id, @schedule_id = @ri;
@@ -178,7 +186,13 @@ pub struct RestoredLog {
     /// When that log backup started (UTC): every transaction committed before it is in it.
     pub backup_start: chrono::NaiveDateTime,
     /// Its last LSN.
-    pub last_lsn: String,
+    pub last_lsn: i128,
+}
+
+fn lsn(row: &tiberius::Row, col: usize) -> anyhow::Result<i128> {
+    row.try_get::<tiberius::numeric::Numeric, _>(col)?
+        .map(|n| n.value())
+        .with_context(|| format!("LSN column {col} is NULL"))
 }
 
 /// The newest log backup restored into `mgc` on `sim`, if any.
@@ -201,10 +215,7 @@ pub async fn last_restored_log(sim: &SqlSim) -> anyhow::Result<Option<RestoredLo
     let backup_start = row
         .try_get::<chrono::NaiveDateTime, _>(1)?
         .context("backupset.backup_start_date is NULL")?;
-    let last_lsn = row
-        .try_get::<tiberius::numeric::Numeric, _>(2)?
-        .map(|n| n.value().to_string())
-        .unwrap_or_default();
+    let last_lsn = lsn(row, 2)?;
     Ok(Some(RestoredLog {
         file,
         backup_start,
@@ -217,7 +228,10 @@ pub async fn database_state(sim: &SqlSim, db: &str) -> anyhow::Result<Option<Str
     let rows = batch(
         sim,
         "master",
-        &format!("SELECT state_desc FROM sys.databases WHERE name = {}", lit(db)),
+        &format!(
+            "SELECT state_desc FROM sys.databases WHERE name = {}",
+            lit(db)
+        ),
     )
     .await?;
     Ok(rows
@@ -233,4 +247,40 @@ pub async fn message_bodies(sim: &SqlSim) -> anyhow::Result<Vec<String>> {
         .iter()
         .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
         .collect())
+}
+
+/// The newest complete log backup of `mgc` among the `.trn` files in `dir` (as `sim` reads
+/// them with RESTORE HEADERONLY; a file it cannot read — still being copied — does not count).
+pub async fn newest_log_in(sim: &SqlSim, dir: &Path) -> anyhow::Result<Option<RestoredLog>> {
+    let mut best: Option<RestoredLog> = None;
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("trn")))
+        .collect();
+    for f in files {
+        let file = f.display().to_string();
+        let sql = format!("RESTORE HEADERONLY FROM DISK = {}", lit(&file));
+        let Ok(rows) = batch(sim, "master", &sql).await else {
+            continue;
+        };
+        let Some(row) = rows.first() else { continue };
+        let last_lsn = row
+            .try_get::<tiberius::numeric::Numeric, _>("LastLSN")?
+            .map(|n| n.value())
+            .context("HEADERONLY LastLSN is NULL")?;
+        let backup_start = row
+            .try_get::<chrono::NaiveDateTime, _>("BackupStartDate")?
+            .context("HEADERONLY BackupStartDate is NULL")?;
+        if best.as_ref().is_none_or(|b| b.last_lsn < last_lsn) {
+            best = Some(RestoredLog {
+                file,
+                backup_start,
+                last_lsn,
+            });
+        }
+    }
+    Ok(best)
 }

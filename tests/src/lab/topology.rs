@@ -70,7 +70,10 @@ pub fn dc1_files(files: &Path) -> PathBuf {
 
 /// Every agent id with its data center.
 pub fn agents(pools: &[PoolLayout]) -> Vec<(String, &'static str)> {
-    let mut out = vec![(SHELL_DC1.to_string(), "dc1"), (SHELL_DC2.to_string(), "dc2")];
+    let mut out = vec![
+        (SHELL_DC1.to_string(), "dc1"),
+        (SHELL_DC2.to_string(), "dc2"),
+    ];
     for p in pools {
         out.push((p.primary.clone(), "dc1"));
         out.push((p.backup.clone(), "dc2"));
