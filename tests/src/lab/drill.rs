@@ -61,10 +61,10 @@ async fn phases(lab: &mut Lab) -> anyhow::Result<()> {
     warm_up(lab).await?;
     preflight(lab).await?;
     let loss = lose_dc1(lab).await?;
-    if !failover(lab).await? {
+    let Some(reported) = failover(lab).await? else {
         return Ok(());
-    }
-    let survivors = count_after_failover(lab, &loss).await?;
+    };
+    let survivors = count_after_failover(lab, &loss, &reported).await?;
     lab.report.rto_failover = traffic_resumes(
         lab,
         Target::Backup,
@@ -202,9 +202,38 @@ async fn lose_dc1(lab: &mut Lab) -> anyhow::Result<Loss> {
     Ok(loss)
 }
 
-/// The failover runbook, or the temporary fallback while it does not exist. `Ok(false)`: it
-/// failed (recorded), the drill stops.
-async fn failover(lab: &mut Lab) -> anyhow::Result<bool> {
+/// Per pool, the start of the last log backup restored, as the failover run reported its loss
+/// window (FO-3's `loss_window.last_restored_backup_time`).
+type Reported = BTreeMap<String, chrono::NaiveDateTime>;
+
+/// The loss windows a failover run reported (pools whose record has none are left out).
+fn reported_windows(detail: &serde_json::Value) -> Reported {
+    let mut out = Reported::new();
+    for p in detail["pools"].as_array().into_iter().flatten() {
+        let w = &p["outputs"]["fo3_apply_logs"]["output"]["loss_window"];
+        let time = w["last_restored_backup_time"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(pool), Some(time)) = (p["pool"].as_str(), time) {
+            println!(
+                "   {pool}: the run reports its loss window from {} ({} s of log backups known but not restored{})",
+                time.format("%H:%M:%S%.3f"),
+                w["window_seconds"],
+                if w["share_reachable"] == false {
+                    "; share unreachable"
+                } else {
+                    ""
+                }
+            );
+            out.insert(pool.to_string(), time.naive_utc());
+        }
+    }
+    out
+}
+
+/// The failover runbook, or the temporary fallback while it does not exist. `Ok(None)`: it
+/// failed (recorded), the drill stops; otherwise the loss windows the run reported.
+async fn failover(lab: &mut Lab) -> anyhow::Result<Option<Reported>> {
     let t = lab
         .report
         .begin("failover (failbackctl run failover --all)");
@@ -235,8 +264,9 @@ async fn failover(lab: &mut Lab) -> anyhow::Result<bool> {
             let ok = detail["run"]["status"] == "succeeded";
             lab.report
                 .check("failover run succeeded", ok, runs::reason(&detail));
+            let reported = reported_windows(&detail);
             lab.report.end(t, runs::reason(&detail));
-            Ok(ok)
+            Ok(ok.then_some(reported))
         }
         Started::Missing(msg) => {
             lab.report.warn(format!(
@@ -272,7 +302,7 @@ async fn failover(lab: &mut Lab) -> anyhow::Result<bool> {
                 t,
                 format!("TEMPORARY lab fallback; {gaps} pool(s) stopped at a gap"),
             );
-            Ok(true)
+            Ok(Some(Reported::new()))
         }
     }
 }
@@ -282,6 +312,7 @@ async fn failover(lab: &mut Lab) -> anyhow::Result<bool> {
 async fn count_after_failover(
     lab: &mut Lab,
     loss: &Loss,
+    reported: &Reported,
 ) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
     let t = lab.report.begin("count messages after failover");
     let acks = lab.traffic.ledger.acks();
@@ -343,6 +374,22 @@ async fn count_after_failover(
             start.map_or("-".into(), |s| s.format("%H:%M:%S%.3f").to_string()),
             pool_window
         );
+        if let Some(r) = reported.get(&p.fqdn) {
+            let beyond = lost.iter().filter(|a| a.utc + ROUNDING < *r).count();
+            lab.report.check(
+                format!(
+                    "{}: loss within the window the failover run reported",
+                    p.fqdn
+                ),
+                beyond == 0,
+                format!(
+                    "{} lost, {} of them acknowledged before the reported start {}",
+                    lost.len(),
+                    beyond,
+                    r.format("%H:%M:%S%.3f")
+                ),
+            );
+        }
         if let Some(a) = outside.first() {
             bad.push(format!(
                 "{}: {} lost outside the window (e.g. {} acknowledged {})",
