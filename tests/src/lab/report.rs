@@ -184,3 +184,23 @@ impl Report {
         o
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_passes_only_with_checks_all_ok() {
+        let mut r = Report::default();
+        assert!(!r.passed(), "no check is no pass");
+        r.check("a", true, "fine");
+        assert!(r.passed());
+        r.warn("not built yet");
+        assert!(r.passed(), "a warning is not a failure");
+        r.check("b", false, "broken");
+        assert!(!r.passed());
+        let text = r.render();
+        assert!(text.contains("RESULT: FAIL (1/2 checks passed)"), "{text}");
+        assert!(text.contains("[FAIL] b: broken"), "{text}");
+    }
+}

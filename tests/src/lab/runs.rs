@@ -148,3 +148,39 @@ pub fn reason(detail: &Value) -> String {
     }
     parts.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_clap_usage_errors_mean_a_missing_subcommand() {
+        assert!(is_missing_subcommand(
+            2,
+            "error: unrecognized subcommand 'failover'\n\nUsage: …"
+        ));
+        assert!(!is_missing_subcommand(2, "error: topology refused"));
+        assert!(!is_missing_subcommand(1, "unrecognized subcommand"));
+    }
+
+    #[test]
+    fn step_timings_keep_the_order_steps_started_and_the_slowest_pool() {
+        let detail = json!({ "pools": [
+            { "pool": "a", "outputs": {
+                "fb3": { "status": "succeeded", "started_unix_ms": 2000, "finished_unix_ms": 2500 },
+                "fb1": { "status": "succeeded", "started_unix_ms": 1000, "finished_unix_ms": 2000 },
+            }},
+            { "pool": "b", "outputs": {
+                "fb1": { "status": "succeeded", "started_unix_ms": 5000, "finished_unix_ms": 8000 },
+                "fb3": { "status": "failed", "started_unix_ms": 8000, "finished_unix_ms": 8100 },
+            }},
+        ]});
+        let t = step_timings(&detail);
+        let names: Vec<&str> = t.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["fb1", "fb3"]);
+        assert_eq!(t[0].1, Duration::from_millis(3000));
+        assert_eq!(t[1].1, Duration::from_millis(500));
+        assert_eq!(t[1].2, "failed");
+    }
+}

@@ -126,3 +126,35 @@ dc2 = ["{c2}"]
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use failback_coordinator::topology::Topology;
+
+    #[test]
+    fn the_lab_topology_is_one_the_coordinator_accepts() {
+        for n in [1, 3, 20] {
+            let pools = layout(n, Path::new("/lab/files"));
+            let text = topology_toml(&pools, |_| 14330);
+            let t = Topology::parse(Path::new("lab.toml"), &text)
+                .unwrap_or_else(|e| panic!("{n} pools: {e}\n{text}"));
+            assert_eq!(t.pools.len(), n);
+            assert_eq!(t.agents.len(), 2 + 2 * n);
+        }
+    }
+
+    #[test]
+    fn the_share_lives_in_dc1_and_the_copy_folders_in_dc2() {
+        let files = Path::new("/lab/files");
+        let pools = layout(2, files);
+        for p in &pools {
+            assert!(p.share.starts_with(dc1_files(files)), "{p:?}");
+            assert!(!p.copy_dir.starts_with(dc1_files(files)), "{p:?}");
+        }
+        assert_ne!(pools[0].share, pools[1].share);
+        assert_ne!(pools[0].copy_dir, pools[1].copy_dir);
+    }
+}
