@@ -229,7 +229,8 @@ async fn failover(lab: &mut Lab) -> anyhow::Result<Option<Reported>> {
             lab.report
                 .check("failover run succeeded", ok, runs::reason(&detail));
             let reported = reported_windows(&detail);
-            lab.report.end(t, runs::reason(&detail));
+            lab.report
+                .end(t, format!("{} (run {run})", runs::reason(&detail)));
             Ok(ok.then_some(reported))
         }
         Started::Missing(msg) => {
@@ -365,7 +366,8 @@ async fn failback(lab: &mut Lab) -> anyhow::Result<Option<Instant>> {
             ),
         );
     }
-    lab.report.end(t, runs::reason(&detail));
+    lab.report
+        .end(t, format!("{} (run {run})", runs::reason(&detail)));
     Ok(ok.then_some(start))
 }
 
