@@ -23,6 +23,10 @@ struct Cli {
     /// standalone coordinator.
     #[arg(long)]
     etcd: bool,
+    /// Leave out the primary's and the backup's mirror instances (two SQL instances per pool
+    /// instead of four).
+    #[arg(long)]
+    no_mirrors: bool,
     /// Leave everything running after the drill and print how to point failbackctl at it
     /// (Ctrl-C stops it).
     #[arg(long)]
@@ -40,6 +44,7 @@ async fn main() -> ExitCode {
         pools: cli.pools,
         db_size_mb: cli.db_size_mb,
         etcd: cli.etcd,
+        mirrors: !cli.no_mirrors,
         keep_running: cli.keep_running,
         workdir: cli.workdir,
     };

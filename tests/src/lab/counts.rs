@@ -351,6 +351,14 @@ pub(super) async fn final_state(lab: &mut Lab) -> anyhow::Result<()> {
             state == "Normal" && active == vec![p.chat_dc1.clone()],
             format!("{state}, active {active:?}"),
         );
+        if lab.opts.mirrors {
+            let role = sql::mirroring_role(&lab.sims[&p.backup]).await?;
+            lab.report.check(
+                format!("{}: backup mgc no longer mirrored", p.fqdn),
+                role.is_none(),
+                format!("mirroring role {role:?}"),
+            );
+        }
         let ps = sql::database_state(&lab.sims[&p.primary], "mgc").await?;
         let bs = sql::database_state(&lab.sims[&p.backup], "mgc").await?;
         lab.report.check(

@@ -50,6 +50,7 @@ async fn phases(lab: &mut Lab) -> anyhow::Result<()> {
     )
     .await?;
     chat_sessions_visible(lab).await?;
+    mirror_new_primary(lab).await?;
     rebuild_dc1(lab).await?;
     let Some(fb_start) = failback(lab).await? else {
         return Ok(());
@@ -126,6 +127,40 @@ async fn preflight(lab: &mut Lab) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// FO-6 done by hand (see [`super::topology`]): mirror the new primary `mgc` (the backup
+/// instance) to the backup mirror, unless the failover already did.
+async fn mirror_new_primary(lab: &mut Lab) -> anyhow::Result<()> {
+    if !lab.opts.mirrors {
+        return Ok(());
+    }
+    let t = lab
+        .report
+        .begin("FO-6 by hand: mirror the new primary mgc to the backup mirror");
+    let files = lab.fleet.files_root();
+    for p in lab.pools.clone() {
+        let Some(m) = &p.backup_mirror else { continue };
+        let backup = &lab.sims[&p.backup];
+        if sql::mirroring_role(backup).await?.is_some() {
+            println!("   {}: already mirrored", p.fqdn);
+            continue;
+        }
+        let seed = files.join("dc2").join("mirror-seed").join(&p.fqdn);
+        sql::mirror_mgc(backup, &lab.sims[m], &seed).await?;
+        println!("   {}: mgc mirrored {} -> {m}", p.fqdn, p.backup);
+    }
+    lab.report.end(t, "mirrored");
+    Ok(())
+}
+
+/// The simulated hosts of DC1: its shell host and every pool's DC1 SQL instances.
+fn dc1_hosts(lab: &Lab) -> Vec<String> {
+    let mut dc1 = vec![SHELL_DC1.to_string()];
+    for p in &lab.pools {
+        dc1.extend(p.dc1_instances());
+    }
+    dc1
+}
+
 /// Kills DC1: its chat servers stop, its agents and SQL instances die (SIGKILL) and the share
 /// that lived there is gone (renamed out of reach).
 async fn lose_dc1(lab: &mut Lab) -> anyhow::Result<Loss> {
@@ -138,8 +173,7 @@ async fn lose_dc1(lab: &mut Lab) -> anyhow::Result<Loss> {
         utc: chrono::Utc::now().naive_utc(),
         shipped: BTreeMap::new(),
     };
-    let mut dc1 = vec![SHELL_DC1.to_string()];
-    dc1.extend(lab.pools.iter().map(|p| p.primary.clone()));
+    let dc1 = dc1_hosts(lab);
     for id in &dc1 {
         lab.fleet.kill_agent(id);
         if let Some(sim) = lab.sims.get_mut(id) {
@@ -279,25 +313,34 @@ async fn rebuild_dc1(lab: &mut Lab) -> anyhow::Result<()> {
         .report
         .begin("rebuild DC1 (fresh SQL instances with an empty mgc, agents)");
     for p in lab.pools.clone() {
-        let old_port = lab.sims[&p.primary].port;
-        let dir = lab
-            .fleet
-            .dir
-            .join("sql")
-            .join(format!("{}-rebuilt", p.primary));
-        let mut sim = sql::new_sim(&p.primary, &dir, Some(old_port), lab.opts.db_size_mb)?;
-        sim.start().await?;
-        sql::batch(
-            &sim,
-            "master",
-            "CREATE DATABASE mgc; CREATE DATABASE mgccomp",
-        )
-        .await?;
+        let registry = lab
+            .opts
+            .mirrors
+            .then(|| super::mirror_registry(&lab.fleet.dir, &p, "dc1", 1));
+        for id in p.dc1_instances() {
+            let old_port = lab.sims[&id].port;
+            let dir = lab.fleet.dir.join("sql").join(format!("{id}-rebuilt"));
+            let mut sim = sql::new_sim(
+                &id,
+                &dir,
+                Some(old_port),
+                lab.opts.db_size_mb,
+                registry.as_deref(),
+            )?;
+            sim.start().await?;
+            if id == p.primary {
+                sql::batch(
+                    &sim,
+                    "master",
+                    "CREATE DATABASE mgc; CREATE DATABASE mgccomp",
+                )
+                .await?;
+            }
+            lab.sims.insert(id, sim);
+        }
         std::fs::create_dir_all(&p.share)?;
-        lab.sims.insert(p.primary.clone(), sim);
     }
-    let mut dc1 = vec![SHELL_DC1.to_string()];
-    dc1.extend(lab.pools.iter().map(|p| p.primary.clone()));
+    let dc1 = dc1_hosts(lab);
     for id in &dc1 {
         let state = lab.fleet.dir.join("agents").join(id).join("state");
         let _ = std::fs::remove_dir_all(&state);
@@ -344,6 +387,24 @@ async fn failback(lab: &mut Lab) -> anyhow::Result<Option<Instant>> {
     let ok = detail["run"]["status"] == "succeeded";
     lab.report
         .check("failback run succeeded", ok, runs::reason(&detail));
+    // With mirrors the backup mgc was mirrored while failed over: FB-2 must have removed it.
+    if lab.opts.mirrors {
+        for p in detail["pools"].as_array().into_iter().flatten() {
+            let fb2 = &p["outputs"]["fb2_remove_mirroring"];
+            lab.report.check(
+                format!(
+                    "{}: FB-2 removed the backup mgc's mirroring",
+                    p["pool"].as_str().unwrap_or("?")
+                ),
+                fb2["status"] == "succeeded" && fb2["how"] == "acted",
+                format!(
+                    "FB-2 {} ({})",
+                    fb2["status"].as_str().unwrap_or("?"),
+                    fb2["how"].as_str().unwrap_or("?")
+                ),
+            );
+        }
+    }
     // The DC2 chat servers kept their idle connections after FB-1 cleared the list: FB-1 must
     // have waited for them and ended them.
     for p in detail["pools"].as_array().into_iter().flatten() {

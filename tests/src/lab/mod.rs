@@ -46,6 +46,8 @@ pub struct Options {
     pub db_size_mb: u32,
     /// Run two coordinators on a three-member etcd instead of one standalone coordinator.
     pub etcd: bool,
+    /// Run the primary's and the backup's mirror instances (see [`topology`]).
+    pub mirrors: bool,
     /// Leave everything running at the end and say how to reach it.
     pub keep_running: bool,
     /// Working directory (default: a temporary one, kept when the drill fails).
@@ -127,12 +129,19 @@ impl Lab {
         let mut report = Report::default();
         let t = report.begin("bring up two data centers on loopback");
         let files = dir.join("files");
-        let pools = topology::layout(opts.pools, &files);
+        let pools = topology::layout(opts.pools, &files, opts.mirrors);
         let mut sims = BTreeMap::new();
         for p in &pools {
-            for id in [&p.primary, &p.backup] {
-                let sim = sql::new_sim(id, &dir.join("sql").join(id), None, opts.db_size_mb)?;
-                sims.insert(id.clone(), sim);
+            for (id, dc) in p.instances() {
+                let registry = opts.mirrors.then(|| mirror_registry(&dir, p, dc, 0));
+                let sim = sql::new_sim(
+                    id,
+                    &dir.join("sql").join(id),
+                    None,
+                    opts.db_size_mb,
+                    registry.as_deref(),
+                )?;
+                sims.insert(id.to_string(), sim);
             }
         }
         let topo = topology::topology_toml(&pools, |id| sims.get(id).map_or(0, |s| s.port));
@@ -147,6 +156,7 @@ impl Lab {
             println!("   etcd members {}", e.endpoints().join(", "));
         }
         std::fs::create_dir_all(&files)?;
+        std::fs::create_dir_all(dir.join("mirroring"))?;
         for sim in sims.values_mut() {
             sim.start().await?;
         }
@@ -156,6 +166,13 @@ impl Lab {
             let (primary, backup) = (&sims[&p.primary], &sims[&p.backup]);
             sql::install_databases(primary, backup).await?;
             sql::configure_log_shipping(p, primary, backup).await?;
+            if let Some(m) = &p.primary_mirror {
+                let seed = topology::dc1_files(&files)
+                    .join("mirror-seed")
+                    .join(&p.fqdn);
+                sql::mirror_mgc(primary, &sims[m], &seed).await?;
+                println!("   {}: mgc mirrored {} -> {m}", p.fqdn, p.primary);
+            }
             println!(
                 "   {}: sqlsim {} :{} (primary) -> {} :{} (backup), log shipping every {}/{}/{} s",
                 p.fqdn,
@@ -244,6 +261,18 @@ impl Lab {
         println!("  logs: {}", self.fleet.dir.join("logs").display());
         println!("  CMS store: {}", self.fleet.cms_store().display());
     }
+}
+
+/// The mirroring registry file a pool's instances in `dc` share; `generation` 1 is DC1
+/// rebuilt (its fresh instances know nothing of the sessions of the lost ones).
+pub fn mirror_registry(
+    dir: &std::path::Path,
+    p: &PoolLayout,
+    dc: &str,
+    generation: u32,
+) -> PathBuf {
+    dir.join("mirroring")
+        .join(format!("p{}-{dc}-{generation}.json", p.index))
 }
 
 /// Adds the pool to the CMS: `Normal`, its DC1 chat server active.

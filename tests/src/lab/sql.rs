@@ -44,20 +44,87 @@ pub fn lit(s: &str) -> String {
     format!("N'{}'", s.replace('\'', "''"))
 }
 
+/// The sim administrator login of the lab's instances: the only login that may run the
+/// sim-only `sqlsim.mirror` (real mirroring setup needs endpoints sqlsim does not have). The
+/// agents log in as `sa` and cannot reach it.
+pub const LAB_ADMIN: (&str, &str) = ("labadmin", "Lab-Adm1n-Pa55!");
+
 /// A fresh, not yet started sqlsim instance for `name` under `dir`, on `port` when given (a
-/// rebuilt host keeps its address) and with `--db-size-mb`.
+/// rebuilt host keeps its address), with `--db-size-mb`, the lab's admin login and, for a
+/// mirroring pair, the registry file both partners share.
 pub fn new_sim(
     name: &str,
     dir: &Path,
     port: Option<u16>,
     db_size_mb: u32,
+    mirror_registry: Option<&Path>,
 ) -> anyhow::Result<SqlSim> {
     let size = db_size_mb.to_string();
-    let mut sim = SqlSim::new(name, dir)?.with_args(&["--db-size-mb", &size]);
+    let mut args = vec![
+        "--db-size-mb".to_string(),
+        size,
+        "--admin-login".into(),
+        LAB_ADMIN.0.into(),
+        "--admin-password".into(),
+        LAB_ADMIN.1.into(),
+    ];
+    if let Some(r) = mirror_registry {
+        args.extend(["--mirror-registry".into(), r.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut sim = SqlSim::new(name, dir)?.with_args(&args);
     if let Some(p) = port {
         sim.port = p;
     }
     Ok(sim)
+}
+
+/// Mirrors `mgc` from `principal` to `mirror` the way a DBA seeds a mirror: a COPY_ONLY full
+/// backup (so the log-shipping chain is untouched) into `seed_dir`, restored WITH NORECOVERY
+/// on the mirror, then the session (sim administrator; see [`LAB_ADMIN`]).
+pub async fn mirror_mgc(
+    principal: &SqlSim,
+    mirror: &SqlSim,
+    seed_dir: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(seed_dir)?;
+    let seed = seed_dir.join(format!("mgc_mirror_seed_{}.bak", mirror.name));
+    let seed = lit(&seed.display().to_string());
+    batch(
+        principal,
+        "master",
+        &format!("BACKUP DATABASE [mgc] TO DISK = {seed} WITH COPY_ONLY, INIT, CHECKSUM"),
+    )
+    .await?;
+    batch(
+        mirror,
+        "master",
+        &format!("RESTORE DATABASE [mgc] FROM DISK = {seed} WITH REPLACE, NORECOVERY"),
+    )
+    .await?;
+    principal
+        .batch_as(
+            LAB_ADMIN,
+            "master",
+            &format!("EXEC sqlsim.mirror N'mgc', {}", lit(&mirror.name)),
+        )
+        .await
+        .with_context(|| format!("mirror mgc from {} to {}", principal.name, mirror.name))?;
+    Ok(())
+}
+
+/// `mirroring_role_desc` of `mgc` on `sim` (`None`: not mirrored).
+pub async fn mirroring_role(sim: &SqlSim) -> anyhow::Result<Option<String>> {
+    let rows = batch(
+        sim,
+        "master",
+        "SELECT m.mirroring_role_desc FROM sys.database_mirroring AS m JOIN sys.databases AS d ON d.database_id = m.database_id WHERE d.name = N'mgc'",
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get::<&str, _>(0))
+        .map(str::to_string))
 }
 
 /// Creates the pool's databases as Topology Builder leaves them on a new primary and backup

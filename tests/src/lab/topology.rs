@@ -2,11 +2,14 @@
 //! lab of N pools has, and the topology file the coordinator reads.
 //!
 //! Decided (documented in the README's lab section too):
-//! - **Two SQL instances per pool, no mirrors.** The topology allows `primary_mirror` and
-//!   `backup_mirror` but does not require them; failover's mirror step (FO-6) is optional and
-//!   FB-2 is a no-op on an unmirrored database, so mirrors would only double the processes on a
-//!   2-core CI runner without exercising any step of either runbook. `sqlsim` can mirror
-//!   (`engine::mirror`); a later `--mirrors` flag can add the two instances per pool.
+//! - **Four SQL instances per pool** (primary and its mirror in DC1, backup and its mirror in
+//!   DC2), as the PChat DR design has them; `--no-mirrors` leaves the two mirrors out (the
+//!   topology allows that) for a lighter lab. Only `mgc` is mirrored (`mgccomp` holds transient
+//!   compliance data and is not failed over). In the normal state the primary `mgc` is mirrored
+//!   to the primary mirror; the backup `mgc` is a log-shipping secondary and cannot be. After
+//!   the failover the lab mirrors the new primary (backup → backup mirror) by hand, as an
+//!   operator does when the failed-over period will be long (FO-6 is optional and the runbook
+//!   skips it), so FB-2 has mirroring to remove.
 //! - **One Lync shell host per data center** (`fe01.dc1.lab`, `fe01.dc2.lab`), shared by every
 //!   pool, as a Front End pool's servers would be; each pool has one chat server per data center
 //!   (`pc-pN.dc1.lab`, `pc-pN.dc2.lab`). Chat servers have no agent: they are the traffic.
@@ -34,6 +37,10 @@ pub struct PoolLayout {
     pub primary: String,
     /// Agent id and @@SERVERNAME of the backup SQL host (DC2).
     pub backup: String,
+    /// Agent id and @@SERVERNAME of the primary's mirror (DC1), when the lab runs mirrors.
+    pub primary_mirror: Option<String>,
+    /// Agent id and @@SERVERNAME of the backup's mirror (DC2), when the lab runs mirrors.
+    pub backup_mirror: Option<String>,
     /// The chat server in DC1.
     pub chat_dc1: String,
     /// The chat server in DC2.
@@ -44,8 +51,9 @@ pub struct PoolLayout {
     pub copy_dir: PathBuf,
 }
 
-/// Every name of a lab with `pools` pools under `files` (the agents' files root).
-pub fn layout(pools: usize, files: &Path) -> Vec<PoolLayout> {
+/// Every name of a lab with `pools` pools under `files` (the agents' files root), with or
+/// without mirror instances.
+pub fn layout(pools: usize, files: &Path, mirrors: bool) -> Vec<PoolLayout> {
     (1..=pools)
         .map(|i| {
             let fqdn = format!("pchat{i:02}.lab.local");
@@ -53,6 +61,8 @@ pub fn layout(pools: usize, files: &Path) -> Vec<PoolLayout> {
                 index: i,
                 primary: format!("sql-p{i}.dc1.lab"),
                 backup: format!("sql-p{i}.dc2.lab"),
+                primary_mirror: mirrors.then(|| format!("sqlm-p{i}.dc1.lab")),
+                backup_mirror: mirrors.then(|| format!("sqlm-p{i}.dc2.lab")),
                 chat_dc1: format!("pc-p{i}.dc1.lab"),
                 chat_dc2: format!("pc-p{i}.dc2.lab"),
                 share: dc1_files(files).join("share").join(&fqdn),
@@ -61,6 +71,32 @@ pub fn layout(pools: usize, files: &Path) -> Vec<PoolLayout> {
             }
         })
         .collect()
+}
+
+impl PoolLayout {
+    /// Every SQL instance of the pool with its data center: primary, backup, mirrors.
+    pub fn instances(&self) -> Vec<(&str, &'static str)> {
+        let mut out = vec![
+            (self.primary.as_str(), "dc1"),
+            (self.backup.as_str(), "dc2"),
+        ];
+        if let Some(m) = &self.primary_mirror {
+            out.push((m.as_str(), "dc1"));
+        }
+        if let Some(m) = &self.backup_mirror {
+            out.push((m.as_str(), "dc2"));
+        }
+        out
+    }
+
+    /// The SQL instances in DC1.
+    pub fn dc1_instances(&self) -> Vec<String> {
+        self.instances()
+            .into_iter()
+            .filter(|(_, dc)| *dc == "dc1")
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
 }
 
 /// The part of the files root that lives in DC1 (lost with it).
@@ -75,8 +111,11 @@ pub fn agents(pools: &[PoolLayout]) -> Vec<(String, &'static str)> {
         (SHELL_DC2.to_string(), "dc2"),
     ];
     for p in pools {
-        out.push((p.primary.clone(), "dc1"));
-        out.push((p.backup.clone(), "dc2"));
+        out.extend(
+            p.instances()
+                .into_iter()
+                .map(|(id, dc)| (id.to_string(), dc)),
+        );
     }
     out
 }
@@ -91,6 +130,18 @@ pub fn topology_toml(pools: &[PoolLayout], port: impl Fn(&str) -> u16) -> String
         ));
     }
     for p in pools {
+        let mut mirrors = String::new();
+        for (role, id) in [
+            ("primary_mirror", &p.primary_mirror),
+            ("backup_mirror", &p.backup_mirror),
+        ] {
+            if let Some(id) = id {
+                mirrors.push_str(&format!(
+                    "{role} = {{ agent = \"{id}\", instance = \"{id},{}\" }}\n",
+                    port(id)
+                ));
+            }
+        }
         t.push_str(&format!(
             r#"[[pool]]
 fqdn = "{fqdn}"
@@ -107,7 +158,7 @@ dc2 = ["{SHELL_DC2}"]
 [pool.sql]
 primary = {{ agent = "{primary}", instance = "{primary},{pport}" }}
 backup = {{ agent = "{backup}", instance = "{backup},{bport}" }}
-
+{mirrors}
 [pool.chat_servers]
 dc1 = ["{c1}"]
 dc2 = ["{c2}"]
@@ -137,19 +188,23 @@ mod tests {
     #[test]
     fn the_lab_topology_is_one_the_coordinator_accepts() {
         for n in [1, 3, 20] {
-            let pools = layout(n, Path::new("/lab/files"));
-            let text = topology_toml(&pools, |_| 14330);
-            let t = Topology::parse(Path::new("lab.toml"), &text)
-                .unwrap_or_else(|e| panic!("{n} pools: {e}\n{text}"));
-            assert_eq!(t.pools.len(), n);
-            assert_eq!(t.agents.len(), 2 + 2 * n);
+            for mirrors in [false, true] {
+                let pools = layout(n, Path::new("/lab/files"), mirrors);
+                let text = topology_toml(&pools, |_| 14330);
+                let t = Topology::parse(Path::new("lab.toml"), &text)
+                    .unwrap_or_else(|e| panic!("{n} pools: {e}\n{text}"));
+                assert_eq!(t.pools.len(), n);
+                let per_pool = if mirrors { 4 } else { 2 };
+                assert_eq!(t.agents.len(), 2 + per_pool * n);
+                assert_eq!(t.pools[0].sql.len(), per_pool, "{text}");
+            }
         }
     }
 
     #[test]
     fn the_share_lives_in_dc1_and_the_copy_folders_in_dc2() {
         let files = Path::new("/lab/files");
-        let pools = layout(2, files);
+        let pools = layout(2, files, true);
         for p in &pools {
             assert!(p.share.starts_with(dc1_files(files)), "{p:?}");
             assert!(!p.copy_dir.starts_with(dc1_files(files)), "{p:?}");
