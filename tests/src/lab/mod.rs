@@ -1,12 +1,14 @@
 //! `failback-lab`: the one-command disaster-recovery drill on loopback (DESIGN §8, issue #7).
 //!
-//! It brings up two data centers — per pool a primary and a backup `sqlsim` instance, a Lync
-//! shell host per data center running `lyncsim` over one shared CMS store, one agent per host,
-//! a coordinator (standalone store, or with `--etcd` two coordinators on a three-member etcd),
-//! the log-shipping share (DC1) and copy folders (DC2) — puts every pool in its normal state
-//! with log shipping on 1-2 s schedules, starts chat traffic that behaves like the pools' chat
-//! servers, then drills: preflight → loss of DC1 → failover → count → rebuild DC1 → failback →
-//! count → report. Exit 0 only when every check passed.
+//! It brings up two data centers — per pool four `sqlsim` instances (primary and its mirror in
+//! DC1, backup and its mirror in DC2; two with `--no-mirrors`), a Lync shell host per data
+//! center running `lyncsim` over one shared CMS store, one agent per host, a coordinator
+//! (standalone store, or with `--etcd` two coordinators on a three-member etcd), the
+//! log-shipping share (DC1) and copy folders (DC2) — puts every pool in its normal state with
+//! log shipping on 1-2 s schedules, starts chat traffic that behaves like the pools' chat
+//! servers, then drills: preflight → loss of DC1 → failover → count → rebuild DC1 → preflight
+//! → failback → count → report. Exit 0 only when every check passed. Layout decisions (mirrors,
+//! where the share lives) are documented in [`topology`].
 //!
 //! Modules: [`topology`] (names, layout decisions), [`fleet`] (processes), [`sql`] (databases
 //! and log shipping), [`traffic`] (chat servers and the ledger), [`runs`] (runbooks through
