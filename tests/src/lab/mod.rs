@@ -89,7 +89,10 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
                 d.display()
             );
             std::fs::create_dir_all(d)?;
-            (d.clone(), None)
+            // Absolute: agent file roots and sqlsim paths must not depend on a process's cwd.
+            let d = std::fs::canonicalize(d)
+                .map_err(|e| anyhow::anyhow!("--workdir {}: {e}", d.display()))?;
+            (d, None)
         }
         (None, keep) => {
             let t = tempfile::Builder::new().prefix("failback-lab-").tempdir()?;
