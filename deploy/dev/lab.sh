@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/dev/setup.sh
 cargo build --workspace --bins --locked
-exec target/debug/failback-lab "$@"
+# The binaries land where cargo puts them: $CARGO_TARGET_DIR when set (CI, worktrees).
+exec "${CARGO_TARGET_DIR:-target}/debug/failback-lab" "$@"

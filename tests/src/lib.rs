@@ -14,5 +14,7 @@
 //! the running test or lab executable and says so clearly when they are missing.
 
 pub mod harness;
+/// The one-command drill behind `failback-lab` (failover, then failback, with a report).
+pub mod lab;
 pub mod lyncsim;
 pub mod sqlsim;

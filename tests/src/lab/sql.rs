@@ -1,0 +1,353 @@
+//! The SQL side of a lab pool: its two sqlsim instances, the pool's normal state as Topology
+//! Builder and a DBA leave it (`mgc` and `mgccomp` ONLINE on the primary, `mgccomp` on the
+//! backup, log shipping primary → backup), and the reads the drill checks with (message bodies,
+//! the last log restored into the backup `mgc`).
+//!
+//! Log shipping is configured the way a DBA following pchat-dr.md §6.7 does it: seed the backup
+//! with a full backup restored WITH NORECOVERY, then the SSMS-generated primary script
+//! (`sp_add_log_shipping_primary_database`, schedule, enable, alert job,
+//! `sp_add_log_shipping_primary_secondary`) and the secondary script
+//! (`sp_add_log_shipping_secondary_primary`, schedules, `sp_add_log_shipping_secondary_database`,
+//! enable), as text batches to sqlsim's procedures. Decided: the lab's schedules are 1 s for the
+//! backup and copy jobs and 2 s for the restore job (production: 15 min each), so the drill's
+//! loss window is seconds, the whole drill takes minutes, and at the moment DC1 is lost the copy
+//! folder usually holds a log not restored yet — the failover has to apply it (FO-3).
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::topology::PoolLayout;
+use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
+
+/// Seconds between log backups on the primary.
+pub const BACKUP_EVERY_S: u32 = 1;
+/// Seconds between copy job runs on the backup.
+pub const COPY_EVERY_S: u32 = 1;
+/// Seconds between restore job runs on the backup.
+pub const RESTORE_EVERY_S: u32 = 2;
+
+/// Runs a batch as `sa` in `db`; returns its first result set.
+pub async fn batch(sim: &SqlSim, db: &str, sql: &str) -> anyhow::Result<Vec<tiberius::Row>> {
+    sim.batch_as(("sa", SA_PASSWORD), db, sql)
+        .await
+        .with_context(|| format!("on {}: {}", sim.name, first_line(sql)))
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.trim().lines().next().unwrap_or_default()
+}
+
+/// T-SQL string literal (`N'…'`, quotes doubled): the lab's values are its own paths and
+/// names, quoted anyway.
+pub fn lit(s: &str) -> String {
+    format!("N'{}'", s.replace('\'', "''"))
+}
+
+/// The sim administrator login of the lab's instances: the only login that may run the
+/// sim-only `sqlsim.mirror` (real mirroring setup needs endpoints sqlsim does not have). The
+/// agents log in as `sa` and cannot reach it.
+pub const LAB_ADMIN: (&str, &str) = ("labadmin", "Lab-Adm1n-Pa55!");
+
+/// A fresh, not yet started sqlsim instance for `name` under `dir`, on `port` when given (a
+/// rebuilt host keeps its address), with `--db-size-mb`, the lab's admin login and, for a
+/// mirroring pair, the registry file both partners share.
+pub fn new_sim(
+    name: &str,
+    dir: &Path,
+    port: Option<u16>,
+    db_size_mb: u32,
+    mirror_registry: Option<&Path>,
+) -> anyhow::Result<SqlSim> {
+    let size = db_size_mb.to_string();
+    let mut args = vec![
+        "--db-size-mb".to_string(),
+        size,
+        "--admin-login".into(),
+        LAB_ADMIN.0.into(),
+        "--admin-password".into(),
+        LAB_ADMIN.1.into(),
+    ];
+    if let Some(r) = mirror_registry {
+        args.extend(["--mirror-registry".into(), r.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut sim = SqlSim::new(name, dir)?.with_args(&args);
+    if let Some(p) = port {
+        sim.port = p;
+    }
+    Ok(sim)
+}
+
+/// Mirrors `mgc` from `principal` to `mirror` the way a DBA seeds a mirror: a COPY_ONLY full
+/// backup (so the log-shipping chain is untouched) into `seed_dir`, restored WITH NORECOVERY
+/// on the mirror, then the session (sim administrator; see [`LAB_ADMIN`]).
+pub async fn mirror_mgc(
+    principal: &SqlSim,
+    mirror: &SqlSim,
+    seed_dir: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(seed_dir)?;
+    let seed = seed_dir.join(format!("mgc_mirror_seed_{}.bak", mirror.name));
+    let seed = lit(&seed.display().to_string());
+    batch(
+        principal,
+        "master",
+        &format!("BACKUP DATABASE [mgc] TO DISK = {seed} WITH COPY_ONLY, INIT, CHECKSUM"),
+    )
+    .await?;
+    batch(
+        mirror,
+        "master",
+        &format!("RESTORE DATABASE [mgc] FROM DISK = {seed} WITH REPLACE, NORECOVERY"),
+    )
+    .await?;
+    principal
+        .batch_as(
+            LAB_ADMIN,
+            "master",
+            &format!("EXEC sqlsim.mirror N'mgc', {}", lit(&mirror.name)),
+        )
+        .await
+        .with_context(|| format!("mirror mgc from {} to {}", principal.name, mirror.name))?;
+    Ok(())
+}
+
+/// `mirroring_role_desc` of `mgc` on `sim` (`None`: not mirrored).
+pub async fn mirroring_role(sim: &SqlSim) -> anyhow::Result<Option<String>> {
+    let rows = batch(
+        sim,
+        "master",
+        "SELECT m.mirroring_role_desc FROM sys.database_mirroring AS m JOIN sys.databases AS d ON d.database_id = m.database_id WHERE d.name = N'mgc'",
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get::<&str, _>(0))
+        .map(str::to_string))
+}
+
+/// Creates the pool's databases as Topology Builder leaves them on a new primary and backup
+/// back end: `mgc` (FULL recovery) and `mgccomp` on the primary, `mgccomp` on the backup.
+pub async fn install_databases(primary: &SqlSim, backup: &SqlSim) -> anyhow::Result<()> {
+    batch(
+        primary,
+        "master",
+        "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL; CREATE DATABASE mgccomp",
+    )
+    .await?;
+    batch(backup, "master", "CREATE DATABASE mgccomp").await?;
+    Ok(())
+}
+
+/// Seeds the backup `mgc` and configures log shipping primary → backup (module doc).
+pub async fn configure_log_shipping(
+    p: &PoolLayout,
+    primary: &SqlSim,
+    backup: &SqlSim,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&p.share)?;
+    std::fs::create_dir_all(&p.copy_dir)?;
+    let seed = p.share.join("mgc_lab_seed.bak");
+    batch(
+        primary,
+        "master",
+        &format!(
+            "BACKUP DATABASE [mgc] TO DISK = {} WITH INIT, CHECKSUM",
+            lit(&seed.display().to_string())
+        ),
+    )
+    .await?;
+    batch(
+        backup,
+        "master",
+        &format!(
+            "RESTORE DATABASE [mgc] FROM DISK = {} WITH NORECOVERY",
+            lit(&seed.display().to_string())
+        ),
+    )
+    .await?;
+    let share = lit(&p.share.display().to_string());
+    let primary_script = format!(
+        r"
+DECLARE @LS_BackupJobId uniqueidentifier, @LS_PrimaryId uniqueidentifier, @rc int;
+EXEC @rc = master.dbo.sp_add_log_shipping_primary_database
+     @database = N'mgc', @backup_directory = {share}, @backup_share = {share},
+     @backup_job_name = N'LSBackup_mgc', @backup_retention_period = 4320, @backup_compression = 2,
+     @backup_threshold = 60, @threshold_alert_enabled = 1, @history_retention_period = 5760,
+     @backup_job_id = @LS_BackupJobId OUTPUT, @primary_id = @LS_PrimaryId OUTPUT, @overwrite = 1;
+IF (@@ERROR = 0 AND @rc = 0)
+BEGIN
+  DECLARE @sched_uid uniqueidentifier, @sched_id int;
+  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'LSBackupSchedule_mgc', @enabled = 1,
+       @freq_type = 4, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {BACKUP_EVERY_S},
+       @freq_recurrence_factor = 0, @active_start_date = 20240101, @active_end_date = 99991231,
+       @active_start_time = 0, @active_end_time = 235959,
+       @schedule_uid = @sched_uid OUTPUT, @schedule_id = @sched_id OUTPUT;
+  EXEC msdb.dbo.sp_attach_schedule @job_id = @LS_BackupJobId, @schedule_id = @sched_id;
+  EXEC msdb.dbo.sp_update_job @job_id = @LS_BackupJobId, @enabled = 1;
+END
+EXEC master.dbo.sp_add_log_shipping_alert_job;
+EXEC master.dbo.sp_add_log_shipping_primary_secondary
+     @primary_database = N'mgc', @secondary_server = {backup}, @secondary_database = N'mgc', @overwrite = 1;
+SELECT @rc AS rc;",
+        backup = lit(&p.backup),
+    );
+    let r = batch(primary, "master", &primary_script).await?;
+    let rc = r.first().and_then(|row| row.get::<i32, _>("rc"));
+    anyhow::ensure!(
+        rc == Some(0),
+        "sp_add_log_shipping_primary_database on {} returned {rc:?}",
+        p.primary
+    );
+    let (ps, copy) = (lit(&p.primary), lit(&p.copy_dir.display().to_string()));
+    let copy_job = lit(&format!("LSCopy_{}_mgc", p.primary));
+    let restore_job = lit(&format!("LSRestore_{}_mgc", p.primary));
+    let (copy_every, restore_every) = (COPY_EVERY_S, RESTORE_EVERY_S);
+    let secondary_script = format!(
+        r"
+DECLARE @copy_id uniqueidentifier, @restore_id uniqueidentifier, @secondary_id uniqueidentifier, @rc int;
+EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary
+     @primary_server = {ps}, @primary_database = N'mgc',
+     @backup_source_directory = {share}, @backup_destination_directory = {copy},
+     @copy_job_name = {copy_job}, @restore_job_name = {restore_job},
+     @file_retention_period = 4320, @overwrite = 1,
+     @copy_job_id = @copy_id OUTPUT, @restore_job_id = @restore_id OUTPUT, @secondary_id = @secondary_id OUTPUT;
+IF (@@ERROR = 0 AND @rc = 0)
+BEGIN
+  DECLARE @cu uniqueidentifier, @ci int, @ru uniqueidentifier, @ri int;
+  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultCopyJobSchedule', @enabled = 1, @freq_type = 4,
+       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {copy_every}, @freq_recurrence_factor = 0,
+       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
+       @schedule_uid = @cu OUTPUT, @schedule_id = @ci OUTPUT;
+  EXEC msdb.dbo.sp_attach_schedule @job_id = @copy_id, @schedule_id = @ci;
+  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultRestoreJobSchedule', @enabled = 1, @freq_type = 4,
+       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {restore_every}, @freq_recurrence_factor = 0,
+       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
+       @schedule_uid = @ru OUTPUT, @schedule_id = @ri OUTPUT;
+  EXEC msdb.dbo.sp_attach_schedule @job_id = @restore_id, @schedule_id = @ri;
+  EXEC @rc = master.dbo.sp_add_log_shipping_secondary_database
+       @secondary_database = N'mgc', @primary_server = {ps}, @primary_database = N'mgc',
+       @restore_delay = 0, @restore_mode = 0, @disconnect_users = 0, @restore_threshold = 45,
+       @threshold_alert_enabled = 1, @history_retention_period = 5760, @overwrite = 1;
+  EXEC msdb.dbo.sp_update_job @job_id = @copy_id, @enabled = 1;
+  EXEC msdb.dbo.sp_update_job @job_id = @restore_id, @enabled = 1;
+END
+SELECT @rc AS rc;"
+    );
+    let r = batch(backup, "master", &secondary_script).await?;
+    let rc = r.first().and_then(|row| row.get::<i32, _>("rc"));
+    anyhow::ensure!(
+        rc == Some(0),
+        "sp_add_log_shipping_secondary_database on {} returned {rc:?}",
+        p.backup
+    );
+    Ok(())
+}
+
+/// A log backup restored into the backup `mgc` (msdb restore history).
+#[derive(Debug, Clone)]
+pub struct RestoredLog {
+    /// The file restored.
+    pub file: String,
+    /// When that log backup started (UTC): every transaction committed before it is in it.
+    pub backup_start: chrono::NaiveDateTime,
+    /// Its last LSN.
+    pub last_lsn: i128,
+}
+
+fn lsn(row: &tiberius::Row, col: usize) -> anyhow::Result<i128> {
+    row.try_get::<tiberius::numeric::Numeric, _>(col)?
+        .map(|n| n.value())
+        .with_context(|| format!("LSN column {col} is NULL"))
+}
+
+/// The newest log backup restored into `mgc` on `sim`, if any.
+pub async fn last_restored_log(sim: &SqlSim) -> anyhow::Result<Option<RestoredLog>> {
+    let rows = batch(
+        sim,
+        "master",
+        "SELECT TOP 1 m.physical_device_name, b.backup_start_date, b.last_lsn \
+         FROM msdb.dbo.restorehistory r \
+         JOIN msdb.dbo.backupset b ON b.backup_set_id = r.backup_set_id \
+         JOIN msdb.dbo.backupmediafamily m ON m.media_set_id = b.media_set_id \
+         WHERE r.destination_database_name = N'mgc' AND r.restore_type = N'L' \
+         ORDER BY b.last_lsn DESC",
+    )
+    .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let file = row.get::<&str, _>(0).unwrap_or_default().to_string();
+    let backup_start = row
+        .try_get::<chrono::NaiveDateTime, _>(1)?
+        .context("backupset.backup_start_date is NULL")?;
+    let last_lsn = lsn(row, 2)?;
+    Ok(Some(RestoredLog {
+        file,
+        backup_start,
+        last_lsn,
+    }))
+}
+
+/// `state_desc` of `db` on `sim` (`None` when the database does not exist).
+pub async fn database_state(sim: &SqlSim, db: &str) -> anyhow::Result<Option<String>> {
+    let rows = batch(
+        sim,
+        "master",
+        &format!(
+            "SELECT state_desc FROM sys.databases WHERE name = {}",
+            lit(db)
+        ),
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get::<&str, _>(0))
+        .map(str::to_string))
+}
+
+/// Every message body in `mgc` on `sim`.
+pub async fn message_bodies(sim: &SqlSim) -> anyhow::Result<Vec<String>> {
+    let rows = batch(sim, "mgc", "SELECT body FROM dbo.Messages").await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
+        .collect())
+}
+
+/// The newest complete log backup of `mgc` among the `.trn` files in `dir` (as `sim` reads
+/// them with RESTORE HEADERONLY; a file it cannot read — still being copied — does not count).
+pub async fn newest_log_in(sim: &SqlSim, dir: &Path) -> anyhow::Result<Option<RestoredLog>> {
+    let mut best: Option<RestoredLog> = None;
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("trn")))
+        .collect();
+    for f in files {
+        let file = f.display().to_string();
+        let sql = format!("RESTORE HEADERONLY FROM DISK = {}", lit(&file));
+        let Ok(rows) = batch(sim, "master", &sql).await else {
+            continue;
+        };
+        let Some(row) = rows.first() else { continue };
+        let last_lsn = row
+            .try_get::<tiberius::numeric::Numeric, _>("LastLSN")?
+            .map(|n| n.value())
+            .context("HEADERONLY LastLSN is NULL")?;
+        let backup_start = row
+            .try_get::<chrono::NaiveDateTime, _>("BackupStartDate")?
+            .context("HEADERONLY BackupStartDate is NULL")?;
+        if best.as_ref().is_none_or(|b| b.last_lsn < last_lsn) {
+            best = Some(RestoredLog {
+                file,
+                backup_start,
+                last_lsn,
+            });
+        }
+    }
+    Ok(best)
+}
