@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README's second command; .ci/run runs it): installs what is
-# missing, then formatting, lints, the build, every test of the workspace, and the agent's Windows
-# build check when the Windows target can be added.
+# missing, then formatting, lints, the build, every test of the workspace, the lab drill with two
+# pools, and the agent's Windows build check when the Windows target can be added.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/dev/setup.sh
@@ -14,6 +14,9 @@ cargo build --workspace --all-targets --locked
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== lab drill (failback-lab --pools 2): fails on any message lost before FB-1, or beyond failover's reported window"
+"${CARGO_TARGET_DIR:-target}/debug/failback-lab" --pools 2
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
