@@ -170,6 +170,17 @@ fn label(path: &str) -> String {
     }
 }
 
+/// Where a fact goes in a cell: grouped by its parent path, then in [`FACTS`] order (file,
+/// SHA-256, LSNs… reads better than alphabetical).
+fn rank(path: &str) -> (String, usize) {
+    let (prefix, key) = path.rsplit_once('.').unwrap_or(("", path));
+    let i = FACTS
+        .iter()
+        .position(|(k, _)| *k == key)
+        .unwrap_or(FACTS.len());
+    (prefix.to_string(), i)
+}
+
 /// Markdown cells cannot hold `|` or line breaks.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -380,14 +391,15 @@ pub fn report_md(d: &pb::RunDetail) -> String {
         out.push_str("| Step | Status | Attempts | Started | Ended | Duration | Evidence |\n");
         out.push_str("|---|---|---|---|---|---|---|\n");
         for st in p["steps"].as_array().into_iter().flatten() {
-            let mut evidence: Vec<String> = st["facts"]
+            let mut facts: Vec<(&String, &Value)> = st["facts"]
                 .as_object()
-                .map(|f| {
-                    f.iter()
-                        .map(|(k, v)| format!("{}: {}", label(k), words(v)))
-                        .collect()
-                })
+                .map(|f| f.iter().collect())
                 .unwrap_or_default();
+            facts.sort_by_key(|(k, _)| rank(k));
+            let mut evidence: Vec<String> = facts
+                .iter()
+                .map(|(k, v)| format!("{}: {}", label(k), words(v)))
+                .collect();
             for k in ["error", "reason"] {
                 if let Some(t) = st[k].as_str() {
                     evidence.insert(0, format!("{k}: {t}"));
@@ -568,7 +580,7 @@ mod tests {
             "| Duration | 1:12 |",
             "| Approval | approver1 at 2026-11-26 09:00:09 UTC |",
             "Final state: step `done`, succeeded",
-            "| fb1_clear_active | succeeded | 2 | 2026-11-26 09:00:01 UTC | 2026-11-26 09:00:02 UTC | 1.0 s | agent_access_check checked: false<br>sessions ended: none<br>previously active: pc01.dc2.lab |",
+            "| fb1_clear_active | succeeded | 2 | 2026-11-26 09:00:01 UTC | 2026-11-26 09:00:02 UTC | 1.0 s | previously active: pc01.dc2.lab<br>sessions ended: none<br>agent_access_check checked: false |",
             "| fb6_activate | succeeded | 1 | 2026-11-26 09:01:10 UTC | 2026-11-26 09:01:11 UTC | 1.0 s | activated: pc01.dc1.lab<br>latency: pc01.dc1.lab 312 µs<br>refused: none |",
             "| 2026-11-26 09:00:06 UTC | operator2 | approve.denied | {\"reason\":\"no approver role\"} |",
         ] {

@@ -57,6 +57,8 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
             "pools": d.pools.iter().map(|p| json!({
                 "pool": p.pool, "step": p.step, "attempt": p.attempt, "status": p.status,
                 "op_ids": p.op_ids, "outputs": parse(&p.outputs_json), "updated_unix_ms": p.updated_unix_ms,
+                "operation": p.operation, "percent": p.percent, "agent": p.agent,
+                "step_started_unix_ms": p.step_started_unix_ms, "progress_message": p.progress_message,
             })).collect::<Vec<_>>(),
             "audit": d.audit.iter().map(|a| json!({
                 "seq": a.seq, "at_unix_ms": a.at_unix_ms, "caller": a.caller, "event": a.event,

@@ -135,10 +135,13 @@ fn elapsed(p: &pb::PoolProgress, now_ms: u64) -> Option<u64> {
 pub fn frame(d: &pb::RunDetail, steps: &[String], now_ms: u64) -> Frame {
     let run = d.run.clone().unwrap_or_default();
     let width = d.pools.iter().map(|p| p.pool.len()).max().unwrap_or(0);
+    // Wide enough for every step, so lines of successive frames (a log) stay aligned.
+    let longest_step = steps.iter().map(String::len).max().unwrap_or(0);
     let pos_width = d
         .pools
         .iter()
         .map(|p| position(p, steps).len())
+        .chain([2 * steps.len().to_string().len() + 2 + longest_step])
         .max()
         .unwrap_or(0);
     let running = !matches!(run.status.as_str(), "succeeded" | "failed" | "aborted");
@@ -270,7 +273,7 @@ mod tests {
         assert_eq!(f.header, "run r-1 (failback) running, 0:21 elapsed");
         assert_eq!(
             f.pools[0].text,
-            "pchat01.lab.local  3/4 fb3_backup  [########............]  42%     0:12  running backup_database on sql01.dc2.lab"
+            "pchat01.lab.local  3/4 fb3_backup            [########............]  42%     0:12  running backup_database on sql01.dc2.lab"
         );
         // The key ignores the clock and rounds the percent: same key a second later at 47 %.
         let mut later = d.clone();
