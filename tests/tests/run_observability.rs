@@ -9,18 +9,26 @@
 //! `report --format json` carries FB-3's file, SHA-256 and LSNs as the run recorded them, the
 //! approval and per-step durations; `--format md` renders the same as tables; `/metrics` counts
 //! the finished run and FB-3's duration.
+//!
+//! With two coordinators on a three-member etcd, `kill -9` of the leader while the run waits for
+//! its approval does not end the watch: it says it lost the coordinator, finds the new leader,
+//! and still exits 0 when the run (approved through the new leader) succeeds.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR, three_agent_topology};
-use failback_tests::harness::process::bin;
+use failback_tests::harness::etcd::{EtcdCluster, unique_cluster};
+use failback_tests::harness::fleet::{
+    APPROVER, COORDINATOR, CtlOutput, Fleet, OPERATOR, run_ctl, three_agent_topology,
+};
+use failback_tests::harness::process::{Proc, bin};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
-use failback_tests::harness::wait_for;
+use failback_tests::harness::{free_port, wait_for};
 use tokio::io::AsyncBufReadExt;
 
 const PRIMARY: &str = "sql01.dc1.lab";
@@ -57,13 +65,74 @@ async fn lync(fleet: &Fleet, script: &str) {
 
 struct Lab {
     fleet: Fleet,
-    _primary: SqlSim,
+    primary: SqlSim,
     _backup: SqlSim,
+    /// The second coordinator (etcd mode only).
+    coord2: Option<Proc>,
+    /// Every coordinator endpoint, comma-separated (FAILBACK_COORDINATORS).
+    endpoints: String,
+}
+
+const COORD2: &str = "coord2";
+const LEASE_TTL: &str = "4s";
+
+/// Gives the fleet a second coordinator on `etcd` (coord1, the fleet's own, gets the same
+/// `[etcd]` section) and returns its endpoint; the agents are told about both.
+async fn add_second_coordinator(fleet: &Fleet, etcd: &EtcdCluster) -> (String, PathBuf) {
+    let certs = fleet.certs.display().to_string();
+    let add = run_ctl(
+        &fleet.dir,
+        &["certs", "add", "--dir", &certs, "--coordinator", COORD2].map(String::from),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let endpoints = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let section = format!(
+        "\n[etcd]\nendpoints = [{endpoints}]\ncluster = \"{}\"\nlease_ttl = \"{LEASE_TTL}\"\n",
+        unique_cluster("run-observability")
+    );
+    let coord1 = fleet.dir.join("coordinator.toml");
+    let text = std::fs::read_to_string(&coord1).unwrap();
+    std::fs::write(&coord1, format!("{text}{section}")).unwrap();
+    let port = free_port().unwrap();
+    let config = fleet.dir.join("coord2.toml");
+    let runbook = text
+        .split_once("[runbook]")
+        .map(|(_, r)| format!("[runbook]{r}"))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ntopology = \"topology.toml\"\nstate_dir = \"state/{COORD2}\"\nheartbeat_interval = \"{}ms\"\n\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{COORD2}.pem\"\nkey = \"certs/{COORD2}.key\"\n\n{runbook}{section}",
+            fleet.heartbeat.as_millis()
+        ),
+    )
+    .unwrap();
+    (format!("{COORD2}@127.0.0.1:{port}"), config)
+}
+
+/// Lists both coordinators in every agent's config.
+fn agents_know_both(fleet: &Fleet, second: &str) {
+    for a in &fleet.agent_specs {
+        let path = fleet.agent_config(&a.id);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let one = format!("coordinators = [\"{}\"]", fleet.endpoint());
+        assert!(text.contains(&one), "{text}");
+        let both = format!("coordinators = [\"{}\", \"{second}\"]", fleet.endpoint());
+        std::fs::write(&path, text.replace(&one, &both)).unwrap();
+    }
 }
 
 /// A pool in the failed-over state, every process running and connected; the backup instance's
-/// BACKUP takes about `backup_ms`.
-async fn failed_over_lab(backup_ms: u64) -> Lab {
+/// BACKUP takes about `backup_ms`. With `etcd`, two coordinators share it.
+async fn failed_over_lab(backup_ms: u64, etcd: Option<&EtcdCluster>) -> Lab {
     failback_proto::install_crypto_provider();
     let (agents, topology) = three_agent_topology();
     let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
@@ -81,11 +150,17 @@ async fn failed_over_lab(backup_ms: u64) -> Lab {
     text.push_str("\n[runbook]\ndrain_grace = \"2s\"\ndrain_poll = \"200ms\"\nretry_backoff = \"500ms\"\nlatency_limit = \"500ms\"\n");
     std::fs::write(&coord, text).unwrap();
 
+    let second = match etcd {
+        Some(e) => Some(add_second_coordinator(&fleet, e).await),
+        None => None,
+    };
+
     let delay = format!("delay backup {backup_ms}");
     let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary")).unwrap();
-    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup"))
-        .unwrap()
-        .with_args(&["--fault", &delay]);
+    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup")).unwrap();
+    if backup_ms > 0 {
+        backup = backup.with_args(&["--fault", &delay]);
+    }
     primary.start().await.unwrap();
     backup.start().await.unwrap();
     let pw = fleet.dir.join("sql-password");
@@ -138,6 +213,22 @@ async fn failed_over_lab(backup_ms: u64) -> Lab {
     .await;
 
     fleet.start_coordinator().await.unwrap();
+    let mut endpoints = fleet.endpoint();
+    let mut coord2 = None;
+    if let Some((ep, config)) = second {
+        agents_know_both(&fleet, &ep);
+        let log = fleet.dir.join("logs").join(format!("{COORD2}.log"));
+        let p = Proc::spawn(
+            COORD2,
+            &bin("failback-coordinator").unwrap(),
+            &["--config", &config.display().to_string()],
+            &[],
+            &log,
+        )
+        .unwrap();
+        coord2 = Some(p);
+        endpoints = format!("{endpoints},{ep}");
+    }
     fleet.start_agents().unwrap();
     fleet
         .wait_connected(&[PRIMARY, BACKUP, SHELL_DC1], true, Duration::from_secs(30))
@@ -145,9 +236,28 @@ async fn failed_over_lab(backup_ms: u64) -> Lab {
         .unwrap();
     Lab {
         fleet,
-        _primary: primary,
+        primary,
         _backup: backup,
+        coord2,
+        endpoints,
     }
+}
+
+/// failbackctl as `identity` against every coordinator of the lab (tried in order).
+async fn ctl(lab: &Lab, identity: &str, args: &[&str]) -> CtlOutput {
+    let certs = lab.fleet.certs.display().to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    run_ctl(
+        &lab.fleet.dir,
+        &args,
+        &[
+            ("FAILBACK_COORDINATORS", &lab.endpoints),
+            ("FAILBACK_CERTS_DIR", &certs),
+            ("FAILBACK_IDENTITY", identity),
+        ],
+    )
+    .await
+    .unwrap()
 }
 
 /// A failbackctl process left running (`run` and `watch` last as long as the run), its stdout
@@ -158,13 +268,13 @@ struct Running {
 }
 
 impl Running {
-    fn start(fleet: &Fleet, identity: &str, args: &[&str]) -> Running {
+    fn start(lab: &Lab, identity: &str, args: &[&str]) -> Running {
         let mut child = tokio::process::Command::new(bin("failbackctl").unwrap())
             .args(args)
-            .current_dir(&fleet.dir)
+            .current_dir(&lab.fleet.dir)
             .env("RUST_LOG", "warn")
-            .env("FAILBACK_COORDINATORS", fleet.endpoint())
-            .env("FAILBACK_CERTS_DIR", &fleet.certs)
+            .env("FAILBACK_COORDINATORS", &lab.endpoints)
+            .env("FAILBACK_CERTS_DIR", &lab.fleet.certs)
             .env("FAILBACK_IDENTITY", identity)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -197,14 +307,10 @@ impl Running {
     }
 }
 
-/// `failbackctl status RUN --output json`, parsed.
-async fn status(fleet: &Fleet, run: &str) -> serde_json::Value {
-    let out = fleet
-        .ctl(OPERATOR, &["status", run, "--output", "json"])
-        .await
-        .unwrap();
-    assert_eq!(out.code, 0, "{out:?}");
-    serde_json::from_str(&out.stdout).unwrap()
+/// `failbackctl status RUN --output json`, parsed (`None` when no coordinator answered).
+async fn status(lab: &Lab, run: &str) -> Option<serde_json::Value> {
+    let out = ctl(lab, OPERATOR, &["status", run, "--output", "json"]).await;
+    (out.code == 0).then(|| serde_json::from_str(&out.stdout).unwrap())
 }
 
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
@@ -219,11 +325,11 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_report_and_metrics_of_a_failback() {
-    let lab = failed_over_lab(4000).await;
+    let lab = failed_over_lab(4000, None).await;
     let fleet = &lab.fleet;
 
     // `run` without --detach: the run id first, then the watch.
-    let run_proc = Running::start(fleet, OPERATOR, &["run", "failback", "--pool", POOL]);
+    let run_proc = Running::start(&lab, OPERATOR, &["run", "failback", "--pool", POOL]);
     let run = wait_for("the run id", Duration::from_secs(30), || async {
         run_proc.lines().first().cloned()
     })
@@ -240,7 +346,7 @@ async fn watch_report_and_metrics_of_a_failback() {
         "FB-3's backup to report a percent",
         Duration::from_secs(60),
         || async {
-            let d = status(fleet, &run).await;
+            let d = status(&lab, &run).await?;
             let p = d["pools"][0].clone();
             (p["step"] == "fb3_backup" && p["percent"].is_u64()).then_some(p)
         },
@@ -299,7 +405,7 @@ async fn watch_report_and_metrics_of_a_failback() {
     assert!(out.stdout.contains("7/7 done"), "{out:?}");
 
     // The evidence report, JSON: FB-3's file, SHA-256 and LSNs as the run recorded them.
-    let d = status(fleet, &run).await;
+    let d = status(&lab, &run).await.unwrap();
     let fb3 = &d["pools"][0]["outputs"]["fb3_backup"]["output"];
     let out = fleet
         .ctl(OPERATOR, &["report", &run, "--format", "json"])
@@ -413,4 +519,93 @@ async fn watch_report_and_metrics_of_a_failback() {
     ] {
         assert!(body.lines().any(|l| l == line), "{line} missing:\n{body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_rides_out_a_leader_change() {
+    let Some(etcd) = EtcdCluster::start_or_skip(3, "watch_rides_out_a_leader_change").await else {
+        return;
+    };
+    let mut lab = failed_over_lab(0, Some(&etcd)).await;
+    let leader = wait_for("a leader", Duration::from_secs(30), || async {
+        let out = ctl(&lab, OPERATOR, &["leader", "--output", "json"]).await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        let id = v["leader_id"].as_str().unwrap_or_default().to_string();
+        (out.code == 0 && !id.is_empty()).then_some(id)
+    })
+    .await
+    .unwrap();
+
+    let watch = Running::start(&lab, OPERATOR, &["run", "failback", "--pool", POOL]);
+    let run = wait_for("the run id", Duration::from_secs(30), || async {
+        watch.lines().first().cloned()
+    })
+    .await
+    .unwrap();
+    let hint = format!("awaiting approval: failbackctl approve {run}");
+    wait_for(
+        "the run to wait for its approval",
+        Duration::from_secs(60),
+        || async {
+            watch
+                .lines()
+                .iter()
+                .any(|l| l.ends_with(&hint))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    // kill -9 of the leader; the other takes over (lease TTL + election) and resumes the run.
+    if leader == COORDINATOR {
+        lab.fleet.kill_coordinator();
+    } else {
+        lab.coord2.as_mut().unwrap().kill();
+    }
+    wait_for(
+        "the watch to notice the lost leader",
+        Duration::from_secs(10),
+        || async {
+            watch
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("(no answer from the coordinators"))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "the new leader to approve the run",
+        Duration::from_secs(60),
+        || async { (ctl(&lab, APPROVER, &["approve", &run]).await.code == 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+
+    let (code, lines) = watch.finish(Duration::from_secs(120)).await;
+    let shown = lines.join("\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("7/7 done"), "{shown}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with(&format!("run {run} succeeded after ")),
+        "{shown}"
+    );
+    // The restore ran once, after the approval given to the new leader.
+    let restores = lab
+        .primary
+        .statements()
+        .iter()
+        .filter(|s| {
+            s.text
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("RESTORE DATABASE")
+        })
+        .count();
+    assert_eq!(restores, 1, "{shown}");
 }
