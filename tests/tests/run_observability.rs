@@ -382,9 +382,24 @@ async fn watch_report_and_metrics_of_a_failback() {
     let shown = lines.join("\n");
     assert_eq!(code, 0, "{shown}");
     assert_eq!(lines[0], run);
-    for wanted in ["fb1_clear_active", "fb3_backup", "fb4_restore", "7/7 done"] {
-        assert!(shown.contains(wanted), "{wanted} not shown:\n{shown}");
+    // Every step is shown once finished, however short (in a log, not a terminal).
+    for step in [
+        "1/7 fb1_clear_active",
+        "2/7 fb2_remove_mirroring",
+        "3/7 fb3_backup",
+        "4/7 fb4_restore",
+        "5/7 fb5_log_shipping",
+        // The default order sets the pool Normal before activating servers (FB-7, then FB-6).
+        "6/7 fb7_pool_normal",
+        "7/7 fb6_activate",
+    ] {
+        let done = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("{POOL}  {step} ")) && l.contains(" in "))
+            .count();
+        assert_eq!(done, 1, "{step} not shown once finished:\n{shown}");
     }
+    assert!(shown.contains("7/7 done"), "{shown}");
     assert!(
         lines.iter().any(|l| l.contains("3/7 fb3_backup")
             && l.contains("%")

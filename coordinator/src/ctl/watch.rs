@@ -2,8 +2,9 @@
 //! until the run ends.
 //!
 //! On a terminal the frame is redrawn in place (cursor up, clear line); into a pipe or a file a
-//! pool's line is printed only when it changed (step, status, operation, percent in tens), so a
-//! CI log stays readable. A lost coordinator (killed leader, election in progress) is not the end
+//! pool's line is printed only when it changed (step, status, operation, percent in tens), and
+//! each finished step once with its outcome and duration, so a CI log stays readable and
+//! complete. A lost coordinator (killed leader, election in progress) is not the end
 //! of the watch: it reconnects through the endpoint list and the leader hint, and gives up only
 //! after [`WatchOptions::retry_for`] without an answer.
 
@@ -87,6 +88,8 @@ struct Painter<'a> {
     tty: bool,
     drawn: usize,
     last_keys: Vec<String>,
+    /// Per pool, the finished steps already printed (log mode).
+    printed: Vec<std::collections::BTreeSet<String>>,
     header: String,
 }
 
@@ -107,7 +110,18 @@ impl Painter<'_> {
                 self.header = f.header.clone();
             }
             self.last_keys.resize(f.pools.len(), String::new());
-            for (p, last) in f.pools.iter().zip(self.last_keys.iter_mut()) {
+            self.printed.resize(f.pools.len(), Default::default());
+            for ((p, last), printed) in f
+                .pools
+                .iter()
+                .zip(self.last_keys.iter_mut())
+                .zip(self.printed.iter_mut())
+            {
+                for (step, line) in &p.finished {
+                    if printed.insert(step.clone()) {
+                        writeln!(self.out, "{line}").map_err(io)?;
+                    }
+                }
                 if *last != p.key {
                     writeln!(self.out, "{}", p.text).map_err(io)?;
                     *last = p.key.clone();
@@ -145,6 +159,7 @@ pub async fn watch(
         tty: options.tty,
         drawn: 0,
         last_keys: Vec::new(),
+        printed: Vec::new(),
         header: String::new(),
     };
     let mut detail = first;

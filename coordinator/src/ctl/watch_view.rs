@@ -24,6 +24,10 @@ pub struct PoolLine {
     pub key: String,
     /// The full line as drawn.
     pub text: String,
+    /// One line per finished step (`1/7 fb1_clear_active  succeeded in 0.1 s`), in the order
+    /// they started: a log prints the ones it has not printed yet, so a step that began and ended
+    /// between two polls still shows up.
+    pub finished: Vec<(String, String)>,
 }
 
 /// A whole frame: the header line and one line per pool.
@@ -130,6 +134,54 @@ fn elapsed(p: &pb::PoolProgress, now_ms: u64) -> Option<u64> {
     (p.step_started_unix_ms > 0).then(|| now_ms.saturating_sub(p.step_started_unix_ms))
 }
 
+/// The finished-step lines of `p`, keyed by step name.
+fn finished(p: &pb::PoolProgress, steps: &[String], pos_width: usize) -> Vec<(String, String)> {
+    let o = outputs(p);
+    let Some(recs) = o.as_object() else {
+        return Vec::new();
+    };
+    let mut done: Vec<(&String, &Value)> = recs.iter().collect();
+    done.sort_by_key(|(name, r)| (r.get("started_unix_ms").and_then(Value::as_u64), *name));
+    let n = if steps.is_empty() {
+        "?".to_string()
+    } else {
+        steps.len().to_string()
+    };
+    done.into_iter()
+        .map(|(name, r)| {
+            let i = steps
+                .iter()
+                .position(|s| s == name)
+                .map_or("?".to_string(), |i| (i + 1).to_string());
+            let pos = format!("{i}/{n} {name}");
+            let took = r
+                .get("finished_unix_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .saturating_sub(
+                    r.get("started_unix_ms")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                );
+            let status = r.get("status").and_then(Value::as_str).unwrap_or("");
+            let why = r
+                .get("error")
+                .or_else(|| r.get("reason"))
+                .and_then(Value::as_str)
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            (
+                name.clone(),
+                format!(
+                    "{}  {pos:<pos_width$}  {status} in {:.1} s{why}",
+                    p.pool,
+                    took as f64 / 1000.0
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The frame for `d` at `now_ms`; `steps` are the runbook's step names in order (empty when
 /// unknown: the position then shows `?`).
 pub fn frame(d: &pb::RunDetail, steps: &[String], now_ms: u64) -> Frame {
@@ -183,6 +235,7 @@ pub fn frame(d: &pb::RunDetail, steps: &[String], now_ms: u64) -> Frame {
                 pool: p.pool.clone(),
                 key,
                 text: text.trim_end().to_string(),
+                finished: finished(p, steps, pos_width),
             }
         })
         .collect();
@@ -339,6 +392,13 @@ mod tests {
         assert!(
             f.pools[0].text.ends_with("0:07  FAILED: disk full"),
             "{f:?}"
+        );
+        assert_eq!(
+            f.pools[0].finished,
+            [(
+                "fb3_backup".to_string(),
+                "a.lab  3/4 fb3_backup            failed in 7.0 s: disk full".to_string()
+            )]
         );
         let mut d = d;
         d.run.as_mut().unwrap().reason = "a.lab: fb3_backup: disk full".into();
