@@ -33,6 +33,7 @@ const FACTS: &[(&str, &str)] = &[
     ("verified", "verified"),
     ("state", "state"),
     ("last_restored_file", "last restored log"),
+    ("jobs", "jobs run"),
     ("previously_active", "previously active"),
     ("active_servers", "active servers"),
     ("activated", "activated"),
@@ -140,6 +141,13 @@ fn words(v: &Value) -> String {
         Value::Array(a) => a
             .iter()
             .map(|x| match x {
+                Value::Object(o) if o.contains_key("job") => {
+                    let job = o.get("job").map(words).unwrap_or_default();
+                    match o.get("message").map(words) {
+                        Some(m) if !m.is_empty() => format!("{job} ({m})"),
+                        _ => job,
+                    }
+                }
                 Value::Object(o) if o.contains_key("server") => {
                     let server = o.get("server").map(words).unwrap_or_default();
                     match (o.get("median_us"), o.get("reason")) {
@@ -536,6 +544,23 @@ mod tests {
                 ),
             ],
         }
+    }
+
+    #[test]
+    fn facts_read_as_words() {
+        assert_eq!(
+            words(
+                &json!([{ "job": "LSBackup_mgc", "instance_id": 3, "message": "ok" }, { "job": "LSCopy_mgc" }])
+            ),
+            "LSBackup_mgc (ok), LSCopy_mgc"
+        );
+        assert_eq!(
+            words(&json!([{ "server": "pc01", "median_us": 900, "reason": "above the limit" }])),
+            "pc01 900 µs (above the limit)"
+        );
+        assert_eq!(words(&json!([])), "none");
+        assert_eq!(label("cycle.last_restored_file"), "cycle last restored log");
+        assert_eq!(utc(0), "");
     }
 
     #[test]

@@ -206,3 +206,70 @@ async fn next(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::watch_view::PoolLine;
+
+    fn frame(key: &str, text: &str, finished: &[&str]) -> Frame {
+        Frame {
+            header: "run r-1 (failback) running".into(),
+            pools: vec![PoolLine {
+                pool: "a.lab".into(),
+                key: key.into(),
+                text: text.into(),
+                finished: finished
+                    .iter()
+                    .map(|s| (s.to_string(), format!("a.lab {s} succeeded")))
+                    .collect(),
+            }],
+        }
+    }
+
+    fn painter(out: &mut Vec<u8>, tty: bool) -> Painter<'_> {
+        Painter {
+            out,
+            tty,
+            drawn: 0,
+            last_keys: Vec::new(),
+            printed: Vec::new(),
+            header: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_log_gets_changes_only_and_each_finished_step_once() {
+        let mut out = Vec::new();
+        let mut p = painter(&mut out, false);
+        p.paint(&frame("k1", "a.lab fb1 0:01", &[])).unwrap();
+        p.paint(&frame("k1", "a.lab fb1 0:02", &[])).unwrap();
+        p.paint(&frame("k2", "a.lab fb3 0:00", &["fb1", "fb2"]))
+            .unwrap();
+        p.paint(&frame("k2", "a.lab fb3 0:01", &["fb1", "fb2"]))
+            .unwrap();
+        p.note("run r-1 succeeded").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "run r-1 (failback) running\na.lab fb1 0:01\na.lab fb1 succeeded\na.lab fb2 succeeded\na.lab fb3 0:00\nrun r-1 succeeded\n"
+        );
+    }
+
+    #[test]
+    fn a_terminal_is_redrawn_in_place() {
+        let mut out = Vec::new();
+        let mut p = painter(&mut out, true);
+        p.paint(&frame("k1", "a.lab fb1 0:01", &[])).unwrap();
+        p.paint(&frame("k1", "a.lab fb1 0:02", &[])).unwrap();
+        p.note("lost").unwrap();
+        p.paint(&frame("k1", "a.lab fb1 0:03", &[])).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let up = "\x1b[2A";
+        assert_eq!(
+            text,
+            format!(
+                "\x1b[2Krun r-1 (failback) running\n\x1b[2Ka.lab fb1 0:01\n{up}\x1b[2Krun r-1 (failback) running\n\x1b[2Ka.lab fb1 0:02\nlost\n\x1b[2Krun r-1 (failback) running\n\x1b[2Ka.lab fb1 0:03\n"
+            )
+        );
+    }
+}
