@@ -320,6 +320,14 @@ impl Dispatcher {
             Operation::RecoverDatabase(db) => {
                 self.sql()?.recover_database(db).await.map(Out::Restore)
             }
+            Operation::SetReadOnly {
+                database,
+                read_only,
+            } => self
+                .sql()?
+                .set_read_only(database, *read_only)
+                .await
+                .map(Out::Done),
             Operation::LogShippingStatus(db) => self
                 .sql()?
                 .log_shipping_status(db)

@@ -25,12 +25,7 @@ async fn inspect_sql_and_lync_agents() {
     sim.start().await.unwrap();
     let pw = fleet.dir.join("sql-password");
     std::fs::write(&pw, SA_PASSWORD).unwrap();
-    fleet
-        .configure_agent(
-            SQL,
-            &format!("[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nencryption = \"not_supported\"\n", sim.port, pw.display()),
-        )
-        .unwrap();
+    fleet.configure_agent(SQL, &sim.agent_section(&pw)).unwrap();
     fleet
         .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
         .await

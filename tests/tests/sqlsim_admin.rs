@@ -158,3 +158,63 @@ async fn files_and_mirroring_views() {
     .await;
     assert_eq!(r[0].get::<&str, _>(0), Some("SIMPLE"));
 }
+
+/// READ_ONLY stops writes (3906) and shows in sys.databases; it needs ROLLBACK IMMEDIATE while
+/// another session is in the database (5070); READ_WRITE lets writes in again.
+#[tokio::test]
+async fn read_only_and_read_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let mut admin = sim.connect().await;
+    rows(&mut admin, "CREATE DATABASE mgc").await;
+    let mut cfg = sim.config(EncryptionLevel::NotSupported, PW);
+    cfg.database("mgc");
+    let mut user = connect_with(cfg).await.unwrap();
+    rows(
+        &mut user,
+        "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'one')",
+    )
+    .await;
+
+    assert_eq!(
+        error_code(&mut admin, "ALTER DATABASE [mgc] SET READ_ONLY").await,
+        5070
+    );
+    rows(
+        &mut admin,
+        "ALTER DATABASE [mgc] SET READ_ONLY WITH ROLLBACK IMMEDIATE",
+    )
+    .await;
+    let r = rows(
+        &mut admin,
+        "SELECT is_read_only FROM sys.databases WHERE name = N'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<bool, _>(0), Some(true));
+    let mut cfg = sim.config(EncryptionLevel::NotSupported, PW);
+    cfg.database("mgc");
+    let mut user = connect_with(cfg).await.unwrap();
+    assert_eq!(
+        error_code(
+            &mut user,
+            "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'two')"
+        )
+        .await,
+        3906
+    );
+    rows(
+        &mut admin,
+        "ALTER DATABASE [mgc] SET READ_WRITE WITH ROLLBACK IMMEDIATE",
+    )
+    .await;
+    let mut cfg = sim.config(EncryptionLevel::NotSupported, PW);
+    cfg.database("mgc");
+    let mut user = connect_with(cfg).await.unwrap();
+    rows(
+        &mut user,
+        "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'three')",
+    )
+    .await;
+    let r = rows(&mut user, "SELECT COUNT(*) FROM dbo.Messages").await;
+    assert_eq!(r[0].get::<i32, _>(0), Some(2));
+}

@@ -487,7 +487,8 @@ impl Engine {
             findings: Vec::new(),
             waves: waves(&pools, max_parallel),
         };
-        let mut agents: Vec<String> = Vec::new();
+        // (agent, first operation planned on it), in plan order.
+        let mut agents: Vec<(String, String)> = Vec::new();
         for name in &pools {
             let Some(pool) = self.pool(name) else {
                 continue;
@@ -495,8 +496,8 @@ impl Engine {
             for s in &steps {
                 let ops = s.plan(&pool);
                 for op in &ops {
-                    if !agents.contains(&op.agent) {
-                        agents.push(op.agent.clone());
+                    if !agents.iter().any(|(a, _)| a == &op.agent) {
+                        agents.push((op.agent.clone(), op.operation.clone()));
                     }
                 }
                 plan.steps.push(PlannedStep {
@@ -508,11 +509,20 @@ impl Engine {
                 });
             }
         }
-        for a in agents {
-            if let Ok(id) = AgentId::new(a.clone())
-                && !self.inner.agents.is_connected(&id)
-            {
-                plan.findings.push(format!("agent '{a}' is not connected"));
+        for (a, operation) in agents {
+            let Ok(id) = AgentId::new(a.clone()) else {
+                continue;
+            };
+            if !self.inner.agents.is_known(&id) {
+                // Chat servers need not run an agent (FB-6 then activates them unmeasured):
+                // say so rather than call them disconnected agents.
+                plan.findings.push(format!(
+                    "'{a}' runs no failback agent: its {operation} is not done (FB-6 activates such a chat server without a latency measurement)"
+                ));
+            } else if !self.inner.agents.is_connected(&id) {
+                plan.findings.push(format!(
+                    "agent '{a}' is not connected: a step that needs it waits for its session up to the step timeout, then fails"
+                ));
             }
         }
         Ok(plan)

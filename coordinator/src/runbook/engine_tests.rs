@@ -293,6 +293,10 @@ impl Fake {
                 samples_us: vec![w.latency_us],
                 median_us: w.latency_us,
             }),
+            Op::SetReadOnly(r) => Out::Done(pb::Done {
+                changed: true,
+                detail: format!("{} set READ_ONLY={}", r.database, r.read_only),
+            }),
             other => panic!("unexpected operation {other:?}"),
         })
     }

@@ -163,6 +163,13 @@ pub enum Operation {
     },
     /// RESTORE DATABASE … WITH RECOVERY.
     RecoverDatabase(DatabaseName),
+    /// ALTER DATABASE … SET READ_ONLY (true) or READ_WRITE (false), ending other sessions.
+    SetReadOnly {
+        /// Database.
+        database: DatabaseName,
+        /// The wanted state.
+        read_only: bool,
+    },
     /// Monitor rows and this database's log shipping configuration.
     LogShippingStatus(DatabaseName),
     /// Make the database a log shipping primary.
@@ -249,6 +256,7 @@ impl Operation {
             Operation::RestoreDatabase { .. } => "restore_database",
             Operation::RestoreLog { .. } => "restore_log",
             Operation::RecoverDatabase(_) => "recover_database",
+            Operation::SetReadOnly { .. } => "set_read_only",
             Operation::LogShippingStatus(_) => "log_shipping_status",
             Operation::SetupLogShippingPrimary(_) => "setup_log_shipping_primary",
             Operation::SetupLogShippingSecondary(_) => "setup_log_shipping_secondary",
@@ -287,6 +295,7 @@ impl Operation {
             | Operation::RestoreDatabase { .. }
             | Operation::RestoreLog { .. }
             | Operation::RecoverDatabase(_)
+            | Operation::SetReadOnly { .. }
             | Operation::LogShippingStatus(_)
             | Operation::SetupLogShippingPrimary(_)
             | Operation::SetupLogShippingSecondary(_)
@@ -438,6 +447,10 @@ impl TryFrom<pb::operation::Kind> for Operation {
                 expected_sha256: sha("expected_sha256", o.expected_sha256)?,
             },
             K::RecoverDatabase(o) => Operation::RecoverDatabase(db("database", o.database)?),
+            K::SetReadOnly(o) => Operation::SetReadOnly {
+                database: db("database", o.database)?,
+                read_only: o.read_only,
+            },
             K::LogShippingStatus(o) => Operation::LogShippingStatus(db("database", o.database)?),
             K::SetupLogShippingPrimary(o) => {
                 Operation::SetupLogShippingPrimary(Box::new(o.try_into()?))

@@ -17,6 +17,24 @@ pub const OPERATOR: &str = "operator1";
 pub const APPROVER: &str = "approver1";
 /// The coordinator's certificate name.
 pub const COORDINATOR: &str = "coord1";
+/// The second coordinator's certificate name (used when the fleet runs on etcd).
+pub const COORDINATOR2: &str = "coord2";
+
+/// How the fleet's coordinators keep their state.
+#[derive(Debug, Clone)]
+struct EtcdMode {
+    endpoints: Vec<String>,
+    cluster: String,
+    lease_ttl: Duration,
+}
+
+/// One coordinator process of the fleet (one in standalone mode, two on etcd).
+struct CoordinatorSlot {
+    name: String,
+    port: u16,
+    metrics_port: u16,
+    proc: Option<Proc>,
+}
 
 /// One agent of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +125,10 @@ pub struct Fleet {
     pub agent_metrics_ports: BTreeMap<String, u16>,
     /// Extra TOML appended to an agent's config (its `[sql]` or `[lync]` section).
     agent_extra: BTreeMap<String, String>,
-    coordinator: Option<Proc>,
+    /// Extra TOML appended to every coordinator's config (`[runbook]`).
+    coordinator_extra: String,
+    etcd: Option<EtcdMode>,
+    coordinators: Vec<CoordinatorSlot>,
     agents: BTreeMap<String, Proc>,
 }
 
@@ -142,6 +163,7 @@ impl Fleet {
         args.extend([
             "--coordinator".into(),
             COORDINATOR.into(),
+            COORDINATOR2.into(),
             "--operator".into(),
             OPERATOR.into(),
             "--approver".into(),
@@ -155,12 +177,13 @@ impl Fleet {
             anyhow::bail!("failbackctl certs init failed: {}", out.stderr);
         }
         std::fs::write(dir.join("topology.toml"), topology)?;
+        let (coordinator_port, coordinator_metrics_port) = (free_port()?, free_port()?);
         let fleet = Fleet {
             dir,
             _tmp: tmp,
             certs,
-            coordinator_port: free_port()?,
-            coordinator_metrics_port: free_port()?,
+            coordinator_port,
+            coordinator_metrics_port,
             heartbeat,
             agent_metrics_ports: agents
                 .iter()
@@ -168,10 +191,17 @@ impl Fleet {
                 .collect::<anyhow::Result<_>>()?,
             agent_specs: agents,
             agent_extra: BTreeMap::new(),
-            coordinator: None,
+            coordinator_extra: String::new(),
+            etcd: None,
+            coordinators: vec![CoordinatorSlot {
+                name: COORDINATOR.into(),
+                port: coordinator_port,
+                metrics_port: coordinator_metrics_port,
+                proc: None,
+            }],
             agents: BTreeMap::new(),
         };
-        fleet.write_coordinator_config()?;
+        fleet.write_coordinator_configs()?;
         std::fs::create_dir_all(fleet.files_root())?;
         for a in &fleet.agent_specs {
             fleet.write_agent_config(&a.id)?;
@@ -180,29 +210,106 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// `name@127.0.0.1:port` of the coordinator.
+    /// `name@127.0.0.1:port` of the first coordinator.
     pub fn endpoint(&self) -> String {
         format!("{COORDINATOR}@127.0.0.1:{}", self.coordinator_port)
     }
 
-    fn write_coordinator_config(&self) -> anyhow::Result<()> {
-        let text = format!(
-            r#"listen = "127.0.0.1:{port}"
+    /// Every coordinator's endpoint, comma-separated (what agents and failbackctl are given).
+    pub fn endpoints(&self) -> String {
+        self.coordinators
+            .iter()
+            .map(|c| format!("{}@127.0.0.1:{}", c.name, c.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Switches the fleet to two coordinators (`coord1`, `coord2`) sharing a leader lock and run
+    /// store in etcd at `endpoints`; rewrites every config. Call before starting anything.
+    pub fn use_etcd(
+        &mut self,
+        endpoints: Vec<String>,
+        cluster: &str,
+        lease_ttl: Duration,
+    ) -> anyhow::Result<()> {
+        self.etcd = Some(EtcdMode {
+            endpoints,
+            cluster: cluster.to_string(),
+            lease_ttl,
+        });
+        if self.coordinators.len() < 2 {
+            self.coordinators.push(CoordinatorSlot {
+                name: COORDINATOR2.into(),
+                port: free_port()?,
+                metrics_port: free_port()?,
+                proc: None,
+            });
+        }
+        self.write_coordinator_configs()?;
+        let ids: Vec<String> = self.agent_specs.iter().map(|a| a.id.clone()).collect();
+        for id in ids {
+            self.write_agent_config(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Appends TOML (a `[runbook]` section) to every coordinator's config.
+    pub fn configure_coordinators(&mut self, extra: &str) -> anyhow::Result<()> {
+        self.coordinator_extra = extra.to_string();
+        self.write_coordinator_configs()
+    }
+
+    /// Config file of a coordinator (`coordinator.toml` for the first, `<name>.toml` otherwise).
+    pub fn coordinator_config(&self, name: &str) -> PathBuf {
+        if name == COORDINATOR {
+            self.dir.join("coordinator.toml")
+        } else {
+            self.dir.join(format!("{name}.toml"))
+        }
+    }
+
+    fn write_coordinator_configs(&self) -> anyhow::Result<()> {
+        for c in &self.coordinators {
+            let mut text = format!(
+                r#"listen = "127.0.0.1:{port}"
 metrics_listen = "127.0.0.1:{mport}"
 topology = "topology.toml"
-state_dir = "state/coordinator"
+state_dir = "state/{state}"
 heartbeat_interval = "{hb}ms"
 
 [tls]
 ca = "certs/ca.pem"
-cert = "certs/{COORDINATOR}.pem"
-key = "certs/{COORDINATOR}.key"
+cert = "certs/{name}.pem"
+key = "certs/{name}.key"
 "#,
-            port = self.coordinator_port,
-            mport = self.coordinator_metrics_port,
-            hb = self.heartbeat.as_millis()
-        );
-        std::fs::write(self.dir.join("coordinator.toml"), text)?;
+                port = c.port,
+                mport = c.metrics_port,
+                name = c.name,
+                state = if c.name == COORDINATOR {
+                    "coordinator"
+                } else {
+                    c.name.as_str()
+                },
+                hb = self.heartbeat.as_millis()
+            );
+            if let Some(e) = &self.etcd {
+                let eps = e
+                    .endpoints
+                    .iter()
+                    .map(|x| format!("\"{x}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                text.push_str(&format!(
+                    "\n[etcd]\nendpoints = [{eps}]\ncluster = \"{}\"\nlease_ttl = \"{}ms\"\n",
+                    e.cluster,
+                    e.lease_ttl.as_millis()
+                ));
+            }
+            if !self.coordinator_extra.is_empty() {
+                text.push_str(&format!("\n{}\n", self.coordinator_extra));
+            }
+            std::fs::write(self.coordinator_config(&c.name), text)?;
+        }
         Ok(())
     }
 
@@ -216,7 +323,7 @@ key = "certs/{COORDINATOR}.key"
         std::fs::create_dir_all(path.parent().context("agent dir")?)?;
         let certs = self.certs.display();
         let text = format!(
-            r#"coordinators = ["{ep}"]
+            r#"coordinators = [{ep}]
 state_dir = "state"
 metrics_listen = "127.0.0.1:{mport}"
 
@@ -232,7 +339,12 @@ ca = "{certs}/ca.pem"
 cert = "{certs}/{id}.pem"
 key = "{certs}/{id}.key"
 "#,
-            ep = self.endpoint(),
+            ep = self
+                .endpoints()
+                .split(',')
+                .map(|e| format!("\"{e}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             mport = self.agent_metrics_ports.get(id).copied().unwrap_or(0),
             files = self.files_root().display()
         );
@@ -301,40 +413,97 @@ key = "{certs}/{id}.key"
         self.write_agent_config(id)
     }
 
-    /// Starts the coordinator and waits until its port accepts connections.
+    /// Starts every coordinator and waits until each accepts connections.
     pub async fn start_coordinator(&mut self) -> anyhow::Result<()> {
-        let config = self.dir.join("coordinator.toml");
-        let log = self.dir.join("logs").join("coordinator.log");
+        let names: Vec<String> = self.coordinators.iter().map(|c| c.name.clone()).collect();
+        for n in names {
+            self.start_coordinator_named(&n).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) one coordinator and waits until its port accepts connections.
+    pub async fn start_coordinator_named(&mut self, name: &str) -> anyhow::Result<()> {
+        let config = self.coordinator_config(name);
+        let log_name = if name == COORDINATOR {
+            "coordinator"
+        } else {
+            name
+        };
+        let log = self.dir.join("logs").join(format!("{log_name}.log"));
+        let slot = self
+            .coordinators
+            .iter_mut()
+            .find(|c| c.name == name)
+            .with_context(|| format!("no coordinator '{name}' in this fleet"))?;
         let p = Proc::spawn(
-            "coordinator",
+            name,
             &bin("failback-coordinator")?,
             &["--config", &config.display().to_string()],
             &[],
             &log,
         )?;
-        self.coordinator = Some(p);
-        let addr = format!("127.0.0.1:{}", self.coordinator_port);
-        let ready = wait_for("the coordinator to listen", Duration::from_secs(20), || {
-            let addr = addr.clone();
-            async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
-        })
+        slot.proc = Some(p);
+        let addr = format!("127.0.0.1:{}", slot.port);
+        let ready = wait_for(
+            &format!("coordinator {name} to listen"),
+            Duration::from_secs(20),
+            || {
+                let addr = addr.clone();
+                async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
+            },
+        )
         .await;
         if let Err(e) = ready {
-            let tail = self
-                .coordinator
-                .as_ref()
-                .map(|p| p.log_tail(20))
-                .unwrap_or_default();
+            let tail = self.coordinator_log_tail(name, 20);
             anyhow::bail!("{e}\ncoordinator log:\n{tail}");
         }
         Ok(())
     }
 
-    /// Kills the coordinator.
+    /// The last `lines` of a coordinator's log.
+    pub fn coordinator_log_tail(&self, name: &str, lines: usize) -> String {
+        self.coordinators
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.proc.as_ref())
+            .map(|p| p.log_tail(lines))
+            .unwrap_or_default()
+    }
+
+    /// Kills every coordinator (SIGKILL).
     pub fn kill_coordinator(&mut self) {
-        if let Some(mut p) = self.coordinator.take() {
+        for c in &mut self.coordinators {
+            if let Some(mut p) = c.proc.take() {
+                p.kill();
+            }
+        }
+    }
+
+    /// Kills one coordinator with SIGKILL (`kill -9`).
+    pub fn kill_coordinator_named(&mut self, name: &str) {
+        if let Some(mut p) = self
+            .coordinators
+            .iter_mut()
+            .find(|c| c.name == name)
+            .and_then(|c| c.proc.take())
+        {
             p.kill();
         }
+    }
+
+    /// Which coordinator leads now (`failbackctl leader`), once one does.
+    pub async fn leader(&self, deadline: Duration) -> anyhow::Result<String> {
+        wait_for("a coordinator to lead", deadline, || async {
+            let out = self
+                .ctl(OPERATOR, &["leader", "--output", "json"])
+                .await
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            let id = v["leader_id"].as_str()?.to_string();
+            (!id.is_empty()).then_some(id)
+        })
+        .await
     }
 
     /// Starts (or restarts) one agent.
@@ -371,7 +540,7 @@ key = "{certs}/{id}.key"
     /// Runs failbackctl against this fleet as `identity`.
     pub async fn ctl(&self, identity: &str, args: &[&str]) -> anyhow::Result<CtlOutput> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let ep = self.endpoint();
+        let ep = self.endpoints();
         let certs = self.certs.display().to_string();
         run_ctl(
             &self.dir,

@@ -1,6 +1,7 @@
 //! Building blocks for multi-process tests and the lab.
 
 pub mod etcd;
+pub mod failed_over;
 pub mod fake_coordinator;
 pub mod fleet;
 pub mod ops;

@@ -227,6 +227,67 @@ impl SqlBackend {
         })
     }
 
+    /// ALTER DATABASE … SET READ_ONLY / READ_WRITE; `changed = false` when it already is so.
+    /// A database that is not ONLINE (RESTORING, OFFLINE) already takes no writes: READ_ONLY is
+    /// then answered without a change, READ_WRITE refused (SQL Server would refuse the ALTER).
+    pub async fn set_read_only(
+        &self,
+        db: &DatabaseName,
+        read_only: bool,
+    ) -> Result<pb::Done, Error> {
+        let mut conn = self.connect(true).await?;
+        let read = |rows: Vec<tiberius::Row>| {
+            rows.first().map(|r| {
+                (
+                    text(r, "state_desc"),
+                    r.try_get::<bool, _>("is_read_only")
+                        .ok()
+                        .flatten()
+                        .unwrap_or(false),
+                )
+            })
+        };
+        let state =
+            read(Self::rows(&mut conn, &tsql::database_state(std::slice::from_ref(db))).await?);
+        let Some((state, current)) = state else {
+            return Err(refuse(format!(
+                "database {db} does not exist on this instance"
+            )));
+        };
+        let wanted = if read_only { "READ_ONLY" } else { "READ_WRITE" };
+        if current == read_only {
+            return Ok(pb::Done {
+                changed: false,
+                detail: format!("{db} already {wanted}"),
+            });
+        }
+        if state != "ONLINE" {
+            // RESTORING / OFFLINE copies take no writes: the read-only goal already holds.
+            if read_only {
+                return Ok(pb::Done {
+                    changed: false,
+                    detail: format!("{db} is {state}: not writable"),
+                });
+            }
+            return Err(refuse(format!(
+                "database {db} is {state}, not ONLINE: cannot set it {wanted}"
+            )));
+        }
+        Self::exec(&mut conn, &tsql::set_read_only(db, read_only)).await?;
+        let after =
+            read(Self::rows(&mut conn, &tsql::database_state(std::slice::from_ref(db))).await?);
+        match after {
+            Some((_, ro)) if ro == read_only => Ok(pb::Done {
+                changed: true,
+                detail: format!("{db} set {wanted}"),
+            }),
+            _ => Err(Error::Backend {
+                message: format!("{db} is not {wanted} after ALTER DATABASE … SET {wanted}"),
+                retryable: true,
+            }),
+        }
+    }
+
     /// RESTORE DATABASE … WITH RECOVERY; `changed = false` when it is already ONLINE.
     pub async fn recover_database(&self, db: &DatabaseName) -> Result<pb::RestoreResult, Error> {
         let mut conn = self.connect(true).await?;

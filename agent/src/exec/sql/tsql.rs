@@ -256,6 +256,16 @@ pub fn single_user(db: &DatabaseName) -> Statement {
     ))
 }
 
+/// `ALTER DATABASE [db] SET READ_ONLY | READ_WRITE WITH ROLLBACK IMMEDIATE;` (other sessions'
+/// open transactions are rolled back: a database is read-only only once nobody can still write).
+pub fn set_read_only(db: &DatabaseName, read_only: bool) -> Statement {
+    Statement::plain(format!(
+        "ALTER DATABASE {} SET {} WITH ROLLBACK IMMEDIATE;",
+        quote_ident(db),
+        if read_only { "READ_ONLY" } else { "READ_WRITE" }
+    ))
+}
+
 /// `ALTER DATABASE [db] SET MULTI_USER;`.
 pub fn multi_user(db: &DatabaseName) -> Statement {
     Statement::plain(format!(

@@ -10,6 +10,14 @@
 //!   CHECKSUM, MOVE …` (op `restore-mgc`): the agent re-checks the file's SHA-256 against
 //!   FB-3's (invariant 3) and refuses on a mismatch, takes exclusive access (ends the sessions in
 //!   `mgc` with ROLLBACK IMMEDIATE), and MOVEs each file to the instance's default paths.
+//! - Before the restore (invariant 7, never two writable `mgc`): the backup instance's `mgc` is
+//!   set READ_ONLY (op `freeze-backup-mgc`, `ALTER DATABASE [mgc] SET READ_ONLY WITH ROLLBACK
+//!   IMMEDIATE`), so the moment the primary copy becomes writable the backup copy no longer is;
+//!   FB-5 then restores the backup WITH NORECOVERY (RESTORING). Decided over leaving it ONLINE
+//!   until FB-5 (the gap a stray client could write into and lose) and over OFFLINE (a restore
+//!   over an offline database needs its files, READ_ONLY keeps it readable for an operator who
+//!   wants to compare). If the run stops between here and FB-5, the backup `mgc` stays
+//!   read-only: to go back to the backup copy, `ALTER DATABASE [mgc] SET READ_WRITE` on it.
 //! - Verify: `mgc` is ONLINE on the primary, and the restored set's LastLSN and CheckpointLSN
 //!   equal those FB-3 recorded.
 //!
@@ -70,6 +78,13 @@ impl Step for RestorePrimary {
                 "precondition: no active server",
             ));
         }
+        if let Some(b) = pool.sql.get(&SqlRole::Backup) {
+            ops.push(PlannedOp::new(
+                &b.agent,
+                "set_read_only",
+                format!("ALTER DATABASE [{MGC}] SET READ_ONLY WITH ROLLBACK IMMEDIATE (the backup copy stops taking writes before the primary copy is restored)"),
+            ));
+        }
         ops.push(PlannedOp::new(
             &p.agent,
             "restore_database",
@@ -111,6 +126,19 @@ impl Step for RestorePrimary {
                 servers.active_servers.join(", ")
             )));
         }
+        let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+        let frozen = ctx
+            .act(
+                &backup,
+                "freeze-backup-mgc",
+                op(pb::operation::Kind::SetReadOnly(pb::SetReadOnly {
+                    database: MGC.into(),
+                    read_only: true,
+                })),
+                ctx.config.step_timeout,
+            )
+            .await?;
+        let frozen = expect_output!(frozen, Done, "set_read_only")?;
         let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
         let out = ctx
             .act(
@@ -137,6 +165,7 @@ impl Step for RestorePrimary {
             "checkpoint_lsn": h.checkpoint_lsn,
             "moves": r.moves.iter().map(|m| json!({ "logical_name": m.logical_name, "physical_name": m.physical_name })).collect::<Vec<_>>(),
             "ended_sessions": r.ended_sessions.len(),
+            "backup_frozen": frozen.detail,
         }))
     }
 

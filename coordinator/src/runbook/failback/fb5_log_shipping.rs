@@ -290,7 +290,7 @@ impl LogShippingSetup for AgentLogShipping {
                 &p.agent,
                 "setup_log_shipping_primary",
                 format!(
-                    "sp_add_log_shipping_primary_database [{MGC}] → {}, schedule, enable, alert job, sp_add_log_shipping_primary_secondary {bs}",
+                    "EXEC master.dbo.sp_add_log_shipping_primary_database [{MGC}] → {}; msdb.dbo.sp_add_schedule, sp_attach_schedule, sp_update_job (enable {backup_job}); master.dbo.sp_add_log_shipping_alert_job; master.dbo.sp_add_log_shipping_primary_secondary {bs}",
                     pool.share
                 ),
             ),
@@ -298,24 +298,28 @@ impl LogShippingSetup for AgentLogShipping {
                 &b.agent,
                 "setup_log_shipping_secondary",
                 format!(
-                    "sp_add_log_shipping_secondary_primary {ps} {} → {}, copy/restore schedules, sp_add_log_shipping_secondary_database [{MGC}] NORECOVERY",
+                    "EXEC master.dbo.sp_add_log_shipping_secondary_primary {ps} {} → {}; msdb.dbo.sp_add_schedule, sp_attach_schedule (copy and restore jobs); master.dbo.sp_add_log_shipping_secondary_database [{MGC}] NORECOVERY; msdb.dbo.sp_update_job (enable {copy_job}, {restore_job})",
                     pool.share, pool.copy_dir
                 ),
             ),
             PlannedOp::new(
                 &p.agent,
                 "run_job",
-                format!("sp_start_job {backup_job}, wait for its outcome"),
+                format!(
+                    "EXEC msdb.dbo.sp_start_job {backup_job} (its step runs BACKUP LOG to the share), wait for its outcome"
+                ),
             ),
             PlannedOp::new(
                 &b.agent,
                 "run_job",
-                format!("sp_start_job {copy_job}, then {restore_job}, waiting for each outcome"),
+                format!(
+                    "EXEC msdb.dbo.sp_start_job {copy_job}, then {restore_job} (its step runs RESTORE LOG … WITH NORECOVERY), waiting for each outcome"
+                ),
             ),
             PlannedOp::new(
                 &b.agent,
                 "log_shipping_status",
-                "a restored log file is recorded on the secondary",
+                "EXEC master.dbo.sp_help_log_shipping_monitor: a restored log file is recorded on the secondary",
             ),
         ]
     }

@@ -107,12 +107,16 @@ impl Engine {
         // Options that need other users out of the database.
         let termination = match action {
             AlterDatabase::UserAccess(UserAccess::MultiUser, _) => None,
-            AlterDatabase::UserAccess(_, t) | AlterDatabase::State(_, t) => Some(*t),
+            AlterDatabase::UserAccess(_, t)
+            | AlterDatabase::State(_, t)
+            | AlterDatabase::ReadOnly(_, t) => Some(*t),
             _ => None,
         };
         if matches!(
             action,
-            AlterDatabase::UserAccess(..) | AlterDatabase::State(DbState::Offline, _)
+            AlterDatabase::UserAccess(..)
+                | AlterDatabase::State(DbState::Offline, _)
+                | AlterDatabase::ReadOnly(..)
         ) && matches!(state, DbState::Restoring | DbState::Recovering)
         {
             return Err(StatementFailure::Alter(errors::cannot_alter(&db_name)));
@@ -137,6 +141,7 @@ impl Engine {
             .ok_or_else(|| StatementFailure::Alter(errors::cannot_alter(&db_name)))?;
         match action {
             AlterDatabase::UserAccess(access, _) => db.user_access = *access,
+            AlterDatabase::ReadOnly(read_only, _) => db.is_read_only = *read_only,
             AlterDatabase::State(new_state, _) => {
                 if *new_state == DbState::Online
                     && db.state != DbState::Offline

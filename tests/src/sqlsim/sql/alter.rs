@@ -1,5 +1,5 @@
-//! ALTER DATABASE grammar: `SET SINGLE_USER | RESTRICTED_USER | MULTI_USER | ONLINE | OFFLINE
-//! [WITH ROLLBACK IMMEDIATE | ROLLBACK AFTER n | NO_WAIT]`, `SET RECOVERY …` and the mirroring
+//! ALTER DATABASE grammar: `SET SINGLE_USER | RESTRICTED_USER | MULTI_USER | ONLINE | OFFLINE |
+//! READ_ONLY | READ_WRITE [WITH ROLLBACK IMMEDIATE | ROLLBACK AFTER n | NO_WAIT]`, `SET RECOVERY …` and the mirroring
 //! clauses (`SET PARTNER OFF`, other PARTNER / WITNESS forms kept as text for the engine).
 
 use super::ast::{AlterDatabase, Statement, Termination};
@@ -25,6 +25,8 @@ impl Parser<'_> {
             }
             "MULTI_USER" => AlterDatabase::UserAccess(UserAccess::MultiUser, self.termination()?),
             "ONLINE" => AlterDatabase::State(DbState::Online, self.termination()?),
+            "READ_ONLY" => AlterDatabase::ReadOnly(true, self.termination()?),
+            "READ_WRITE" => AlterDatabase::ReadOnly(false, self.termination()?),
             "OFFLINE" => AlterDatabase::State(DbState::Offline, self.termination()?),
             "RECOVERY" => {
                 let model = if self.eat_kw("FULL") {

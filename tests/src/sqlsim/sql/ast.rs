@@ -214,6 +214,8 @@ pub enum AlterDatabase {
     State(crate::sqlsim::engine::state::DbState, Termination),
     /// RECOVERY FULL | BULK_LOGGED | SIMPLE.
     Recovery(crate::sqlsim::engine::state::RecoveryModel),
+    /// READ_ONLY (true) or READ_WRITE (false).
+    ReadOnly(bool, Termination),
     /// PARTNER OFF.
     PartnerOff,
     /// Another PARTNER / WITNESS clause: needs a mirroring session.

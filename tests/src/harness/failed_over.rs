@@ -1,0 +1,335 @@
+//! Pools built in the failed-over state, the starting point of every failback test: for each
+//! pool a primary sqlsim (DC1, rebuilt by Topology Builder: an empty `mgc`) and a backup sqlsim
+//! (DC2: `mgc` ONLINE with the chat history), the pool `FailedOver` in lyncsim's CMS with its DC2
+//! chat server active, and the agents that manage them — all real processes, connected to one
+//! standalone coordinator or to two coordinators on etcd.
+//!
+//! Agents: pool `i` (1-based) has `sql0i.dc1.lab` (primary) and `sql0i.dc2.lab` (backup);
+//! `fe01.dc1.lab` is the DC1 Management Shell host and `sql01.dc2.lab` doubles as the DC2 one,
+//! so pool 1 is exactly [`super::fleet::three_agent_topology`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::fleet::{AgentSpec, Fleet, OPERATOR};
+use super::process::bin;
+use super::sqlsim::{SA_PASSWORD, SqlSim};
+use super::wait_for;
+
+/// Messages each pool's `mgc` holds before failback.
+pub const MESSAGES: usize = 20;
+/// The DC1 Management Shell agent.
+pub const SHELL_DC1: &str = "fe01.dc1.lab";
+
+/// Fast drain, retry and latency settings for the coordinators (nothing is connected to the
+/// backup databases, so FB-1 need not wait long).
+pub const FAST_RUNBOOK: &str = "[runbook]\ndrain_grace = \"2s\"\ndrain_poll = \"200ms\"\nretry_backoff = \"500ms\"\nlatency_limit = \"500ms\"\n";
+
+/// One pool of the lab.
+pub struct PoolLab {
+    /// Pool FQDN.
+    pub fqdn: String,
+    /// Primary SQL agent id (DC1).
+    pub primary_agent: String,
+    /// Backup SQL agent id (DC2).
+    pub backup_agent: String,
+    /// The primary instance.
+    pub primary: SqlSim,
+    /// The backup instance.
+    pub backup: SqlSim,
+}
+
+/// A fleet whose pools are failed over.
+pub struct FailedOverLab {
+    /// Certificates, configs, coordinators and agents.
+    pub fleet: Fleet,
+    /// The pools, in topology order (the first is the canary).
+    pub pools: Vec<PoolLab>,
+}
+
+/// How to build the lab.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Number of pools.
+    pub pools: usize,
+    /// Two coordinators on etcd: (endpoints, cluster name, lease TTL). None = standalone.
+    pub etcd: Option<(Vec<String>, String, Duration)>,
+    /// Extra sqlsim command-line arguments per pool index (0-based) for the backup instance
+    /// (`--fault …`).
+    pub backup_args: Vec<(usize, Vec<String>)>,
+    /// Same for the primary instance.
+    pub primary_args: Vec<(usize, Vec<String>)>,
+    /// Heartbeat interval of the coordinators.
+    pub heartbeat: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            pools: 1,
+            etcd: None,
+            backup_args: Vec::new(),
+            primary_args: Vec::new(),
+            heartbeat: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Pool `i`'s FQDN (1-based).
+pub fn pool_fqdn(i: usize) -> String {
+    format!("pchat{i:02}.lab.local")
+}
+
+/// The topology of `n` failed-over pools, with its agents. The share and copy folders are
+/// per pool under `files`.
+pub fn topology(n: usize, files: &Path) -> (Vec<AgentSpec>, String) {
+    let spec = |id: String, dc: &str| AgentSpec {
+        id,
+        datacenter: dc.into(),
+    };
+    let mut agents = vec![spec(SHELL_DC1.into(), "dc1")];
+    for i in 1..=n {
+        agents.push(spec(format!("sql{i:02}.dc1.lab"), "dc1"));
+        agents.push(spec(format!("sql{i:02}.dc2.lab"), "dc2"));
+    }
+    let mut t = String::new();
+    for a in &agents {
+        t.push_str(&format!(
+            "[[agent]]\nid = \"{}\"\ndatacenter = \"{}\"\n\n",
+            a.id, a.datacenter
+        ));
+    }
+    for i in 1..=n {
+        let dir = files.join(format!("pool{i:02}"));
+        t.push_str(&format!(
+            r#"[[pool]]
+fqdn = "{fqdn}"
+primary_dc = "dc1"
+backup_dc = "dc2"
+databases = ["mgc"]
+share = "{share}"
+copy_dir = "{copy}"
+
+[pool.lync_shell]
+dc1 = ["{SHELL_DC1}"]
+dc2 = ["sql01.dc2.lab"]
+
+[pool.sql]
+primary = {{ agent = "sql{i:02}.dc1.lab", instance = "sql{i:02}.dc1.lab" }}
+backup = {{ agent = "sql{i:02}.dc2.lab", instance = "sql{i:02}.dc2.lab" }}
+
+[pool.chat_servers]
+dc1 = ["pc{i:02}.dc1.lab"]
+dc2 = ["pc{i:02}.dc2.lab"]
+
+"#,
+            fqdn = pool_fqdn(i),
+            share = dir.join("share").display(),
+            copy = dir.join("copy").display(),
+        ));
+    }
+    (agents, t)
+}
+
+/// Runs a script in lyncsim against the fleet's CMS, as an administrator would in the shell.
+pub async fn lync(fleet: &Fleet, script: &str) -> anyhow::Result<()> {
+    let out = tokio::process::Command::new(bin("lyncsim")?)
+        .args([
+            "--store",
+            &fleet.cms_store().display().to_string(),
+            "--host",
+            "admin",
+            "-NoProfile",
+            "-Command",
+            script,
+        ])
+        .output()
+        .await?;
+    if !out.status.success() {
+        anyhow::bail!("lyncsim: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn args_for(list: &[(usize, Vec<String>)], i: usize) -> Vec<String> {
+    list.iter()
+        .filter(|(p, _)| *p == i)
+        .flat_map(|(_, a)| a.clone())
+        .collect()
+}
+
+/// Builds and starts the lab: every pool failed over, every agent connected.
+pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
+    failback_proto::install_crypto_provider();
+    // The files root is known only once the fleet exists: write a placeholder topology first.
+    let (agents, _) = topology(opts.pools, Path::new("/"));
+    let mut fleet = Fleet::create(None, agents, "", opts.heartbeat).await?;
+    let files = fleet.files_root();
+    let (_, text) = topology(opts.pools, &files);
+    std::fs::write(fleet.dir.join("topology.toml"), text)?;
+    if let Some((endpoints, cluster, ttl)) = &opts.etcd {
+        fleet.use_etcd(endpoints.clone(), cluster, *ttl)?;
+    }
+    fleet.configure_coordinators(FAST_RUNBOOK)?;
+    let pw = fleet.dir.join("sql-password");
+    std::fs::write(&pw, SA_PASSWORD)?;
+
+    let mut pools = Vec::new();
+    for i in 1..=opts.pools {
+        let dir = files.join(format!("pool{i:02}"));
+        std::fs::create_dir_all(dir.join("share"))?;
+        std::fs::create_dir_all(dir.join("copy"))?;
+        let (primary_agent, backup_agent) =
+            (format!("sql{i:02}.dc1.lab"), format!("sql{i:02}.dc2.lab"));
+        let pa = args_for(&opts.primary_args, i - 1);
+        let ba = args_for(&opts.backup_args, i - 1);
+        let pa: Vec<&str> = pa.iter().map(String::as_str).collect();
+        let ba: Vec<&str> = ba.iter().map(String::as_str).collect();
+        let mut primary = SqlSim::new(
+            &primary_agent,
+            &fleet.dir.join(format!("sql-{primary_agent}")),
+        )?
+        .with_args(&pa);
+        let mut backup = SqlSim::new(
+            &backup_agent,
+            &fleet.dir.join(format!("sql-{backup_agent}")),
+        )?
+        .with_args(&ba);
+        primary.start().await?;
+        backup.start().await?;
+        fleet.configure_agent(&primary_agent, &primary.agent_section(&pw))?;
+        let mut backup_extra = backup.agent_section(&pw);
+        if i == 1 {
+            backup_extra = format!("{backup_extra}\n{}", fleet.lync_section(&backup_agent)?);
+        }
+        fleet.configure_agent(&backup_agent, &backup_extra)?;
+
+        // Failed over: the backup instance holds the pool's data, the primary was rebuilt empty.
+        let sa = ("sa", SA_PASSWORD);
+        backup
+            .batch_as(
+                sa,
+                "master",
+                "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
+            )
+            .await?;
+        for m in 0..MESSAGES {
+            backup
+                .batch_as(
+                    sa,
+                    "mgc",
+                    &format!(
+                        "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'message {m}')"
+                    ),
+                )
+                .await?;
+        }
+        primary
+            .batch_as(sa, "master", "CREATE DATABASE mgc")
+            .await?;
+        let fqdn = pool_fqdn(i);
+        let (dc1, dc2) = (format!("pc{i:02}.dc1.lab"), format!("pc{i:02}.dc2.lab"));
+        fleet
+            .init_cms(&fqdn, &[dc1.as_str()], &[dc2.as_str()])
+            .await?;
+        lync(
+            &fleet,
+            &format!(
+                "Import-Module 'SkypeForBusiness'; \
+                 Set-CsPersistentChatState -Identity 'service:{fqdn}' -PoolState FailedOver -Force; \
+                 Set-CsPersistentChatActiveServer -Identity 'PersistentChatServer:{fqdn}' -ActiveServers {dc2} -Force"
+            ),
+        )
+        .await?;
+        pools.push(PoolLab {
+            fqdn,
+            primary_agent,
+            backup_agent,
+            primary,
+            backup,
+        });
+    }
+    let shell = fleet.lync_section(SHELL_DC1)?;
+    fleet.configure_agent(SHELL_DC1, &shell)?;
+
+    fleet.start_coordinator().await?;
+    fleet.start_agents()?;
+    let ids: Vec<String> = fleet.agent_specs.iter().map(|a| a.id.clone()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    fleet
+        .wait_connected(&ids, true, Duration::from_secs(60))
+        .await
+        .context("agents did not connect")?;
+    Ok(FailedOverLab { fleet, pools })
+}
+
+impl FailedOverLab {
+    /// `failbackctl status RUN --output json`, parsed.
+    pub async fn status(&self, run: &str) -> anyhow::Result<serde_json::Value> {
+        let out = self
+            .fleet
+            .ctl(OPERATOR, &["status", run, "--output", "json"])
+            .await?;
+        if out.code != 0 && out.code != 3 {
+            anyhow::bail!("failbackctl status failed ({}): {}", out.code, out.stderr);
+        }
+        Ok(serde_json::from_str(&out.stdout)?)
+    }
+
+    /// Polls the run until its status is one of `wanted` or it ended; returns the last detail.
+    pub async fn wait_status(
+        &self,
+        run: &str,
+        wanted: &[&str],
+        deadline: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        let last = std::sync::Mutex::new(serde_json::Value::Null);
+        let r = wait_for(
+            &format!("run {run} to reach {wanted:?}"),
+            deadline,
+            || async {
+                let d = self.status(run).await.ok()?;
+                let s = d["run"]["status"].as_str().unwrap_or_default().to_string();
+                if let Ok(mut l) = last.lock() {
+                    *l = d.clone();
+                }
+                (wanted.contains(&s.as_str())
+                    || ["succeeded", "failed", "aborted"].contains(&s.as_str()))
+                .then_some(d)
+            },
+        )
+        .await;
+        r.map_err(|e| {
+            let l = last.lock().map(|l| l.clone()).unwrap_or_default();
+            anyhow::anyhow!("{e}: last status {l:#}")
+        })
+    }
+
+    /// Starts `failbackctl run failback` as `identity` with `args`; returns the run id.
+    pub async fn start_failback(&self, identity: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["run", "failback"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--output", "json"]);
+        let out = self.fleet.ctl(identity, &all).await?;
+        if out.code != 0 {
+            anyhow::bail!("failbackctl run failed ({}): {}", out.code, out.stderr);
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+        v["run_id"]
+            .as_str()
+            .map(str::to_string)
+            .context("no run_id in the answer")
+    }
+}
+
+/// Statements in `sim`'s log that start with `prefix` (case-insensitive).
+pub fn statements_starting(sim: &SqlSim, prefix: &str) -> Vec<String> {
+    let prefix = prefix.to_ascii_uppercase();
+    sim.statements()
+        .into_iter()
+        .map(|s| s.text)
+        .filter(|t| t.trim_start().to_ascii_uppercase().starts_with(&prefix))
+        .collect()
+}
