@@ -1,7 +1,6 @@
-//! Watching and reporting a run, with real processes (standalone coordinator, three agents, two
-//! sqlsim instances, lyncsim's CMS; the failed-over pool of `failback_e2e.rs`, whose fixture is
-//! copied here). The backup instance's BACKUP is slowed down (`delay backup`) so FB-3 runs long
-//! enough for its percent to be seen.
+//! Watching and reporting a run, with real processes (coordinators, agents, sqlsim instances,
+//! lyncsim's CMS: the failed-over pool of the `failed_over` harness). The backup instance's
+//! BACKUP is slowed down (`delay backup`) so FB-3 runs long enough for its percent to be seen.
 //!
 //! `failbackctl run failback` (no `--yes`, no `--detach`) prints the run id and watches: the run
 //! waits at FB-4 and the watch says which command approves it; an approver approves; the watch
@@ -17,247 +16,25 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failback_tests::harness::etcd::{EtcdCluster, unique_cluster};
-use failback_tests::harness::fleet::{
-    APPROVER, COORDINATOR, CtlOutput, Fleet, OPERATOR, run_ctl, three_agent_topology,
+use failback_tests::harness::failed_over::{
+    FailedOverLab, Options, failed_over, statements_starting,
 };
-use failback_tests::harness::process::{Proc, bin};
-use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
-use failback_tests::harness::{free_port, wait_for};
+use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR};
+use failback_tests::harness::process::bin;
+use failback_tests::harness::wait_for;
 use tokio::io::AsyncBufReadExt;
 
-const PRIMARY: &str = "sql01.dc1.lab";
-const BACKUP: &str = "sql01.dc2.lab";
-const SHELL_DC1: &str = "fe01.dc1.lab";
 const POOL: &str = "pchat01.lab.local";
-const MESSAGES: usize = 20;
+const BACKUP: &str = "sql01.dc2.lab";
+const LEASE_TTL: Duration = Duration::from_secs(4);
 
-async fn batch(sim: &SqlSim, db: &str, sql: &str) -> Vec<tiberius::Row> {
-    sim.batch_as(("sa", SA_PASSWORD), db, sql).await.unwrap()
-}
-
-/// Runs a script in lyncsim against the fleet's CMS (as an administrator would in the shell).
-async fn lync(fleet: &Fleet, script: &str) {
-    let out = tokio::process::Command::new(bin("lyncsim").unwrap())
-        .args([
-            "--store",
-            &fleet.cms_store().display().to_string(),
-            "--host",
-            "admin",
-            "-NoProfile",
-            "-Command",
-            script,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lyncsim: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Lab {
-    fleet: Fleet,
-    primary: SqlSim,
-    _backup: SqlSim,
-    /// The second coordinator (etcd mode only).
-    coord2: Option<Proc>,
-    /// Every coordinator endpoint, comma-separated (FAILBACK_COORDINATORS).
-    endpoints: String,
-}
-
-const COORD2: &str = "coord2";
-const LEASE_TTL: &str = "4s";
-
-/// Gives the fleet a second coordinator on `etcd` (coord1, the fleet's own, gets the same
-/// `[etcd]` section) and returns its endpoint; the agents are told about both.
-async fn add_second_coordinator(fleet: &Fleet, etcd: &EtcdCluster) -> (String, PathBuf) {
-    let certs = fleet.certs.display().to_string();
-    let add = run_ctl(
-        &fleet.dir,
-        &["certs", "add", "--dir", &certs, "--coordinator", COORD2].map(String::from),
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(add.code, 0, "{}", add.stderr);
-    let endpoints = etcd
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let section = format!(
-        "\n[etcd]\nendpoints = [{endpoints}]\ncluster = \"{}\"\nlease_ttl = \"{LEASE_TTL}\"\n",
-        unique_cluster("run-observability")
-    );
-    let coord1 = fleet.dir.join("coordinator.toml");
-    let text = std::fs::read_to_string(&coord1).unwrap();
-    std::fs::write(&coord1, format!("{text}{section}")).unwrap();
-    let port = free_port().unwrap();
-    let config = fleet.dir.join("coord2.toml");
-    let runbook = text
-        .split_once("[runbook]")
-        .map(|(_, r)| format!("[runbook]{r}"))
-        .unwrap_or_default();
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ntopology = \"topology.toml\"\nstate_dir = \"state/{COORD2}\"\nheartbeat_interval = \"{}ms\"\n\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{COORD2}.pem\"\nkey = \"certs/{COORD2}.key\"\n\n{runbook}{section}",
-            fleet.heartbeat.as_millis()
-        ),
-    )
-    .unwrap();
-    (format!("{COORD2}@127.0.0.1:{port}"), config)
-}
-
-/// Lists both coordinators in every agent's config.
-fn agents_know_both(fleet: &Fleet, second: &str) {
-    for a in &fleet.agent_specs {
-        let path = fleet.agent_config(&a.id);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let one = format!("coordinators = [\"{}\"]", fleet.endpoint());
-        assert!(text.contains(&one), "{text}");
-        let both = format!("coordinators = [\"{}\", \"{second}\"]", fleet.endpoint());
-        std::fs::write(&path, text.replace(&one, &both)).unwrap();
-    }
-}
-
-/// A pool in the failed-over state, every process running and connected; the backup instance's
-/// BACKUP takes about `backup_ms`. With `etcd`, two coordinators share it.
-async fn failed_over_lab(backup_ms: u64, etcd: Option<&EtcdCluster>) -> Lab {
-    failback_proto::install_crypto_provider();
-    let (agents, topology) = three_agent_topology();
-    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
-        .await
-        .unwrap();
-    let files = fleet.files_root();
-    let topology = topology
-        .replace("/lab/share", &files.join("share").display().to_string())
-        .replace("/lab/copy", &files.join("copy").display().to_string());
-    std::fs::write(fleet.dir.join("topology.toml"), topology).unwrap();
-    std::fs::create_dir_all(files.join("share")).unwrap();
-    std::fs::create_dir_all(files.join("copy")).unwrap();
-    let coord = fleet.dir.join("coordinator.toml");
-    let mut text = std::fs::read_to_string(&coord).unwrap();
-    text.push_str("\n[runbook]\ndrain_grace = \"2s\"\ndrain_poll = \"200ms\"\nretry_backoff = \"500ms\"\nlatency_limit = \"500ms\"\n");
-    std::fs::write(&coord, text).unwrap();
-
-    let second = match etcd {
-        Some(e) => Some(add_second_coordinator(&fleet, e).await),
-        None => None,
-    };
-
-    let delay = format!("delay backup {backup_ms}");
-    let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary")).unwrap();
-    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup")).unwrap();
-    if backup_ms > 0 {
-        backup = backup.with_args(&["--fault", &delay]);
-    }
-    primary.start().await.unwrap();
-    backup.start().await.unwrap();
-    let pw = fleet.dir.join("sql-password");
-    std::fs::write(&pw, SA_PASSWORD).unwrap();
-    fleet
-        .configure_agent(PRIMARY, &primary.agent_section(&pw))
-        .unwrap();
-    let backup_extra = format!(
-        "{}\n{}",
-        backup.agent_section(&pw),
-        fleet.lync_section(BACKUP).unwrap()
-    );
-    fleet.configure_agent(BACKUP, &backup_extra).unwrap();
-    let shell = fleet.lync_section(SHELL_DC1).unwrap();
-    fleet.configure_agent(SHELL_DC1, &shell).unwrap();
-
-    batch(
-        &backup,
-        "master",
-        "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
-    )
-    .await;
-    for i in 0..MESSAGES {
-        batch(
-            &backup,
-            "mgc",
-            &format!(
-                "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'message {i}')"
-            ),
-        )
-        .await;
-    }
-    batch(&primary, "master", "CREATE DATABASE mgc").await;
-    fleet
-        .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
-        .await
-        .unwrap();
-    let (state_id, service_id) = (
-        format!("service:{POOL}"),
-        format!("PersistentChatServer:{POOL}"),
-    );
-    lync(
-        &fleet,
-        &format!(
-            "Import-Module 'SkypeForBusiness'; \
-             Set-CsPersistentChatState -Identity '{state_id}' -PoolState FailedOver -Force; \
-             Set-CsPersistentChatActiveServer -Identity '{service_id}' -ActiveServers pc01.dc2.lab -Force"
-        ),
-    )
-    .await;
-
-    fleet.start_coordinator().await.unwrap();
-    let mut endpoints = fleet.endpoint();
-    let mut coord2 = None;
-    if let Some((ep, config)) = second {
-        agents_know_both(&fleet, &ep);
-        let log = fleet.dir.join("logs").join(format!("{COORD2}.log"));
-        let p = Proc::spawn(
-            COORD2,
-            &bin("failback-coordinator").unwrap(),
-            &["--config", &config.display().to_string()],
-            &[],
-            &log,
-        )
-        .unwrap();
-        coord2 = Some(p);
-        endpoints = format!("{endpoints},{ep}");
-    }
-    fleet.start_agents().unwrap();
-    fleet
-        .wait_connected(&[PRIMARY, BACKUP, SHELL_DC1], true, Duration::from_secs(30))
-        .await
-        .unwrap();
-    Lab {
-        fleet,
-        primary,
-        _backup: backup,
-        coord2,
-        endpoints,
-    }
-}
-
-/// failbackctl as `identity` against every coordinator of the lab (tried in order).
-async fn ctl(lab: &Lab, identity: &str, args: &[&str]) -> CtlOutput {
-    let certs = lab.fleet.certs.display().to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    run_ctl(
-        &lab.fleet.dir,
-        &args,
-        &[
-            ("FAILBACK_COORDINATORS", &lab.endpoints),
-            ("FAILBACK_CERTS_DIR", &certs),
-            ("FAILBACK_IDENTITY", identity),
-        ],
-    )
-    .await
-    .unwrap()
+fn fault(spec: &str) -> Vec<String> {
+    vec!["--fault".into(), spec.into()]
 }
 
 /// A failbackctl process left running (`run` and `watch` last as long as the run), its stdout
@@ -268,13 +45,13 @@ struct Running {
 }
 
 impl Running {
-    fn start(lab: &Lab, identity: &str, args: &[&str]) -> Running {
+    fn start(fleet: &Fleet, identity: &str, args: &[&str]) -> Running {
         let mut child = tokio::process::Command::new(bin("failbackctl").unwrap())
             .args(args)
-            .current_dir(&lab.fleet.dir)
+            .current_dir(&fleet.dir)
             .env("RUST_LOG", "warn")
-            .env("FAILBACK_COORDINATORS", &lab.endpoints)
-            .env("FAILBACK_CERTS_DIR", &lab.fleet.certs)
+            .env("FAILBACK_COORDINATORS", fleet.endpoints())
+            .env("FAILBACK_CERTS_DIR", &fleet.certs)
             .env("FAILBACK_IDENTITY", identity)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -308,9 +85,8 @@ impl Running {
 }
 
 /// `failbackctl status RUN --output json`, parsed (`None` when no coordinator answered).
-async fn status(lab: &Lab, run: &str) -> Option<serde_json::Value> {
-    let out = ctl(lab, OPERATOR, &["status", run, "--output", "json"]).await;
-    (out.code == 0).then(|| serde_json::from_str(&out.stdout).unwrap())
+async fn status(lab: &FailedOverLab, run: &str) -> Option<serde_json::Value> {
+    lab.status(run).await.ok()
 }
 
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
@@ -325,11 +101,16 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_report_and_metrics_of_a_failback() {
-    let lab = failed_over_lab(4000, None).await;
+    let lab = failed_over(Options {
+        backup_args: vec![(0, fault("delay backup 4000"))],
+        ..Options::default()
+    })
+    .await
+    .unwrap();
     let fleet = &lab.fleet;
 
     // `run` without --detach: the run id first, then the watch.
-    let run_proc = Running::start(&lab, OPERATOR, &["run", "failback", "--pool", POOL]);
+    let run_proc = Running::start(fleet, OPERATOR, &["run", "failback", "--pool", POOL]);
     let run = wait_for("the run id", Duration::from_secs(30), || async {
         run_proc.lines().first().cloned()
     })
@@ -541,17 +322,19 @@ async fn watch_rides_out_a_leader_change() {
     let Some(etcd) = EtcdCluster::start_or_skip(3, "watch_rides_out_a_leader_change").await else {
         return;
     };
-    let mut lab = failed_over_lab(0, Some(&etcd)).await;
-    let leader = wait_for("a leader", Duration::from_secs(30), || async {
-        let out = ctl(&lab, OPERATOR, &["leader", "--output", "json"]).await;
-        let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-        let id = v["leader_id"].as_str().unwrap_or_default().to_string();
-        (out.code == 0 && !id.is_empty()).then_some(id)
+    let mut lab = failed_over(Options {
+        etcd: Some((
+            etcd.endpoints(),
+            unique_cluster("run-observability"),
+            LEASE_TTL,
+        )),
+        ..Options::default()
     })
     .await
     .unwrap();
+    let leader = lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
 
-    let watch = Running::start(&lab, OPERATOR, &["run", "failback", "--pool", POOL]);
+    let watch = Running::start(&lab.fleet, OPERATOR, &["run", "failback", "--pool", POOL]);
     let run = wait_for("the run id", Duration::from_secs(30), || async {
         watch.lines().first().cloned()
     })
@@ -573,11 +356,7 @@ async fn watch_rides_out_a_leader_change() {
     .unwrap();
 
     // kill -9 of the leader; the other takes over (lease TTL + election) and resumes the run.
-    if leader == COORDINATOR {
-        lab.fleet.kill_coordinator();
-    } else {
-        lab.coord2.as_mut().unwrap().kill();
-    }
+    lab.fleet.kill_coordinator_named(&leader);
     wait_for(
         "the watch to notice the lost leader",
         Duration::from_secs(10),
@@ -594,7 +373,10 @@ async fn watch_rides_out_a_leader_change() {
     wait_for(
         "the new leader to approve the run",
         Duration::from_secs(60),
-        || async { (ctl(&lab, APPROVER, &["approve", &run]).await.code == 0).then_some(()) },
+        || async {
+            let out = lab.fleet.ctl(APPROVER, &["approve", &run]).await.ok()?;
+            (out.code == 0).then_some(())
+        },
     )
     .await
     .unwrap();
@@ -611,16 +393,7 @@ async fn watch_rides_out_a_leader_change() {
         "{shown}"
     );
     // The restore ran once, after the approval given to the new leader.
-    let restores = lab
-        .primary
-        .statements()
-        .iter()
-        .filter(|s| {
-            s.text
-                .trim_start()
-                .to_ascii_uppercase()
-                .starts_with("RESTORE DATABASE")
-        })
-        .count();
-    assert_eq!(restores, 1, "{shown}");
+    let restores = statements_starting(&lab.pools[0].primary, "RESTORE DATABASE");
+    assert_eq!(restores.len(), 1, "{restores:?}\n{shown}");
+    drop(etcd);
 }
