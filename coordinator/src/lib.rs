@@ -13,6 +13,7 @@
 //! - [`api`] — gRPC services, caller identity, the one `Error` → `Status` mapping.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`pki`] — the installation CA (`failbackctl certs`).
+//! - [`preflight`] — readiness of pools for failover and failback (`failbackctl preflight`).
 //! - [`ctl`] — failbackctl's client side (connect, leader-following, output).
 //! - [`error`] — the crate's error type.
 //!
@@ -26,6 +27,7 @@ pub mod etcd;
 pub mod leader;
 pub mod metrics;
 pub mod pki;
+pub mod preflight;
 pub mod registry;
 pub mod runbook;
 pub mod store;

@@ -231,6 +231,25 @@ impl pb::control_server::Control for ControlService {
         let body = runs::plan(&self.engine, request.into_inner())?;
         Ok(Response::new(body))
     }
+
+    async fn preflight(
+        &self,
+        request: Request<pb::PreflightRequest>,
+    ) -> Result<Response<pb::PreflightResponse>, Status> {
+        // Operators only (checked by `caller`); read operations only (see `crate::preflight`).
+        let who = self.caller(&request, "Preflight")?;
+        self.leader_only()?;
+        let epoch = self.leadership.view().epoch;
+        let body = crate::preflight::preflight(
+            &self.registry,
+            &self.topology,
+            epoch,
+            &who.name,
+            &request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(body))
+    }
 }
 
 /// How long a ping waits for its result.

@@ -26,7 +26,7 @@ use failback_proto::telemetry::{LogFormat, init_tracing};
     name = "failbackctl",
     version,
     about = "Operate failback: certificates, topology checks, agents.",
-    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused (including a missing role); 3 `status`, `watch`, `run` (while watching): the run failed or was aborted."
+    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused (including a missing role); 3 `status`, `watch`, `run` (while watching): the run failed or was aborted; `preflight`: a check failed."
 )]
 struct Cli {
     /// Coordinator endpoint `name@host:port` (repeat, or comma-separate). Tried in order; a
@@ -127,6 +127,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
     },
+    /// Readiness of pools for failover and failback: agents, instances, databases, mirroring,
+    /// log shipping, RPO, uncopied files, LSN chain, SQL Server Agent and its account's access,
+    /// free space, pool state and active servers; every failed check says what to fix. Reads
+    /// only. Exit code 0 when every check of every selected pool is ready (warnings allowed), 3
+    /// when any check failed (as `status` for a failed run), 1 or 2 as for other commands.
+    Preflight(PreflightArgs),
+}
+
+#[derive(Args, Debug)]
+struct PreflightArgs {
+    /// Pool FQDN (repeat for several).
+    #[arg(long = "pool", required_unless_present = "all")]
+    pools: Vec<String>,
+    /// Every pool of the topology.
+    #[arg(long, conflicts_with = "pools")]
+    all: bool,
+    /// Free space needed on the share for a full backup, as a multiple of the database's data
+    /// size.
+    #[arg(long, default_value_t = failback_coordinator::preflight::DEFAULT_FREE_SPACE_FACTOR)]
+    free_space_factor: f64,
+    /// Oldest acceptable newest log backup on the share (and RPO), e.g. `5m`; default: the
+    /// primary's msdb backup threshold.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_log_age: Option<std::time::Duration>,
+    #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+    output: OutputArg,
 }
 
 /// `report --format`.
@@ -398,6 +424,35 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
             }
             .into())
         }
+        Command::Preflight(a) => {
+            let max_log_age_seconds = match a.max_log_age {
+                None => 0,
+                Some(d) if d.as_secs() >= 1 => u32::try_from(d.as_secs())
+                    .map_err(|_| Error::InvalidInput(format!("--max-log-age {d:?} is too long")))?,
+                Some(d) => {
+                    return Err(Error::InvalidInput(format!(
+                        "--max-log-age {d:?} must be at least one second"
+                    )));
+                }
+            };
+            let mut control = Control::connect(&settings).await?;
+            let r = control
+                .call(|mut c| {
+                    let req = pb::PreflightRequest {
+                        pools: a.pools.clone(),
+                        all: a.all,
+                        free_space_factor: a.free_space_factor,
+                        max_log_age_seconds,
+                    };
+                    async move { c.preflight(req).await }
+                })
+                .await?;
+            let code = if r.ready { 0 } else { 3 };
+            Ok(Done(
+                failback_coordinator::ctl::preflight_view::render(&r, a.output.into()),
+                code,
+            ))
+        }
         other => execute_other(other, settings).await.map(Into::into),
     }
 }
@@ -504,7 +559,8 @@ async fn execute_other(command: Command, settings: ClientSettings) -> Result<Str
         | Command::Abort { .. }
         | Command::History { .. }
         | Command::Watch { .. }
-        | Command::Report { .. } => Err(Error::Internal("run commands are handled above".into())),
+        | Command::Report { .. }
+        | Command::Preflight(_) => Err(Error::Internal("run commands are handled above".into())),
     }
 }
 

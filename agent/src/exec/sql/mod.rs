@@ -410,32 +410,47 @@ impl SqlBackend {
     pub async fn database_state(&self, dbs: &[DatabaseName]) -> Result<pb::DatabaseStates, Error> {
         let mut conn = self.connect(false).await?;
         let rows = Self::rows(&mut conn, &tsql::database_state(dbs)).await?;
-        Ok(pb::DatabaseStates {
-            databases: dbs
+        let mut out = Vec::with_capacity(dbs.len());
+        for d in dbs {
+            let info = match rows
                 .iter()
-                .map(|d| {
-                    match rows
-                        .iter()
-                        .find(|r| text(r, "name").eq_ignore_ascii_case(d.as_str()))
-                    {
-                        Some(r) => pb::DatabaseInfo {
-                            name: d.to_string(),
-                            exists: true,
-                            state: text(r, "state_desc"),
-                            recovery_model: text(r, "recovery_model_desc"),
-                            user_access: text(r, "user_access_desc"),
-                            is_in_standby: flag(r, "is_in_standby"),
-                            is_read_only: flag(r, "is_read_only"),
-                        },
-                        None => pb::DatabaseInfo {
-                            name: d.to_string(),
-                            exists: false,
-                            ..Default::default()
-                        },
-                    }
-                })
-                .collect(),
-        })
+                .find(|r| text(r, "name").eq_ignore_ascii_case(d.as_str()))
+            {
+                Some(r) => pb::DatabaseInfo {
+                    name: d.to_string(),
+                    exists: true,
+                    state: text(r, "state_desc"),
+                    recovery_model: text(r, "recovery_model_desc"),
+                    user_access: text(r, "user_access_desc"),
+                    is_in_standby: flag(r, "is_in_standby"),
+                    is_read_only: flag(r, "is_read_only"),
+                    data_size_bytes: Self::data_size(&mut conn, d).await,
+                },
+                None => pb::DatabaseInfo {
+                    name: d.to_string(),
+                    exists: false,
+                    ..Default::default()
+                },
+            };
+            out.push(info);
+        }
+        Ok(pb::DatabaseStates { databases: out })
+    }
+
+    /// Data files' allocated size in bytes; 0 when it cannot be read (a size is a planning aid
+    /// for preflight's free-space check, never a reason to fail the state read).
+    async fn data_size(conn: &mut Conn, db: &DatabaseName) -> u64 {
+        match Self::rows(conn, &tsql::data_pages(db)).await {
+            Ok(rows) => rows
+                .first()
+                .and_then(|r| int(r, "pages"))
+                .and_then(|p| u64::try_from(p).ok())
+                .map_or(0, |p| p.saturating_mul(8192)),
+            Err(e) => {
+                tracing::debug!(database = %db, "data file size unknown: {e}");
+                0
+            }
+        }
     }
 
     /// Mirroring per requested name; a database absent from the instance is reported unmirrored.

@@ -120,6 +120,15 @@ pub fn database_state(dbs: &[DatabaseName]) -> Statement {
     }
 }
 
+/// Allocated pages of a database's data files (pchat-dr.md §6.5's `sys.master_files`; type 0 =
+/// ROWS). No GROUP BY, one database per statement: simpler for every server version.
+pub fn data_pages(db: &DatabaseName) -> Statement {
+    Statement {
+        text: "SELECT SUM(size) AS pages FROM sys.master_files WHERE database_id = DB_ID(@P1) AND type = 0;".into(),
+        params: vec![Param::Text(db.as_str().to_string())],
+    }
+}
+
 /// Mirroring rows for the names (pchat-dr.md §6.1).
 pub fn mirroring_state(dbs: &[DatabaseName]) -> Statement {
     Statement {

@@ -1,0 +1,220 @@
+//! How `failbackctl preflight` prints readiness: per pool an aligned table (direction, check,
+//! target, status, observed, threshold) followed by the fix of every check that is not ok, so the
+//! operator reads what to do without widening the terminal; or one JSON document with stable
+//! field names (`status` is `ok`, `warn`, `fail` or `skip`).
+
+use failback_proto::pb;
+use failback_proto::pb::PreflightStatus as St;
+use serde_json::{Value, json};
+
+use super::output::{Format, table};
+
+/// The status word of a check.
+pub fn status_word(s: St) -> &'static str {
+    match s {
+        St::Ok => "ok",
+        St::Warn => "warn",
+        St::Fail => "fail",
+        St::Skip => "skip",
+        St::Unspecified => "unknown",
+    }
+}
+
+/// The response as JSON.
+pub fn to_json(r: &pb::PreflightResponse) -> Value {
+    json!({
+        "ready": r.ready,
+        "checked_unix_ms": r.checked_unix_ms,
+        "pools": r.pools.iter().map(|p| json!({
+            "pool": p.pool,
+            "pool_state": p.pool_state,
+            "ready": p.ready,
+            "directions": p.directions.iter().map(|d| json!({
+                "direction": d.direction,
+                "next": d.next,
+                "ready": d.ready,
+                "checks": d.checks.iter().map(|c| json!({
+                    "name": c.name,
+                    "target": c.target,
+                    "status": status_word(c.status()),
+                    "observed": c.observed,
+                    "threshold": c.threshold,
+                    "fix": c.fix,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn ready_word(ready: bool) -> &'static str {
+    if ready { "READY" } else { "NOT READY" }
+}
+
+/// Renders the answer.
+pub fn render(r: &pb::PreflightResponse, format: Format) -> String {
+    if format == Format::Json {
+        return serde_json::to_string_pretty(&to_json(r))
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    }
+    let mut out = Vec::new();
+    for p in &r.pools {
+        let dirs: Vec<String> = p
+            .directions
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}{} {}",
+                    d.direction,
+                    if d.next { " (next)" } else { "" },
+                    ready_word(d.ready)
+                )
+            })
+            .collect();
+        out.push(format!(
+            "pool {} ({}): {} — {}",
+            p.pool,
+            p.pool_state,
+            ready_word(p.ready),
+            dirs.join(", ")
+        ));
+        let mut rows = Vec::new();
+        let mut fixes: Vec<(String, String)> = Vec::new();
+        for d in &p.directions {
+            for c in &d.checks {
+                let status = c.status();
+                rows.push(vec![
+                    d.direction.clone(),
+                    c.name.clone(),
+                    if c.target.is_empty() {
+                        "-".into()
+                    } else {
+                        c.target.clone()
+                    },
+                    status_word(status).to_uppercase(),
+                    c.observed.clone(),
+                    if c.threshold.is_empty() {
+                        "-".into()
+                    } else {
+                        c.threshold.clone()
+                    },
+                ]);
+                if matches!(status, St::Fail | St::Warn) && !c.fix.is_empty() {
+                    // The same finding often holds for both directions: say it once.
+                    let key = format!("{}|{}|{}", c.name, c.target, c.fix);
+                    if !fixes.iter().any(|(k, _)| *k == key) {
+                        let line = format!(
+                            "  {} {}{}: {}",
+                            status_word(status).to_uppercase(),
+                            c.name,
+                            if c.target.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", c.target)
+                            },
+                            c.fix
+                        );
+                        fixes.push((key, line));
+                    }
+                }
+            }
+        }
+        out.push(table(
+            &[
+                "DIRECTION",
+                "CHECK",
+                "TARGET",
+                "STATUS",
+                "OBSERVED",
+                "THRESHOLD",
+            ],
+            &rows,
+        ));
+        if !fixes.is_empty() {
+            out.push("To fix:".into());
+            out.extend(fixes.into_iter().map(|(_, l)| l));
+        }
+        out.push(String::new());
+    }
+    let failed: usize = r
+        .pools
+        .iter()
+        .flat_map(|p| &p.directions)
+        .flat_map(|d| &d.checks)
+        .filter(|c| c.status() == St::Fail)
+        .count();
+    out.push(if r.ready {
+        format!("{} pool(s) ready", r.pools.len())
+    } else {
+        format!(
+            "NOT READY: {failed} failed check(s) in {} of {} pool(s)",
+            r.pools.iter().filter(|p| !p.ready).count(),
+            r.pools.len()
+        )
+    });
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> pb::PreflightResponse {
+        pb::PreflightResponse {
+            ready: false,
+            checked_unix_ms: 1,
+            pools: vec![pb::PreflightPool {
+                pool: "p.lab".into(),
+                pool_state: "Normal".into(),
+                ready: false,
+                directions: vec![pb::PreflightDirection {
+                    direction: "failover".into(),
+                    ready: false,
+                    next: true,
+                    checks: vec![
+                        pb::PreflightCheck {
+                            name: "sql_agent_service".into(),
+                            target: "backup sql01".into(),
+                            status: St::Fail.into(),
+                            observed: "Stopped".into(),
+                            threshold: "Running".into(),
+                            fix: "start it".into(),
+                        },
+                        pb::PreflightCheck {
+                            name: "agent_connected".into(),
+                            status: St::Ok.into(),
+                            observed: "connected".into(),
+                            ..Default::default()
+                        },
+                    ],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn table_lists_checks_and_fixes() {
+        let t = render(&sample(), Format::Table);
+        assert!(
+            t.contains("pool p.lab (Normal): NOT READY — failover (next) NOT READY"),
+            "{t}"
+        );
+        assert!(t.contains("FAIL"), "{t}");
+        assert!(
+            t.contains("To fix:\n  FAIL sql_agent_service (backup sql01): start it"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("NOT READY: 1 failed check(s) in 1 of 1 pool(s)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn json_has_stable_names() {
+        let j = to_json(&sample());
+        let c = &j["pools"][0]["directions"][0]["checks"][0];
+        assert_eq!(c["status"], "fail");
+        assert_eq!(c["fix"], "start it");
+        assert_eq!(j["ready"], false);
+    }
+}

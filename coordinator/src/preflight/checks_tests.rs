@@ -1,0 +1,350 @@
+//! Unit tests of the facts → checks rules on synthetic facts: a healthy Normal pool is ready in
+//! both directions; a failed-over pool skips the log shipping checks and checks failback's
+//! databases; single faults (a disconnected agent, a gap, a mirrored primary before failback, a
+//! chat server Lync does not know, a stale share) fail the right check with a fix.
+
+use std::collections::BTreeMap;
+
+use failback_proto::model::{AgentId, DatabaseName};
+use failback_proto::pb;
+use failback_proto::pb::PreflightStatus as St;
+
+use super::Settings;
+use super::checks::evaluate;
+use super::facts::{AgentFact, Facts, SqlFacts};
+use crate::topology::{Pool, SqlInstance, SqlRole};
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn id(s: &str) -> AgentId {
+    AgentId::new(s).unwrap()
+}
+
+fn pool() -> Pool {
+    let mut sql = BTreeMap::new();
+    sql.insert(
+        SqlRole::Primary,
+        SqlInstance {
+            agent: id("sql01.dc1.lab"),
+            instance: "sql01.dc1.lab".into(),
+        },
+    );
+    sql.insert(
+        SqlRole::Backup,
+        SqlInstance {
+            agent: id("sql01.dc2.lab"),
+            instance: "sql01.dc2.lab".into(),
+        },
+    );
+    Pool {
+        fqdn: "pchat01.lab.local".into(),
+        primary_dc: "dc1".into(),
+        backup_dc: "dc2".into(),
+        databases: vec![DatabaseName::new("mgc").unwrap()],
+        share: "/lab/share".into(),
+        copy_dir: "/lab/copy".into(),
+        lync_shell: BTreeMap::from([("dc1".to_string(), vec![id("fe01.dc1.lab")])]),
+        sql,
+        chat_servers: BTreeMap::from([
+            ("dc1".to_string(), vec!["pc01.dc1.lab".to_string()]),
+            ("dc2".to_string(), vec!["pc01.dc2.lab".to_string()]),
+        ]),
+    }
+}
+
+fn db(state: &str) -> pb::DatabaseInfo {
+    pb::DatabaseInfo {
+        name: "mgc".into(),
+        exists: true,
+        state: state.into(),
+        recovery_model: "FULL".into(),
+        user_access: "MULTI_USER".into(),
+        data_size_bytes: 8 << 20,
+        ..Default::default()
+    }
+}
+
+fn instance() -> pb::InstanceInfo {
+    pb::InstanceInfo {
+        server_name: "x".into(),
+        services: vec![pb::ServiceInfo {
+            name: "SQL Server Agent (MSSQLSERVER)".into(),
+            status: "Running".into(),
+            startup_type: "Automatic".into(),
+            account: "NT Service\\SQLSERVERAGENT".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+fn sql(role: SqlRole, agent: &str, state: &str, ls: pb::LogShippingStatusInfo) -> SqlFacts {
+    SqlFacts {
+        role,
+        agent: id(agent),
+        instance: agent.into(),
+        info: Ok(instance()),
+        databases: Ok(vec![db(state)]),
+        mirroring: Ok(vec![pb::MirroringInfo {
+            database: "mgc".into(),
+            ..Default::default()
+        }]),
+        log_shipping: Ok(ls),
+    }
+}
+
+fn file(name: &str, age_s: u64) -> pb::FileInfo {
+    pb::FileInfo {
+        path: format!("/x/{name}"),
+        exists: true,
+        size: 1000,
+        modified_unix_ms: NOW - age_s * 1000,
+        ..Default::default()
+    }
+}
+
+fn header(first: u128, last: u128) -> Result<pb::BackupHeader, String> {
+    Ok(pb::BackupHeader {
+        database: "mgc".into(),
+        backup_type: 2,
+        first_lsn: first.to_string(),
+        last_lsn: last.to_string(),
+        ..Default::default()
+    })
+}
+
+/// A Normal pool with log shipping one second behind.
+fn healthy() -> Facts {
+    let primary_ls = pb::LogShippingStatusInfo {
+        monitor: vec![pb::LogShippingMonitorRow {
+            is_primary: true,
+            database: "mgc".into(),
+            minutes_since_last_backup: Some(0),
+            backup_threshold: Some(60),
+            ..Default::default()
+        }],
+        primary: Some(pb::LogShippingPrimaryConfig::default()),
+        secondary: None,
+    };
+    let backup_ls = pb::LogShippingStatusInfo {
+        monitor: vec![pb::LogShippingMonitorRow {
+            database: "mgc".into(),
+            minutes_since_last_copy: Some(0),
+            minutes_since_last_restore: Some(0),
+            last_restored_latency: Some(0),
+            restore_threshold: Some(45),
+            ..Default::default()
+        }],
+        primary: None,
+        secondary: Some(pb::LogShippingSecondaryConfig {
+            primary_server: "sql01.dc1.lab".into(),
+            primary_database: "mgc".into(),
+            last_copied_file: "/lab/copy/mgc_20261126090002.trn".into(),
+            last_restored_file: "/lab/copy/mgc_20261126090001.trn".into(),
+            ..Default::default()
+        }),
+    };
+    let names = ["mgc_20261126090001.trn", "mgc_20261126090002.trn"];
+    Facts {
+        pool: pool(),
+        now_ms: NOW,
+        agents: ["sql01.dc1.lab", "sql01.dc2.lab", "fe01.dc1.lab"]
+            .iter()
+            .map(|a| AgentFact {
+                id: a.to_string(),
+                what: "x".into(),
+                connected: true,
+                optional: false,
+            })
+            .collect(),
+        pool_state: Ok(pb::PoolStateInfo {
+            state: pb::PoolStateValue::Normal.into(),
+            ..Default::default()
+        }),
+        pool_servers: Ok(pb::PoolServersInfo {
+            servers: vec!["pc01.dc1.lab".into(), "pc01.dc2.lab".into()],
+            active_servers: vec!["pc01.dc1.lab".into()],
+            ..Default::default()
+        }),
+        sql: vec![
+            sql(SqlRole::Primary, "sql01.dc1.lab", "ONLINE", primary_ls),
+            sql(SqlRole::Backup, "sql01.dc2.lab", "RESTORING", backup_ls),
+        ],
+        share_files: Ok(vec![file(names[0], 2), file(names[1], 1)]),
+        copy_files: Ok(vec![file(names[0], 2), file(names[1], 1)]),
+        share_space: Ok(pb::Space {
+            available_bytes: 1 << 30,
+            ..Default::default()
+        }),
+        copy_space: Ok(pb::Space {
+            available_bytes: 1 << 30,
+            ..Default::default()
+        }),
+        copy_job: Some((
+            "LSCopy_sql01.dc1.lab_mgc".into(),
+            Ok(pb::JobOutcomeInfo {
+                outcome: Some(pb::JobRun {
+                    status: pb::JobRunStatus::Succeeded.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        )),
+        agent_access: None,
+        restored: Some(("/lab/copy/mgc_20261126090001.trn".into(), header(100, 200))),
+        headers: vec![("mgc_20261126090002.trn".into(), header(200, 300))],
+        headers_skipped: 0,
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        free_space_factor: 1.5,
+        max_log_age_seconds: Some(20),
+    }
+}
+
+/// The status of check `name` (first whose target contains `target`) in `direction`.
+fn status(p: &pb::PreflightPool, direction: &str, name: &str, target: &str) -> St {
+    let c = p
+        .directions
+        .iter()
+        .filter(|d| d.direction == direction)
+        .flat_map(|d| &d.checks)
+        .find(|c| c.name == name && c.target.contains(target))
+        .unwrap_or_else(|| panic!("no {direction} {name} ({target}) in {p:#?}"));
+    if matches!(c.status(), St::Fail | St::Warn) {
+        assert!(!c.fix.is_empty(), "{c:?}");
+    }
+    c.status()
+}
+
+#[test]
+fn healthy_normal_pool_is_ready() {
+    let p = evaluate(&healthy(), &settings());
+    assert!(p.ready, "{p:#?}");
+    assert_eq!(p.pool_state, "Normal");
+    assert!(p.directions[0].next && !p.directions[1].next);
+    for d in &p.directions {
+        for c in &d.checks {
+            assert_ne!(c.status(), St::Fail, "{c:?}");
+        }
+    }
+    assert_eq!(status(&p, "failover", "lsn_chain", ""), St::Ok);
+    assert_eq!(status(&p, "failback", "database", ""), St::Skip);
+}
+
+#[test]
+fn failed_over_pool_checks_failback() {
+    let mut f = healthy();
+    f.pool_state = Ok(pb::PoolStateInfo {
+        state: pb::PoolStateValue::FailedOver.into(),
+        ..Default::default()
+    });
+    f.pool_servers = Ok(pb::PoolServersInfo {
+        servers: vec!["pc01.dc1.lab".into(), "pc01.dc2.lab".into()],
+        active_servers: vec!["pc01.dc2.lab".into()],
+        ..Default::default()
+    });
+    f.sql[1].databases = Ok(vec![db("ONLINE")]);
+    f.sql[1].log_shipping = Ok(pb::LogShippingStatusInfo::default());
+    f.copy_job = None;
+    let p = evaluate(&f, &settings());
+    assert!(p.ready, "{p:#?}");
+    assert!(!p.directions[0].next && p.directions[1].next);
+    assert_eq!(status(&p, "failover", "log_backup", ""), St::Skip);
+    assert_eq!(status(&p, "failback", "database", "backup"), St::Ok);
+    assert_eq!(status(&p, "failback", "active_servers", ""), St::Ok);
+
+    // The primary mgc still a mirroring partner: FB-4 could not restore over it.
+    f.sql[0].mirroring = Ok(vec![pb::MirroringInfo {
+        database: "mgc".into(),
+        mirrored: true,
+        role: "PRINCIPAL".into(),
+        state: "SYNCHRONIZED".into(),
+        ..Default::default()
+    }]);
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failback", "mirroring", ""), St::Fail);
+    assert!(!p.ready);
+
+    // The backup mgc still restoring after a "failover": FB-3 has nothing to back up.
+    let mut g = f.clone();
+    g.sql[1].databases = Ok(vec![db("RESTORING")]);
+    assert_eq!(
+        status(&evaluate(&g, &settings()), "failback", "database", "backup"),
+        St::Fail
+    );
+}
+
+#[test]
+fn single_faults_fail_their_check() {
+    let mut f = healthy();
+    f.agents[2].connected = false;
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failover", "agent_connected", "fe01"), St::Fail);
+    assert!(!p.ready);
+
+    let mut f = healthy();
+    f.headers = vec![
+        ("mgc_20261126090002.trn".into(), header(200, 300)),
+        ("mgc_20261126090004.trn".into(), header(400, 500)),
+    ];
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failover", "lsn_chain", ""), St::Fail);
+    let c = p.directions[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "lsn_chain")
+        .unwrap();
+    assert!(
+        c.observed.contains("gap after mgc_20261126090002.trn"),
+        "{c:?}"
+    );
+    assert!(c.fix.contains("LSN 300 to 400"), "{c:?}");
+
+    let mut f = healthy();
+    f.pool
+        .chat_servers
+        .insert("dc2".into(), vec!["pc09.dc2.lab".into()]);
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failover", "active_servers", ""), St::Fail);
+    assert_eq!(status(&p, "failback", "active_servers", ""), St::Ok);
+
+    let mut f = healthy();
+    f.share_files = Ok(vec![file("mgc_20261126090001.trn", 60)]);
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failover", "log_backup", ""), St::Fail);
+    assert_eq!(status(&p, "failover", "rpo_estimate", ""), St::Fail);
+
+    let mut f = healthy();
+    f.sql[1].info = Ok(pb::InstanceInfo {
+        services: vec![pb::ServiceInfo {
+            name: "SQL Server Agent (MSSQLSERVER)".into(),
+            status: "Stopped".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let p = evaluate(&f, &settings());
+    assert_eq!(
+        status(&p, "failback", "sql_agent_service", "backup"),
+        St::Fail
+    );
+    assert_eq!(
+        status(&p, "failover", "sql_agent_service", "primary"),
+        St::Ok
+    );
+
+    let f = healthy();
+    let p = evaluate(
+        &f,
+        &Settings {
+            free_space_factor: 1e9,
+            ..settings()
+        },
+    );
+    assert_eq!(
+        status(&p, "failback", "free_space_full_backup", ""),
+        St::Fail
+    );
+}
