@@ -3,6 +3,12 @@
 //! disconnected when it misses two heartbeat intervals, because a host that vanished without a TCP
 //! reset (power loss, a cut link) would otherwise look connected until TCP gave up minutes later.
 //!
+//! It also knows what is in flight: every instruction waiting for its result, with the agent's
+//! latest progress update (`OperationUpdate`) for it, so `GetRun` can show "restore_database 42%
+//! on sql01". That table is bounded by the instructions in flight: an entry goes when its result
+//! arrives or its caller stops waiting, and its progress goes when the agent's session ends (the
+//! percent of a session that no longer exists is not news any more).
+//!
 //! A `std::sync::Mutex` guards the map: it is never held across an `.await`, and every operation
 //! is a few map updates.
 
@@ -53,7 +59,35 @@ struct Inner {
     next_session: u64,
     /// Callers waiting for a result, by agent and op id. Kept across reconnects: an agent sends a
     /// result on whichever session is open when the operation finishes.
-    pending: HashMap<(AgentId, String), oneshot::Sender<pb::OperationResult>>,
+    pending: HashMap<(AgentId, String), Pending>,
+}
+
+/// One instruction waiting for its result.
+struct Pending {
+    tx: oneshot::Sender<pb::OperationResult>,
+    /// Catalogue name of the operation.
+    operation: &'static str,
+    /// When it was sent, Unix ms (the newest one in flight is the one to show).
+    sent_unix_ms: u64,
+    /// The agent's latest progress for it; `None` until one arrives and after its session ended.
+    update: Option<pb::OperationUpdate>,
+}
+
+/// An operation in flight, as `GetRun` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// Agent running it.
+    pub agent: String,
+    /// Op id.
+    pub op_id: String,
+    /// Catalogue name.
+    pub operation: String,
+    /// 0..=100 when the agent reported one.
+    pub percent: Option<u32>,
+    /// The agent's last progress message (empty when none).
+    pub message: String,
+    /// When it was sent, Unix ms.
+    pub sent_unix_ms: u64,
 }
 
 fn unix_ms() -> u64 {
@@ -178,6 +212,9 @@ impl Registry {
             }
             s.cancel.cancel();
         }
+        for (_, p) in inner.pending.iter_mut().filter(|((a, _), _)| a == id) {
+            p.update = None;
+        }
         let n = inner
             .agents
             .values()
@@ -241,6 +278,7 @@ impl Registry {
     ) -> Result<pb::OperationResult, Error> {
         let key = (agent.clone(), op_id.to_string());
         let (tx, rx) = oneshot::channel();
+        let operation_name = crate::runbook::operation_name(&operation);
         let session_tx = {
             let mut inner = self.lock();
             let session_tx = inner
@@ -255,7 +293,15 @@ impl Registry {
                 .ok_or_else(|| {
                     Error::AgentUnavailable(format!("agent '{agent}' is not connected"))
                 })?;
-            inner.pending.insert(key.clone(), tx);
+            inner.pending.insert(
+                key.clone(),
+                Pending {
+                    tx,
+                    operation: operation_name,
+                    sent_unix_ms: unix_ms(),
+                    update: None,
+                },
+            );
             session_tx
         };
         let deadline = SystemTime::now() + timeout;
@@ -294,9 +340,47 @@ impl Registry {
             .pending
             .remove(&(agent.clone(), result.op_id.clone()));
         match waiter {
-            Some(tx) => tx.send(result).is_ok(),
+            Some(p) => p.tx.send(result).is_ok(),
             None => false,
         }
+    }
+
+    /// Keeps `update` as the latest progress of its operation; false (and dropped) when nothing
+    /// waits for that op id from this agent (a late update, racing its own result).
+    pub fn update(&self, agent: &AgentId, mut update: pb::OperationUpdate) -> bool {
+        update.percent = update.percent.map(|p| p.min(100));
+        match self
+            .lock()
+            .pending
+            .get_mut(&(agent.clone(), update.op_id.clone()))
+        {
+            Some(p) => {
+                p.update = Some(update);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The newest operation in flight among `op_ids` (a pool's current attempt), if any.
+    pub fn in_flight(&self, op_ids: &[String]) -> Option<InFlight> {
+        self.lock()
+            .pending
+            .iter()
+            .filter(|((_, op), _)| op_ids.contains(op))
+            .max_by_key(|(_, p)| p.sent_unix_ms)
+            .map(|((agent, op), p)| InFlight {
+                agent: agent.to_string(),
+                op_id: op.clone(),
+                operation: p.operation.to_string(),
+                percent: p.update.as_ref().and_then(|u| u.percent),
+                message: p
+                    .update
+                    .as_ref()
+                    .map(|u| u.message.clone())
+                    .unwrap_or_default(),
+                sent_unix_ms: p.sent_unix_ms,
+            })
     }
 
     /// Every agent with its state, sorted by id.
@@ -343,5 +427,105 @@ impl crate::leader::LeadershipListener for Registry {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPOLOGY: &str = r#"
+[[agent]]
+id = "sql01.dc1.lab"
+datacenter = "dc1"
+[[agent]]
+id = "sql01.dc2.lab"
+datacenter = "dc2"
+[[agent]]
+id = "fe01.dc1.lab"
+datacenter = "dc1"
+[[agent]]
+id = "fe01.dc2.lab"
+datacenter = "dc2"
+
+[[pool]]
+fqdn = "pchat01.lab.local"
+primary_dc = "dc1"
+backup_dc = "dc2"
+databases = ["mgc", "mgccomp"]
+share = "/lab/share"
+copy_dir = "/lab/copy"
+[pool.lync_shell]
+dc1 = ["fe01.dc1.lab"]
+dc2 = ["fe01.dc2.lab"]
+[pool.sql]
+primary = { agent = "sql01.dc1.lab", instance = "sql01.dc1.lab,14331" }
+backup = { agent = "sql01.dc2.lab", instance = "sql01.dc2.lab,14332" }
+[pool.chat_servers]
+dc1 = ["pc01.dc1.lab"]
+dc2 = ["pc01.dc2.lab"]
+"#;
+
+    fn registry() -> Registry {
+        let t = Topology::parse(std::path::Path::new("t.toml"), TOPOLOGY).unwrap();
+        Registry::new(&t, Metrics::default())
+    }
+
+    fn update(op: &str, percent: Option<u32>) -> pb::OperationUpdate {
+        pb::OperationUpdate {
+            op_id: op.into(),
+            percent,
+            message: "some bytes".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_the_latest_update_while_the_operation_is_in_flight() {
+        let reg = registry();
+        let agent = AgentId::new("sql01.dc1.lab").unwrap();
+        let hello = Hello {
+            agent_version: "t".into(),
+            capabilities: vec![],
+            highest_epoch_seen: Epoch(1),
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let (sid, _) = reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
+        let op = OpId::new("run/pool/fb3_backup/1/backup").unwrap();
+        let r2 = reg.clone();
+        let (a2, op2) = (agent.clone(), op.clone());
+        let waiter = tokio::spawn(async move {
+            let operation = pb::Operation {
+                kind: Some(pb::operation::Kind::Ping(pb::Ping {})),
+            };
+            r2.instruct(&a2, &op2, Epoch(1), operation, Duration::from_secs(10))
+                .await
+        });
+        rx.recv().await.unwrap().unwrap();
+        let ids = vec![op.to_string()];
+        // A late update for an op nobody waits for is dropped.
+        assert!(!reg.update(&agent, update("other", Some(5))));
+        assert!(reg.update(&agent, update(op.as_str(), Some(40))));
+        assert!(reg.update(&agent, update(op.as_str(), Some(140))));
+        let f = reg.in_flight(&ids).unwrap();
+        assert_eq!(
+            (f.agent.as_str(), f.operation.as_str(), f.percent),
+            ("sql01.dc1.lab", "ping", Some(100))
+        );
+        assert_eq!(reg.in_flight(&["x".to_string()]), None);
+        // The session ends: the operation is still awaited, its progress is gone.
+        assert!(reg.detach(&agent, sid, None));
+        assert_eq!(reg.in_flight(&ids).unwrap().percent, None);
+        // The result arrives: nothing in flight any more.
+        let (tx, _rx) = mpsc::channel(8);
+        reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
+        assert!(reg.deliver(
+            &agent,
+            pb::OperationResult {
+                op_id: op.to_string(),
+                ..Default::default()
+            }
+        ));
+        waiter.await.unwrap().unwrap();
+        assert_eq!(reg.in_flight(&ids), None);
     }
 }

@@ -153,7 +153,10 @@ impl AgentSessionService {
                         Ok(Some(m)) => match m.body {
                             Some(pb::agent_message::Body::Heartbeat(_)) => registry.heartbeat(&agent, session_id),
                             Some(pb::agent_message::Body::Update(u)) => {
-                                tracing::debug!(%agent, op_id = %u.op_id, "operation update");
+                                // Kept as the op's latest progress for `GetRun` / `watch`.
+                                let op_id = u.op_id.clone();
+                                let kept = registry.update(&agent, u);
+                                tracing::debug!(%agent, %op_id, kept, "operation update");
                             }
                             Some(pb::agent_message::Body::Result(r)) => {
                                 let op_id = r.op_id.clone();

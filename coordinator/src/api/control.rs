@@ -161,7 +161,7 @@ impl pb::control_server::Control for ControlService {
         let _who = self.caller(&request, "GetRun")?;
         self.leader_only()?;
         // Body first, then respond: errors map through the one Error → Status mapping.
-        let body = runs::get(&self.engine, request.into_inner()).await?;
+        let body = runs::get(&self.engine, Some(&self.registry), request.into_inner()).await?;
         Ok(Response::new(body))
     }
 

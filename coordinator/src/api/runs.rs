@@ -5,6 +5,7 @@ use failback_proto::identity::{PeerIdentity, Role};
 use failback_proto::pb;
 
 use crate::error::Error;
+use crate::registry::Registry;
 use crate::runbook::engine::{Caller, Engine, Plan};
 use crate::store::{AuditRecord, RunId, RunOptions, RunRecord, RunSnapshot, RunbookKind};
 
@@ -66,22 +67,55 @@ pub fn summary(r: &RunRecord) -> pb::RunSummary {
     }
 }
 
-fn detail(snap: RunSnapshot, audit: Vec<AuditRecord>) -> pb::RunDetail {
+/// When `step` of `pool` started: its first `step.started` (or, after a leader change with no
+/// earlier record, `step.resumed`) in the audit trail. 0 when the trail has none.
+fn step_started(audit: &[AuditRecord], pool: &str, step: &str) -> u64 {
+    audit
+        .iter()
+        .find(|a| {
+            (a.event == "step.started" || a.event == "step.resumed")
+                && a.details.get("pool").and_then(|v| v.as_str()) == Some(pool)
+                && a.details.get("step").and_then(|v| v.as_str()) == Some(step)
+        })
+        .map_or(0, |a| a.at_unix_ms)
+}
+
+/// Adds what only the leader's memory knows: the operation in flight and its percent.
+fn live(mut p: pb::PoolProgress, registry: Option<&Registry>) -> pb::PoolProgress {
+    if let Some(f) = registry.and_then(|r| r.in_flight(&p.op_ids)) {
+        p.operation = f.operation;
+        p.percent = f.percent;
+        p.agent = f.agent;
+        p.progress_message = f.message;
+    }
+    p
+}
+
+fn detail(
+    snap: RunSnapshot,
+    audit: Vec<AuditRecord>,
+    registry: Option<&Registry>,
+) -> pb::RunDetail {
     let pools = snap
         .run
         .spec
         .pools
         .iter()
         .map(|p| match snap.pools.get(p) {
-            Some(s) => pb::PoolProgress {
-                pool: p.clone(),
-                step: s.step.clone(),
-                attempt: s.attempt,
-                status: status_text(&s.status),
-                op_ids: s.op_ids.clone(),
-                outputs_json: s.outputs.to_string(),
-                updated_unix_ms: s.updated_unix_ms,
-            },
+            Some(s) => live(
+                pb::PoolProgress {
+                    pool: p.clone(),
+                    step: s.step.clone(),
+                    attempt: s.attempt,
+                    status: status_text(&s.status),
+                    op_ids: s.op_ids.clone(),
+                    outputs_json: s.outputs.to_string(),
+                    updated_unix_ms: s.updated_unix_ms,
+                    step_started_unix_ms: step_started(&audit, p, &s.step),
+                    ..Default::default()
+                },
+                registry,
+            ),
             None => pb::PoolProgress {
                 pool: p.clone(),
                 status: "not_started".into(),
@@ -124,8 +158,12 @@ pub async fn start(
     })
 }
 
-/// GetRun (empty id = newest run).
-pub async fn get(engine: &Engine, req: pb::GetRunRequest) -> Result<pb::RunDetail, Error> {
+/// GetRun (empty id = newest run). `registry` (the leader's) adds live progress.
+pub async fn get(
+    engine: &Engine,
+    registry: Option<&Registry>,
+    req: pb::GetRunRequest,
+) -> Result<pb::RunDetail, Error> {
     let id = if req.run_id.is_empty() {
         engine
             .list(1)
@@ -138,7 +176,7 @@ pub async fn get(engine: &Engine, req: pb::GetRunRequest) -> Result<pb::RunDetai
         run_id(&req.run_id)?
     };
     let (snap, audit) = engine.get(&id).await?;
-    Ok(detail(snap, audit))
+    Ok(detail(snap, audit, registry))
 }
 
 /// ListRuns.

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use failback_coordinator::ctl::output::{self, Format};
 use failback_coordinator::ctl::{ClientSettings, Control, exit_code, runs_view};
+use failback_coordinator::ctl::{report_view, watch};
 use failback_coordinator::error::Error;
 use failback_coordinator::pki;
 use failback_coordinator::topology::Topology;
@@ -25,7 +26,7 @@ use failback_proto::telemetry::{LogFormat, init_tracing};
     name = "failbackctl",
     version,
     about = "Operate failback: certificates, topology checks, agents.",
-    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused (including a missing role); 3 `status`: the run failed or was aborted."
+    after_help = "Exit codes: 0 success; 1 the operation failed or no coordinator was reachable; 2 invalid input or a request the coordinator refused (including a missing role); 3 `status`, `watch`, `run` (while watching): the run failed or was aborted; `preflight`: a check failed."
 )]
 struct Cli {
     /// Coordinator endpoint `name@host:port` (repeat, or comma-separate). Tried in order; a
@@ -87,7 +88,7 @@ enum Command {
     /// Topology files.
     #[command(subcommand)]
     Topology(TopologyCommand),
-    /// Start a runbook; prints the run id.
+    /// Start a runbook; prints the run id, then watches it (unless --detach or --output json).
     #[command(subcommand)]
     Run(RunbookCommand),
     /// Dry run of a runbook: steps, hosts, T-SQL and cmdlets, findings. Changes nothing.
@@ -114,6 +115,17 @@ enum Command {
         limit: u32,
         #[arg(long, value_enum, default_value_t = OutputArg::Table)]
         output: OutputArg,
+    },
+    /// Live progress of a run (default: the newest run) until it ends: per pool the step, a
+    /// progress bar for backup / restore / copy, what it waits for, elapsed time. Exit code 0
+    /// when the run succeeded, 3 when it failed or was aborted.
+    Watch { run: Option<String> },
+    /// The evidence report of a run (default: the newest run): per-step timings, approvals and
+    /// operator calls, files, SHA-256, LSNs, final state.
+    Report {
+        run: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
     },
     /// Readiness of pools for failover and failback: agents, instances, databases, mirroring,
     /// log shipping, RPO, uncopied files, LSN chain, SQL Server Agent and its account's access,
@@ -143,6 +155,15 @@ struct PreflightArgs {
     output: OutputArg,
 }
 
+/// `report --format`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ReportFormat {
+    /// Markdown tables, for people and tickets.
+    Md,
+    /// One JSON document, for machines.
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum RunbookCommand {
     /// The failback runbook (FB-1..FB-7).
@@ -166,6 +187,9 @@ struct RunbookArgs {
     /// Keep going with other pools after one fails.
     #[arg(long)]
     continue_on_failure: bool,
+    /// Print the run id and return instead of watching the run (implied by --output json).
+    #[arg(long)]
+    detach: bool,
     #[arg(long, value_enum, default_value_t = OutputArg::Table)]
     output: OutputArg,
 }
@@ -296,6 +320,19 @@ async fn run_call(
     ))
 }
 
+/// Watches `run` on stdout until it ends (redrawn in place on a terminal); the final line is
+/// already printed, so the returned text is empty and the code is 0 or 3.
+async fn watch_run(settings: &ClientSettings, run: Option<String>) -> Result<Done, Error> {
+    use std::io::IsTerminal;
+    let mut out = std::io::stdout();
+    let options = watch::WatchOptions {
+        tty: out.is_terminal(),
+        ..watch::WatchOptions::default()
+    };
+    let code = watch::watch(settings, run, &mut out, &options).await?;
+    Ok(Done(String::new(), code))
+}
+
 async fn execute(cli: Cli) -> Result<Done, Error> {
     let settings = ClientSettings {
         endpoints: cli.endpoints.clone(),
@@ -318,11 +355,14 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
                     async move { c.start_run(req).await }
                 })
                 .await?;
-            Ok(match Format::from(a.output) {
-                Format::Json => serde_json::json!({ "run_id": r.run_id }).to_string(),
-                Format::Table => r.run_id,
+            match Format::from(a.output) {
+                Format::Json => Ok(serde_json::json!({ "run_id": r.run_id }).to_string().into()),
+                Format::Table if a.detach => Ok(r.run_id.into()),
+                Format::Table => {
+                    println!("{}", r.run_id);
+                    watch_run(&settings, Some(r.run_id)).await
+                }
             }
-            .into())
         }
         Command::Plan(RunbookCommand::Failback(a)) => {
             let mut control = Control::connect(&settings).await?;
@@ -367,6 +407,22 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
                 .call(|mut c| async move { c.list_runs(pb::ListRunsRequest { limit }).await })
                 .await?;
             Ok(runs_view::render_history(&r, output.into()).into())
+        }
+        Command::Watch { run } => watch_run(&settings, run).await,
+        Command::Report { run, format } => {
+            let mut control = Control::connect(&settings).await?;
+            let d = control
+                .call(|mut c| {
+                    let run_id = run.clone().unwrap_or_default();
+                    async move { c.get_run(pb::GetRunRequest { run_id }).await }
+                })
+                .await?;
+            Ok(match format {
+                ReportFormat::Md => report_view::report_md(&d),
+                ReportFormat::Json => serde_json::to_string_pretty(&report_view::report_json(&d))
+                    .map_err(|e| Error::Internal(format!("report JSON: {e}")))?,
+            }
+            .into())
         }
         Command::Preflight(a) => {
             let max_log_age_seconds = match a.max_log_age {
@@ -502,6 +558,8 @@ async fn execute_other(command: Command, settings: ClientSettings) -> Result<Str
         | Command::Resume { .. }
         | Command::Abort { .. }
         | Command::History { .. }
+        | Command::Watch { .. }
+        | Command::Report { .. }
         | Command::Preflight(_) => Err(Error::Internal("run commands are handled above".into())),
     }
 }
@@ -513,7 +571,9 @@ async fn main() -> ExitCode {
     failback_proto::install_crypto_provider();
     match execute(cli).await {
         Ok(Done(out, code)) => {
-            println!("{out}");
+            if !out.is_empty() {
+                println!("{out}");
+            }
             ExitCode::from(code)
         }
         Err(e) => {

@@ -8,7 +8,10 @@
 pub mod inspect_view;
 pub mod output;
 pub mod preflight_view;
+pub mod report_view;
 pub mod runs_view;
+pub mod watch;
+pub mod watch_view;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

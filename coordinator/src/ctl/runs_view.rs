@@ -57,6 +57,8 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
             "pools": d.pools.iter().map(|p| json!({
                 "pool": p.pool, "step": p.step, "attempt": p.attempt, "status": p.status,
                 "op_ids": p.op_ids, "outputs": parse(&p.outputs_json), "updated_unix_ms": p.updated_unix_ms,
+                "operation": p.operation, "percent": p.percent, "agent": p.agent,
+                "step_started_unix_ms": p.step_started_unix_ms, "progress_message": p.progress_message,
             })).collect::<Vec<_>>(),
             "audit": d.audit.iter().map(|a| json!({
                 "seq": a.seq, "at_unix_ms": a.at_unix_ms, "caller": a.caller, "event": a.event,
@@ -78,7 +80,14 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
             );
             out.push_str(&format!("{:<28} {:<22} {:<8} STATUS\n", "POOL", "STEP", "ATTEMPT"));
             for p in &d.pools {
-                out.push_str(&format!("{:<28} {:<22} {:<8} {}\n", p.pool, p.step, p.attempt, p.status));
+                // Live progress (leader's memory): the operation in flight, with its percent.
+                let live = if p.operation.is_empty() {
+                    String::new()
+                } else {
+                    let pct = p.percent.map(|x| format!(" {x}%")).unwrap_or_default();
+                    format!(" ({}{pct} on {})", p.operation, p.agent)
+                };
+                out.push_str(&format!("{:<28} {:<22} {:<8} {}{live}\n", p.pool, p.step, p.attempt, p.status));
                 if let Value::Object(steps) = parse(&p.outputs_json) {
                     for (name, rec) in steps {
                         let status = rec.get("status").and_then(Value::as_str).unwrap_or("");

@@ -1,8 +1,13 @@
 //! Driving runs: one driver per run spawns pools in waves, one attempt of a step at a time
 //! (probe, approval, act, verify), every transition persisted before the side effect it
 //! announces. Split from `engine.rs`, which keeps the engine's state and the operator calls.
+//!
+//! Run and step metrics (`crate::metrics::runs`) are recorded here, at the transitions: a run
+//! leaving `pending`, a run driven by this coordinator (in progress), a run finished; each step
+//! attempt, retry, failure and each step's duration.
 
 use super::*;
+use crate::metrics::{label as metric_label, runs as run_metrics};
 
 impl Engine {
     // ------------------------------------------------------------------ driving
@@ -31,9 +36,18 @@ impl Engine {
         let engine = self.clone();
         let term_cancel = term_cancel.clone();
         tasks.spawn(async move {
+            let runbook = metric_label(&handle.spec.kind);
+            let driving = run_metrics().in_progress(&runbook);
             tokio::select! {
                 _ = term_cancel.cancelled() => {}
                 _ = engine.drive_run(handle.clone()) => {}
+            }
+            drop(driving);
+            // Finished here (or aborted by an operator call): counted once, by the leader that
+            // saw the end. A run cut off by the end of the term is the next leader's to count.
+            if handle.finished.load(std::sync::atomic::Ordering::SeqCst) {
+                let status = *handle.status.lock().await;
+                run_metrics().run_finished(&runbook, &metric_label(&status));
             }
             let _ = engine.term(|t| {
                 t.runs.remove(&handle.id);
@@ -139,6 +153,9 @@ impl Engine {
 
     async fn drive_run(&self, h: Arc<RunHandle>) {
         let Ok(store) = self.store() else { return };
+        if *h.status.lock().await == RunStatus::Pending {
+            run_metrics().run_started(&metric_label(&h.spec.kind));
+        }
         if let Err(e) = self.sync_status(&store, &h, None).await {
             tracing::warn!(run = %h.id, "failed to set the run running: {e:#}");
             return;
@@ -269,6 +286,7 @@ impl Engine {
             },
         };
         let epoch = self.term(|t| Ok(t.epoch)).map_err(|_| Stopped)?;
+        let runbook = metric_label(&h.spec.kind);
         let mut resume = saved.filter(|s| s.step != END_STEP);
         for step in &steps[start..] {
             self.wait_runnable(h).await?;
@@ -299,6 +317,7 @@ impl Engine {
                     json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "op_ids": op_ids, "epoch": epoch.0 }),
                 )
                 .await?;
+                run_metrics().step_attempt(&runbook, step.name());
                 let prior = prior_outputs(&outputs);
                 let ctx = StepCtx::new(
                     h.id.clone(),
@@ -324,6 +343,7 @@ impl Engine {
                         step.timeout(&self.inner.config)
                     )))
                 });
+                let took = unix_ms().saturating_sub(started);
                 let record = |status: &str, extra: Value| {
                     let mut o = json!({ "status": status, "attempts": attempt, "started_unix_ms": started, "finished_unix_ms": unix_ms() });
                     if let (Some(map), Some(extra)) = (o.as_object_mut(), extra.as_object()) {
@@ -340,6 +360,7 @@ impl Engine {
                         tracker
                             .finish(StepStatus::Succeeded, outputs.clone())
                             .await?;
+                        run_metrics().step_finished(&runbook, step.name(), "succeeded", took, None);
                         self.audit(
                             &h.id,
                             "step.succeeded",
@@ -351,6 +372,7 @@ impl Engine {
                     Ok(AttemptEnd::Skipped(reason)) => {
                         outputs[step.name()] = record("skipped", json!({ "reason": reason }));
                         tracker.finish(StepStatus::Skipped, outputs.clone()).await?;
+                        run_metrics().step_finished(&runbook, step.name(), "skipped", took, None);
                         self.audit(
                             &h.id,
                             "step.skipped",
@@ -362,6 +384,11 @@ impl Engine {
                     Err(e) => match e.class {
                         ErrorClass::Deposed | ErrorClass::Aborted => return Err(Stopped),
                         ErrorClass::Retry if attempt < step.max_attempts() => {
+                            run_metrics().step_retry(
+                                &runbook,
+                                step.name(),
+                                &metric_label(&e.class),
+                            );
                             self.audit(
                                 &h.id,
                                 "step.retry",
@@ -377,6 +404,14 @@ impl Engine {
                             outputs[step.name()] =
                                 record("failed", json!({ "error": e.message, "class": e.class }));
                             tracker.finish(StepStatus::Failed, outputs.clone()).await?;
+                            let class = metric_label(&e.class);
+                            run_metrics().step_finished(
+                                &runbook,
+                                step.name(),
+                                "failed",
+                                took,
+                                Some(&class),
+                            );
                             self.audit(
                                 &h.id,
                                 "step.failed",
