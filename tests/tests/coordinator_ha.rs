@@ -162,22 +162,7 @@ async fn two_coordinators_lead_one_at_a_time_and_clients_follow_the_hint() {
     failback_proto::install_crypto_provider();
     let (agents, topology) = three_agent_topology();
     let fleet = Fleet::create(None, agents, &topology, HB).await.unwrap();
-    let certs = fleet.certs.display().to_string();
-    let add = run_ctl(
-        &fleet.dir,
-        &[
-            "certs".into(),
-            "add".into(),
-            "--dir".into(),
-            certs,
-            "--coordinator".into(),
-            "coord2".into(),
-        ],
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(add.code, 0, "{}", add.stderr);
+    // The fleet issues certificates for both coordinators (coord1, coord2).
     let cluster = unique_cluster("coordinator-ha");
     let mut a = Coordinator::write_config(&fleet, "coord1", &etcd, &cluster);
     let mut b = Coordinator::write_config(&fleet, "coord2", &etcd, &cluster);
