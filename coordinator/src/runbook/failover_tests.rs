@@ -148,6 +148,17 @@ struct Fake {
     /// Executed actions: (operation, op id).
     executed: Mutex<Vec<(String, String)>>,
     disconnected: Mutex<BTreeSet<String>>,
+    /// Log backups whose first restore answers a retryable error without running.
+    fail_restore_once: Mutex<BTreeSet<u32>>,
+    /// Log backups whose first restore runs and then never answers (the leader goes away).
+    hang_restore_once: Mutex<BTreeSet<u32>>,
+}
+
+fn restore_index(op: &pb::Operation) -> Option<u32> {
+    match &op.kind {
+        Some(Op::RestoreLog(r)) => index_of(&r.file),
+        _ => None,
+    }
 }
 
 fn err(retryable: bool, sql_error: u32, message: &str) -> pb::OperationError {
@@ -391,6 +402,20 @@ impl AgentOps for Fake {
             r.replayed = true;
             return Ok(r);
         }
+        let restoring = restore_index(&operation);
+        if let Some(i) = restoring
+            && self.fail_restore_once.lock().unwrap().remove(&i)
+        {
+            return Ok(pb::OperationResult {
+                op_id: op_id.to_string(),
+                outcome: Some(pb::operation_result::Outcome::Error(err(
+                    true,
+                    1205,
+                    "deadlock victim",
+                ))),
+                replayed: false,
+            });
+        }
         let outcome = match self.execute(agent, &operation) {
             Ok(o) => pb::operation_result::Outcome::Output(pb::OperationOutput { kind: Some(o) }),
             Err(e) => pb::operation_result::Outcome::Error(e),
@@ -409,6 +434,11 @@ impl AgentOps for Fake {
                 .lock()
                 .unwrap()
                 .insert(op_id.to_string(), result.clone());
+        }
+        if let Some(i) = restoring
+            && self.hang_restore_once.lock().unwrap().remove(&i)
+        {
+            std::future::pending::<()>().await;
         }
         Ok(result)
     }
@@ -500,6 +530,18 @@ async fn wait_status(store: &RunStoreRef, id: &RunId, want: RunStatus) -> Value 
         "run {id} never reached {want:?}: {:?} {:?}\n{:#?}",
         s.run.status, s.run.reason, s.pools
     );
+}
+
+/// Starts a failover as soon as the previous run has left the engine's table (it leaves just
+/// after its final status is written).
+async fn start_when_free(s: &Setup) -> RunId {
+    for _ in 0..100 {
+        if let Ok(id) = start(s, &approver(), true, Some(ATTESTED)).await {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start(s, &approver(), true, Some(ATTESTED)).await.unwrap()
 }
 
 const ATTESTED: &str = "DC1 lost power at 08:55; confirmed with the facility";
@@ -656,19 +698,20 @@ async fn a_gap_stops_the_run_naming_the_missing_range_then_a_new_run_continues()
     assert!(!w.backup_online && !w.failed_over);
     assert!(s.fake.executed("recover_database").is_empty());
 
-    // The missing file turns up; a new run (log shipping already removed: SQL Server's restore
-    // point decides, already applied logs answer 4326) finishes the failover.
+    // A new run without the file (log shipping already removed: the restore point is unknown,
+    // already applied logs answer 4326, SQL Server's 4305 finds the gap).
+    let id = start_when_free(&s).await;
+    let o = wait_status(&s.store, &id, RunStatus::Failed).await;
+    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
+    assert!(
+        msg.contains("restore point (LSN 400 or later) and LSN 500"),
+        "{msg}"
+    );
+    assert_eq!(s.fake.world.lock().unwrap().applied, [3]);
+
+    // The missing file turns up; a new run finishes the failover.
     s.fake.world.lock().unwrap().copy.insert(4);
-    // The finished run leaves the engine's table just after its status is written.
-    let mut next = start(&s, &approver(), true, Some(ATTESTED)).await;
-    for _ in 0..100 {
-        if next.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        next = start(&s, &approver(), true, Some(ATTESTED)).await;
-    }
-    let id = next.unwrap();
+    let id = start_when_free(&s).await;
     let o = wait_status(&s.store, &id, RunStatus::Succeeded).await;
     assert_eq!(o["fo1_capture"]["output"]["configured"], false);
     assert_eq!(
@@ -751,4 +794,41 @@ async fn plan_shows_the_steps_and_sends_nothing() {
     );
     assert!(plan.findings.iter().any(|f| f.contains(PRIMARY)));
     assert!(s.fake.executed.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_apply_skips_what_was_applied() {
+    let s = setup(World::default()).await;
+    s.fake.fail_restore_once.lock().unwrap().insert(4);
+    let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
+    let o = wait_status(&s.store, &id, RunStatus::Succeeded).await;
+    assert_eq!(o["fo3_apply_logs"]["attempts"], 2);
+    assert_eq!(o["fo3_apply_logs"]["output"]["already_applied"], 1);
+    assert_eq!(s.fake.world.lock().unwrap().applied, [3, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_new_leader_resumes_mid_apply_without_repeating_a_restore() {
+    let s = setup(World::default()).await;
+    s.fake.hang_restore_once.lock().unwrap().insert(4);
+    let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
+    for _ in 0..500 {
+        if s.fake.world.lock().unwrap().applied.contains(&4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.engine.on_leader_stop().await.unwrap();
+    let snap = s.store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(snap.pools[POOL].step, "fo3_apply_logs");
+    let next = Engine::new("c2", topology(), s.fake.clone(), config());
+    next.set_store(s.store.clone());
+    next.on_leader_start(Epoch(2)).await.unwrap();
+    wait_status(&s.store, &id, RunStatus::Succeeded).await;
+    assert_eq!(s.fake.world.lock().unwrap().applied, [3, 4, 5]);
+    assert_eq!(
+        s.fake.executed("restore_log").len(),
+        3,
+        "each restore ran once; the resumed one was answered from the journal"
+    );
 }

@@ -110,7 +110,9 @@ async fn header(
 
 /// Where a gap is, for the message and the loss window.
 struct Gap {
+    /// The restore point, or a lower bound of it (`exact` false), when known.
     from: Option<u128>,
+    exact: bool,
     to: u128,
     after: Option<String>,
     before: String,
@@ -118,14 +120,18 @@ struct Gap {
 
 impl Gap {
     fn missing(&self) -> String {
-        match self.from {
-            Some(from) => format!(
+        match (self.from, self.exact) {
+            (Some(from), true) => format!(
                 "the log backup(s) covering LSN {from} to {} (after {}, before {})",
                 self.to,
                 self.after.as_deref().unwrap_or("the restore point"),
                 self.before
             ),
-            None => format!(
+            (Some(from), false) => format!(
+                "the log backup(s) between the database's restore point (LSN {from} or later) and LSN {} (before {})",
+                self.to, self.before
+            ),
+            (None, _) => format!(
                 "the log backup(s) between the database's restore point and LSN {} (before {})",
                 self.to, self.before
             ),
@@ -246,7 +252,11 @@ impl Step for ApplyLogs {
             .max_by_key(|f| (f.last_lsn, f.finish_unix_ms))
             .cloned();
 
+        // `exact`: `point` is the restore point (from FO-1a's file or our own restores); after
+        // a 4326 it is only a lower bound (SQL Server's point is at or past that file), and a
+        // file after it is tried rather than declared a gap: SQL Server decides.
         let mut point = start.as_ref().map(|s| s.last_lsn);
+        let mut exact = point.is_some();
         let mut last_restored = start.clone();
         let mut applied: Vec<Value> = Vec::new();
         let mut found_applied = 0usize;
@@ -257,9 +267,11 @@ impl Step for ApplyLogs {
                     found_applied += 1;
                     continue;
                 }
+                Decision::Gap { .. } if !exact => {}
                 Decision::Gap { from, to } => {
                     gap = Some(Gap {
                         from: Some(from),
+                        exact: true,
                         to,
                         after: last_restored.as_ref().map(|r| r.path.clone()),
                         before: f.path.clone(),
@@ -288,19 +300,23 @@ impl Step for ApplyLogs {
                     let r = expect_output!(out, Restore, "restore_log")?;
                     applied.push(json!({ "file": f.path, "first_lsn": f.first_lsn.to_string(), "last_lsn": f.last_lsn.to_string(), "state": r.state }));
                     point = Some(f.last_lsn);
+                    exact = true;
                     last_restored = Some(f.clone());
                 }
                 Err(e) if sql_error_number(&e) == Some(TOO_EARLY) => {
                     // Applied before (a previous attempt or run): SQL Server's restore point is
-                    // past it.
+                    // at or past its LastLSN.
                     found_applied += 1;
-                    if point.is_none() {
+                    if point.is_none_or(|p| p < f.last_lsn) {
+                        point = Some(f.last_lsn);
+                        exact = false;
                         last_restored = Some(f.clone());
                     }
                 }
                 Err(e) if sql_error_number(&e) == Some(TOO_RECENT) => {
                     gap = Some(Gap {
                         from: point,
+                        exact,
                         to: f.first_lsn,
                         after: last_restored.as_ref().map(|r| r.path.clone()),
                         before: f.path.clone(),
@@ -321,9 +337,8 @@ impl Step for ApplyLogs {
         };
         if let Some(g) = gap {
             return Err(StepError::fatal(format!(
-                "gap in the log chain of {MGC}: {} {} missing from the copy folder {}{}. Applied {} log backup(s) up to the gap; nothing beyond it was applied and {MGC} stays RESTORING. Put the missing log backup(s) into the copy folder and start a new failover run, or accept the loss: RESTORE DATABASE [{MGC}] WITH RECOVERY by hand, then a new run finishes the failover. loss_window: {}",
+                "gap in the log chain of {MGC}: {}, missing from the copy folder {}{}. Applied {} log backup(s) up to the gap; nothing beyond it was applied and {MGC} stays RESTORING. Put the missing log backup(s) into the copy folder and start a new failover run, or accept the loss: RESTORE DATABASE [{MGC}] WITH RECOVERY by hand, then a new run finishes the failover. loss_window: {}",
                 g.missing(),
-                if g.from.is_some() { "is" } else { "are" },
                 cap.copy_dir,
                 if share_reachable {
                     format!(" and the share {}", cap.share)
