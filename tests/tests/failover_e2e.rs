@@ -389,6 +389,28 @@ async fn attested_failover_brings_the_backup_online_with_every_backed_up_message
         "{out:?}"
     );
 
+    // The dry run: every step, the destructive ones marked, the lost primary found.
+    let out = lab
+        .fleet
+        .ctl(
+            OPERATOR,
+            &["plan", "failover", "--pool", POOL, "--output", "json"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 8, "{plan:#}");
+    let destructive: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["destructive"] == true)
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(destructive, ["fo1_remove_log_shipping", "fo4_recover"]);
+    assert!(plan.to_string().contains("loss_window"), "{plan:#}");
+    assert!(plan["findings"].to_string().contains(PRIMARY), "{plan:#}");
+
     let d = failover(&lab.fleet).await;
     assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
     let o = &d["pools"][0]["outputs"];

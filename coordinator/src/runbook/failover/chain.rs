@@ -103,13 +103,20 @@ pub struct LossWindow {
 }
 
 impl LossWindow {
+    /// The newest log backup known that holds log past the restored one (else the restored
+    /// one: a later backup without new log records loses nothing).
+    fn newest(&self) -> Option<&LogFile> {
+        match (&self.last_known, &self.last_restored) {
+            (Some(k), Some(r)) if k.last_lsn <= r.last_lsn => Some(r),
+            (Some(k), _) => Some(k),
+            (None, r) => r.as_ref(),
+        }
+    }
+
     /// Seconds between the two backups' finish times (0 when nothing newer is known).
     pub fn window_seconds(&self) -> u64 {
         let restored = self.last_restored.as_ref().map_or(0, |f| f.finish_unix_ms);
-        let known = self
-            .last_known
-            .as_ref()
-            .map_or(restored, |f| f.finish_unix_ms);
+        let known = self.newest().map_or(restored, |f| f.finish_unix_ms);
         known.saturating_sub(restored) / 1000
     }
 
@@ -126,8 +133,7 @@ impl LossWindow {
                 )
             },
         );
-        let known = self.last_known.as_ref().or(self.last_restored.as_ref());
-        let (kf, kt) = known.map_or((String::new(), String::new()), |f| {
+        let (kf, kt) = self.newest().map_or((String::new(), String::new()), |f| {
             (f.path.clone(), rfc3339(f.finish_unix_ms))
         });
         let note = if self.share_reachable {
@@ -217,6 +223,10 @@ mod tests {
         assert_eq!(j["last_restored_lsn"], "2");
         assert_eq!(j["last_backup_known_file"], "/c/c.trn");
         assert_eq!(j["last_restored_backup_time"], "1970-01-01T00:00:10Z");
+        // A later backup without new log loses nothing.
+        w.last_known = Some(f("/c/empty.trn", 2, 2, 90_000));
+        assert_eq!(w.window_seconds(), 0);
+        assert_eq!(w.to_json()["last_backup_known_file"], "/c/a.trn");
         w.last_known = None;
         assert_eq!(w.window_seconds(), 0);
         assert_eq!(w.to_json()["last_backup_known_file"], "/c/a.trn");
