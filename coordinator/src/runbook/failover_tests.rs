@@ -132,6 +132,11 @@ async fn attested_failover_copies_applies_recovers_and_activates() {
     );
     assert_eq!(cap["share"], "/lab/share");
     assert_eq!(cap["primary_server"], PRIMARY);
+    let est = &cap["loss_window_estimate"];
+    assert_eq!(est["log_backups_not_restored"], 3, "{est}");
+    assert_eq!(est["window_seconds_estimate"], 180, "{est}");
+    assert_eq!(est["newest_log_backup"], json!(name(5)), "{est}");
+    assert_eq!(est["share_reachable"], true, "{est}");
     assert_eq!(
         o["fo2_copy_logs"]["output"]["copied"]
             .as_array()
@@ -228,6 +233,9 @@ async fn lost_share_applies_what_the_copy_folder_holds() {
     let w = s.fake.world.lock().unwrap().clone();
     assert_eq!(w.applied, [3]);
     assert!(w.backup_online && w.failed_over);
+    let est = &o["fo1_capture"]["output"]["loss_window_estimate"];
+    assert_eq!(est["share_reachable"], false, "{est}");
+    assert_eq!(est["log_backups_not_restored"], 1, "{est}");
     let fo2 = &o["fo2_copy_logs"]["output"];
     assert_eq!(fo2["share_reachable"], false);
     assert!(
@@ -303,6 +311,11 @@ async fn removal_and_recovery_wait_for_an_approver() {
     assert_eq!(
         (pool.step.as_str(), pool.status),
         ("fo1_remove_log_shipping", StepStatus::AwaitingApproval)
+    );
+    assert_eq!(
+        pool.outputs["fo1_capture"]["output"]["loss_window_estimate"]["window_seconds_estimate"],
+        180,
+        "the approver sees the expected loss"
     );
     assert_eq!(
         pool.outputs["fo1_capture"]["status"], "succeeded",

@@ -79,6 +79,29 @@ pub fn stamp(name: &str) -> Option<&str> {
     (digits.len() >= 14 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
+/// Unix seconds of a name stamp (`yyyymmddhhmmss`, UTC as the backup job writes it).
+pub fn stamp_seconds(stamp: &str) -> Option<i64> {
+    let n = |a: usize, b: usize| stamp.get(a..b).and_then(|x| x.parse::<u32>().ok());
+    let month = time::Month::try_from(u8::try_from(n(4, 6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(n(0, 4)?).ok()?,
+        month,
+        u8::try_from(n(6, 8)?).ok()?,
+    )
+    .ok()?;
+    let t = time::Time::from_hms(
+        u8::try_from(n(8, 10)?).ok()?,
+        u8::try_from(n(10, 12)?).ok()?,
+        u8::try_from(n(12, 14)?).ok()?,
+    )
+    .ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+    )
+}
+
 /// Whether file `name` may hold log newer than (or equal to) file `than`, judging by the
 /// backup job's name stamps; true whenever either name has no stamp (read its header).
 pub fn not_older(name: &str, than: &str) -> bool {
@@ -208,6 +231,11 @@ mod tests {
             "mgc_20261126090102.trn"
         ));
         assert!(not_older("odd.trn", "mgc_20261126090102.trn"));
+        assert_eq!(
+            stamp_seconds("20261126090102").zip(stamp_seconds("20261126085902")),
+            Some((1_795_683_662, 1_795_683_542))
+        );
+        assert_eq!(stamp_seconds("20261399000000"), None);
     }
 
     #[test]

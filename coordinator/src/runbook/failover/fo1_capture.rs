@@ -16,6 +16,12 @@
 //!   a secondary any more (a second run after a failed first one) is recorded as
 //!   `configured: false` and the topology's share and copy folder are used. When msdb and the
 //!   topology name different folders, msdb wins (the jobs used it) and both are recorded.
+//! - Also records `loss_window_estimate` for whoever approves FO-1b: the last restored file
+//!   against the newest `*.trn` on the share and in the copy folder, by the backup job's UTC
+//!   name stamps (two listings, no header read; FO-3 records the exact window from the
+//!   headers). The plan cannot show it (a plan sends nothing to agents); a run started without
+//!   `--yes` stops for approval right after this step, with the estimate on record
+//!   (`failbackctl status`). Listing errors only make the estimate say so.
 //! - Verify: nothing more to check (the output is the evidence).
 //!
 //! Errors: reads are asked again while the backup agent is unreachable (until the step
@@ -27,17 +33,76 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{describe_state, mgc_info, primary_not_serving, secondary_config};
+use super::chain::{stamp, stamp_seconds};
+use super::fo2_copy_logs::list_logs;
+use super::{describe_state, file_name, mgc_info, primary_not_serving, secondary_config};
 use crate::config::RunbookConfig;
 use crate::runbook::failback::{MGC, sql};
-use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
+use crate::runbook::{ErrorClass, PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
+use failback_proto::model::AgentId;
 
 /// The step name (FO-2/FO-3 read its output).
 pub const NAME: &str = "fo1_capture";
 
 /// FO-1a.
 pub struct CaptureLogShipping;
+
+/// The loss window as file names tell it (see the module doc).
+async fn estimate(
+    ctx: &StepCtx,
+    backup: &AgentId,
+    share: &str,
+    copy_dir: &str,
+    last_restored_file: &str,
+) -> Result<Value, StepError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut share_reachable = false;
+    for (dir, is_share) in [(copy_dir, false), (share, true)] {
+        match list_logs(ctx, backup, dir).await {
+            Ok(files) => {
+                share_reachable |= is_share;
+                names.extend(files.iter().map(|f| file_name(&f.path).to_string()));
+            }
+            Err(e) if matches!(e.class, ErrorClass::Retry | ErrorClass::Fatal) => {
+                errors.push(e.message);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    names.sort();
+    names.dedup();
+    let restored = file_name(last_restored_file);
+    let restored_stamp = stamp(restored);
+    let pending: Vec<&String> = names
+        .iter()
+        .filter(|n| match (stamp(n), restored_stamp) {
+            (Some(a), Some(b)) => a > b,
+            (Some(_), None) => true,
+            _ => false,
+        })
+        .collect();
+    let newest = names
+        .iter()
+        .filter(|n| stamp(n).is_some())
+        .max_by_key(|n| stamp(n));
+    let window = match (newest.and_then(|n| stamp(n)), restored_stamp) {
+        (Some(a), Some(b)) => stamp_seconds(a)
+            .zip(stamp_seconds(b))
+            .map(|(a, b)| (a - b).max(0)),
+        _ => None,
+    };
+    Ok(json!({
+        "last_restored_file": last_restored_file,
+        "newest_log_backup": newest,
+        "log_backups_not_restored": pending.len(),
+        "window_seconds_estimate": window,
+        "share_reachable": share_reachable,
+        "errors": errors,
+        "basis": "backup job file name stamps (UTC); FO-3 records the exact window from the backup headers",
+    }))
+}
 
 #[async_trait]
 impl Step for CaptureLogShipping {
@@ -110,7 +175,9 @@ impl Step for CaptureLogShipping {
             })
             .collect();
         let Some(s) = secondary else {
+            let estimate = estimate(ctx, &backup, &ctx.pool.share, &ctx.pool.copy_dir, "").await?;
             return Ok(json!({
+                "loss_window_estimate": estimate,
                 "configured": false,
                 "reason": format!("{MGC} is not a log shipping secondary on the backup instance (already removed?): using the topology's share and copy folder"),
                 "backup_database_state": state,
@@ -138,13 +205,17 @@ impl Step for CaptureLogShipping {
                 v.to_string()
             }
         };
+        let share = or(&s.backup_source_directory, &ctx.pool.share);
+        let copy_dir = or(&s.backup_destination_directory, &ctx.pool.copy_dir);
+        let estimate = estimate(ctx, &backup, &share, &copy_dir, &s.last_restored_file).await?;
         Ok(json!({
+            "loss_window_estimate": estimate,
             "configured": true,
             "backup_database_state": state,
             "primary_server": s.primary_server,
             "primary_database": s.primary_database,
-            "share": or(&s.backup_source_directory, &ctx.pool.share),
-            "copy_dir": or(&s.backup_destination_directory, &ctx.pool.copy_dir),
+            "share": share,
+            "copy_dir": copy_dir,
             "last_copied_file": s.last_copied_file,
             "last_copied_date": s.last_copied_date,
             "last_restored_file": s.last_restored_file,

@@ -71,7 +71,7 @@ pub(super) fn config() -> RunbookConfig {
 
 /// Log backup `i` covers LSN `i*100 .. (i+1)*100` and finished at minute `i`.
 pub(super) fn name(i: u32) -> String {
-    format!("mgc_202611260900{i:02}.trn")
+    format!("mgc_2026112609{i:02}00.trn")
 }
 
 pub(super) fn lsns(i: u32) -> (u128, u128) {
@@ -90,7 +90,7 @@ pub(super) fn index_of(path: &str) -> Option<u32> {
     let n = path.rsplit('/').next()?;
     n.strip_prefix("mgc_2026112609")?
         .strip_suffix(".trn")?
-        .get(2..)?
+        .get(..2)?
         .parse()
         .ok()
 }
