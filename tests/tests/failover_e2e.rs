@@ -63,8 +63,9 @@ SELECT @rc AS rc;"
     )
 }
 
-/// The secondary half, 1-second copy and restore schedules.
-fn secondary_script(share: &str, copy: &str) -> String {
+/// The secondary half, 1-second copy and restore schedules; `restore_mode` 0 NORECOVERY, 1
+/// STANDBY.
+fn secondary_script(share: &str, copy: &str, restore_mode: u8) -> String {
     let schedule = |name: &str, var: &str| {
         format!(
             r"EXEC msdb.dbo.sp_add_schedule @schedule_name = N'{name}', @enabled = 1, @freq_type = 4,
@@ -85,7 +86,7 @@ EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary @primary_server = N'
 {}
 {}
 EXEC master.dbo.sp_add_log_shipping_secondary_database @secondary_database = N'mgc', @primary_server = N'{PRIMARY}',
-     @primary_database = N'mgc', @restore_delay = 0, @restore_mode = 0, @disconnect_users = 0,
+     @primary_database = N'mgc', @restore_delay = 0, @restore_mode = {restore_mode}, @disconnect_users = 0,
      @restore_threshold = 45, @threshold_alert_enabled = 1, @history_retention_period = 5760, @overwrite = 1;
 EXEC msdb.dbo.sp_update_job @job_id = @copy, @enabled = 1;
 EXEC msdb.dbo.sp_update_job @job_id = @restore, @enabled = 1;
@@ -197,8 +198,9 @@ impl Lab {
     }
 }
 
-/// A pool in the normal state, log shipping primary → backup running, `m` messages shipped.
-async fn normal_lab(m: usize) -> Lab {
+/// A pool in the normal state, log shipping primary → backup running (the backup `mgc` in
+/// STANDBY between restores when `standby`), `m` messages shipped.
+async fn normal_lab(m: usize, standby: bool) -> Lab {
     failback_proto::install_crypto_provider();
     let (agents, topology) = three_agent_topology();
     let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
@@ -252,12 +254,25 @@ async fn normal_lab(m: usize) -> Lab {
     batch(
         &backup,
         "master",
-        &format!("RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH NORECOVERY"),
+        &if standby {
+            let undo = backup.data_dir.join("mgc_seed.tuf");
+            format!(
+                "RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH STANDBY = N'{}'",
+                undo.display()
+            )
+        } else {
+            format!("RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH NORECOVERY")
+        },
     )
     .await;
     let r = batch(&primary, "master", &primary_script(&s)).await;
     assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
-    let r = batch(&backup, "master", &secondary_script(&s, &c)).await;
+    let r = batch(
+        &backup,
+        "master",
+        &secondary_script(&s, &c, u8::from(standby)),
+    )
+    .await;
     assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
     fleet
         .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
@@ -364,7 +379,7 @@ async fn lync_view(fleet: &Fleet) -> (serde_json::Value, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn attested_failover_brings_the_backup_online_with_every_backed_up_message() {
-    let mut lab = normal_lab(10).await;
+    let mut lab = normal_lab(10, false).await;
     // The backup's copy job stops: the last log backups stay on the share only.
     lab.backup_job("LSCopy", false).await;
     let mark = lab.write(5).await;
@@ -455,7 +470,7 @@ async fn attested_failover_brings_the_backup_online_with_every_backed_up_message
 
 #[tokio::test(flavor = "multi_thread")]
 async fn share_lost_with_dc1_applies_the_copy_folder_and_reports_it() {
-    let mut lab = normal_lab(10).await;
+    let mut lab = normal_lab(10, false).await;
     // Copied but not restored: these logs are in the copy folder when DC1 goes.
     lab.backup_job("LSRestore", false).await;
     let mark = lab.write(5).await;
@@ -521,7 +536,7 @@ async fn share_lost_with_dc1_applies_the_copy_folder_and_reports_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gap_in_the_log_chain_stops_at_fo3_naming_the_missing_range() {
-    let mut lab = normal_lab(5).await;
+    let mut lab = normal_lab(5, false).await;
     lab.backup_job("LSCopy", false).await;
     for _ in 0..3 {
         let mark = lab.write(1).await;
@@ -580,4 +595,74 @@ async fn a_gap_in_the_log_chain_stops_at_fo3_naming_the_missing_range() {
     assert_eq!(lab.backup_state().await, "RESTORING");
     let (state, _) = lync_view(&lab.fleet).await;
     assert_eq!(state, "Normal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_secondary_with_nothing_left_to_apply_is_recovered() {
+    let mut lab = normal_lab(10, true).await;
+    // The primary stops backing up; the backup restores everything there is (STANDBY between
+    // restores: ONLINE, read-only), so FO-3 finds nothing to apply and FO-4 recovers a STANDBY
+    // database.
+    batch(
+        &lab.primary,
+        "master",
+        "EXEC msdb.dbo.sp_update_job @job_name = N'LSBackup_mgc', @enabled = 0",
+    )
+    .await;
+    let name = |p: &str| p.rsplit('/').next().unwrap_or_default().to_string();
+    wait_for(
+        "the backup to restore the last log backup",
+        DEADLINE,
+        || async {
+            let p = batch(
+                &lab.primary,
+                "master",
+                "SELECT last_backup_file FROM msdb.dbo.log_shipping_primary_databases",
+            )
+            .await;
+            let b = batch(
+                &lab.backup,
+                "master",
+                "SELECT last_restored_file FROM msdb.dbo.log_shipping_secondary_databases",
+            )
+            .await;
+            let last = name(p[0].get::<&str, _>(0).unwrap_or_default());
+            let restored = name(b[0].get::<&str, _>(0).unwrap_or_default());
+            (!last.is_empty() && last == restored).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let r = batch(
+        &lab.backup,
+        "master",
+        "SELECT state_desc, is_in_standby FROM sys.databases WHERE name = 'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<&str, _>(0), Some("ONLINE"));
+    assert_eq!(r[0].get::<bool, _>(1), Some(true));
+    lab.lose_dc1().await;
+
+    let d = failover(&lab.fleet).await;
+    assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
+    let o = &d["pools"][0]["outputs"];
+    assert_eq!(
+        o["fo3_apply_logs"]["output"]["applied"],
+        serde_json::json!([]),
+        "{d:#}"
+    );
+    assert_eq!(o["fo4_recover"]["output"]["changed"], true, "{d:#}");
+    let r = batch(
+        &lab.backup,
+        "master",
+        "SELECT state_desc, is_in_standby FROM sys.databases WHERE name = 'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<&str, _>(0), Some("ONLINE"));
+    assert_eq!(
+        r[0].get::<bool, _>(1),
+        Some(false),
+        "recovered, not STANDBY"
+    );
+    assert_eq!(lab.backup_messages().await, lab.written, "{d:#}");
 }
