@@ -55,12 +55,18 @@ const TOO_RECENT: u32 = 4305;
 /// SQL Server: the log backup ends before the restore point (already applied).
 const TOO_EARLY: u32 = 4326;
 
-/// The header of a log backup of `mgc`, or why it is not one.
-async fn header(
-    ctx: &StepCtx,
-    agent: &AgentId,
-    path: &str,
-) -> Result<Result<LogFile, String>, StepError> {
+/// What a file's header says.
+enum Header {
+    /// A log backup of `mgc`.
+    Log(LogFile),
+    /// Something else (another database, a full backup): ignored.
+    Other(String),
+    /// The header could not be read (damaged, partial): the file counts as missing.
+    Unreadable(String),
+}
+
+/// The header of `path`, read by the backup instance.
+async fn header(ctx: &StepCtx, agent: &AgentId, path: &str) -> Result<Header, StepError> {
     let out = match ctx
         .read(
             agent,
@@ -77,31 +83,37 @@ async fn header(
                 crate::runbook::ErrorClass::Retry | crate::runbook::ErrorClass::Fatal
             ) =>
         {
-            return Ok(Err(format!("header unreadable: {}", e.message)));
+            return Ok(Header::Unreadable(format!(
+                "header unreadable: {}",
+                e.message
+            )));
         }
         Err(e) => return Err(e),
     };
     let v = expect_output!(out, Verify, "verify_backup")?;
     let Some(h) = v.headers.into_iter().next() else {
-        return Ok(Err("no backup set in the file".into()));
+        return Ok(Header::Unreadable("no backup set in the file".into()));
     };
     if !h.database.eq_ignore_ascii_case(MGC) {
-        return Ok(Err(format!("a backup of {}, not {MGC}", h.database)));
+        return Ok(Header::Other(format!(
+            "a backup of {}, not {MGC}",
+            h.database
+        )));
     }
     if h.backup_type != 2 {
-        return Ok(Err(format!(
+        return Ok(Header::Other(format!(
             "backup type {}, not a log backup",
             h.backup_type
         )));
     }
     match (parse_lsn(&h.first_lsn), parse_lsn(&h.last_lsn)) {
-        (Some(first_lsn), Some(last_lsn)) => Ok(Ok(LogFile {
+        (Some(first_lsn), Some(last_lsn)) => Ok(Header::Log(LogFile {
             path: path.to_string(),
             first_lsn,
             last_lsn,
             finish_unix_ms: h.finish_unix_ms,
         })),
-        _ => Ok(Err(format!(
+        _ => Ok(Header::Unreadable(format!(
             "LSNs '{}'..'{}' are not numbers",
             h.first_lsn, h.last_lsn
         ))),
@@ -226,12 +238,13 @@ impl Step for ApplyLogs {
                 continue;
             }
             match header(ctx, &backup, &f.path).await? {
-                Ok(h) if name == restored_name => start = Some(h),
-                Ok(h) => files.push(h),
-                Err(why) if why.starts_with("header unreadable") => {
-                    missing.push(format!("{} ({why})", f.path));
-                }
-                Err(why) => ignored.push(json!({ "file": f.path, "reason": why })),
+                Header::Log(h) if name == restored_name => start = Some(h),
+                Header::Log(h) => files.push(h),
+                // The restored file's header only gives the restore point; without it SQL
+                // Server decides file by file.
+                Header::Unreadable(_) if name == restored_name => {}
+                Header::Unreadable(why) => missing.push(format!("{} ({why})", f.path)),
+                Header::Other(why) => ignored.push(json!({ "file": f.path, "reason": why })),
             }
         }
         let copied_name = file_name(&cap.last_copied_file).to_string();
