@@ -64,6 +64,7 @@ pub fn summary(r: &RunRecord) -> pb::RunSummary {
         updated_unix_ms: r.updated_unix_ms,
         max_parallel: r.spec.options.max_parallel,
         approved_at_start: r.spec.options.approved_at_start,
+        attestation: r.spec.attestation.clone().unwrap_or_default(),
     }
 }
 
@@ -152,7 +153,12 @@ pub async fn start(
         approved_at_start: req.yes,
         continue_on_failure: req.continue_on_failure,
     };
-    let id = engine.start_run(&caller(who), kind, pools, options).await?;
+    // Required for a failover, refused for the others: checked by the engine
+    // (`check_attestation`), so every entry point gets the same answer.
+    let attestation = Some(req.attestation).filter(|a| !a.is_empty());
+    let id = engine
+        .start_run_attested(&caller(who), kind, pools, options, attestation)
+        .await?;
     Ok(pb::StartRunResponse {
         run_id: id.to_string(),
     })

@@ -168,6 +168,18 @@ enum ReportFormat {
 enum RunbookCommand {
     /// The failback runbook (FB-1..FB-7).
     Failback(RunbookArgs),
+    /// The failover runbook (FO-1..FO-7); a run needs --attest-primary-down.
+    Failover(RunbookArgs),
+}
+
+impl RunbookCommand {
+    /// The runbook's name on the wire and its arguments.
+    fn parts(&self) -> (&'static str, &RunbookArgs) {
+        match self {
+            RunbookCommand::Failback(a) => ("failback", a),
+            RunbookCommand::Failover(a) => ("failover", a),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +202,10 @@ struct RunbookArgs {
     /// Print the run id and return instead of watching the run (implied by --output json).
     #[arg(long)]
     detach: bool,
+    /// Failover runs only, and required there: your statement that the primary data center is
+    /// down (recorded in the run with your certificate name).
+    #[arg(long, value_name = "REASON")]
+    attest_primary_down: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputArg::Table)]
     output: OutputArg,
 }
@@ -340,12 +356,14 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
         identity: cli.identity.clone(),
     };
     match cli.command {
-        Command::Run(RunbookCommand::Failback(a)) => {
+        Command::Run(rc) => {
+            let (runbook, a) = rc.parts();
             let mut control = Control::connect(&settings).await?;
             let r = control
                 .call(|mut c| {
                     let req = pb::StartRunRequest {
-                        runbook: "failback".into(),
+                        attestation: a.attest_primary_down.clone().unwrap_or_default(),
+                        runbook: runbook.into(),
                         pools: a.pools.clone(),
                         all: a.all,
                         yes: a.yes,
@@ -364,12 +382,13 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
                 }
             }
         }
-        Command::Plan(RunbookCommand::Failback(a)) => {
+        Command::Plan(rc) => {
+            let (runbook, a) = rc.parts();
             let mut control = Control::connect(&settings).await?;
             let p = control
                 .call(|mut c| {
                     let req = pb::PlanRequest {
-                        runbook: "failback".into(),
+                        runbook: runbook.into(),
                         pools: a.pools.clone(),
                         all: a.all,
                         max_parallel: a.max_parallel,

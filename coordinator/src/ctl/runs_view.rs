@@ -15,7 +15,7 @@ fn summary_json(r: &pb::RunSummary) -> Value {
         "run_id": r.run_id, "runbook": r.runbook, "status": r.status, "reason": r.reason,
         "pools": r.pools, "started_by": r.started_by, "created_unix_ms": r.created_unix_ms,
         "updated_unix_ms": r.updated_unix_ms, "max_parallel": r.max_parallel,
-        "approved_at_start": r.approved_at_start,
+        "approved_at_start": r.approved_at_start, "attestation": r.attestation,
     })
 }
 
@@ -68,7 +68,7 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
         .to_string(),
         Format::Table => {
             let mut out = format!(
-                "run {} ({}) {}{}\nstarted by {}; pools {}; max parallel {}{}\n\n",
+                "run {} ({}) {}{}\nstarted by {}; pools {}; max parallel {}{}{}\n\n",
                 run.run_id,
                 run.runbook,
                 run.status,
@@ -77,6 +77,11 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
                 run.pools.join(", "),
                 run.max_parallel,
                 if run.approved_at_start { "; approved at start" } else { "" },
+                if run.attestation.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nattested primary down: {}", run.attestation)
+                },
             );
             out.push_str(&format!("{:<28} {:<22} {:<8} STATUS\n", "POOL", "STEP", "ATTEMPT"));
             for p in &d.pools {

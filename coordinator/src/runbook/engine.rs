@@ -111,6 +111,39 @@ pub fn waves(pools: &[String], max_parallel: u32) -> Vec<Vec<String>> {
     out
 }
 
+/// Why a failover needs an operator's attestation (the refusal's text).
+pub const ATTESTATION_REQUIRED: &str = "a failover needs the operator's attestation that the primary data center is down (failbackctl run failover --attest-primary-down \"reason\"): the coordinator and the backup data center cannot tell a dead primary site from a cut link between the sites, and failing over a primary that is still serving would leave two writable mgc databases; only a person who has confirmed the outage can decide";
+
+/// Checks the attestation against the runbook: required (non-blank) for a failover, refused
+/// for the others (it would be recorded as evidence of something nobody checked). Returns it
+/// trimmed.
+pub fn check_attestation(
+    kind: RunbookKind,
+    attestation: Option<String>,
+) -> Result<Option<String>, Error> {
+    let attestation = attestation
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty());
+    match (kind, attestation) {
+        (RunbookKind::Failover, None) => Err(Error::InvalidInput(ATTESTATION_REQUIRED.into())),
+        (RunbookKind::Failover, Some(a)) => {
+            if a.chars().count() > crate::store::MAX_ATTESTATION_CHARS
+                || a.chars().any(char::is_control)
+            {
+                return Err(Error::InvalidInput(format!(
+                    "the attestation must be 1 to {} characters without control characters",
+                    crate::store::MAX_ATTESTATION_CHARS
+                )));
+            }
+            Ok(Some(a))
+        }
+        (_, None) => Ok(None),
+        (other, Some(_)) => Err(Error::InvalidInput(format!(
+            "--attest-primary-down belongs to failover runs; a {other:?} run takes no attestation"
+        ))),
+    }
+}
+
 /// The runbook engine (cheap to clone).
 #[derive(Clone)]
 pub struct Engine {
@@ -262,8 +295,25 @@ impl Engine {
         pools: Vec<String>,
         options: RunOptions,
     ) -> Result<RunId, Error> {
+        self.start_run_attested(caller, kind, pools, options, None)
+            .await
+    }
+
+    /// [`Engine::start_run`] with the operator's attestation that the primary data center is
+    /// down: required for a failover (refused without it, see [`check_attestation`]), refused
+    /// for other runbooks. Recorded in the run's spec and in its `run.created` and
+    /// `run.attested` audit records with the caller's certificate name.
+    pub async fn start_run_attested(
+        &self,
+        caller: &Caller,
+        kind: RunbookKind,
+        pools: Vec<String>,
+        options: RunOptions,
+        attestation: Option<String>,
+    ) -> Result<RunId, Error> {
         let pools = self.resolve_pools(pools)?;
         (self.inner.factory)(kind, &self.inner.config)?;
+        let attestation = check_attestation(kind, attestation)?;
         self.wait_loaded().await?;
         if options.approved_at_start && !caller.approver {
             return Err(Error::PermissionDenied(format!(
@@ -294,6 +344,7 @@ impl Engine {
             pools: pools.clone(),
             options: options.clone(),
             started_by: caller.name.clone(),
+            attestation: attestation.clone(),
         };
         store.create_run(&id, spec.clone()).await?;
         store
@@ -301,9 +352,19 @@ impl Engine {
                 &id,
                 &caller.name,
                 "run.created",
-                json!({ "kind": kind, "pools": pools, "options": options, "epoch": epoch.0 }),
+                json!({ "kind": kind, "pools": pools, "options": options, "epoch": epoch.0, "attestation": attestation }),
             )
             .await?;
+        if let Some(a) = &attestation {
+            store
+                .append_audit(
+                    &id,
+                    &caller.name,
+                    "run.attested",
+                    json!({ "primary_down": a, "attested_by": caller.name }),
+                )
+                .await?;
+        }
         if options.approved_at_start {
             store
                 .append_audit(

@@ -12,6 +12,8 @@
 //!   runs and resumes them; runs pools in waves; approvals, pause, resume, abort; every
 //!   transition and operator call goes to the run's audit trail.
 //! - [`failback`] — the failback runbook, one file per step (FB-1..FB-7).
+//! - [`failover`] — the failover runbook, one file per step (FO-1..FO-7).
+//! - [`activation`] — the latency-gated activation FB-6 and FO-7 share.
 //!
 //! Why steps are trait objects rather than the serde-tagged enum style.md sketches: the engine is
 //! unit-tested with steps that exist only in tests (fault injection, counters), and a step's
@@ -25,8 +27,13 @@ pub mod context;
 pub mod engine;
 pub mod failback;
 
+pub mod activation;
+pub mod failover;
+
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod failover_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

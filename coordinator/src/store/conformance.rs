@@ -26,6 +26,7 @@ pub fn spec(pools: &[&str]) -> RunSpec {
         pools: pools.iter().map(|p| p.to_string()).collect(),
         options: RunOptions::default(),
         started_by: "operator1".into(),
+        attestation: None,
     }
 }
 

@@ -161,7 +161,14 @@ pub struct RunSpec {
     pub options: RunOptions,
     /// Certificate name of the operator who started it.
     pub started_by: String,
+    /// The operator's attestation that the primary data center is down (failover runs, where
+    /// it is required: two sites cannot tell a dead peer from a cut link, so a person decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
 }
+
+/// Longest attestation text a run records.
+pub const MAX_ATTESTATION_CHARS: usize = 1000;
 
 /// A run's overall status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,6 +377,15 @@ pub(crate) fn validate_spec(spec: &RunSpec) -> Result<(), Error> {
         return Err(Error::InvalidInput(
             "a run needs the identity of who started it".into(),
         ));
+    }
+    if let Some(a) = &spec.attestation
+        && (a.trim().is_empty()
+            || a.chars().count() > MAX_ATTESTATION_CHARS
+            || a.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidInput(format!(
+            "the attestation must be 1 to {MAX_ATTESTATION_CHARS} characters without control characters"
+        )));
     }
     if spec.options.max_parallel == 0 {
         return Err(Error::InvalidInput(

@@ -16,7 +16,6 @@ use super::counts::{
     Loss, ROUNDING, Reported, acks_of, chat_sessions_visible, count_after_failback,
     count_after_failover, count_after_traffic, file_name, final_state, traffic_resumes,
 };
-use super::failover_fallback;
 use super::runs::{self, Started};
 use super::sql;
 use super::topology::{SHELL_DC1, dc1_files};
@@ -236,8 +235,8 @@ fn reported_windows(detail: &serde_json::Value) -> Reported {
     out
 }
 
-/// The failover runbook, or the temporary fallback while it does not exist. `Ok(None)`: it
-/// failed (recorded), the drill stops; otherwise the loss windows the run reported.
+/// The failover runbook. `Ok(None)`: it failed (recorded), the drill stops; otherwise the loss
+/// windows the run reported.
 async fn failover(lab: &mut Lab) -> anyhow::Result<Option<Reported>> {
     let t = lab
         .report
@@ -275,40 +274,11 @@ async fn failover(lab: &mut Lab) -> anyhow::Result<Option<Reported>> {
             Ok(ok.then_some(reported))
         }
         Started::Missing(msg) => {
-            lab.report.warn(format!(
-                "failbackctl run failover is not built yet ({msg}); the lab failed over with its TEMPORARY fallback (failover_fallback.rs)"
-            ));
-            let mut outcomes = Vec::new();
-            for p in lab.pools.clone() {
-                let o = failover_fallback::fail_over_pool(
-                    &p,
-                    &lab.sims[&p.backup],
-                    &lab.fleet.cms_store(),
-                )
-                .await?;
-                println!(
-                    "   {}: share {}, {} log(s) copied, {} applied{}",
-                    p.fqdn,
-                    if o.share_reachable {
-                        "reachable"
-                    } else {
-                        "lost"
-                    },
-                    o.copied,
-                    o.applied.len(),
-                    o.gap
-                        .as_deref()
-                        .map(|g| format!(", GAP before {g}"))
-                        .unwrap_or_default()
-                );
-                outcomes.push(o);
-            }
-            let gaps = outcomes.iter().filter(|o| o.gap.is_some()).count();
-            lab.report.end(
-                t,
-                format!("TEMPORARY lab fallback; {gaps} pool(s) stopped at a gap"),
-            );
-            Ok(Some(Reported::new()))
+            lab.report
+                .check("failbackctl run failover exists", false, msg);
+            lab.report
+                .end(t, "failbackctl has no failover runbook".to_string());
+            Ok(None)
         }
     }
 }

@@ -12,13 +12,11 @@
 //!
 //! Modules: [`topology`] (names, layout decisions), [`fleet`] (processes), [`sql`] (databases
 //! and log shipping), [`traffic`] (chat servers and the ledger), [`runs`] (runbooks through
-//! failbackctl), [`drill`] (the phases), [`counts`] (their checks), [`report`], and
-//! [`failover_fallback`] (temporary, until `failbackctl run failover` exists).
+//! failbackctl), [`drill`] (the phases), [`counts`] (their checks) and [`report`].
 #![allow(clippy::print_stdout)] // Progress and the report on stdout are the lab's output.
 
 pub mod counts;
 pub mod drill;
-pub mod failover_fallback;
 pub mod fleet;
 pub mod report;
 pub mod runs;

@@ -20,7 +20,7 @@ use failback_proto::pb;
 
 use super::backup::{PercentSink, header, with_progress};
 use super::tsql::{self, RecoveryClause};
-use super::{Conn, SqlBackend, text};
+use super::{Conn, SqlBackend, flag, text};
 use crate::error::Error;
 use crate::exec::files::Files;
 
@@ -288,16 +288,19 @@ impl SqlBackend {
         }
     }
 
-    /// RESTORE DATABASE … WITH RECOVERY; `changed = false` when it is already ONLINE.
+    /// RESTORE DATABASE … WITH RECOVERY; `changed = false` when it is already ONLINE. A
+    /// log-shipping STANDBY database reads ONLINE too (read-only between restores) and is
+    /// recovered like a RESTORING one.
     pub async fn recover_database(&self, db: &DatabaseName) -> Result<pb::RestoreResult, Error> {
         let mut conn = self.connect(true).await?;
-        let before = Self::state_of(&mut conn, db).await?;
-        let Some((state, _)) = before else {
+        let rows = Self::rows(&mut conn, &tsql::database_state(std::slice::from_ref(db))).await?;
+        let Some(row) = rows.first() else {
             return Err(refuse(format!(
                 "database {db} does not exist on this instance"
             )));
         };
-        if state == "ONLINE" {
+        let state = text(row, "state_desc");
+        if state == "ONLINE" && !flag(row, "is_in_standby") {
             return Ok(pb::RestoreResult {
                 database: db.to_string(),
                 state,

@@ -48,8 +48,9 @@ pub fn runbook(kind: RunbookKind, config: &RunbookConfig) -> Result<Vec<StepRef>
             config,
             Some(Arc::new(fb5_log_shipping::AgentLogShipping)),
         )),
+        RunbookKind::Failover => Ok(super::failover::steps(config)),
         other => Err(Error::InvalidInput(format!(
-            "the {other:?} runbook is not implemented yet; only failback is"
+            "the {other:?} runbook is not implemented yet; failback and failover are"
         ))),
     }
 }

@@ -1,0 +1,668 @@
+//! The failover runbook end to end in standalone mode, with real processes: a coordinator, three
+//! agents, two sqlsim instances and lyncsim's CMS. The pool starts in the normal state with log
+//! shipping primary → backup running on 1-second schedules (the SSMS scripts, as the DBA ran
+//! them) and messages written on the primary; then DC1 is lost (its sqlsim and both of its
+//! agents killed) and `failbackctl run failover --attest-primary-down` runs:
+//! - normal case: refused without the attestation; with it the backup `mgc` comes ONLINE with
+//!   every message of the logs the primary backed up (the last ones only on the share: the
+//!   backup's copy job was stopped, so FO-2 copies and FO-3 applies them), the pool FailedOver,
+//!   DC2's chat server active, the attestation in the audit trail;
+//! - the share is lost with DC1: the run reports `share_reachable: false` in its loss window and
+//!   applies what the copy folder holds (messages whose logs were copied are there, those whose
+//!   logs were only on the share are not);
+//! - a gap: one log backup deleted from the share (and the copy folder) stops the run at FO-3,
+//!   the message naming the missing LSN range; the backup `mgc` stays RESTORING and the pool
+//!   Normal.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR, three_agent_topology};
+use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
+use failback_tests::harness::wait_for;
+
+const PRIMARY: &str = "sql01.dc1.lab";
+const BACKUP: &str = "sql01.dc2.lab";
+const SHELL_DC1: &str = "fe01.dc1.lab";
+const POOL: &str = "pchat01.lab.local";
+const DEADLINE: Duration = Duration::from_secs(60);
+const ATTEST: &str = "DC1 lost (failover_e2e killed it)";
+
+async fn batch(sim: &SqlSim, db: &str, sql: &str) -> Vec<tiberius::Row> {
+    sim.batch_as(("sa", SA_PASSWORD), db, sql).await.unwrap()
+}
+
+fn numeric(row: &tiberius::Row, col: usize) -> i64 {
+    row.try_get::<tiberius::numeric::Numeric, _>(col)
+        .ok()
+        .flatten()
+        .map_or(0, |n| n.value() as i64)
+}
+
+/// The primary half of the SSMS log shipping script with 1-second schedules.
+fn primary_script(share: &str) -> String {
+    format!(
+        r"
+DECLARE @job uniqueidentifier, @pid uniqueidentifier, @rc int, @su uniqueidentifier, @si int;
+EXEC @rc = master.dbo.sp_add_log_shipping_primary_database @database = N'mgc',
+     @backup_directory = N'{share}', @backup_share = N'{share}', @backup_job_name = N'LSBackup_mgc',
+     @backup_retention_period = 4320, @backup_threshold = 60, @threshold_alert_enabled = 1,
+     @history_retention_period = 5760, @backup_job_id = @job OUTPUT, @primary_id = @pid OUTPUT, @overwrite = 1;
+EXEC msdb.dbo.sp_add_schedule @schedule_name = N'LSBackupSchedule_mgc', @enabled = 1, @freq_type = 4,
+     @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
+     @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
+     @schedule_uid = @su OUTPUT, @schedule_id = @si OUTPUT;
+EXEC msdb.dbo.sp_attach_schedule @job_id = @job, @schedule_id = @si;
+EXEC msdb.dbo.sp_update_job @job_id = @job, @enabled = 1;
+EXEC master.dbo.sp_add_log_shipping_primary_secondary @primary_database = N'mgc',
+     @secondary_server = N'{BACKUP}', @secondary_database = N'mgc', @overwrite = 1;
+SELECT @rc AS rc;"
+    )
+}
+
+/// The secondary half, 1-second copy and restore schedules; `restore_mode` 0 NORECOVERY, 1
+/// STANDBY.
+fn secondary_script(share: &str, copy: &str, restore_mode: u8) -> String {
+    let schedule = |name: &str, var: &str| {
+        format!(
+            r"EXEC msdb.dbo.sp_add_schedule @schedule_name = N'{name}', @enabled = 1, @freq_type = 4,
+     @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
+     @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
+     @schedule_uid = @su OUTPUT, @schedule_id = @si OUTPUT;
+EXEC msdb.dbo.sp_attach_schedule @job_id = {var}, @schedule_id = @si;"
+        )
+    };
+    format!(
+        r"
+DECLARE @copy uniqueidentifier, @restore uniqueidentifier, @sid uniqueidentifier, @rc int, @su uniqueidentifier, @si int;
+EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary @primary_server = N'{PRIMARY}', @primary_database = N'mgc',
+     @backup_source_directory = N'{share}', @backup_destination_directory = N'{copy}',
+     @copy_job_name = N'LSCopy_{PRIMARY}_mgc', @restore_job_name = N'LSRestore_{PRIMARY}_mgc',
+     @file_retention_period = 4320, @overwrite = 1,
+     @copy_job_id = @copy OUTPUT, @restore_job_id = @restore OUTPUT, @secondary_id = @sid OUTPUT;
+{}
+{}
+EXEC master.dbo.sp_add_log_shipping_secondary_database @secondary_database = N'mgc', @primary_server = N'{PRIMARY}',
+     @primary_database = N'mgc', @restore_delay = 0, @restore_mode = {restore_mode}, @disconnect_users = 0,
+     @restore_threshold = 45, @threshold_alert_enabled = 1, @history_retention_period = 5760, @overwrite = 1;
+EXEC msdb.dbo.sp_update_job @job_id = @copy, @enabled = 1;
+EXEC msdb.dbo.sp_update_job @job_id = @restore, @enabled = 1;
+SELECT @rc AS rc;",
+        schedule("DefaultCopyJobSchedule", "@copy"),
+        schedule("DefaultRestoreJobSchedule", "@restore"),
+    )
+}
+
+struct Lab {
+    fleet: Fleet,
+    primary: SqlSim,
+    backup: SqlSim,
+    share: PathBuf,
+    copy: PathBuf,
+    written: usize,
+}
+
+impl Lab {
+    /// Writes `n` numbered messages on the primary; returns the primary's last log backup LSN
+    /// right after them (a log backup that ends later holds them).
+    async fn write(&mut self, n: usize) -> i64 {
+        for _ in 0..n {
+            batch(
+                &self.primary,
+                "mgc",
+                &format!(
+                    "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'message {}')",
+                    self.written
+                ),
+            )
+            .await;
+            self.written += 1;
+        }
+        let r = batch(&self.primary, "master", "SELECT last_log_backup_lsn FROM sys.database_recovery_status WHERE database_id = DB_ID(N'mgc')").await;
+        numeric(&r[0], 0)
+    }
+
+    /// Waits until the primary's backup job has written a log backup past `mark`.
+    async fn backed_up(&self, mark: i64) {
+        wait_for("a log backup on the share past the mark", DEADLINE, || async {
+            let r = batch(&self.primary, "master", "SELECT last_log_backup_lsn FROM sys.database_recovery_status WHERE database_id = DB_ID(N'mgc')").await;
+            (numeric(&r[0], 0) > mark).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Waits until the backup instance has restored a log past `mark`.
+    async fn restored(&self, mark: i64) {
+        wait_for("the backup to restore a log past the mark", DEADLINE, || async {
+            let r = batch(&self.backup, "master", "SELECT MAX(b.last_lsn) FROM msdb.dbo.restorehistory r JOIN msdb.dbo.backupset b ON b.backup_set_id = r.backup_set_id WHERE r.destination_database_name = N'mgc' AND r.restore_type = N'L'").await;
+            r.first().is_some_and(|row| numeric(row, 0) > mark).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Enables or disables one of the backup instance's log shipping jobs.
+    async fn backup_job(&self, job: &str, enabled: bool) {
+        batch(
+            &self.backup,
+            "master",
+            &format!(
+                "EXEC msdb.dbo.sp_update_job @job_name = N'{job}_{PRIMARY}_mgc', @enabled = {}",
+                u8::from(enabled)
+            ),
+        )
+        .await;
+    }
+
+    /// DC1 is lost: the primary instance and both DC1 agents are killed.
+    async fn lose_dc1(&mut self) {
+        self.primary.kill();
+        self.fleet.kill_agent(PRIMARY);
+        self.fleet.kill_agent(SHELL_DC1);
+        self.fleet
+            .wait_connected(&[PRIMARY, SHELL_DC1], false, DEADLINE)
+            .await
+            .unwrap();
+    }
+
+    /// Messages in the backup `mgc`.
+    async fn backup_messages(&self) -> usize {
+        let r = batch(&self.backup, "mgc", "SELECT COUNT(*) FROM dbo.Messages").await;
+        r[0].get::<i32, _>(0).unwrap() as usize
+    }
+
+    async fn backup_state(&self) -> String {
+        let r = batch(
+            &self.backup,
+            "master",
+            "SELECT state_desc FROM sys.databases WHERE name = 'mgc'",
+        )
+        .await;
+        r[0].get::<&str, _>(0).unwrap().to_string()
+    }
+
+    /// `.trn` file names in a folder, sorted.
+    fn logs(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".trn"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// A pool in the normal state, log shipping primary → backup running (the backup `mgc` in
+/// STANDBY between restores when `standby`), `m` messages shipped.
+async fn normal_lab(m: usize, standby: bool) -> Lab {
+    failback_proto::install_crypto_provider();
+    let (agents, topology) = three_agent_topology();
+    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let files = fleet.files_root();
+    let (share, copy) = (files.join("share"), files.join("copy"));
+    let topology = topology
+        .replace("/lab/share", &share.display().to_string())
+        .replace("/lab/copy", &copy.display().to_string());
+    std::fs::write(fleet.dir.join("topology.toml"), topology).unwrap();
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::create_dir_all(&copy).unwrap();
+    let coord = fleet.dir.join("coordinator.toml");
+    let mut text = std::fs::read_to_string(&coord).unwrap();
+    text.push_str("\n[runbook]\ndrain_grace = \"2s\"\ndrain_poll = \"200ms\"\nretry_backoff = \"500ms\"\nlatency_limit = \"500ms\"\n");
+    std::fs::write(&coord, text).unwrap();
+
+    let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary")).unwrap();
+    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup")).unwrap();
+    primary.start().await.unwrap();
+    backup.start().await.unwrap();
+    let pw = fleet.dir.join("sql-password");
+    std::fs::write(&pw, SA_PASSWORD).unwrap();
+    fleet
+        .configure_agent(PRIMARY, &primary.agent_section(&pw))
+        .unwrap();
+    let backup_extra = format!(
+        "{}\n{}",
+        backup.agent_section(&pw),
+        fleet.lync_section(BACKUP).unwrap()
+    );
+    fleet.configure_agent(BACKUP, &backup_extra).unwrap();
+    let shell = fleet.lync_section(SHELL_DC1).unwrap();
+    fleet.configure_agent(SHELL_DC1, &shell).unwrap();
+
+    // Log shipping as the DBA set it up: seed, then the SSMS scripts on both sides.
+    let (s, c) = (share.display().to_string(), copy.display().to_string());
+    batch(
+        &primary,
+        "master",
+        "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
+    )
+    .await;
+    batch(
+        &primary,
+        "master",
+        &format!("BACKUP DATABASE [mgc] TO DISK = N'{s}/mgc_seed.bak' WITH INIT"),
+    )
+    .await;
+    batch(
+        &backup,
+        "master",
+        &if standby {
+            let undo = backup.data_dir.join("mgc_seed.tuf");
+            format!(
+                "RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH STANDBY = N'{}'",
+                undo.display()
+            )
+        } else {
+            format!("RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH NORECOVERY")
+        },
+    )
+    .await;
+    let r = batch(&primary, "master", &primary_script(&s)).await;
+    assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
+    let r = batch(
+        &backup,
+        "master",
+        &secondary_script(&s, &c, u8::from(standby)),
+    )
+    .await;
+    assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
+    fleet
+        .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
+        .await
+        .unwrap();
+
+    fleet.start_coordinator().await.unwrap();
+    fleet.start_agents().unwrap();
+    fleet
+        .wait_connected(&[PRIMARY, BACKUP, SHELL_DC1], true, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut lab = Lab {
+        fleet,
+        primary,
+        backup,
+        share,
+        copy,
+        written: 0,
+    };
+    let mark = lab.write(m).await;
+    lab.restored(mark).await;
+    lab
+}
+
+async fn status(fleet: &Fleet, run: &str) -> serde_json::Value {
+    let out = fleet
+        .ctl(OPERATOR, &["status", run, "--output", "json"])
+        .await
+        .unwrap();
+    // 3 = the run failed or was aborted (still a status).
+    assert!(out.code == 0 || out.code == 3, "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// Polls the run until it finished; returns the last detail.
+async fn finished(fleet: &Fleet, run: &str) -> serde_json::Value {
+    let last = std::sync::Mutex::new(serde_json::Value::Null);
+    let r = wait_for(
+        &format!("run {run} to finish"),
+        Duration::from_secs(120),
+        || async {
+            let d = status(fleet, run).await;
+            let s = d["run"]["status"].as_str().unwrap_or_default().to_string();
+            *last.lock().unwrap() = d.clone();
+            ["succeeded", "failed", "aborted"]
+                .contains(&s.as_str())
+                .then_some(d)
+        },
+    )
+    .await;
+    match r {
+        Ok(d) => d,
+        Err(e) => panic!("{e}: last status {:#}", last.lock().unwrap()),
+    }
+}
+
+/// `run failover --attest-primary-down … --yes` as the approver; the run's final detail.
+async fn failover(fleet: &Fleet) -> serde_json::Value {
+    let out = fleet
+        .ctl(
+            APPROVER,
+            &[
+                "run",
+                "failover",
+                "--pool",
+                POOL,
+                "--attest-primary-down",
+                ATTEST,
+                "--yes",
+                "--output",
+                "json",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let run: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    finished(fleet, run["run_id"].as_str().unwrap()).await
+}
+
+/// The pool's state and active servers as the DC2 shell reads them.
+async fn lync_view(fleet: &Fleet) -> (serde_json::Value, serde_json::Value) {
+    let out = fleet
+        .ctl(OPERATOR, &["inspect", BACKUP, "--output", "json"])
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let item = |name: &str| {
+        doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["operation"] == name)
+            .unwrap_or_else(|| panic!("{doc:#}"))["result"]
+            .clone()
+    };
+    (
+        item("pool_state")["state"].clone(),
+        item("pool_servers")["active_servers"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attested_failover_brings_the_backup_online_with_every_backed_up_message() {
+    let mut lab = normal_lab(10, false).await;
+    // The backup's copy job stops: the last log backups stay on the share only.
+    lab.backup_job("LSCopy", false).await;
+    let mark = lab.write(5).await;
+    lab.backed_up(mark).await;
+    lab.lose_dc1().await;
+
+    // Without the attestation the coordinator refuses, saying why.
+    let out = lab
+        .fleet
+        .ctl(
+            APPROVER,
+            &[
+                "run", "failover", "--pool", POOL, "--yes", "--output", "json",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("cannot tell a dead primary site from a cut link"),
+        "{out:?}"
+    );
+
+    // The dry run: every step, the destructive ones marked, the lost primary found.
+    let out = lab
+        .fleet
+        .ctl(
+            OPERATOR,
+            &["plan", "failover", "--pool", POOL, "--output", "json"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 8, "{plan:#}");
+    let destructive: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["destructive"] == true)
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(destructive, ["fo1_remove_log_shipping", "fo4_recover"]);
+    assert!(plan.to_string().contains("loss_window"), "{plan:#}");
+    assert!(plan["findings"].to_string().contains(PRIMARY), "{plan:#}");
+
+    let d = failover(&lab.fleet).await;
+    assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
+    let o = &d["pools"][0]["outputs"];
+    assert!(
+        !o["fo2_copy_logs"]["output"]["copied"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{d:#}"
+    );
+    let lw = &o["fo3_apply_logs"]["output"]["loss_window"];
+    assert_eq!(lw["share_reachable"], true, "{d:#}");
+    assert_eq!(lw["files_missing"], serde_json::json!([]), "{d:#}");
+    assert_eq!(lw["window_seconds"], 0, "{d:#}");
+    assert!(
+        !lw["last_restored_lsn"].as_str().unwrap().is_empty(),
+        "{d:#}"
+    );
+    assert_eq!(lab.backup_state().await, "ONLINE");
+    assert_eq!(lab.backup_messages().await, lab.written, "{d:#}");
+    let (state, active) = lync_view(&lab.fleet).await;
+    assert_eq!(state, "FailedOver");
+    assert_eq!(active, serde_json::json!(["pc01.dc2.lab"]));
+    let attested = d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["event"] == "run.attested")
+        .unwrap_or_else(|| panic!("{d:#}"))
+        .clone();
+    assert_eq!(attested["caller"], APPROVER, "{attested:#}");
+    assert!(attested.to_string().contains(ATTEST), "{attested:#}");
+    // Log shipping is gone from the backup instance (its jobs with it).
+    let r = batch(
+        &lab.backup,
+        "master",
+        "SELECT COUNT(*) FROM msdb.dbo.log_shipping_secondary_databases",
+    )
+    .await;
+    assert_eq!(r[0].get::<i32, _>(0), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn share_lost_with_dc1_applies_the_copy_folder_and_reports_it() {
+    let mut lab = normal_lab(10, false).await;
+    // Copied but not restored: these logs are in the copy folder when DC1 goes.
+    lab.backup_job("LSRestore", false).await;
+    let mark = lab.write(5).await;
+    lab.backed_up(mark).await;
+    let last_backup = batch(
+        &lab.primary,
+        "master",
+        "SELECT last_backup_file FROM msdb.dbo.log_shipping_primary_databases",
+    )
+    .await[0]
+        .get::<&str, _>(0)
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let copy = lab.copy.clone();
+    wait_for(
+        "the copy job to copy the newest log backup",
+        DEADLINE,
+        || {
+            let copy = copy.clone();
+            let last_backup = last_backup.clone();
+            async move { Lab::logs(&copy).contains(&last_backup).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let copied = lab.written;
+    // Only on the share: lost with it.
+    lab.backup_job("LSCopy", false).await;
+    let mark = lab.write(5).await;
+    lab.backed_up(mark).await;
+    lab.lose_dc1().await;
+    std::fs::rename(&lab.share, lab.share.with_file_name("share-lost")).unwrap();
+
+    let d = failover(&lab.fleet).await;
+    assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
+    let o = &d["pools"][0]["outputs"];
+    assert_eq!(
+        o["fo2_copy_logs"]["output"]["share_reachable"], false,
+        "{d:#}"
+    );
+    let lw = &o["fo3_apply_logs"]["output"]["loss_window"];
+    assert_eq!(lw["share_reachable"], false, "{d:#}");
+    assert!(
+        !o["fo3_apply_logs"]["output"]["applied"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the copied logs were applied: {d:#}"
+    );
+    let found = lab.backup_messages().await;
+    assert!(
+        found >= copied && found < lab.written,
+        "found {found}: {copied} were in copied logs, {} written: {d:#}",
+        lab.written
+    );
+    assert_eq!(lab.backup_state().await, "ONLINE");
+    let (state, _) = lync_view(&lab.fleet).await;
+    assert_eq!(state, "FailedOver");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_in_the_log_chain_stops_at_fo3_naming_the_missing_range() {
+    let mut lab = normal_lab(5, false).await;
+    lab.backup_job("LSCopy", false).await;
+    for _ in 0..3 {
+        let mark = lab.write(1).await;
+        lab.backed_up(mark).await;
+    }
+    lab.lose_dc1().await;
+    // The first uncopied log backup that holds log records goes missing from both folders.
+    let copied = Lab::logs(&lab.copy);
+    let mut victim = None;
+    for name in Lab::logs(&lab.share) {
+        if copied.contains(&name) {
+            continue;
+        }
+        let path = lab.share.join(&name);
+        let r = batch(
+            &lab.backup,
+            "master",
+            &format!("RESTORE HEADERONLY FROM DISK = N'{}'", path.display()),
+        )
+        .await;
+        let (first, last) = (
+            numeric(
+                &r[0],
+                r[0].columns()
+                    .iter()
+                    .position(|c| c.name() == "FirstLSN")
+                    .unwrap(),
+            ),
+            numeric(
+                &r[0],
+                r[0].columns()
+                    .iter()
+                    .position(|c| c.name() == "LastLSN")
+                    .unwrap(),
+            ),
+        );
+        if first < last {
+            victim = Some((path, first, last));
+            break;
+        }
+    }
+    let (path, first, last) = victim.expect("an uncopied log backup with log records");
+    std::fs::remove_file(&path).unwrap();
+    let _ = std::fs::remove_file(lab.copy.join(path.file_name().unwrap()));
+
+    let d = failover(&lab.fleet).await;
+    assert_eq!(d["run"]["status"], "failed", "{d:#}");
+    let fo3 = &d["pools"][0]["outputs"]["fo3_apply_logs"];
+    assert_eq!(fo3["status"], "failed", "{d:#}");
+    let msg = fo3["error"].as_str().unwrap();
+    assert!(msg.contains("gap in the log chain"), "{msg}");
+    assert!(
+        msg.contains(&format!("LSN {first} to {last}")),
+        "the missing file's LSN range {first}..{last}: {msg}"
+    );
+    assert_eq!(lab.backup_state().await, "RESTORING");
+    let (state, _) = lync_view(&lab.fleet).await;
+    assert_eq!(state, "Normal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_secondary_with_nothing_left_to_apply_is_recovered() {
+    let mut lab = normal_lab(10, true).await;
+    // The primary stops backing up; the backup restores everything there is (STANDBY between
+    // restores: ONLINE, read-only), so FO-3 finds nothing to apply and FO-4 recovers a STANDBY
+    // database.
+    batch(
+        &lab.primary,
+        "master",
+        "EXEC msdb.dbo.sp_update_job @job_name = N'LSBackup_mgc', @enabled = 0",
+    )
+    .await;
+    let name = |p: &str| p.rsplit('/').next().unwrap_or_default().to_string();
+    wait_for(
+        "the backup to restore the last log backup",
+        DEADLINE,
+        || async {
+            let p = batch(
+                &lab.primary,
+                "master",
+                "SELECT last_backup_file FROM msdb.dbo.log_shipping_primary_databases",
+            )
+            .await;
+            let b = batch(
+                &lab.backup,
+                "master",
+                "SELECT last_restored_file FROM msdb.dbo.log_shipping_secondary_databases",
+            )
+            .await;
+            let last = name(p[0].get::<&str, _>(0).unwrap_or_default());
+            let restored = name(b[0].get::<&str, _>(0).unwrap_or_default());
+            (!last.is_empty() && last == restored).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let r = batch(
+        &lab.backup,
+        "master",
+        "SELECT state_desc, is_in_standby FROM sys.databases WHERE name = 'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<&str, _>(0), Some("ONLINE"));
+    assert_eq!(r[0].get::<bool, _>(1), Some(true));
+    lab.lose_dc1().await;
+
+    let d = failover(&lab.fleet).await;
+    assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
+    let o = &d["pools"][0]["outputs"];
+    assert_eq!(
+        o["fo3_apply_logs"]["output"]["applied"],
+        serde_json::json!([]),
+        "{d:#}"
+    );
+    assert_eq!(o["fo4_recover"]["output"]["changed"], true, "{d:#}");
+    let r = batch(
+        &lab.backup,
+        "master",
+        "SELECT state_desc, is_in_standby FROM sys.databases WHERE name = 'mgc'",
+    )
+    .await;
+    assert_eq!(r[0].get::<&str, _>(0), Some("ONLINE"));
+    assert_eq!(
+        r[0].get::<bool, _>(1),
+        Some(false),
+        "recovered, not STANDBY"
+    );
+    assert_eq!(lab.backup_messages().await, lab.written, "{d:#}");
+}
