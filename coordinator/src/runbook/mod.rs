@@ -21,7 +21,7 @@
 //! nothing needs to deserialise into a step type. The failback set itself is closed
 //! ([`failback::steps`]).
 //!
-//! When you change the step contract, also touch `failback/*.rs` and `engine_tests.rs`.
+//! When you change the step contract, also touch `failback/*.rs`, `failover/*.rs`, `engine_tests/fake.rs` and `failover_tests/fake.rs`.
 
 pub mod context;
 pub mod engine;
