@@ -1,4 +1,5 @@
-//! The failback on a real three-member etcd with two coordinator processes, and the leader
+//! The failback of a pool failed over and mirrored in DC2, on a real three-member etcd with two
+//! coordinator processes, and the leader
 //! killed with SIGKILL twice: while FB-3's `BACKUP DATABASE` runs on the backup instance and
 //! again while FB-4's `RESTORE DATABASE` runs on the primary. The other coordinator takes over
 //! each time (the run's audit trail shows both coordinators driving it), re-asks the agents with
@@ -30,12 +31,13 @@ fn fault(spec: &str) -> Vec<String> {
     vec!["--fault".into(), spec.into()]
 }
 
-/// Waits until `sim` has received a statement starting with `prefix`.
-async fn wait_statement(sim: &SqlSim, prefix: &str) {
+/// Waits until `sim` has received a statement starting with `prefix` beyond the `before` it
+/// already had.
+async fn wait_statement(sim: &SqlSim, prefix: &str, before: usize) {
     wait_for(
         &format!("'{prefix}' in the statement log"),
         Duration::from_secs(90),
-        || async { (!statements_starting(sim, prefix).is_empty()).then_some(()) },
+        || async { (statements_starting(sim, prefix).len() > before).then_some(()) },
     )
     .await
     .unwrap();
@@ -51,18 +53,21 @@ async fn failback_on_etcd_survives_leader_kills_during_fb3_and_fb4() {
         backup_args: vec![(0, fault("delay backup 5000"))],
         primary_args: vec![(0, fault("delay restore 5000"))],
         heartbeat: Duration::from_millis(1000),
+        mirrored: true,
         ..Options::default()
     })
     .await
     .unwrap();
     let first = lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
+    // The mirror's seed was a BACKUP DATABASE on the backup instance too.
+    let seeded = statements_starting(&lab.pools[0].backup, "BACKUP DATABASE").len();
     let run = lab
         .start_failback(APPROVER, &["--pool", POOL, "--yes"])
         .await
         .unwrap();
 
     // FB-3 in flight on the backup instance: kill -9 the leader.
-    wait_statement(&lab.pools[0].backup, "BACKUP DATABASE").await;
+    wait_statement(&lab.pools[0].backup, "BACKUP DATABASE", seeded).await;
     lab.fleet.kill_coordinator_named(&first);
     let second = wait_for(
         "the other coordinator to lead",
@@ -77,7 +82,7 @@ async fn failback_on_etcd_survives_leader_kills_during_fb3_and_fb4() {
     lab.fleet.start_coordinator_named(&first).await.unwrap();
 
     // FB-4 in flight on the primary: kill -9 the new leader.
-    wait_statement(&lab.pools[0].primary, "RESTORE DATABASE").await;
+    wait_statement(&lab.pools[0].primary, "RESTORE DATABASE", 0).await;
     lab.fleet.kill_coordinator_named(&second);
     // Invariant 7: while the primary copy is being restored, the backup copy takes no writes.
     let rows = lab.pools[0]

@@ -1,7 +1,8 @@
 //! Pools built in the failed-over state, the starting point of every failback test: for each
 //! pool a primary sqlsim (DC1, rebuilt by Topology Builder: an empty `mgc`) and a backup sqlsim
-//! (DC2: `mgc` ONLINE with the chat history), the pool `FailedOver` in lyncsim's CMS with its DC2
-//! chat server active, and the agents that manage them — all real processes, connected to one
+//! (DC2: `mgc` ONLINE with the chat history, optionally mirrored to a third instance as a long
+//! failed-over period leaves it), the pool `FailedOver` in lyncsim's CMS with its DC2 chat server
+//! active, and the agents that manage them — all real processes, connected to one
 //! standalone coordinator or to two coordinators on etcd.
 //!
 //! Agents: pool `i` (1-based) has `sql0i.dc1.lab` (primary) and `sql0i.dc2.lab` (backup);
@@ -17,6 +18,7 @@ use super::fleet::{AgentSpec, Fleet, OPERATOR};
 use super::process::bin;
 use super::sqlsim::{SA_PASSWORD, SqlSim};
 use super::wait_for;
+use crate::lab::sql::{LAB_ADMIN, mirror_mgc};
 
 /// Messages each pool's `mgc` holds before failback.
 pub const MESSAGES: usize = 20;
@@ -39,6 +41,12 @@ pub struct PoolLab {
     pub primary: SqlSim,
     /// The backup instance.
     pub backup: SqlSim,
+    /// The backup's mirror (not an agent of the topology: FB-2 finds the mirroring on the
+    /// backup instance), when the lab mirrors.
+    pub mirror: Option<SqlSim>,
+    /// How many statements the primary's and the backup's logs held when the lab was ready:
+    /// what a run sent comes after.
+    pub setup_statements: (usize, usize),
 }
 
 /// A fleet whose pools are failed over.
@@ -63,6 +71,8 @@ pub struct Options {
     pub primary_args: Vec<(usize, Vec<String>)>,
     /// Heartbeat interval of the coordinators.
     pub heartbeat: Duration,
+    /// Mirror each backup `mgc` to a third instance (as a long failed-over period leaves it).
+    pub mirrored: bool,
 }
 
 impl Default for Options {
@@ -73,6 +83,7 @@ impl Default for Options {
             backup_args: Vec::new(),
             primary_args: Vec::new(),
             heartbeat: Duration::from_millis(500),
+            mirrored: false,
         }
     }
 }
@@ -184,7 +195,19 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
         let (primary_agent, backup_agent) =
             (format!("sql{i:02}.dc1.lab"), format!("sql{i:02}.dc2.lab"));
         let pa = args_for(&opts.primary_args, i - 1);
-        let ba = args_for(&opts.backup_args, i - 1);
+        let mut ba = args_for(&opts.backup_args, i - 1);
+        let registry = fleet.dir.join(format!("mirroring-{i:02}.json"));
+        let mirror_args = [
+            "--mirror-registry".to_string(),
+            registry.display().to_string(),
+            "--admin-login".into(),
+            LAB_ADMIN.0.into(),
+            "--admin-password".into(),
+            LAB_ADMIN.1.into(),
+        ];
+        if opts.mirrored {
+            ba.extend(mirror_args.iter().cloned());
+        }
         let pa: Vec<&str> = pa.iter().map(String::as_str).collect();
         let ba: Vec<&str> = ba.iter().map(String::as_str).collect();
         let mut primary = SqlSim::new(
@@ -229,6 +252,16 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
         primary
             .batch_as(sa, "master", "CREATE DATABASE mgc")
             .await?;
+        let mirror = if opts.mirrored {
+            let name = format!("sql{i:02}m.dc2.lab");
+            let ma: Vec<&str> = mirror_args.iter().map(String::as_str).collect();
+            let mut m = SqlSim::new(&name, &fleet.dir.join(format!("sql-{name}")))?.with_args(&ma);
+            m.start().await?;
+            mirror_mgc(&backup, &m, &fleet.dir.join("mirror-seeds")).await?;
+            Some(m)
+        } else {
+            None
+        };
         let fqdn = pool_fqdn(i);
         let (dc1, dc2) = (format!("pc{i:02}.dc1.lab"), format!("pc{i:02}.dc2.lab"));
         fleet
@@ -243,12 +276,15 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
             ),
         )
         .await?;
+        let setup_statements = (primary.statements().len(), backup.statements().len());
         pools.push(PoolLab {
             fqdn,
             primary_agent,
             backup_agent,
             primary,
             backup,
+            mirror,
+            setup_statements,
         });
     }
     let shell = fleet.lync_section(SHELL_DC1)?;

@@ -78,21 +78,29 @@ pub async fn assert_failed_back(lab: &FailedOverLab, index: usize, detail: &serd
         "{doc:#}"
     );
 
-    let count = |sim: &SqlSim, prefix: &str| {
-        sim.statements()
-            .iter()
-            .filter(|s| s.text.trim_start().to_ascii_uppercase().starts_with(prefix))
-            .count()
-    };
-    assert_eq!(count(&pool.backup, "BACKUP DATABASE"), 1);
-    assert_eq!(count(&pool.primary, "RESTORE DATABASE"), 1);
-    // FB-5: one seed backup of the primary, restored once WITH NORECOVERY on the backup.
-    let seed = |sim: &SqlSim, prefix: &str| {
+    // Only what the run sent: the fixture's own setup statements come first in each log.
+    let sent = |primary: bool, prefix: &str| {
+        let (sim, skip) = if primary {
+            (&pool.primary, pool.setup_statements.0)
+        } else {
+            (&pool.backup, pool.setup_statements.1)
+        };
         sim.statements()
             .into_iter()
+            .skip(skip)
             .filter(|s| s.text.trim_start().to_ascii_uppercase().starts_with(prefix))
             .collect::<Vec<_>>()
     };
+    assert_eq!(sent(false, "BACKUP DATABASE").len(), 1);
+    assert_eq!(sent(true, "RESTORE DATABASE").len(), 1);
+    // FB-2 removed the backup's mirroring once, where the fixture mirrored it.
+    if pool.mirror.is_some() {
+        assert_eq!(sent(false, "ALTER DATABASE [MGC] SET PARTNER OFF").len(), 1);
+    }
+    // FB-4 froze the backup copy once; FB-5: one seed backup of the primary, restored once
+    // WITH NORECOVERY on the backup.
+    assert_eq!(sent(false, "ALTER DATABASE [MGC] SET READ_ONLY").len(), 1);
+    let seed = |sim: &SqlSim, prefix: &str| sent(std::ptr::eq(sim, &pool.primary), prefix);
     let seeds = seed(&pool.primary, "BACKUP DATABASE");
     assert_eq!(seeds.len(), 1, "{seeds:#?}");
     assert!(
