@@ -66,7 +66,7 @@ pub enum Error {
     #[error("{0}")]
     Unreachable(String),
     /// A coordinator answered a call with an error status.
-    #[error("the coordinator refused: {message}")]
+    #[error("coordinator: {message}")]
     Remote {
         /// gRPC status code.
         code: tonic::Code,

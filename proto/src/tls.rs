@@ -356,7 +356,11 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        chain.push(e.to_string());
+        // io and hyper errors repeat their cause in their own text; say each thing once.
+        let text = e.to_string();
+        if !chain.last().is_some_and(|l: &String| l.contains(&text)) {
+            chain.push(text);
+        }
         cur = e.source();
     }
     let all = chain.join(": ");

@@ -2,7 +2,8 @@
 //! - `plan` changes nothing (no statement reaches any instance, the CMS is untouched) and lists
 //!   every changing statement the following `run` sends, on the agent that sends it;
 //! - three pools with `--max-parallel 2` run in waves (the canary alone, then the other two at
-//!   once), and a failure in the canary stops the run before any other pool is touched.
+//!   once), and a failure in the canary stops the run before any other pool is touched;
+//! - a failback of a pool that is Normal again is refused before it changes anything.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -255,4 +256,22 @@ async fn three_pools_in_waves_and_a_failing_canary_stops_the_rest() {
     for i in 0..3 {
         assert_failed_back(&lab, i, &detail).await;
     }
+
+    // Failing back a pool that is Normal again is refused before anything changes: its DC1
+    // chat server stays active (FB-1 would otherwise clear it and stop chat).
+    let cms = std::fs::read(lab.fleet.cms_store()).unwrap();
+    let run = lab
+        .start_failback(APPROVER, &["--pool", &p1, "--yes"])
+        .await
+        .unwrap();
+    let detail = lab.wait_status(&run, &[], DEADLINE).await.unwrap();
+    assert_eq!(detail["run"]["status"], "failed", "{detail:#}");
+    assert!(
+        detail["run"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not FailedOver"),
+        "{detail:#}"
+    );
+    assert_eq!(std::fs::read(lab.fleet.cms_store()).unwrap(), cms);
 }

@@ -193,8 +193,8 @@ struct RunbookArgs {
     /// Approve the destructive steps now (needs an approver certificate).
     #[arg(long)]
     yes: bool,
-    /// Pools at once after the canary.
-    #[arg(long, default_value_t = 1)]
+    /// Pools at once after the canary (1 or more).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     max_parallel: u32,
     /// Keep going with other pools after one fails.
     #[arg(long)]

@@ -88,7 +88,7 @@ pub fn render(r: &pb::PreflightResponse, format: Format) -> String {
                     if c.target.is_empty() {
                         "-".into()
                     } else {
-                        c.target.clone()
+                        short_target(&c.target)
                     },
                     status_word(status).to_uppercase(),
                     c.observed.clone(),
@@ -154,9 +154,36 @@ pub fn render(r: &pb::PreflightResponse, format: Format) -> String {
     out.join("\n")
 }
 
+/// A target for the table: folder paths shortened to their last two components (`…/share/p1`),
+/// so the table stays readable; the JSON and the "To fix" lines keep the full paths.
+fn short_target(target: &str) -> String {
+    target
+        .split(' ')
+        .map(|w| {
+            let parts: Vec<&str> = w.split(['/', '\\']).filter(|x| !x.is_empty()).collect();
+            if parts.len() > 2 && (w.starts_with('/') || w.contains('\\')) {
+                format!("…/{}", parts[parts.len() - 2..].join("/"))
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_paths_are_shortened_in_the_table() {
+        assert_eq!(
+            short_target("/tmp/lab/files/dc1/share/p1 → /tmp/lab/files/dc2/copy/p1"),
+            "…/share/p1 → …/copy/p1"
+        );
+        assert_eq!(short_target(r"\\fs01\pchat\ls"), "…/pchat/ls");
+        assert_eq!(short_target("mgc on primary sql01"), "mgc on primary sql01");
+    }
 
     fn sample() -> pb::PreflightResponse {
         pb::PreflightResponse {

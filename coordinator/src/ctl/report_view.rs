@@ -41,7 +41,12 @@ const FACTS: &[(&str, &str)] = &[
     ("measured", "latency"),
     ("refused", "refused"),
     ("not_measured", "not measured"),
-    ("removed", "mirroring removed"),
+    ("removed", "removed"),
+    ("detail", "detail"),
+    ("backup_frozen", "backup copy"),
+    ("copied", "logs copied"),
+    ("share_error", "share unreachable"),
+    ("applied", "logs applied"),
     ("killed", "sessions ended"),
     ("drained_ms", "drained in (ms)"),
     ("checked", "checked"),
@@ -59,6 +64,7 @@ const LOSS_WINDOW: &[(&str, &str)] = &[
     ("window_seconds", "Window (seconds)"),
     ("files_missing", "Files missing"),
     ("share_reachable", "Share reachable"),
+    ("note", "Note"),
 ];
 
 fn parse(s: &str) -> Value {
@@ -147,6 +153,20 @@ fn words(v: &Value) -> String {
                         Some(m) if !m.is_empty() => format!("{job} ({m})"),
                         _ => job,
                     }
+                }
+                // A log backup copied or applied: its file name and LSN range.
+                Value::Object(o) if o.contains_key("file") && o.contains_key("last_lsn") => {
+                    let file = o.get("file").map(words).unwrap_or_default();
+                    let name = file.rsplit(['/', '\\']).next().unwrap_or(&file).to_string();
+                    format!(
+                        "{name} (LSN {}–{})",
+                        o.get("first_lsn").map(words).unwrap_or_default(),
+                        o.get("last_lsn").map(words).unwrap_or_default()
+                    )
+                }
+                Value::Object(o) if o.contains_key("file") => {
+                    let file = o.get("file").map(words).unwrap_or_default();
+                    file.rsplit(['/', '\\']).next().unwrap_or(&file).to_string()
                 }
                 Value::Object(o) if o.contains_key("server") => {
                     let server = o.get("server").map(words).unwrap_or_default();

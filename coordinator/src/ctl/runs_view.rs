@@ -83,7 +83,7 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
                     format!("\nattested primary down: {}", run.attestation)
                 },
             );
-            out.push_str(&format!("{:<28} {:<22} {:<8} STATUS\n", "POOL", "STEP", "ATTEMPT"));
+            out.push_str(&format!("{:<28} {:<26} {:<8} STATUS\n", "POOL", "STEP", "ATTEMPT"));
             for p in &d.pools {
                 // Live progress (leader's memory): the operation in flight, with its percent.
                 let live = if p.operation.is_empty() {
@@ -92,20 +92,31 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
                     let pct = p.percent.map(|x| format!(" {x}%")).unwrap_or_default();
                     format!(" ({}{pct} on {})", p.operation, p.agent)
                 };
-                out.push_str(&format!("{:<28} {:<22} {:<8} {}{live}\n", p.pool, p.step, p.attempt, p.status));
+                out.push_str(&format!("{:<28} {:<26} {:<8} {}{live}\n", p.pool, p.step, p.attempt, p.status));
                 if let Value::Object(steps) = parse(&p.outputs_json) {
+                    // In the order they ran (FB-7 runs before FB-6 by default), not by name.
+                    let started = |r: &Value| r.get("started_unix_ms").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                    let mut steps: Vec<(&String, &Value)> = steps.iter().collect();
+                    steps.sort_by_key(|(_, r)| started(r));
                     for (name, rec) in steps {
                         let status = rec.get("status").and_then(Value::as_str).unwrap_or("");
                         let ms = rec.get("finished_unix_ms").and_then(Value::as_u64).unwrap_or(0)
                             .saturating_sub(rec.get("started_unix_ms").and_then(Value::as_u64).unwrap_or(0));
                         let why = rec.get("error").or_else(|| rec.get("reason")).and_then(Value::as_str).map(|s| format!(" — {s}")).unwrap_or_default();
-                        out.push_str(&format!("    {name:<22} {status:<10} {ms} ms{why}\n"));
+                        out.push_str(&format!("    {name:<26} {status:<10} {ms} ms{why}\n"));
                     }
                 }
             }
             out.push_str("\naudit:\n");
             for a in &d.audit {
-                out.push_str(&format!("  {:>3} {:<28} {:<30} {}\n", a.seq, a.event, a.caller, a.details_json));
+                out.push_str(&format!(
+                    "  {:>3} {} {:<28} {:<30} {}\n",
+                    a.seq,
+                    super::report_view::utc(a.at_unix_ms),
+                    a.event,
+                    a.caller,
+                    a.details_json
+                ));
             }
             out.trim_end().to_string()
         }

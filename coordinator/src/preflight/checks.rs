@@ -311,7 +311,20 @@ fn active_servers(f: &Facts, d: Direction) -> pb::PreflightCheck {
         .iter()
         .filter(|a| !expected.contains(&a.to_ascii_lowercase()))
         .collect();
-    if servers.active_servers.is_empty() || !stray.is_empty() {
+    // No active server means chat is down: not ready, whatever the direction.
+    if servers.active_servers.is_empty() {
+        return check(
+            NAME,
+            &f.pool.fqdn,
+            St::Fail,
+            observed,
+            format!("active servers of {now_dc}"),
+            format!(
+                "chat is down: no server is active; set the active servers to the chat servers of {now_dc} (Set-CsPersistentChatActiveServer), or finish the run that cleared them"
+            ),
+        );
+    }
+    if !stray.is_empty() {
         return check(
             NAME,
             &f.pool.fqdn,
@@ -319,7 +332,7 @@ fn active_servers(f: &Facts, d: Direction) -> pb::PreflightCheck {
             observed,
             format!("active servers of {now_dc} only"),
             format!(
-                "set the active servers to the chat servers of {now_dc} (Set-CsPersistentChatActiveServer): none active means chat is down, servers of the other data center write across the WAN"
+                "set the active servers to the chat servers of {now_dc} (Set-CsPersistentChatActiveServer): servers of the other data center write across the WAN"
             ),
         );
     }

@@ -310,6 +310,18 @@ fn single_faults_fail_their_check() {
     assert_eq!(status(&p, "failover", "active_servers", ""), St::Fail);
     assert_eq!(status(&p, "failback", "active_servers", ""), St::Ok);
 
+    // A Normal pool with no active server: chat is down, not ready in either direction.
+    let mut f = healthy();
+    f.pool_servers = Ok(pb::PoolServersInfo {
+        servers: vec!["pc01.dc1.lab".into(), "pc01.dc2.lab".into()],
+        active_servers: Vec::new(),
+        ..Default::default()
+    });
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failover", "active_servers", ""), St::Fail);
+    assert_eq!(status(&p, "failback", "active_servers", ""), St::Fail);
+    assert!(!p.ready);
+
     let mut f = healthy();
     f.share_files = Ok(vec![file("mgc_20261126090001.trn", 60)]);
     let p = evaluate(&f, &settings());

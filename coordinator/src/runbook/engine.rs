@@ -508,7 +508,7 @@ impl Engine {
         let snap = store
             .get_run(id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no run {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no run {id} (run ids look like 20261126-095801-636d95; `failbackctl history` lists the runs)")))?;
         if snap.run.status.is_finished() {
             return Err(Error::InvalidInput(format!(
                 "run {id} is already {:?}",
@@ -524,7 +524,7 @@ impl Engine {
         let snap = store
             .get_run(id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no run {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no run {id} (run ids look like 20261126-095801-636d95; `failbackctl history` lists the runs)")))?;
         let audit = store.audit(id).await?;
         Ok((snap, audit))
     }

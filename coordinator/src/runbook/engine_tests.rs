@@ -489,3 +489,52 @@ async fn pause_resume_abort() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn failback_of_a_normal_pool_is_refused_before_any_change() {
+    let s = setup().await;
+    {
+        let mut w = s.fake.world.lock().unwrap();
+        w.normal = true;
+        w.active = vec!["pc01.dc1.lab".into()];
+    }
+    let id = start(&s, &approver(), true).await;
+    wait_status(&s.store, &id, RunStatus::Failed).await;
+    assert!(
+        s.fake.executed.lock().unwrap().is_empty(),
+        "{:?}",
+        s.fake.executed.lock().unwrap()
+    );
+    assert_eq!(
+        s.fake.world.lock().unwrap().active,
+        vec!["pc01.dc1.lab".to_string()]
+    );
+    let snap = s.store.get_run(&id).await.unwrap().unwrap();
+    let reason = snap.run.reason.clone().unwrap_or_default();
+    assert!(reason.contains("not FailedOver"), "{reason}");
+}
+
+#[tokio::test]
+async fn abort_while_awaiting_approval_leaves_the_step_not_started() {
+    let s = setup().await;
+    let id = start(&s, &operator(), false).await;
+    wait_status(&s.store, &id, RunStatus::AwaitingApproval).await;
+    s.engine.abort(&operator(), &id).await.unwrap();
+    wait_status(&s.store, &id, RunStatus::Aborted).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = s.store.get_run(&id).await.unwrap().unwrap();
+        let pool = &snap.pools["pchat01.lab.local"];
+        if pool.status == StepStatus::Pending {
+            assert_eq!(pool.step, "fb4_restore");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pool still {:?} after the abort",
+            pool.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(s.fake.executed("restore_database").is_empty());
+}

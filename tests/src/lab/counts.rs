@@ -77,7 +77,11 @@ pub(super) async fn count_after_failover(
         lab.report.check(
             format!("{}: backup mgc ONLINE after failover", p.fqdn),
             state.as_deref() == Some("ONLINE"),
-            format!("{} mgc is {state:?}", p.backup),
+            format!(
+                "{} mgc is {}",
+                p.backup,
+                state.as_deref().unwrap_or("missing")
+            ),
         );
         let bodies: BTreeSet<String> = sql::message_bodies(backup).await?.into_iter().collect();
         let last = sql::last_restored_log(backup).await?;
@@ -237,7 +241,7 @@ pub(super) async fn chat_sessions_visible(lab: &mut Lab) -> anyhow::Result<()> {
         lab.report.check(
             format!("{}: the DC2 chat server's session shows as {want}", p.fqdn),
             seen.contains(&want),
-            format!("sessions in {} mgc: {seen:?}", p.backup),
+            format!("sessions in {} mgc: {}", p.backup, seen.join(", ")),
         );
     }
     Ok(())
@@ -349,14 +353,14 @@ pub(super) async fn final_state(lab: &mut Lab) -> anyhow::Result<()> {
         lab.report.check(
             format!("{}: pool Normal, DC1 chat server active", p.fqdn),
             state == "Normal" && active == vec![p.chat_dc1.clone()],
-            format!("{state}, active {active:?}"),
+            format!("{state}, active {}", active.join(", ")),
         );
         if lab.opts.mirrors {
             let role = sql::mirroring_role(&lab.sims[&p.backup]).await?;
             lab.report.check(
                 format!("{}: backup mgc no longer mirrored", p.fqdn),
                 role.is_none(),
-                format!("mirroring role {role:?}"),
+                format!("mirroring role {}", role.as_deref().unwrap_or("none")),
             );
         }
         let ps = sql::database_state(&lab.sims[&p.primary], "mgc").await?;
@@ -364,7 +368,11 @@ pub(super) async fn final_state(lab: &mut Lab) -> anyhow::Result<()> {
         lab.report.check(
             format!("{}: primary mgc ONLINE, backup mgc RESTORING", p.fqdn),
             ps.as_deref() == Some("ONLINE") && bs.as_deref() == Some("RESTORING"),
-            format!("primary {ps:?}, backup {bs:?}"),
+            format!(
+                "primary {}, backup {}",
+                ps.as_deref().unwrap_or("missing"),
+                bs.as_deref().unwrap_or("missing")
+            ),
         );
     }
     lab.report.end(t, "checked");

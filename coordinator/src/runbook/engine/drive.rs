@@ -524,6 +524,11 @@ impl Engine {
             }
         };
         h.awaiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if outcome.is_err() && rx.borrow().aborted {
+            // Aborted while waiting: the step never acted; say so instead of leaving the pool
+            // "awaiting approval" in an aborted run.
+            let _ = tracker.set_status(StepStatus::Pending).await;
+        }
         outcome?;
         tracker.set_status(StepStatus::Running).await?;
         let _ = self.sync_status(&store, h, None).await;

@@ -3,6 +3,9 @@
 //!
 //! - Probe: never done (see [`ClearActiveServers::probe`]): the action is idempotent and its
 //!   Agent-account check must run in every run.
+//! - Precondition (before any change of the run): Lync reports the pool FailedOver; a Normal
+//!   pool is refused (fatal) — failing back a pool that serves from its primary would stop chat
+//!   and back up the wrong copy.
 //! - Action: `Set-CsPersistentChatActiveServer -Identity <id> -ActiveServers $null -Force`
 //!   (op `clear-active`, through a Lync shell agent of the backup data center first); then list
 //!   the sessions in every pool database on the backup instance every `drain_poll` until none
@@ -30,7 +33,7 @@ use async_trait::async_trait;
 use failback_proto::pb;
 use serde_json::{Value, json};
 
-use super::{expect_output, op, pool_servers, sessions, shell_agents, sql};
+use super::{expect_output, op, pool_servers, pool_state, sessions, shell_agents, sql};
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
@@ -183,6 +186,19 @@ impl Step for ClearActiveServers {
     async fn act(&self, ctx: &StepCtx) -> Result<Value, StepError> {
         let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+        // Failback brings a failed-over pool back: on a Normal pool, clearing the active servers
+        // would stop chat for nothing and FB-3 would back up the wrong copy. Checked before the
+        // first change of the run, so a refused run changes nothing.
+        let state = pool_state(ctx, &ctx.pool.backup_dc).await?;
+        if state.state() != pb::PoolStateValue::FailedOver {
+            return Err(StepError::fatal(format!(
+                "refusing to fail back: Lync reports pool {} as {:?}, not FailedOver; nothing was changed. \
+                 Failback applies to a pool that was failed over (check with `failbackctl preflight --pool {}`)",
+                ctx.pool.fqdn,
+                state.state(),
+                ctx.pool.fqdn
+            )));
+        }
         let before = pool_servers(ctx, &shell).await?;
         ctx.act(
             &shell,

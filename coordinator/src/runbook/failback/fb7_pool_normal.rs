@@ -20,26 +20,13 @@ use async_trait::async_trait;
 use failback_proto::pb;
 use serde_json::{Value, json};
 
-use super::{expect_output, op, shell_agents};
+use super::{op, pool_state, shell_agents};
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::Pool;
 
 /// FB-7.
 pub struct PoolNormal;
-
-async fn state(ctx: &StepCtx) -> Result<pb::PoolStateInfo, StepError> {
-    let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.primary_dc))?;
-    let out = ctx
-        .read(
-            &shell,
-            op(pb::operation::Kind::PoolState(pb::PoolState {
-                pool_fqdn: ctx.pool.fqdn.clone(),
-            })),
-        )
-        .await?;
-    expect_output!(out, PoolState, "pool_state")
-}
 
 #[async_trait]
 impl Step for PoolNormal {
@@ -69,7 +56,7 @@ impl Step for PoolNormal {
     }
 
     async fn probe(&self, ctx: &StepCtx) -> Result<Probe, StepError> {
-        let s = state(ctx).await?;
+        let s = pool_state(ctx, &ctx.pool.primary_dc).await?;
         if s.state() == pb::PoolStateValue::Normal {
             return Ok(Probe::Done(
                 json!({ "identity": s.identity, "state": "Normal" }),
@@ -94,7 +81,7 @@ impl Step for PoolNormal {
     }
 
     async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
-        let s = state(ctx).await?;
+        let s = pool_state(ctx, &ctx.pool.primary_dc).await?;
         if s.state() != pb::PoolStateValue::Normal {
             return Err(StepError::retry(format!(
                 "pool state reads {:?} after setting Normal",

@@ -154,6 +154,21 @@ pub async fn pool_servers(
     expect_output!(out, PoolServers, "pool_servers")
 }
 
+/// The pool's state (`Get-CsPersistentChatState`) read through a Management Shell agent of
+/// data center `dc`.
+pub async fn pool_state(ctx: &super::StepCtx, dc: &str) -> Result<pb::PoolStateInfo, StepError> {
+    let shell = ctx.pick_agent(&shell_agents(&ctx.pool, dc))?;
+    let out = ctx
+        .read(
+            &shell,
+            op(pb::operation::Kind::PoolState(pb::PoolState {
+                pool_fqdn: ctx.pool.fqdn.clone(),
+            })),
+        )
+        .await?;
+    expect_output!(out, PoolState, "pool_state")
+}
+
 /// Sessions in `db` on the instance of `agent`.
 pub async fn sessions(
     ctx: &super::StepCtx,
