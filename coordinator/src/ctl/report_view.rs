@@ -38,7 +38,7 @@ const FACTS: &[(&str, &str)] = &[
     ("active_servers", "active servers"),
     ("activated", "activated"),
     ("endpoint", "endpoint"),
-    ("measured", "latency"),
+    ("measured", "latency measured"),
     ("refused", "refused"),
     ("not_measured", "not measured"),
     ("removed", "removed"),
@@ -153,6 +153,14 @@ fn words(v: &Value) -> String {
                         Some(m) if !m.is_empty() => format!("{job} ({m})"),
                         _ => job,
                     }
+                }
+                // Sessions ended in one database: `mgc: 1`.
+                Value::Object(o) if o.contains_key("database") && o.contains_key("sessions") => {
+                    format!(
+                        "{}: {}",
+                        o.get("database").map(words).unwrap_or_default(),
+                        o.get("sessions").map(words).unwrap_or_default()
+                    )
                 }
                 // A log backup copied or applied: its file name and LSN range.
                 Value::Object(o) if o.contains_key("file") && o.contains_key("last_lsn") => {
@@ -626,7 +634,7 @@ mod tests {
             "| Approval | approver1 at 2026-11-26 09:00:09 UTC |",
             "Final state: step `done`, succeeded",
             "| fb1_clear_active | succeeded | 2 | 2026-11-26 09:00:01 UTC | 2026-11-26 09:00:02 UTC | 1.0 s | previously active: pc01.dc2.lab<br>sessions ended: none<br>agent_access_check checked: false |",
-            "| fb6_activate | succeeded | 1 | 2026-11-26 09:01:10 UTC | 2026-11-26 09:01:11 UTC | 1.0 s | activated: pc01.dc1.lab<br>latency: pc01.dc1.lab 312 µs<br>refused: none |",
+            "| fb6_activate | succeeded | 1 | 2026-11-26 09:01:10 UTC | 2026-11-26 09:01:11 UTC | 1.0 s | activated: pc01.dc1.lab<br>latency measured: pc01.dc1.lab 312 µs<br>refused: none |",
             "| 2026-11-26 09:00:06 UTC | operator2 | approve.denied | {\"reason\":\"no approver role\"} |",
         ] {
             assert!(md.lines().any(|l| l == line), "missing {line:?} in\n{md}");
