@@ -385,7 +385,7 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
         Command::Plan(rc) => {
             let (runbook, a) = rc.parts();
             let mut control = Control::connect(&settings).await?;
-            let p = control
+            let mut p = control
                 .call(|mut c| {
                     let req = pb::PlanRequest {
                         runbook: runbook.into(),
@@ -396,6 +396,27 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
                     async move { c.plan(req).await }
                 })
                 .await?;
+            // The plan's findings include preflight's for the runbook's direction, read-only
+            // (no one-off Agent job), so a dry run still changes nothing.
+            let pf = control
+                .call(|mut c| {
+                    let req = pb::PreflightRequest {
+                        pools: a.pools.clone(),
+                        all: a.all,
+                        reads_only: true,
+                        ..Default::default()
+                    };
+                    async move { c.preflight(req).await }
+                })
+                .await;
+            match pf {
+                Ok(r) => p
+                    .findings
+                    .extend(failback_coordinator::ctl::preflight_view::findings(
+                        &r, runbook,
+                    )),
+                Err(e) => p.findings.push(format!("preflight could not run: {e}")),
+            }
             Ok(runs_view::render_plan(&p, a.output.into()).into())
         }
         Command::Status { run, output } => {
@@ -462,6 +483,7 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
                         all: a.all,
                         free_space_factor: a.free_space_factor,
                         max_log_age_seconds,
+                        reads_only: false,
                     };
                     async move { c.preflight(req).await }
                 })

@@ -154,6 +154,40 @@ pub fn render(r: &pb::PreflightResponse, format: Format) -> String {
     out.join("\n")
 }
 
+/// The failed and warning checks of `direction` (`failover` / `failback`) as plan findings:
+/// `preflight FAIL check (target): observed — fix: …`.
+pub fn findings(r: &pb::PreflightResponse, direction: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &r.pools {
+        for d in p.directions.iter().filter(|d| d.direction == direction) {
+            for c in &d.checks {
+                let st = c.status();
+                if !matches!(st, St::Fail | St::Warn) {
+                    continue;
+                }
+                out.push(format!(
+                    "{}: preflight {} {}{}: {}{}",
+                    p.pool,
+                    status_word(st).to_uppercase(),
+                    c.name,
+                    if c.target.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", c.target)
+                    },
+                    c.observed,
+                    if c.fix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — fix: {}", c.fix)
+                    }
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// A target for the table: folder paths shortened to their last two components (`…/share/p1`),
 /// so the table stays readable; the JSON and the "To fix" lines keep the full paths.
 fn short_target(target: &str) -> String {
@@ -174,6 +208,18 @@ fn short_target(target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_findings_are_the_failed_checks_of_the_direction() {
+        let f = findings(&sample(), "failover");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].starts_with("p.lab: preflight FAIL sql_agent_service (backup sql01)")
+                && f[0].ends_with("— fix: start it"),
+            "{f:?}"
+        );
+        assert!(findings(&sample(), "failback").is_empty());
+    }
 
     #[test]
     fn long_paths_are_shortened_in_the_table() {

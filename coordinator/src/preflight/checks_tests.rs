@@ -200,6 +200,7 @@ fn settings() -> Settings {
     Settings {
         free_space_factor: 1.5,
         max_log_age_seconds: Some(20),
+        reads_only: false,
     }
 }
 

@@ -245,7 +245,11 @@ fn header_of(r: Read<Out>) -> Read<pb::BackupHeader> {
 }
 
 /// Reads everything preflight needs about `pool`.
-pub async fn gather(reader: &mut Reader<'_>, pool: &Pool) -> Result<Facts, Error> {
+pub async fn gather(
+    reader: &mut Reader<'_>,
+    pool: &Pool,
+    reads_only: bool,
+) -> Result<Facts, Error> {
     let dbs: Vec<String> = pool.databases.iter().map(ToString::to_string).collect();
     let mut agents: Vec<AgentFact> = Vec::new();
     for (role, inst) in &pool.sql {
@@ -449,7 +453,7 @@ pub async fn gather(reader: &mut Reader<'_>, pool: &Pool) -> Result<Facts, Error
         }
     }
 
-    if windows_path(&pool.share) && windows_path(&pool.copy_dir) {
+    if !reads_only && windows_path(&pool.share) && windows_path(&pool.copy_dir) {
         let r = reader
             .read(
                 &backup,

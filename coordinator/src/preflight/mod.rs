@@ -67,6 +67,8 @@ pub struct Settings {
     pub free_space_factor: f64,
     /// Oldest acceptable newest log backup, seconds; `None` = the msdb backup threshold.
     pub max_log_age_seconds: Option<u64>,
+    /// No one-off Agent job (a dry run changes nothing).
+    pub reads_only: bool,
 }
 
 impl Settings {
@@ -86,6 +88,7 @@ impl Settings {
             free_space_factor,
             max_log_age_seconds: (req.max_log_age_seconds > 0)
                 .then_some(u64::from(req.max_log_age_seconds)),
+            reads_only: req.reads_only,
         })
     }
 }
@@ -147,7 +150,7 @@ pub async fn preflight(
     let mut reader = facts::Reader::new(registry, epoch, caller);
     let mut out = Vec::with_capacity(pools.len());
     for pool in pools {
-        let f = facts::gather(&mut reader, pool).await?;
+        let f = facts::gather(&mut reader, pool, settings.reads_only).await?;
         out.push(checks::evaluate(&f, &settings));
     }
     Ok(pb::PreflightResponse {
