@@ -155,13 +155,22 @@ pub fn render(r: &pb::PreflightResponse, format: Format) -> String {
 }
 
 /// The failed and warning checks of `direction` (`failover` / `failback`) as plan findings:
-/// `preflight FAIL check (target): observed — fix: …`.
+/// `preflight FAIL check (target): observed — fix: …`; for failover also the estimated
+/// data-loss window (issue #7: the plan shows it).
 pub fn findings(r: &pb::PreflightResponse, direction: &str) -> Vec<String> {
     let mut out = Vec::new();
     for p in &r.pools {
         for d in p.directions.iter().filter(|d| d.direction == direction) {
             for c in &d.checks {
                 let st = c.status();
+                // A failover plan always shows the data-loss window preflight estimates.
+                if c.name == "rpo_estimate" && direction == "failover" && st == St::Ok {
+                    out.push(format!(
+                        "{}: data-loss window estimate: {}",
+                        p.pool, c.observed
+                    ));
+                    continue;
+                }
                 if !matches!(st, St::Fail | St::Warn) {
                     continue;
                 }
