@@ -300,6 +300,39 @@ pub fn report_json(d: &pb::RunDetail) -> Value {
     })
 }
 
+/// What the systems looked like when the steps that set them verified them: the pool state,
+/// its active servers, the `mgc` now in use, log shipping. Only what a step recorded; an
+/// unfinished run shows what it reached.
+fn systems(outputs: &Value) -> Map<String, Value> {
+    let out_of = |step: &str| outputs.get(step).and_then(|r| r.get("output"));
+    let first = |steps: &[&str], key: &str| {
+        steps
+            .iter()
+            .find_map(|s| out_of(s).and_then(|o| o.get(key)).cloned())
+    };
+    let mut m = Map::new();
+    if let Some(v) = first(&["fb7_pool_normal", "fo5_pool_failed_over"], "state") {
+        m.insert("pool_state".into(), v);
+    }
+    if let Some(v) = first(&["fb6_activate", "fo7_activate"], "activated") {
+        m.insert("active_servers".into(), v);
+    }
+    if let Some(v) = first(&["fb4_restore", "fo4_recover"], "state") {
+        m.insert("mgc_state".into(), v);
+    }
+    if let Some(v) = first(&["fb4_restore", "fo3_apply_logs"], "last_lsn") {
+        m.insert("mgc_last_lsn".into(), v);
+    }
+    if let Some(v) = out_of("fb5_log_shipping")
+        .and_then(|o| o.get("cycle"))
+        .and_then(|c| c.get("last_restored_file"))
+        .cloned()
+    {
+        m.insert("log_shipping_last_restored".into(), v);
+    }
+    m
+}
+
 fn pool_json(p: &pb::PoolProgress) -> Value {
     let outputs = parse(&p.outputs_json);
     let mut steps: Vec<Value> = outputs
@@ -346,7 +379,7 @@ fn pool_json(p: &pb::PoolProgress) -> Value {
     let loss = find_loss_window(&outputs).cloned();
     json!({
         "pool": p.pool,
-        "final_state": { "step": p.step, "status": p.status },
+        "final_state": { "step": p.step, "status": p.status, "systems": systems(&outputs) },
         "steps": steps,
         "loss_window": loss,
     })
@@ -424,6 +457,31 @@ pub fn report_md(d: &pb::RunDetail) -> String {
             s(&p["final_state"]["step"]),
             s(&p["final_state"]["status"]).replace('_', " ")
         ));
+        let systems = p["final_state"]["systems"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if !systems.is_empty() {
+            let say =
+                |k: &str, label: &str| systems.get(k).map(|v| format!("{label} {}", words(v)));
+            let parts: Vec<String> = [
+                say("pool_state", "pool"),
+                say("active_servers", "active servers"),
+                say("mgc_state", "mgc"),
+                say("mgc_last_lsn", "mgc last LSN"),
+                say(
+                    "log_shipping_last_restored",
+                    "log shipping verified, last restored",
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            out.push_str(&format!(
+                "Systems as the steps verified them: {}\n\n",
+                parts.join("; ")
+            ));
+        }
         out.push_str("| Step | Status | Attempts | Started | Ended | Duration | Evidence |\n");
         out.push_str("|---|---|---|---|---|---|---|\n");
         for st in p["steps"].as_array().into_iter().flatten() {
@@ -646,6 +704,11 @@ mod tests {
             "{fb3}"
         );
         assert!(fb3.contains("first LSN: 31000000010000001"), "{fb3}");
+        let systems = md
+            .lines()
+            .find(|l| l.starts_with("Systems as the steps verified them:"))
+            .unwrap_or_else(|| panic!("no systems line in\n{md}"));
+        assert!(systems.contains("active servers pc01.dc1.lab"), "{systems}");
         assert!(!md.contains("Attestation"), "{md}");
         assert!(!md.contains("Data-loss window"), "{md}");
     }
