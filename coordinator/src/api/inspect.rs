@@ -48,11 +48,17 @@ pub async fn inspect(
     caller: &str,
     agent: &AgentId,
 ) -> Result<pb::InspectResponse, Error> {
-    let info = registry
-        .list()
+    let agents = registry.list();
+    let known: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
+    let info = agents
         .into_iter()
         .find(|a| a.id == agent.as_str())
-        .ok_or_else(|| Error::InvalidInput(format!("agent '{agent}' is not in the topology")))?;
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "agent '{agent}' is not in the topology; its agents are: {}",
+                known.join(", ")
+            ))
+        })?;
     if !info.connected {
         return Err(Error::AgentUnavailable(format!(
             "agent '{agent}' is not connected"

@@ -115,7 +115,23 @@ impl Control {
             ));
         }
         let name = resolve_identity(&settings.certs_dir, settings.identity.as_deref())?;
-        let material = TlsMaterial::load(&TlsFiles::in_dir(&settings.certs_dir, &name))?;
+        let dir = &settings.certs_dir;
+        let material = TlsMaterial::load(&TlsFiles::in_dir(dir, &name)).map_err(|e| {
+            // Say which setting to fix, not only which file is missing.
+            if !dir.is_dir() {
+                Error::InvalidInput(format!(
+                    "{e} (no certificate directory '{}': set --certs or FAILBACK_CERTS_DIR; `failbackctl certs init` creates one)",
+                    dir.display()
+                ))
+            } else if !dir.join(format!("{name}.pem")).is_file() {
+                Error::InvalidInput(format!(
+                    "{e} (no certificate '{name}' in '{}': --identity or FAILBACK_IDENTITY names one of its NAME.pem files)",
+                    dir.display()
+                ))
+            } else {
+                Error::from(e)
+            }
+        })?;
         let config = material.client_config(Role::Coordinator)?;
         let mut failures = Vec::new();
         for ep in &settings.endpoints {
