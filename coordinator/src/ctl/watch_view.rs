@@ -48,9 +48,13 @@ pub struct End {
     pub code: u8,
 }
 
-/// `1:05`, `12:00`, `1:02:03`.
+/// `5.9 s` under a minute, then `1:05`, `12:00`, `1:02:03`.
 pub fn clock(ms: u64) -> String {
     let s = ms / 1000;
+    if s < 60 {
+        // Short runs are common in drills: tenths, not a rounded-down 0:05 for 5.9 s.
+        return format!("{}.{} s", s, (ms % 1000) / 100);
+    }
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
     } else {
@@ -323,10 +327,10 @@ mod tests {
             }],
         );
         let f = frame(&d, &steps(), 22_000);
-        assert_eq!(f.header, "run r-1 (failback) running, 0:21 elapsed");
+        assert_eq!(f.header, "run r-1 (failback) running, 21.0 s elapsed");
         assert_eq!(
             f.pools[0].text,
-            "pchat01.lab.local  3/4 fb3_backup            [########............]  42%     0:12  running backup_database on sql01.dc2.lab"
+            "pchat01.lab.local  3/4 fb3_backup            [########............]  42%   12.0 s  running backup_database on sql01.dc2.lab"
         );
         // The key ignores the clock and rounds the percent: same key a second later at 47 %.
         let mut later = d.clone();
@@ -390,7 +394,7 @@ mod tests {
         let f = frame(&d, &steps(), 99_000);
         assert_eq!(f.header, "run r-1 (failback) failed");
         assert!(
-            f.pools[0].text.ends_with("0:07  FAILED: disk full"),
+            f.pools[0].text.ends_with("7.0 s  FAILED: disk full"),
             "{f:?}"
         );
         assert_eq!(
