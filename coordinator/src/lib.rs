@@ -104,6 +104,7 @@ pub async fn run(
         Arc::new(registry.clone()),
         config.runbook.clone(),
     );
+    engine.set_run_metrics(metrics.runs());
     // Leader-only work registers here before leadership starts. The engine's term waits for
     // the run store, which standalone mode can only open once its epoch is known.
     let notifier = LeadershipNotifier::new()

@@ -1,13 +1,12 @@
 //! The coordinator's Prometheus metrics. One struct owns every metric so handlers record through
 //! named methods and the names live in one place.
 //!
-//! Run and step metrics ([`RunMetrics`]) are process-wide: the engine records them at its
-//! transitions (`runbook/engine/drive.rs`) through [`runs`], and every coordinator registry made
-//! by [`Metrics::new`] exposes the same families. Decided so because the engine is built without
-//! a metrics handle and a process runs one coordinator; several coordinators in one test process
-//! would share these counters (their tests read the process-level ones of separate processes).
+//! Run and step metrics ([`RunMetrics`]) belong to the same registry: [`Metrics::runs`] hands
+//! them to the engine (`Engine::set_run_metrics`), which records them at its transitions
+//! (`runbook/engine/drive.rs`). An engine never given a handle records into its own unexposed
+//! one (unit tests).
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +28,7 @@ pub struct Metrics {
     connected_agents: Gauge,
     heartbeats: Counter,
     session_errors: Family<ReasonLabel, Counter>,
+    runs: RunMetrics,
 }
 
 impl Metrics {
@@ -51,8 +51,13 @@ impl Metrics {
             "Agent sessions refused or ended abnormally, by reason",
             m.session_errors.clone(),
         );
-        runs().register(&mut r);
+        m.runs.register(&mut r);
         (m, Arc::new(Mutex::new(r)))
+    }
+
+    /// The run and step metrics exposed by this registry (for the engine).
+    pub fn runs(&self) -> RunMetrics {
+        self.runs.clone()
     }
 
     /// Sets the number of connected agents.
@@ -155,12 +160,6 @@ impl Default for RunMetrics {
             step_failures: Family::default(),
         }
     }
-}
-
-/// The process-wide run metrics.
-pub fn runs() -> &'static RunMetrics {
-    static RUNS: OnceLock<RunMetrics> = OnceLock::new();
-    RUNS.get_or_init(RunMetrics::default)
 }
 
 /// A serde enum (`RunbookKind`, `RunStatus`, `ErrorClass`) as its snake_case label.

@@ -47,6 +47,7 @@ use super::{AgentOpsRef, ErrorClass, PlannedOp, Probe, StepCtx, StepError, StepR
 use crate::config::RunbookConfig;
 use crate::error::Error;
 use crate::leader::LeadershipListener;
+use crate::metrics::RunMetrics;
 use crate::store::{
     AuditRecord, PoolState, RunId, RunOptions, RunRecord, RunSnapshot, RunSpec, RunStatus,
     RunStoreRef, RunbookKind, StepStatus, unix_ms,
@@ -159,6 +160,8 @@ struct Inner {
     store: watch::Sender<Option<RunStoreRef>>,
     term: Mutex<Option<Term>>,
     reads: Arc<AtomicU64>,
+    /// Where run and step metrics go (set once by the coordinator; unexposed by default).
+    metrics: std::sync::OnceLock<RunMetrics>,
 }
 
 struct Term {
@@ -237,6 +240,7 @@ impl Engine {
                 store: watch::Sender::new(None),
                 term: Mutex::new(None),
                 reads: Arc::new(AtomicU64::new(0)),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -245,6 +249,16 @@ impl Engine {
     /// a term that started earlier waits for it).
     pub fn set_store(&self, store: RunStoreRef) {
         self.inner.store.send_replace(Some(store));
+    }
+
+    /// Records run and step metrics into `metrics` (the coordinator's registry); call before
+    /// leadership starts. A second call is ignored.
+    pub fn set_run_metrics(&self, metrics: RunMetrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    fn run_metrics(&self) -> &RunMetrics {
+        self.inner.metrics.get_or_init(RunMetrics::default)
     }
 
     fn store(&self) -> Result<RunStoreRef, Error> {

@@ -7,7 +7,7 @@
 //! attempt, retry, failure and each step's duration.
 
 use super::*;
-use crate::metrics::{label as metric_label, runs as run_metrics};
+use crate::metrics::label as metric_label;
 
 impl Engine {
     // ------------------------------------------------------------------ driving
@@ -37,7 +37,7 @@ impl Engine {
         let term_cancel = term_cancel.clone();
         tasks.spawn(async move {
             let runbook = metric_label(&handle.spec.kind);
-            let driving = run_metrics().in_progress(&runbook);
+            let driving = engine.run_metrics().in_progress(&runbook);
             tokio::select! {
                 _ = term_cancel.cancelled() => {}
                 _ = engine.drive_run(handle.clone()) => {}
@@ -47,7 +47,9 @@ impl Engine {
             // saw the end. A run cut off by the end of the term is the next leader's to count.
             if handle.finished.load(std::sync::atomic::Ordering::SeqCst) {
                 let status = *handle.status.lock().await;
-                run_metrics().run_finished(&runbook, &metric_label(&status));
+                engine
+                    .run_metrics()
+                    .run_finished(&runbook, &metric_label(&status));
             }
             let _ = engine.term(|t| {
                 t.runs.remove(&handle.id);
@@ -154,7 +156,7 @@ impl Engine {
     async fn drive_run(&self, h: Arc<RunHandle>) {
         let Ok(store) = self.store() else { return };
         if *h.status.lock().await == RunStatus::Pending {
-            run_metrics().run_started(&metric_label(&h.spec.kind));
+            self.run_metrics().run_started(&metric_label(&h.spec.kind));
         }
         if let Err(e) = self.sync_status(&store, &h, None).await {
             tracing::warn!(run = %h.id, "failed to set the run running: {e:#}");
@@ -317,7 +319,7 @@ impl Engine {
                     json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "op_ids": op_ids, "epoch": epoch.0 }),
                 )
                 .await?;
-                run_metrics().step_attempt(&runbook, step.name());
+                self.run_metrics().step_attempt(&runbook, step.name());
                 let prior = prior_outputs(&outputs);
                 let ctx = StepCtx::new(
                     h.id.clone(),
@@ -360,7 +362,13 @@ impl Engine {
                         tracker
                             .finish(StepStatus::Succeeded, outputs.clone())
                             .await?;
-                        run_metrics().step_finished(&runbook, step.name(), "succeeded", took, None);
+                        self.run_metrics().step_finished(
+                            &runbook,
+                            step.name(),
+                            "succeeded",
+                            took,
+                            None,
+                        );
                         self.audit(
                             &h.id,
                             "step.succeeded",
@@ -372,7 +380,13 @@ impl Engine {
                     Ok(AttemptEnd::Skipped(reason)) => {
                         outputs[step.name()] = record("skipped", json!({ "reason": reason }));
                         tracker.finish(StepStatus::Skipped, outputs.clone()).await?;
-                        run_metrics().step_finished(&runbook, step.name(), "skipped", took, None);
+                        self.run_metrics().step_finished(
+                            &runbook,
+                            step.name(),
+                            "skipped",
+                            took,
+                            None,
+                        );
                         self.audit(
                             &h.id,
                             "step.skipped",
@@ -384,7 +398,7 @@ impl Engine {
                     Err(e) => match e.class {
                         ErrorClass::Deposed | ErrorClass::Aborted => return Err(Stopped),
                         ErrorClass::Retry if attempt < step.max_attempts() => {
-                            run_metrics().step_retry(
+                            self.run_metrics().step_retry(
                                 &runbook,
                                 step.name(),
                                 &metric_label(&e.class),
@@ -405,7 +419,7 @@ impl Engine {
                                 record("failed", json!({ "error": e.message, "class": e.class }));
                             tracker.finish(StepStatus::Failed, outputs.clone()).await?;
                             let class = metric_label(&e.class);
-                            run_metrics().step_finished(
+                            self.run_metrics().step_finished(
                                 &runbook,
                                 step.name(),
                                 "failed",
