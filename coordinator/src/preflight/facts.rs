@@ -97,7 +97,7 @@ impl<'a> Reader<'a> {
                     .ok_or_else(|| format!("{name} on '{agent}': empty output")),
                 Some(pb::operation_result::Outcome::Error(e)) => Err(format!(
                     "{name} on '{agent}' failed{}: {}",
-                    if e.sql_error != 0 {
+                    if e.sql_error != 0 && !e.message.contains(&format!("error {}", e.sql_error)) {
                         format!(" (SQL Server error {})", e.sql_error)
                     } else {
                         String::new()

@@ -219,12 +219,20 @@ impl StepCtx {
                             )));
                         }
                         _ => {
-                            let sql = if e.sql_error != 0 {
-                                format!(" (SQL Server error {})", e.sql_error)
+                            // `(SQL Server error N)` is the form `failover::sql_error_number`
+                            // reads back; the agent's text names the number too, once is enough.
+                            let (sql, text) = if e.sql_error != 0 {
+                                (
+                                    format!(" (SQL Server error {})", e.sql_error),
+                                    e.message.replace(
+                                        &format!("SQL Server error {}: ", e.sql_error),
+                                        "",
+                                    ),
+                                )
                             } else {
-                                String::new()
+                                (String::new(), e.message.clone())
                             };
-                            let message = format!("{name} on '{agent}' failed{sql}: {}", e.message);
+                            let message = format!("{name} on '{agent}' failed{sql}: {text}");
                             return Err(if e.retryable {
                                 StepError::retry(message)
                             } else {

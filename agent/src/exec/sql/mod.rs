@@ -93,11 +93,13 @@ pub(crate) fn int(row: &Row, col: &str) -> Option<i64> {
     None
 }
 
-/// The first words of a statement, to say which one failed.
+/// The first words of a statement, to say which one failed (`BACKUP DATABASE`, not the
+/// `@P1` placeholder that follows: an operator cannot read a parameter name).
 fn context_of(stmt: &Statement) -> String {
     stmt.text
         .split_whitespace()
         .take(3)
+        .take_while(|w| !w.starts_with('@'))
         .collect::<Vec<_>>()
         .join(" ")
 }
