@@ -20,9 +20,7 @@
 use std::time::Duration;
 
 use failback_tests::harness::fleet::OPERATOR;
-use failback_tests::harness::normal_pool::{
-    BACKUP, NormalPool, Options, POOL, PRIMARY, normal_pool,
-};
+use failback_tests::harness::normal_pool::{NormalPool, Options, POOL, PRIMARY, normal_pool};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use failback_tests::harness::wait_for;
 use serde_json::Value;
