@@ -20,14 +20,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR, three_agent_topology};
+use failback_tests::harness::failed_over::FAST_RUNBOOK;
+use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR};
+use failback_tests::harness::normal_pool::{
+    BACKUP, NormalPool, Options, POOL, PRIMARY, SHELL_DC1, normal_pool,
+};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use failback_tests::harness::wait_for;
 
-const PRIMARY: &str = "sql01.dc1.lab";
-const BACKUP: &str = "sql01.dc2.lab";
-const SHELL_DC1: &str = "fe01.dc1.lab";
-const POOL: &str = "pchat01.lab.local";
 const DEADLINE: Duration = Duration::from_secs(60);
 const ATTEST: &str = "DC1 lost (failover_e2e killed it)";
 
@@ -40,60 +40,6 @@ fn numeric(row: &tiberius::Row, col: usize) -> i64 {
         .ok()
         .flatten()
         .map_or(0, |n| n.value() as i64)
-}
-
-/// The primary half of the SSMS log shipping script with 1-second schedules.
-fn primary_script(share: &str) -> String {
-    format!(
-        r"
-DECLARE @job uniqueidentifier, @pid uniqueidentifier, @rc int, @su uniqueidentifier, @si int;
-EXEC @rc = master.dbo.sp_add_log_shipping_primary_database @database = N'mgc',
-     @backup_directory = N'{share}', @backup_share = N'{share}', @backup_job_name = N'LSBackup_mgc',
-     @backup_retention_period = 4320, @backup_threshold = 60, @threshold_alert_enabled = 1,
-     @history_retention_period = 5760, @backup_job_id = @job OUTPUT, @primary_id = @pid OUTPUT, @overwrite = 1;
-EXEC msdb.dbo.sp_add_schedule @schedule_name = N'LSBackupSchedule_mgc', @enabled = 1, @freq_type = 4,
-     @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
-     @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-     @schedule_uid = @su OUTPUT, @schedule_id = @si OUTPUT;
-EXEC msdb.dbo.sp_attach_schedule @job_id = @job, @schedule_id = @si;
-EXEC msdb.dbo.sp_update_job @job_id = @job, @enabled = 1;
-EXEC master.dbo.sp_add_log_shipping_primary_secondary @primary_database = N'mgc',
-     @secondary_server = N'{BACKUP}', @secondary_database = N'mgc', @overwrite = 1;
-SELECT @rc AS rc;"
-    )
-}
-
-/// The secondary half, 1-second copy and restore schedules; `restore_mode` 0 NORECOVERY, 1
-/// STANDBY.
-fn secondary_script(share: &str, copy: &str, restore_mode: u8) -> String {
-    let schedule = |name: &str, var: &str| {
-        format!(
-            r"EXEC msdb.dbo.sp_add_schedule @schedule_name = N'{name}', @enabled = 1, @freq_type = 4,
-     @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
-     @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-     @schedule_uid = @su OUTPUT, @schedule_id = @si OUTPUT;
-EXEC msdb.dbo.sp_attach_schedule @job_id = {var}, @schedule_id = @si;"
-        )
-    };
-    format!(
-        r"
-DECLARE @copy uniqueidentifier, @restore uniqueidentifier, @sid uniqueidentifier, @rc int, @su uniqueidentifier, @si int;
-EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary @primary_server = N'{PRIMARY}', @primary_database = N'mgc',
-     @backup_source_directory = N'{share}', @backup_destination_directory = N'{copy}',
-     @copy_job_name = N'LSCopy_{PRIMARY}_mgc', @restore_job_name = N'LSRestore_{PRIMARY}_mgc',
-     @file_retention_period = 4320, @overwrite = 1,
-     @copy_job_id = @copy OUTPUT, @restore_job_id = @restore OUTPUT, @secondary_id = @sid OUTPUT;
-{}
-{}
-EXEC master.dbo.sp_add_log_shipping_secondary_database @secondary_database = N'mgc', @primary_server = N'{PRIMARY}',
-     @primary_database = N'mgc', @restore_delay = 0, @restore_mode = {restore_mode}, @disconnect_users = 0,
-     @restore_threshold = 45, @threshold_alert_enabled = 1, @history_retention_period = 5760, @overwrite = 1;
-EXEC msdb.dbo.sp_update_job @job_id = @copy, @enabled = 1;
-EXEC msdb.dbo.sp_update_job @job_id = @restore, @enabled = 1;
-SELECT @rc AS rc;",
-        schedule("DefaultCopyJobSchedule", "@copy"),
-        schedule("DefaultRestoreJobSchedule", "@restore"),
-    )
 }
 
 struct Lab {
@@ -201,90 +147,19 @@ impl Lab {
 /// A pool in the normal state, log shipping primary → backup running (the backup `mgc` in
 /// STANDBY between restores when `standby`), `m` messages shipped.
 async fn normal_lab(m: usize, standby: bool) -> Lab {
-    failback_proto::install_crypto_provider();
-    let (agents, topology) = three_agent_topology();
-    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
-        .await
-        .unwrap();
-    let files = fleet.files_root();
-    let (share, copy) = (files.join("share"), files.join("copy"));
-    let topology = topology
-        .replace("/lab/share", &share.display().to_string())
-        .replace("/lab/copy", &copy.display().to_string());
-    std::fs::write(fleet.dir.join("topology.toml"), topology).unwrap();
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::create_dir_all(&copy).unwrap();
-    let coord = fleet.dir.join("coordinator.toml");
-    let mut text = std::fs::read_to_string(&coord).unwrap();
-    text.push_str("\n[runbook]\ndrain_grace = \"2s\"\ndrain_poll = \"200ms\"\nretry_backoff = \"500ms\"\nlatency_limit = \"500ms\"\n");
-    std::fs::write(&coord, text).unwrap();
-
-    let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary")).unwrap();
-    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup")).unwrap();
-    primary.start().await.unwrap();
-    backup.start().await.unwrap();
-    let pw = fleet.dir.join("sql-password");
-    std::fs::write(&pw, SA_PASSWORD).unwrap();
-    fleet
-        .configure_agent(PRIMARY, &primary.agent_section(&pw))
-        .unwrap();
-    let backup_extra = format!(
-        "{}\n{}",
-        backup.agent_section(&pw),
-        fleet.lync_section(BACKUP).unwrap()
-    );
-    fleet.configure_agent(BACKUP, &backup_extra).unwrap();
-    let shell = fleet.lync_section(SHELL_DC1).unwrap();
-    fleet.configure_agent(SHELL_DC1, &shell).unwrap();
-
-    // Log shipping as the DBA set it up: seed, then the SSMS scripts on both sides.
-    let (s, c) = (share.display().to_string(), copy.display().to_string());
-    batch(
-        &primary,
-        "master",
-        "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
-    )
-    .await;
-    batch(
-        &primary,
-        "master",
-        &format!("BACKUP DATABASE [mgc] TO DISK = N'{s}/mgc_seed.bak' WITH INIT"),
-    )
-    .await;
-    batch(
-        &backup,
-        "master",
-        &if standby {
-            let undo = backup.data_dir.join("mgc_seed.tuf");
-            format!(
-                "RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH STANDBY = N'{}'",
-                undo.display()
-            )
-        } else {
-            format!("RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH NORECOVERY")
-        },
-    )
-    .await;
-    let r = batch(&primary, "master", &primary_script(&s)).await;
-    assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
-    let r = batch(
-        &backup,
-        "master",
-        &secondary_script(&s, &c, u8::from(standby)),
-    )
-    .await;
-    assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
-    fleet
-        .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
-        .await
-        .unwrap();
-
-    fleet.start_coordinator().await.unwrap();
-    fleet.start_agents().unwrap();
-    fleet
-        .wait_connected(&[PRIMARY, BACKUP, SHELL_DC1], true, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let NormalPool {
+        fleet,
+        primary,
+        backup,
+        share,
+        copy,
+    } = normal_pool(Options {
+        coordinator_extra: FAST_RUNBOOK.into(),
+        standby,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
     let mut lab = Lab {
         fleet,
         primary,

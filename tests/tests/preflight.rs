@@ -17,31 +17,21 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use failback_tests::harness::fleet::{Fleet, OPERATOR, three_agent_topology};
+use failback_tests::harness::fleet::OPERATOR;
+use failback_tests::harness::normal_pool::{NormalPool, Options, POOL, PRIMARY, normal_pool};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use failback_tests::harness::wait_for;
 use serde_json::Value;
 
-const PRIMARY: &str = "sql01.dc1.lab";
-const BACKUP: &str = "sql01.dc2.lab";
-const SHELL_DC1: &str = "fe01.dc1.lab";
-const POOL: &str = "pchat01.lab.local";
 const ADMIN: &str = "simadmin";
 const ADMIN_PW: &str = "Adm1n-Pa55!";
 /// Staleness limit given to every preflight call: ample for 1-second log shipping.
 const MAX_LOG_AGE: &str = "20s";
 const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Lab {
-    fleet: Fleet,
-    primary: SqlSim,
-    backup: SqlSim,
-    share: PathBuf,
-    copy: PathBuf,
-}
+type Lab = NormalPool;
 
 async fn sa(sim: &SqlSim, sql: &str) -> Vec<tiberius::Row> {
     sim.batch_as(("sa", SA_PASSWORD), "master", sql)
@@ -55,156 +45,18 @@ async fn admin(sim: &SqlSim, sql: &str) {
         .unwrap();
 }
 
-/// The primary half of the SSMS log shipping script (1-second schedule).
-fn primary_script(share: &str) -> String {
-    format!(
-        r"
-DECLARE @LS_BackupJobId uniqueidentifier, @LS_PrimaryId uniqueidentifier, @rc int;
-EXEC @rc = master.dbo.sp_add_log_shipping_primary_database
-     @database = N'mgc', @backup_directory = N'{share}', @backup_share = N'{share}',
-     @backup_job_name = N'LSBackup_mgc', @backup_retention_period = 4320, @backup_compression = 2,
-     @backup_threshold = 60, @threshold_alert_enabled = 1, @history_retention_period = 5760,
-     @backup_job_id = @LS_BackupJobId OUTPUT, @primary_id = @LS_PrimaryId OUTPUT, @overwrite = 1;
-IF (@@ERROR = 0 AND @rc = 0)
-BEGIN
-  DECLARE @sched_uid uniqueidentifier, @sched_id int;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'LSBackupSchedule_mgc', @enabled = 1,
-       @freq_type = 4, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1,
-       @freq_recurrence_factor = 0, @active_start_date = 20240101, @active_end_date = 99991231,
-       @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @sched_uid OUTPUT, @schedule_id = @sched_id OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @LS_BackupJobId, @schedule_id = @sched_id;
-  EXEC msdb.dbo.sp_update_job @job_id = @LS_BackupJobId, @enabled = 1;
-END
-EXEC master.dbo.sp_add_log_shipping_alert_job;
-EXEC master.dbo.sp_add_log_shipping_primary_secondary
-     @primary_database = N'mgc', @secondary_server = N'{BACKUP}', @secondary_database = N'mgc', @overwrite = 1;
-SELECT @rc AS rc;"
-    )
-}
-
-/// The secondary half (1-second copy and restore schedules).
-fn secondary_script(share: &str, copy: &str) -> String {
-    format!(
-        r"
-DECLARE @copy_id uniqueidentifier, @restore_id uniqueidentifier, @secondary_id uniqueidentifier, @rc int;
-EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary
-     @primary_server = N'{PRIMARY}', @primary_database = N'mgc',
-     @backup_source_directory = N'{share}', @backup_destination_directory = N'{copy}',
-     @copy_job_name = N'LSCopy_{PRIMARY}_mgc', @restore_job_name = N'LSRestore_{PRIMARY}_mgc',
-     @file_retention_period = 4320, @overwrite = 1,
-     @copy_job_id = @copy_id OUTPUT, @restore_job_id = @restore_id OUTPUT, @secondary_id = @secondary_id OUTPUT;
-IF (@@ERROR = 0 AND @rc = 0)
-BEGIN
-  DECLARE @cu uniqueidentifier, @ci int, @ru uniqueidentifier, @ri int;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultCopyJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
-       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @cu OUTPUT, @schedule_id = @ci OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @copy_id, @schedule_id = @ci;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultRestoreJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
-       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @ru OUTPUT, @schedule_id = @ri OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @restore_id, @schedule_id = @ri;
-  EXEC @rc = master.dbo.sp_add_log_shipping_secondary_database
-       @secondary_database = N'mgc', @primary_server = N'{PRIMARY}', @primary_database = N'mgc',
-       @restore_delay = 0, @restore_mode = 0, @disconnect_users = 0, @restore_threshold = 45,
-       @threshold_alert_enabled = 1, @history_retention_period = 5760, @overwrite = 1;
-  EXEC msdb.dbo.sp_update_job @job_id = @copy_id, @enabled = 1;
-  EXEC msdb.dbo.sp_update_job @job_id = @restore_id, @enabled = 1;
-END
-SELECT @rc AS rc;"
-    )
-}
-
 /// A pool in the Normal state with log shipping running, every process started and connected,
 /// and preflight reporting it ready.
 async fn healthy_lab() -> Lab {
-    failback_proto::install_crypto_provider();
-    let (agents, topology) = three_agent_topology();
-    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
-        .await
-        .unwrap();
-    let files = fleet.files_root();
-    let (share, copy) = (files.join("share"), files.join("copy"));
-    let topology = topology
-        .replace("/lab/share", &share.display().to_string())
-        .replace("/lab/copy", &copy.display().to_string());
-    std::fs::write(fleet.dir.join("topology.toml"), topology).unwrap();
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::create_dir_all(&copy).unwrap();
-
-    let args = ["--admin-login", ADMIN, "--admin-password", ADMIN_PW];
-    let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary"))
-        .unwrap()
-        .with_args(&args);
-    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup"))
-        .unwrap()
-        .with_args(&args);
-    primary.start().await.unwrap();
-    backup.start().await.unwrap();
-    let pw = fleet.dir.join("sql-password");
-    std::fs::write(&pw, SA_PASSWORD).unwrap();
-    fleet
-        .configure_agent(PRIMARY, &primary.agent_section(&pw))
-        .unwrap();
-    let backup_extra = format!(
-        "{}\n{}",
-        backup.agent_section(&pw),
-        fleet.lync_section(BACKUP).unwrap()
-    );
-    fleet.configure_agent(BACKUP, &backup_extra).unwrap();
-    let shell = fleet.lync_section(SHELL_DC1).unwrap();
-    fleet.configure_agent(SHELL_DC1, &shell).unwrap();
-
-    // The pool's data on the primary; the backup seeded from a full backup, then log shipping.
-    let (s, c) = (share.display().to_string(), copy.display().to_string());
-    sa(
-        &primary,
-        "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
-    )
-    .await;
-    primary
-        .batch_as(
-            ("sa", SA_PASSWORD),
-            "mgc",
-            "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'hello')",
-        )
-        .await
-        .unwrap();
-    sa(
-        &primary,
-        &format!("BACKUP DATABASE [mgc] TO DISK = N'{s}/mgc_seed.bak' WITH INIT"),
-    )
-    .await;
-    sa(
-        &backup,
-        &format!("RESTORE DATABASE [mgc] FROM DISK = N'{s}/mgc_seed.bak' WITH NORECOVERY"),
-    )
-    .await;
-    let rc = sa(&primary, &primary_script(&s)).await;
-    assert_eq!(rc[0].get::<i32, _>("rc"), Some(0));
-    let rc = sa(&backup, &secondary_script(&s, &c)).await;
-    assert_eq!(rc[0].get::<i32, _>("rc"), Some(0));
-
-    fleet
-        .init_cms(POOL, &["pc01.dc1.lab"], &["pc01.dc2.lab"])
-        .await
-        .unwrap();
-    fleet.start_coordinator().await.unwrap();
-    fleet.start_agents().unwrap();
-    fleet
-        .wait_connected(&[PRIMARY, BACKUP, SHELL_DC1], true, Duration::from_secs(30))
-        .await
-        .unwrap();
-    let lab = Lab {
-        fleet,
-        primary,
-        backup,
-        share,
-        copy,
-    };
+    let lab = normal_pool(Options {
+        sim_args: ["--admin-login", ADMIN, "--admin-password", ADMIN_PW]
+            .map(String::from)
+            .to_vec(),
+        seed_messages: vec!["hello".into()],
+        ..Options::default()
+    })
+    .await
+    .unwrap();
     // Ready, without a warning, once the first logs are backed up, copied and restored (before
     // that the copy job has no outcome and the copy folder is empty: warnings, exit 0).
     wait_preflight(&lab, &[], "the healthy pool to be ready", |code, doc| {

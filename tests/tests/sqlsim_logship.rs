@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ADMIN_FLAGS, Sim, ok, rows, scalar_i64, wait_for};
+use failback_tests::harness::ssms::LogShipping;
 use tiberius::{Client, Command, Uuid};
 use tokio::net::TcpStream;
 use tokio_util::compat::Compat;
@@ -24,70 +25,16 @@ const DEADLINE: Duration = Duration::from_secs(40);
 const PRIMARY: &str = r"SQLPRIMARY01\INST";
 const SECONDARY: &str = r"SQLBACKUP01\INST";
 
-/// The primary half of the SSMS script, with 1-second schedules.
-const PRIMARY_SCRIPT: &str = r"
-DECLARE @LS_BackupJobId uniqueidentifier, @LS_PrimaryId uniqueidentifier, @rc int;
-EXEC @rc = master.dbo.sp_add_log_shipping_primary_database
-     @database = N'mgc',
-     @backup_directory = N'\\fileserver\pchat-ls',
-     @backup_share = N'\\fileserver\pchat-ls',
-     @backup_job_name = N'LSBackup_mgc',
-     @backup_retention_period = 4320,
-     @backup_compression = 2,
-     @backup_threshold = 60, @threshold_alert_enabled = 1,
-     @history_retention_period = 5760,
-     @backup_job_id = @LS_BackupJobId OUTPUT,
-     @primary_id = @LS_PrimaryId OUTPUT,
-     @overwrite = 1;
-IF (@@ERROR = 0 AND @rc = 0)
-BEGIN
-  DECLARE @sched_uid uniqueidentifier, @sched_id int;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'LSBackupSchedule_mgc', @enabled = 1,
-       @freq_type = 4, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1,
-       @freq_recurrence_factor = 0, @active_start_date = 20240101, @active_end_date = 99991231,
-       @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @sched_uid OUTPUT, @schedule_id = @sched_id OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @LS_BackupJobId, @schedule_id = @sched_id;
-  EXEC msdb.dbo.sp_update_job @job_id = @LS_BackupJobId, @enabled = 1;
-END
-EXEC master.dbo.sp_add_log_shipping_alert_job;
-EXEC master.dbo.sp_add_log_shipping_primary_secondary
-     @primary_database = N'mgc', @secondary_server = N'SQLBACKUP01\INST', @secondary_database = N'mgc',
-     @overwrite = 1;
-SELECT @rc AS rc, @LS_BackupJobId AS backup_job_id, @LS_PrimaryId AS primary_id, @sched_id AS schedule_id;";
-
-/// The secondary half of the SSMS script, with 1-second schedules.
-const SECONDARY_SCRIPT: &str = r"
-DECLARE @copy_id uniqueidentifier, @restore_id uniqueidentifier, @secondary_id uniqueidentifier, @rc int;
-EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary
-     @primary_server = N'SQLPRIMARY01\INST', @primary_database = N'mgc',
-     @backup_source_directory = N'\\fileserver\pchat-ls',
-     @backup_destination_directory = N'E:\PChatLSCopy',
-     @copy_job_name = N'LSCopy_SQLPRIMARY01\INST_mgc', @restore_job_name = N'LSRestore_SQLPRIMARY01\INST_mgc',
-     @file_retention_period = 4320, @overwrite = 1,
-     @copy_job_id = @copy_id OUTPUT, @restore_job_id = @restore_id OUTPUT, @secondary_id = @secondary_id OUTPUT;
-IF (@@ERROR = 0 AND @rc = 0)
-BEGIN
-  DECLARE @cu uniqueidentifier, @ci int, @ru uniqueidentifier, @ri int;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultCopyJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
-       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @cu OUTPUT, @schedule_id = @ci OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @copy_id, @schedule_id = @ci;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultRestoreJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1, @freq_recurrence_factor = 0,
-       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @ru OUTPUT, @schedule_id = @ri OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @restore_id, @schedule_id = @ri;
-  EXEC @rc = master.dbo.sp_add_log_shipping_secondary_database
-       @secondary_database = N'mgc', @primary_server = N'SQLPRIMARY01\INST', @primary_database = N'mgc',
-       @restore_delay = 0, @restore_mode = 0,
-       @disconnect_users = 0, @restore_threshold = 45, @threshold_alert_enabled = 1,
-       @history_retention_period = 5760, @overwrite = 1;
-  EXEC msdb.dbo.sp_update_job @job_id = @copy_id, @enabled = 1;
-  EXEC msdb.dbo.sp_update_job @job_id = @restore_id, @enabled = 1;
-END
-SELECT @rc AS rc, @copy_id AS copy_job_id, @restore_id AS restore_job_id, @secondary_id AS secondary_id;";
+/// The SSMS scripts of pchat-dr.md §6.7 for this pair, with 1-second schedules.
+fn ssms() -> LogShipping {
+    LogShipping::new(
+        "mgc",
+        r"\\fileserver\pchat-ls",
+        r"E:\PChatLSCopy",
+        PRIMARY,
+        SECONDARY,
+    )
+}
 
 /// Two sims sharing `\\fileserver\pchat-ls`; the secondary holds mgc RESTORING.
 async fn pair(root: &Path) -> (Sim, Sim, Vec<String>, Vec<String>) {
@@ -183,7 +130,7 @@ async fn ssms_batches_ship_rows_monitor_reports_and_restart_keeps_it() {
     let root = tempfile::tempdir().unwrap();
     let (p, s, _pflags, sflags) = pair(root.path()).await;
     let mut pc = p.connect().await;
-    let r = rows(&mut pc, PRIMARY_SCRIPT).await;
+    let r = rows(&mut pc, &ssms().primary_script()).await;
     assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
     let backup_job: Uuid = r[0].get("backup_job_id").unwrap();
     assert!(r[0].get::<Uuid, _>("primary_id").is_some());
@@ -195,7 +142,7 @@ async fn ssms_batches_ship_rows_monitor_reports_and_restart_keeps_it() {
     assert_eq!(r[0].get::<&str, _>("name"), Some("LSBackup_mgc"));
     assert_eq!(r[0].get::<u8, _>("enabled"), Some(1));
     let mut sc = s.connect().await;
-    let r = rows(&mut sc, SECONDARY_SCRIPT).await;
+    let r = rows(&mut sc, &ssms().secondary_script()).await;
     assert_eq!(r[0].get::<i32, _>("rc"), Some(0));
     let secondary_id: Uuid = r[0].get("secondary_id").unwrap();
     let r = rows(&mut sc, "SELECT copy_job_id, restore_job_id, backup_source_directory FROM msdb.dbo.log_shipping_secondary").await;

@@ -4,9 +4,11 @@ pub mod etcd;
 pub mod failed_over;
 pub mod fake_coordinator;
 pub mod fleet;
+pub mod normal_pool;
 pub mod ops;
 pub mod process;
 pub mod sqlsim;
+pub mod ssms;
 
 use std::future::Future;
 use std::time::Duration;

@@ -8,10 +8,11 @@
 //! (`sp_add_log_shipping_primary_database`, schedule, enable, alert job,
 //! `sp_add_log_shipping_primary_secondary`) and the secondary script
 //! (`sp_add_log_shipping_secondary_primary`, schedules, `sp_add_log_shipping_secondary_database`,
-//! enable), as text batches to sqlsim's procedures. Decided: the lab's schedules are 1 s for the
-//! backup and copy jobs and 2 s for the restore job (production: 15 min each), so the drill's
-//! loss window is seconds, the whole drill takes minutes, and at the moment DC1 is lost the copy
-//! folder usually holds a log not restored yet — the failover has to apply it (FO-3).
+//! enable), as text batches to sqlsim's procedures (the scripts: [`crate::harness::ssms`]).
+//! Decided: the lab's schedules are 1 s for the backup and copy jobs and 2 s for the restore job
+//! (production: 15 min each), so the drill's loss window is seconds, the whole drill takes
+//! minutes, and at the moment DC1 is lost the copy folder usually holds a log not restored yet —
+//! the failover has to apply it (FO-3).
 
 use std::path::Path;
 
@@ -19,6 +20,7 @@ use anyhow::Context;
 
 use super::topology::PoolLayout;
 use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
+use crate::harness::ssms::LogShipping;
 
 /// Seconds between log backups on the primary.
 pub const BACKUP_EVERY_S: u32 = 1;
@@ -167,75 +169,22 @@ pub async fn configure_log_shipping(
         ),
     )
     .await?;
-    let share = lit(&p.share.display().to_string());
-    let primary_script = format!(
-        r"
-DECLARE @LS_BackupJobId uniqueidentifier, @LS_PrimaryId uniqueidentifier, @rc int;
-EXEC @rc = master.dbo.sp_add_log_shipping_primary_database
-     @database = N'mgc', @backup_directory = {share}, @backup_share = {share},
-     @backup_job_name = N'LSBackup_mgc', @backup_retention_period = 4320, @backup_compression = 2,
-     @backup_threshold = 60, @threshold_alert_enabled = 1, @history_retention_period = 5760,
-     @backup_job_id = @LS_BackupJobId OUTPUT, @primary_id = @LS_PrimaryId OUTPUT, @overwrite = 1;
-IF (@@ERROR = 0 AND @rc = 0)
-BEGIN
-  DECLARE @sched_uid uniqueidentifier, @sched_id int;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'LSBackupSchedule_mgc', @enabled = 1,
-       @freq_type = 4, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {BACKUP_EVERY_S},
-       @freq_recurrence_factor = 0, @active_start_date = 20240101, @active_end_date = 99991231,
-       @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @sched_uid OUTPUT, @schedule_id = @sched_id OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @LS_BackupJobId, @schedule_id = @sched_id;
-  EXEC msdb.dbo.sp_update_job @job_id = @LS_BackupJobId, @enabled = 1;
-END
-EXEC master.dbo.sp_add_log_shipping_alert_job;
-EXEC master.dbo.sp_add_log_shipping_primary_secondary
-     @primary_database = N'mgc', @secondary_server = {backup}, @secondary_database = N'mgc', @overwrite = 1;
-SELECT @rc AS rc;",
-        backup = lit(&p.backup),
-    );
-    let r = batch(primary, "master", &primary_script).await?;
+    let ls = LogShipping::new(
+        "mgc",
+        &p.share.display().to_string(),
+        &p.copy_dir.display().to_string(),
+        &p.primary,
+        &p.backup,
+    )
+    .every(BACKUP_EVERY_S, COPY_EVERY_S, RESTORE_EVERY_S);
+    let r = batch(primary, "master", &ls.primary_script()).await?;
     let rc = r.first().and_then(|row| row.get::<i32, _>("rc"));
     anyhow::ensure!(
         rc == Some(0),
         "sp_add_log_shipping_primary_database on {} returned {rc:?}",
         p.primary
     );
-    let (ps, copy) = (lit(&p.primary), lit(&p.copy_dir.display().to_string()));
-    let copy_job = lit(&format!("LSCopy_{}_mgc", p.primary));
-    let restore_job = lit(&format!("LSRestore_{}_mgc", p.primary));
-    let (copy_every, restore_every) = (COPY_EVERY_S, RESTORE_EVERY_S);
-    let secondary_script = format!(
-        r"
-DECLARE @copy_id uniqueidentifier, @restore_id uniqueidentifier, @secondary_id uniqueidentifier, @rc int;
-EXEC @rc = master.dbo.sp_add_log_shipping_secondary_primary
-     @primary_server = {ps}, @primary_database = N'mgc',
-     @backup_source_directory = {share}, @backup_destination_directory = {copy},
-     @copy_job_name = {copy_job}, @restore_job_name = {restore_job},
-     @file_retention_period = 4320, @overwrite = 1,
-     @copy_job_id = @copy_id OUTPUT, @restore_job_id = @restore_id OUTPUT, @secondary_id = @secondary_id OUTPUT;
-IF (@@ERROR = 0 AND @rc = 0)
-BEGIN
-  DECLARE @cu uniqueidentifier, @ci int, @ru uniqueidentifier, @ri int;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultCopyJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {copy_every}, @freq_recurrence_factor = 0,
-       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @cu OUTPUT, @schedule_id = @ci OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @copy_id, @schedule_id = @ci;
-  EXEC msdb.dbo.sp_add_schedule @schedule_name = N'DefaultRestoreJobSchedule', @enabled = 1, @freq_type = 4,
-       @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {restore_every}, @freq_recurrence_factor = 0,
-       @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 0, @active_end_time = 235959,
-       @schedule_uid = @ru OUTPUT, @schedule_id = @ri OUTPUT;
-  EXEC msdb.dbo.sp_attach_schedule @job_id = @restore_id, @schedule_id = @ri;
-  EXEC @rc = master.dbo.sp_add_log_shipping_secondary_database
-       @secondary_database = N'mgc', @primary_server = {ps}, @primary_database = N'mgc',
-       @restore_delay = 0, @restore_mode = 0, @disconnect_users = 0, @restore_threshold = 45,
-       @threshold_alert_enabled = 1, @history_retention_period = 5760, @overwrite = 1;
-  EXEC msdb.dbo.sp_update_job @job_id = @copy_id, @enabled = 1;
-  EXEC msdb.dbo.sp_update_job @job_id = @restore_id, @enabled = 1;
-END
-SELECT @rc AS rc;"
-    );
-    let r = batch(backup, "master", &secondary_script).await?;
+    let r = batch(backup, "master", &ls.secondary_script()).await?;
     let rc = r.first().and_then(|row| row.get::<i32, _>("rc"));
     anyhow::ensure!(
         rc == Some(0),
