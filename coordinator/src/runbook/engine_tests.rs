@@ -46,14 +46,7 @@ async fn failback_with_yes_runs_every_step_once() {
         restore[0].ends_with("/fb4_restore/1/restore-mgc"),
         "{restore:?}"
     );
-    let order: Vec<String> = s
-        .fake
-        .executed
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, n, _)| n.clone())
-        .collect();
+    let order = s.fake.executed_names();
     let pos = |n: &str| order.iter().rposition(|x| x == n).unwrap();
     assert!(
         pos("set_pool_state") < pos("set_active_servers"),
