@@ -1,6 +1,6 @@
-//! The in-memory fake of the agents the engine tests drive: a small model of one failed-over
-//! pool (Lync CMS, backup and primary instances, a share with files, a journal per op id), the
-//! file run store, and the setup and assertion helpers the tests share.
+//! The world the engine tests drive: a small model of one failed-over pool (Lync CMS, backup
+//! and primary instances, a share with files) behind the journaling fake agents of
+//! [`crate::runbook::test_fleet`], and the setup and assertion helpers the tests share.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,7 +15,9 @@ use pb::operation_output::Kind as Out;
 
 use crate::config::RunbookConfig;
 use crate::runbook::engine::{Caller, Engine, RunbookFactory};
-use crate::runbook::test_fleet::{self, FleetWorld, JournalingAgents, fast_config, lab_topology};
+use crate::runbook::test_fleet::{
+    self, FleetWorld, JournalingAgents, done, fast_config, lab_pool_state, lab_topology,
+};
 pub(super) use crate::runbook::test_fleet::{approver, operator, wait_status};
 use crate::store::{RunId, RunbookKind};
 use crate::topology::Topology;
@@ -74,13 +76,6 @@ pub(super) fn sha_of(msgs: u32) -> String {
     format!("{msgs:064x}")
 }
 
-pub(super) fn done() -> Out {
-    Out::Done(pb::Done {
-        changed: true,
-        detail: String::new(),
-    })
-}
-
 impl FleetWorld for World {
     type Fault = &'static str;
 
@@ -109,14 +104,10 @@ impl FleetWorld for World {
                 }
                 done()
             }
-            Op::PoolState(_) => Out::PoolState(pb::PoolStateInfo {
-                pool_fqdn: "pchat01.lab.local".into(),
-                identity: "service:PersistentChatServer:pchat01.lab.local".into(),
-                state: if w.normal {
-                    pb::PoolStateValue::Normal
-                } else {
-                    pb::PoolStateValue::FailedOver
-                } as i32,
+            Op::PoolState(_) => lab_pool_state(if w.normal {
+                pb::PoolStateValue::Normal
+            } else {
+                pb::PoolStateValue::FailedOver
             }),
             Op::SetPoolState(s) => {
                 w.normal = s.state() == pb::PoolStateValue::Normal;
@@ -235,22 +226,6 @@ impl FleetWorld for World {
             }),
             other => panic!("unexpected operation {other:?}"),
         })
-    }
-
-    fn is_read(op: &pb::Operation) -> bool {
-        matches!(
-            op.kind,
-            Some(
-                Op::PoolServers(_)
-                    | Op::PoolState(_)
-                    | Op::ListSessions(_)
-                    | Op::MirroringState(_)
-                    | Op::VerifyBackup(_)
-                    | Op::DatabaseState(_)
-                    | Op::TcpLatency(_)
-                    | Op::DescribeInstance(_)
-            )
-        )
     }
 
     fn fault(op: &pb::Operation) -> Option<&'static str> {

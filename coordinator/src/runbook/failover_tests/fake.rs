@@ -1,8 +1,9 @@
 //! The in-memory fleet of the failover tests: one pool whose primary data center is lost — the
 //! backup instance's `mgc` RESTORING at a restore point, log shipping metadata in its msdb, log
 //! backups on the share and in the copy folder, the Lync CMS — answering the typed operations
-//! the failover runbook sends, with a journal per op id like the agent's. Its RESTORE LOG
-//! follows SQL Server's LSN rule (4305 too recent / 4326 too early).
+//! the failover runbook sends through the journaling fake agents of
+//! [`crate::runbook::test_fleet`]. Its RESTORE LOG follows SQL Server's LSN rule (4305 too
+//! recent / 4326 too early).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use failback_proto::pb;
 use pb::operation::Kind as Op;
 use pb::operation_output::Kind as Out;
 
-use crate::runbook::test_fleet::{self, FleetWorld, JournalingAgents, lab_topology};
+use crate::runbook::test_fleet::{
+    self, FleetWorld, JournalingAgents, done, lab_pool_state, lab_topology,
+};
 use crate::topology::Topology;
 
 pub(super) const POOL: &str = "pchat01.lab.local";
@@ -111,13 +114,6 @@ pub(super) fn err(retryable: bool, sql_error: u32, message: &str) -> pb::Operati
         message: message.into(),
         sql_error,
     }
-}
-
-pub(super) fn done() -> Out {
-    Out::Done(pb::Done {
-        changed: true,
-        detail: String::new(),
-    })
 }
 
 impl FleetWorld for World {
@@ -277,14 +273,10 @@ impl FleetWorld for World {
                     ..Default::default()
                 })
             }
-            Op::PoolState(_) => Out::PoolState(pb::PoolStateInfo {
-                pool_fqdn: POOL.into(),
-                identity: format!("service:PersistentChatServer:{POOL}"),
-                state: if w.failed_over {
-                    pb::PoolStateValue::FailedOver
-                } else {
-                    pb::PoolStateValue::Normal
-                } as i32,
+            Op::PoolState(_) => lab_pool_state(if w.failed_over {
+                pb::PoolStateValue::FailedOver
+            } else {
+                pb::PoolStateValue::Normal
             }),
             Op::SetPoolState(s) => {
                 w.failed_over = s.state() == pb::PoolStateValue::FailedOver;
@@ -301,21 +293,6 @@ impl FleetWorld for World {
             }
             other => panic!("unexpected operation {other:?}"),
         })
-    }
-
-    fn is_read(op: &pb::Operation) -> bool {
-        matches!(
-            op.kind,
-            Some(
-                Op::DatabaseState(_)
-                    | Op::LogShippingStatus(_)
-                    | Op::FileList(_)
-                    | Op::FileStat(_)
-                    | Op::VerifyBackup(_)
-                    | Op::PoolState(_)
-                    | Op::PoolServers(_)
-            )
-        )
     }
 
     fn fault(op: &pb::Operation) -> Option<u32> {
