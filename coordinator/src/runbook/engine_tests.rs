@@ -46,14 +46,7 @@ async fn failback_with_yes_runs_every_step_once() {
         restore[0].ends_with("/fb4_restore/1/restore-mgc"),
         "{restore:?}"
     );
-    let order: Vec<String> = s
-        .fake
-        .executed
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, n, _)| n.clone())
-        .collect();
+    let order = s.fake.executed_names();
     let pos = |n: &str| order.iter().rposition(|x| x == n).unwrap();
     assert!(
         pos("set_pool_state") < pos("set_active_servers"),
@@ -324,7 +317,7 @@ dc2 = ["pcb{i}.lab"]
 }
 
 fn factory(
-    ran: Arc<Mutex<Vec<String>>>,
+    ran: Ran,
     fail_pool: Option<&str>,
     gate: Option<Arc<tokio::sync::Semaphore>>,
 ) -> RunbookFactory {
@@ -345,28 +338,43 @@ fn factory(
     })
 }
 
-fn all(max_parallel: u32, continue_on_failure: bool) -> RunOptions {
-    RunOptions {
-        max_parallel,
-        approved_at_start: false,
-        continue_on_failure,
-    }
+type Ran = Arc<Mutex<Vec<String>>>;
+
+/// The three-pool topology run by the counting test steps of [`factory`].
+async fn three_pool_setup(
+    fail_pool: Option<&str>,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+) -> (Ran, Setup) {
+    let ran = Ran::default();
+    let s = setup_with(Some(factory(ran.clone(), fail_pool, gate)), three_pools()).await;
+    (ran, s)
+}
+
+/// An operator's failback of `pools` (every pool when empty), not approved up front.
+async fn start_pools(
+    s: &Setup,
+    pools: &[&str],
+    max_parallel: u32,
+    continue_on_failure: bool,
+) -> Result<RunId, Error> {
+    s.engine
+        .start_run(
+            &operator(),
+            RunbookKind::Failback,
+            pools.iter().map(|p| p.to_string()).collect(),
+            RunOptions {
+                max_parallel,
+                approved_at_start: false,
+                continue_on_failure,
+            },
+        )
+        .await
 }
 
 #[tokio::test]
 async fn waves_canary_first_and_a_canary_failure_stops_the_rest() {
-    let ran = Arc::new(Mutex::new(Vec::new()));
-    let s = setup_with(Some(factory(ran.clone(), None, None)), three_pools()).await;
-    let id = s
-        .engine
-        .start_run(
-            &operator(),
-            RunbookKind::Failback,
-            Vec::new(),
-            all(2, false),
-        )
-        .await
-        .unwrap();
+    let (ran, s) = three_pool_setup(None, None).await;
+    let id = start_pools(&s, &[], 2, false).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Succeeded).await;
     let order = ran.lock().unwrap().clone();
     assert_eq!(
@@ -376,38 +384,15 @@ async fn waves_canary_first_and_a_canary_failure_stops_the_rest() {
     );
     assert_eq!(order.len(), 6);
 
-    let ran = Arc::new(Mutex::new(Vec::new()));
-    let s = setup_with(
-        Some(factory(ran.clone(), Some("p1.lab"), None)),
-        three_pools(),
-    )
-    .await;
-    let id = s
-        .engine
-        .start_run(
-            &operator(),
-            RunbookKind::Failback,
-            Vec::new(),
-            all(2, false),
-        )
-        .await
-        .unwrap();
+    let (ran, s) = three_pool_setup(Some("p1.lab"), None).await;
+    let id = start_pools(&s, &[], 2, false).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Failed).await;
     assert_eq!(ran.lock().unwrap().clone(), ["s1:p1.lab"]);
     let snap = s.store.get_run(&id).await.unwrap().unwrap();
     assert_eq!(snap.pools.len(), 1, "later waves never started");
 
-    let ran = Arc::new(Mutex::new(Vec::new()));
-    let s = setup_with(
-        Some(factory(ran.clone(), Some("p1.lab"), None)),
-        three_pools(),
-    )
-    .await;
-    let id = s
-        .engine
-        .start_run(&operator(), RunbookKind::Failback, Vec::new(), all(2, true))
-        .await
-        .unwrap();
+    let (ran, s) = three_pool_setup(Some("p1.lab"), None).await;
+    let id = start_pools(&s, &[], 2, true).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Failed).await;
     assert_eq!(
         ran.lock().unwrap().len(),
@@ -418,23 +403,9 @@ async fn waves_canary_first_and_a_canary_failure_stops_the_rest() {
 
 #[tokio::test]
 async fn pause_resume_abort() {
-    let ran = Arc::new(Mutex::new(Vec::new()));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let s = setup_with(
-        Some(factory(ran.clone(), None, Some(gate.clone()))),
-        three_pools(),
-    )
-    .await;
-    let id = s
-        .engine
-        .start_run(
-            &operator(),
-            RunbookKind::Failback,
-            vec!["p1.lab".into()],
-            all(1, false),
-        )
-        .await
-        .unwrap();
+    let (ran, s) = three_pool_setup(None, Some(gate.clone())).await;
+    let id = start_pools(&s, &["p1.lab"], 1, false).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Running).await;
     s.engine.pause(&operator(), &id).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Paused).await;
@@ -448,29 +419,10 @@ async fn pause_resume_abort() {
     wait_status(&s.store, &id, RunStatus::Succeeded).await;
 
     // Abort while a step waits.
-    let id = s
-        .engine
-        .start_run(
-            &operator(),
-            RunbookKind::Failback,
-            vec!["p2.lab".into()],
-            all(1, false),
-        )
-        .await
-        .unwrap();
+    let id = start_pools(&s, &["p2.lab"], 1, false).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Running).await;
     // A second run on the same pool is refused while this one is unfinished.
-    assert!(
-        s.engine
-            .start_run(
-                &operator(),
-                RunbookKind::Failback,
-                vec!["p2.lab".into()],
-                all(1, false)
-            )
-            .await
-            .is_err()
-    );
+    assert!(start_pools(&s, &["p2.lab"], 1, false).await.is_err());
     s.engine.abort(&operator(), &id).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Aborted).await;
     gate.add_permits(5);

@@ -6,61 +6,29 @@
 mod fake;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failback_proto::model::Epoch;
 use serde_json::{Value, json};
 
 use super::engine::{Caller, Engine};
+use super::test_fleet::{self, approver, fast_config as config, operator};
 use crate::error::Error;
 use crate::leader::LeadershipListener;
-use crate::store::file::FileRunStore;
 use crate::store::{RunId, RunOptions, RunStatus, RunStoreRef, RunbookKind, StepStatus};
-use fake::{Fake, POOL, PRIMARY, World, config, name, topology};
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: RunStoreRef,
-    fake: Arc<Fake>,
-    engine: Engine,
-}
+use fake::{Fake, POOL, PRIMARY, Setup, World, err, name, topology};
 
 /// DC1 lost: its agents are not connected.
 async fn setup(world: World) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store: RunStoreRef = Arc::new(FileRunStore::open(dir.path(), Epoch(1)).unwrap());
-    let fake = Arc::new(Fake {
-        world: Mutex::new(world),
-        ..Fake::default()
-    });
+    let fake = Fake::new(world, &topology());
     fake.disconnected
         .lock()
         .unwrap()
         .extend([PRIMARY.to_string(), "fe01.dc1.lab".to_string()]);
-    let engine = Engine::new("c1", topology(), fake.clone(), config());
-    engine.on_leader_start(Epoch(1)).await.unwrap();
-    engine.set_store(store.clone());
-    Setup {
-        _dir: dir,
-        store,
-        fake,
-        engine,
-    }
-}
-
-fn approver() -> Caller {
-    Caller {
-        name: "alice".into(),
-        approver: true,
-    }
-}
-
-fn operator() -> Caller {
-    Caller {
-        name: "bob".into(),
-        approver: false,
-    }
+    Setup::lead(fake, |agents| {
+        Engine::new("c1", topology(), agents, config())
+    })
+    .await
 }
 
 async fn start(
@@ -69,34 +37,15 @@ async fn start(
     yes: bool,
     attestation: Option<&str>,
 ) -> Result<RunId, Error> {
-    s.engine
-        .start_run_attested(
-            caller,
-            RunbookKind::Failover,
-            vec![POOL.into()],
-            RunOptions {
-                approved_at_start: yes,
-                ..RunOptions::default()
-            },
-            attestation.map(String::from),
-        )
+    s.start_run(caller, RunbookKind::Failover, yes, attestation)
         .await
 }
 
+/// The outputs of the pool once the run has status `want`.
 async fn wait_status(store: &RunStoreRef, id: &RunId, want: RunStatus) -> Value {
-    for _ in 0..500 {
-        if let Some(s) = store.get_run(id).await.unwrap()
-            && s.run.status == want
-        {
-            return s.pools[POOL].outputs.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let s = store.get_run(id).await.unwrap().unwrap();
-    panic!(
-        "run {id} never reached {want:?}: {:?} {:?}\n{:#?}",
-        s.run.status, s.run.reason, s.pools
-    );
+    test_fleet::wait_status(store, id, want).await.pools[POOL]
+        .outputs
+        .clone()
 }
 
 /// Starts a failover as soon as the previous run has left the engine's table (it leaves just
@@ -164,14 +113,7 @@ async fn attested_failover_copies_applies_recovers_and_activates() {
         assert_eq!(s.fake.executed(op).len(), 1, "{op}");
     }
     // The restores carried the SHA-256 FO-2 recorded; the order was remove, copy, apply, recover.
-    let order: Vec<String> = s
-        .fake
-        .executed
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, _)| n.clone())
-        .collect();
+    let order = s.fake.executed_names();
     let first = |n: &str| order.iter().position(|x| x == n).unwrap();
     assert!(first("remove_log_shipping_secondary") < first("file_copy"));
     assert!(first("file_copy") < first("restore_log"));
@@ -379,7 +321,11 @@ async fn plan_shows_the_steps_and_sends_nothing() {
 #[tokio::test]
 async fn a_retry_after_a_partial_apply_skips_what_was_applied() {
     let s = setup(World::default()).await;
-    s.fake.fail_restore_once.lock().unwrap().insert(4);
+    s.fake
+        .fail_once
+        .lock()
+        .unwrap()
+        .insert(4, err(true, 1205, "deadlock victim"));
     let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
     let o = wait_status(&s.store, &id, RunStatus::Succeeded).await;
     assert_eq!(o["fo3_apply_logs"]["attempts"], 2);
@@ -390,7 +336,7 @@ async fn a_retry_after_a_partial_apply_skips_what_was_applied() {
 #[tokio::test]
 async fn a_new_leader_resumes_mid_apply_without_repeating_a_restore() {
     let s = setup(World::default()).await;
-    s.fake.hang_restore_once.lock().unwrap().insert(4);
+    s.fake.hang_once.lock().unwrap().insert(4);
     let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
     for _ in 0..500 {
         if s.fake.world.lock().unwrap().applied.contains(&4) {

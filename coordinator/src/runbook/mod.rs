@@ -34,6 +34,7 @@ pub mod failover;
 mod engine_tests;
 #[cfg(test)]
 mod failover_tests;
+mod test_fleet;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,72 +1,30 @@
 //! The in-memory fleet of the failover tests: one pool whose primary data center is lost — the
 //! backup instance's `mgc` RESTORING at a restore point, log shipping metadata in its msdb, log
 //! backups on the share and in the copy folder, the Lync CMS — answering the typed operations
-//! the failover runbook sends, with a journal per op id like the agent's. Its RESTORE LOG
-//! follows SQL Server's LSN rule (4305 too recent / 4326 too early).
+//! the failover runbook sends through the journaling fake agents of
+//! [`crate::runbook::test_fleet`]. Its RESTORE LOG follows SQL Server's LSN rule (4305 too
+//! recent / 4326 too early).
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use failback_proto::model::{AgentId, Epoch, OpId};
+use failback_proto::model::AgentId;
 use failback_proto::pb;
 use pb::operation::Kind as Op;
 use pb::operation_output::Kind as Out;
 
-use crate::config::RunbookConfig;
-use crate::error::Error;
-use crate::runbook::AgentOps;
+use crate::runbook::test_fleet::{
+    self, FleetWorld, JournalingAgents, done, lab_pool_state, lab_topology,
+};
 use crate::topology::Topology;
-
-pub(super) const TOPOLOGY: &str = r#"
-[[agent]]
-id = "sql01.dc1.lab"
-datacenter = "dc1"
-[[agent]]
-id = "fe01.dc1.lab"
-datacenter = "dc1"
-[[agent]]
-id = "sql01.dc2.lab"
-datacenter = "dc2"
-[[agent]]
-id = "fe01.dc2.lab"
-datacenter = "dc2"
-
-[[pool]]
-fqdn = "pchat01.lab.local"
-primary_dc = "dc1"
-backup_dc = "dc2"
-databases = ["mgc", "mgccomp"]
-share = "/lab/share"
-copy_dir = "/lab/copy"
-[pool.lync_shell]
-dc1 = ["fe01.dc1.lab"]
-dc2 = ["fe01.dc2.lab"]
-[pool.sql]
-primary = { agent = "sql01.dc1.lab", instance = "sql01.dc1.lab,14331" }
-backup = { agent = "sql01.dc2.lab", instance = "sql01.dc2.lab,14332" }
-[pool.chat_servers]
-dc1 = ["pc01.dc1.lab"]
-dc2 = ["pc01.dc2.lab"]
-"#;
 
 pub(super) const POOL: &str = "pchat01.lab.local";
 pub(super) const BACKUP: &str = "sql01.dc2.lab";
 pub(super) const PRIMARY: &str = "sql01.dc1.lab";
 
+/// The lab pool with one DC1 chat server and no agent on it.
 pub(super) fn topology() -> Arc<Topology> {
-    Arc::new(Topology::parse(Path::new("t.toml"), TOPOLOGY).unwrap())
-}
-
-pub(super) fn config() -> RunbookConfig {
-    RunbookConfig {
-        retry_backoff: Duration::from_millis(10),
-        step_timeout: Duration::from_secs(10),
-        data_step_timeout: Duration::from_secs(10),
-        ..RunbookConfig::default()
-    }
+    lab_topology("", &["pc01.dc1.lab"])
 }
 
 /// Log backup `i` covers LSN `i*100 .. (i+1)*100` and finished at minute `i`.
@@ -136,18 +94,11 @@ impl Default for World {
     }
 }
 
-#[derive(Default)]
-pub(super) struct Fake {
-    pub(super) world: Mutex<World>,
-    pub(super) journal: Mutex<HashMap<String, pb::OperationResult>>,
-    /// Executed actions: (operation, op id).
-    pub(super) executed: Mutex<Vec<(String, String)>>,
-    pub(super) disconnected: Mutex<BTreeSet<String>>,
-    /// Log backups whose first restore answers a retryable error without running.
-    pub(super) fail_restore_once: Mutex<BTreeSet<u32>>,
-    /// Log backups whose first restore runs and then never answers (the leader goes away).
-    pub(super) hang_restore_once: Mutex<BTreeSet<u32>>,
-}
+/// The fake agents; fault switches are keyed by the index of the log backup a RESTORE LOG
+/// applies.
+pub(super) type Fake = JournalingAgents<World>;
+
+pub(super) type Setup = test_fleet::Setup<World>;
 
 pub(super) fn restore_index(op: &pb::Operation) -> Option<u32> {
     match &op.kind {
@@ -165,26 +116,11 @@ pub(super) fn err(retryable: bool, sql_error: u32, message: &str) -> pb::Operati
     }
 }
 
-pub(super) fn done() -> Out {
-    Out::Done(pb::Done {
-        changed: true,
-        detail: String::new(),
-    })
-}
+impl FleetWorld for World {
+    type Fault = u32;
 
-impl Fake {
-    pub(super) fn executed(&self, op: &str) -> Vec<String> {
-        self.executed
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == op)
-            .map(|(_, id)| id.clone())
-            .collect()
-    }
-
-    fn execute(&self, agent: &AgentId, op: &pb::Operation) -> Result<Out, pb::OperationError> {
-        let mut w = self.world.lock().unwrap();
+    fn execute(&mut self, agent: &AgentId, op: &pb::Operation) -> Result<Out, pb::OperationError> {
+        let w = self;
         let backup = agent.as_str() == BACKUP;
         Ok(match op.kind.clone().unwrap() {
             Op::DatabaseState(d) => Out::DatabaseStates(pb::DatabaseStates {
@@ -337,14 +273,10 @@ impl Fake {
                     ..Default::default()
                 })
             }
-            Op::PoolState(_) => Out::PoolState(pb::PoolStateInfo {
-                pool_fqdn: POOL.into(),
-                identity: format!("service:PersistentChatServer:{POOL}"),
-                state: if w.failed_over {
-                    pb::PoolStateValue::FailedOver
-                } else {
-                    pb::PoolStateValue::Normal
-                } as i32,
+            Op::PoolState(_) => lab_pool_state(if w.failed_over {
+                pb::PoolStateValue::FailedOver
+            } else {
+                pb::PoolStateValue::Normal
             }),
             Op::SetPoolState(s) => {
                 w.failed_over = s.state() == pb::PoolStateValue::FailedOver;
@@ -362,87 +294,8 @@ impl Fake {
             other => panic!("unexpected operation {other:?}"),
         })
     }
-}
 
-pub(super) fn is_read(op: &pb::Operation) -> bool {
-    matches!(
-        op.kind,
-        Some(
-            Op::DatabaseState(_)
-                | Op::LogShippingStatus(_)
-                | Op::FileList(_)
-                | Op::FileStat(_)
-                | Op::VerifyBackup(_)
-                | Op::PoolState(_)
-                | Op::PoolServers(_)
-        )
-    )
-}
-
-#[async_trait]
-impl AgentOps for Fake {
-    async fn instruct(
-        &self,
-        agent: &AgentId,
-        op_id: &OpId,
-        _epoch: Epoch,
-        operation: pb::Operation,
-        _timeout: Duration,
-    ) -> Result<pb::OperationResult, Error> {
-        if self.disconnected.lock().unwrap().contains(agent.as_str()) {
-            return Err(Error::AgentUnavailable(format!("{agent} not connected")));
-        }
-        if let Some(r) = self.journal.lock().unwrap().get(op_id.as_str()) {
-            let mut r = r.clone();
-            r.replayed = true;
-            return Ok(r);
-        }
-        let restoring = restore_index(&operation);
-        if let Some(i) = restoring
-            && self.fail_restore_once.lock().unwrap().remove(&i)
-        {
-            return Ok(pb::OperationResult {
-                op_id: op_id.to_string(),
-                outcome: Some(pb::operation_result::Outcome::Error(err(
-                    true,
-                    1205,
-                    "deadlock victim",
-                ))),
-                replayed: false,
-            });
-        }
-        let outcome = match self.execute(agent, &operation) {
-            Ok(o) => pb::operation_result::Outcome::Output(pb::OperationOutput { kind: Some(o) }),
-            Err(e) => pb::operation_result::Outcome::Error(e),
-        };
-        let result = pb::OperationResult {
-            op_id: op_id.to_string(),
-            outcome: Some(outcome),
-            replayed: false,
-        };
-        if !is_read(&operation) {
-            self.executed.lock().unwrap().push((
-                crate::runbook::operation_name(&operation).to_string(),
-                op_id.to_string(),
-            ));
-            self.journal
-                .lock()
-                .unwrap()
-                .insert(op_id.to_string(), result.clone());
-        }
-        if let Some(i) = restoring
-            && self.hang_restore_once.lock().unwrap().remove(&i)
-        {
-            std::future::pending::<()>().await;
-        }
-        Ok(result)
-    }
-
-    fn is_connected(&self, agent: &AgentId) -> bool {
-        !self.disconnected.lock().unwrap().contains(agent.as_str())
-    }
-
-    fn is_known(&self, agent: &AgentId) -> bool {
-        topology().agents.contains_key(agent)
+    fn fault(op: &pb::Operation) -> Option<u32> {
+        restore_index(op)
     }
 }
