@@ -443,7 +443,8 @@ impl Engine {
     pub async fn approve(&self, caller: &Caller, id: &RunId) -> Result<(), Error> {
         self.wait_loaded().await?;
         let store = self.store()?;
-        self.existing(&store, id).await?;
+        // The role first: an operator learns they cannot approve, whatever the run's state.
+        let snap = Self::lookup(&store, id).await?;
         if !caller.approver {
             store
                 .append_audit(
@@ -458,6 +459,7 @@ impl Engine {
                 caller.name
             )));
         }
+        Self::unfinished(&snap)?;
         let h = self.handle(id)?;
         store
             .append_audit(id, &caller.name, "run.approved", json!({}))
@@ -519,17 +521,29 @@ impl Engine {
     }
 
     async fn existing(&self, store: &RunStoreRef, id: &RunId) -> Result<RunSnapshot, Error> {
-        let snap = store
-            .get_run(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no run {id} (run ids look like 20261126-095801-636d95; `failbackctl history` lists the runs)")))?;
+        let snap = Self::lookup(store, id).await?;
+        Self::unfinished(&snap)?;
+        Ok(snap)
+    }
+
+    async fn lookup(store: &RunStoreRef, id: &RunId) -> Result<RunSnapshot, Error> {
+        store.get_run(id).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no run {id} (run ids look like 20261126-095801-636d95; `failbackctl history` lists the runs)"
+            ))
+        })
+    }
+
+    fn unfinished(snap: &RunSnapshot) -> Result<(), Error> {
         if snap.run.status.is_finished() {
             return Err(Error::InvalidInput(format!(
-                "run {id} is already {:?}",
-                snap.run.status
+                "run {} has already ended ({}); nothing is left to act on (`failbackctl report {}` shows what it did)",
+                snap.run.id,
+                crate::metrics::label(&snap.run.status),
+                snap.run.id
             )));
         }
-        Ok(snap)
+        Ok(())
     }
 
     /// One run with its pools and audit trail.

@@ -490,3 +490,18 @@ async fn abort_while_awaiting_approval_leaves_the_step_not_started() {
     }
     assert!(s.fake.executed("restore_database").is_empty());
 }
+
+#[tokio::test]
+async fn approving_a_finished_run_checks_the_role_first() {
+    let s = setup().await;
+    let id = start(&s, &approver(), true).await;
+    wait_status(&s.store, &id, RunStatus::Succeeded).await;
+    assert!(matches!(
+        s.engine.approve(&operator(), &id).await,
+        Err(Error::PermissionDenied(_))
+    ));
+    match s.engine.approve(&approver(), &id).await {
+        Err(Error::InvalidInput(m)) => assert!(m.contains("has already ended (succeeded)"), "{m}"),
+        other => panic!("approving a finished run: {other:?}"),
+    }
+}
