@@ -31,6 +31,10 @@ pub struct LoggedStatement {
     pub spid: i64,
     /// Database in use.
     pub database: String,
+    /// `batch`, `rpc`, `dynamic`, or `agent` for what SQL Server Agent's own job steps ran
+    /// (log shipping's BACKUP LOG / RESTORE LOG on their schedules).
+    #[serde(default)]
+    pub kind: String,
     /// The statement text.
     pub text: String,
 }
