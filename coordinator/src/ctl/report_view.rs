@@ -164,18 +164,14 @@ fn words(v: &Value) -> String {
                 }
                 // A log backup copied or applied: its file name and LSN range.
                 Value::Object(o) if o.contains_key("file") && o.contains_key("last_lsn") => {
-                    let file = o.get("file").map(words).unwrap_or_default();
-                    let name = file.rsplit(['/', '\\']).next().unwrap_or(&file).to_string();
                     format!(
-                        "{name} (LSN {}–{})",
+                        "{} (LSN {}–{})",
+                        file_name(o),
                         o.get("first_lsn").map(words).unwrap_or_default(),
                         o.get("last_lsn").map(words).unwrap_or_default()
                     )
                 }
-                Value::Object(o) if o.contains_key("file") => {
-                    let file = o.get("file").map(words).unwrap_or_default();
-                    file.rsplit(['/', '\\']).next().unwrap_or(&file).to_string()
-                }
+                Value::Object(o) if o.contains_key("file") => file_name(o),
                 Value::Object(o) if o.contains_key("server") => {
                     let server = o.get("server").map(words).unwrap_or_default();
                     match (o.get("median_us"), o.get("reason")) {
@@ -191,6 +187,12 @@ fn words(v: &Value) -> String {
             .join(", "),
         other => other.to_string(),
     }
+}
+
+/// The last component of an object's `file` path (drive, UNC or POSIX).
+fn file_name(o: &Map<String, Value>) -> String {
+    let file = o.get("file").map(words).unwrap_or_default();
+    file.rsplit(['/', '\\']).next().unwrap_or(&file).to_string()
 }
 
 fn label(path: &str) -> String {

@@ -259,13 +259,9 @@ impl Fleet {
         self.write_coordinator_configs()
     }
 
-    /// Config file of a coordinator (`coordinator.toml` for the first, `<name>.toml` otherwise).
+    /// Config file of a coordinator (`<name>.toml`).
     pub fn coordinator_config(&self, name: &str) -> PathBuf {
-        if name == COORDINATOR {
-            self.dir.join("coordinator.toml")
-        } else {
-            self.dir.join(format!("{name}.toml"))
-        }
+        self.dir.join(format!("{name}.toml"))
     }
 
     fn write_coordinator_configs(&self) -> anyhow::Result<()> {
@@ -285,11 +281,7 @@ key = "certs/{name}.key"
                 port = c.port,
                 mport = c.metrics_port,
                 name = c.name,
-                state = if c.name == COORDINATOR {
-                    "coordinator"
-                } else {
-                    c.name.as_str()
-                },
+                state = c.name,
                 hb = self.heartbeat.as_millis()
             );
             if let Some(e) = &self.etcd {
@@ -425,12 +417,7 @@ key = "{certs}/{id}.key"
     /// Starts (or restarts) one coordinator and waits until its port accepts connections.
     pub async fn start_coordinator_named(&mut self, name: &str) -> anyhow::Result<()> {
         let config = self.coordinator_config(name);
-        let log_name = if name == COORDINATOR {
-            "coordinator"
-        } else {
-            name
-        };
-        let log = self.dir.join("logs").join(format!("{log_name}.log"));
+        let log = self.dir.join("logs").join(format!("{name}.log"));
         let slot = self
             .coordinators
             .iter_mut()

@@ -22,25 +22,12 @@ use failback_proto::pb;
 use serde_json::{Value, json};
 
 use crate::config::RunbookConfig;
-use crate::runbook::failback::{expect_output, op, shell_agents};
+use crate::runbook::failback::{op, pool_state, shell_agents};
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::Pool;
 
 /// FO-5.
 pub struct PoolFailedOver;
-
-async fn state(ctx: &StepCtx) -> Result<pb::PoolStateInfo, StepError> {
-    let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
-    let out = ctx
-        .read(
-            &shell,
-            op(pb::operation::Kind::PoolState(pb::PoolState {
-                pool_fqdn: ctx.pool.fqdn.clone(),
-            })),
-        )
-        .await?;
-    expect_output!(out, PoolState, "pool_state")
-}
 
 #[async_trait]
 impl Step for PoolFailedOver {
@@ -70,7 +57,7 @@ impl Step for PoolFailedOver {
     }
 
     async fn probe(&self, ctx: &StepCtx) -> Result<Probe, StepError> {
-        let s = state(ctx).await?;
+        let s = pool_state(ctx, &ctx.pool.backup_dc).await?;
         if s.state() == pb::PoolStateValue::FailedOver {
             return Ok(Probe::Done(
                 json!({ "identity": s.identity, "state": "FailedOver" }),
@@ -95,7 +82,7 @@ impl Step for PoolFailedOver {
     }
 
     async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
-        let s = state(ctx).await?;
+        let s = pool_state(ctx, &ctx.pool.backup_dc).await?;
         if s.state() != pb::PoolStateValue::FailedOver {
             return Err(StepError::retry(format!(
                 "pool state reads {:?} after setting FailedOver",
