@@ -275,6 +275,11 @@ impl Dispatcher {
                 .verify_backup(file.as_str())
                 .await
                 .map(Out::Verify),
+            Operation::ReadBackupHeader(file) => self
+                .sql()?
+                .read_backup_header(file.as_str())
+                .await
+                .map(Out::Verify),
             Operation::RestoreDatabase {
                 database,
                 file,

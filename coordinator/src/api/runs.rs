@@ -65,6 +65,9 @@ pub fn summary(r: &RunRecord) -> pb::RunSummary {
         max_parallel: r.spec.options.max_parallel,
         approved_at_start: r.spec.options.approved_at_start,
         attestation: r.spec.attestation.clone().unwrap_or_default(),
+        accepted_gap_file: r.spec.accepted_gap.as_ref().map(|g| g.file.clone()).unwrap_or_default(),
+        accepted_gap_reason: r.spec.accepted_gap.as_ref().map(|g| g.reason.clone()).unwrap_or_default(),
+        accepted_gap_by: r.spec.accepted_gap.as_ref().map(|g| g.accepted_by.clone()).unwrap_or_default(),
     }
 }
 
@@ -155,9 +158,14 @@ pub async fn start(
     };
     // Required for a failover, refused for the others: checked by the engine
     // (`check_attestation`), so every entry point gets the same answer.
-    let attestation = Some(req.attestation).filter(|a| !a.is_empty());
+    // An accepted gap (failover, approver role) likewise: `runbook::decisions::accepted_gap`.
+    let decisions = crate::runbook::StartDecisions {
+        attestation: Some(req.attestation).filter(|a| !a.is_empty()),
+        accept_gap: (!req.accept_gap_file.is_empty() || !req.accept_gap_reason.is_empty())
+            .then_some((req.accept_gap_file, req.accept_gap_reason)),
+    };
     let id = engine
-        .start_run_attested(&caller(who), kind, pools, options, attestation)
+        .start_run_attested(&caller(who), kind, pools, options, decisions)
         .await?;
     Ok(pb::StartRunResponse {
         run_id: id.to_string(),

@@ -206,6 +206,14 @@ struct RunbookArgs {
     /// down (recorded in the run with your certificate name).
     #[arg(long, value_name = "REASON")]
     attest_primary_down: Option<String>,
+    /// Failover runs only, approver certificate: accept the data loss of the gap an earlier
+    /// run's FO-3 reported at FILE (the file name it gave); FO-3 then stops there and FO-4
+    /// recovers mgc. A gap at any other file still stops the run. Needs --gap-reason.
+    #[arg(long, value_name = "FILE", requires = "gap_reason")]
+    accept_gap: Option<String>,
+    /// Why the loss of the accepted gap is acceptable (recorded with your certificate name).
+    #[arg(long, value_name = "TEXT", requires = "accept_gap")]
+    gap_reason: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputArg::Table)]
     output: OutputArg,
 }
@@ -363,6 +371,8 @@ async fn execute(cli: Cli) -> Result<Done, Error> {
                 .call(|mut c| {
                     let req = pb::StartRunRequest {
                         attestation: a.attest_primary_down.clone().unwrap_or_default(),
+                        accept_gap_file: a.accept_gap.clone().unwrap_or_default(),
+                        accept_gap_reason: a.gap_reason.clone().unwrap_or_default(),
                         runbook: runbook.into(),
                         pools: a.pools.clone(),
                         all: a.all,

@@ -16,6 +16,9 @@ fn summary_json(r: &pb::RunSummary) -> Value {
         "pools": r.pools, "started_by": r.started_by, "created_unix_ms": r.created_unix_ms,
         "updated_unix_ms": r.updated_unix_ms, "max_parallel": r.max_parallel,
         "approved_at_start": r.approved_at_start, "attestation": r.attestation,
+        "accepted_gap": (!r.accepted_gap_file.is_empty()).then(|| json!({
+            "file": r.accepted_gap_file, "reason": r.accepted_gap_reason, "by": r.accepted_gap_by,
+        })),
     })
 }
 
@@ -68,7 +71,7 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
         .to_string(),
         Format::Table => {
             let mut out = format!(
-                "run {} ({}) {}{}\nstarted by {}; pools {}; max parallel {}{}{}\n\n",
+                "run {} ({}) {}{}\nstarted by {}; pools {}; max parallel {}{}{}{}\n\n",
                 run.run_id,
                 run.runbook,
                 run.status,
@@ -81,6 +84,14 @@ pub fn render_run(d: &pb::RunDetail, format: Format) -> String {
                     String::new()
                 } else {
                     format!("\nattested primary down: {}", run.attestation)
+                },
+                if run.accepted_gap_file.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "\naccepted the loss of the log chain's gap at {} ({}): {}",
+                        run.accepted_gap_file, run.accepted_gap_by, run.accepted_gap_reason
+                    )
                 },
             );
             out.push_str(&format!("{:<28} {:<26} {:<8} STATUS\n", "POOL", "STEP", "ATTEMPT"));

@@ -494,7 +494,7 @@ pub async fn gather(
         let r = reader
             .read(
                 &backup,
-                K::VerifyBackup(pb::VerifyBackup {
+                K::ReadBackupHeader(pb::ReadBackupHeader {
                     file: sec.last_restored_file.clone(),
                 }),
                 READ_TIMEOUT,
@@ -542,7 +542,7 @@ pub async fn gather(
         let r = reader
             .read(
                 agent,
-                K::VerifyBackup(pb::VerifyBackup { file: path }),
+                K::ReadBackupHeader(pb::ReadBackupHeader { file: path }),
                 READ_TIMEOUT,
             )
             .await;

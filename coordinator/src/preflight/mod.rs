@@ -24,10 +24,11 @@
 //!   precision, the age of the newest log backup file on the share (its modification time as the
 //!   agent reads it, compared with the coordinator's clock; hosts are NTP-synchronised in a
 //!   domain). `max_log_age_seconds` tightens the second; 0 = the primary's backup threshold.
-//! - **LSNs** come from the files' own headers (`verify_backup` = RESTORE VERIFYONLY +
-//!   HEADERONLY, read-only), anchored at the header of msdb's `last_restored_file`: the same
-//!   procedure a failover follows (pchat-dr.md §6.11), so what preflight calls a gap is what FO-3
-//!   would stop at. No new agent operation was needed.
+//! - **LSNs** come from the files' own headers (`read_backup_header` = a plain RESTORE HEADERONLY,
+//!   read-only, never WITH CHECKSUM: log shipping's `.trn` files have no backup checksums and SQL
+//!   Server refuses the option on them, Msg 3187), anchored at the header of msdb's
+//!   `last_restored_file`: the same procedure a failover follows (pchat-dr.md §6.11), so what
+//!   preflight calls a gap is what FO-3 would stop at.
 //! - **Free space for a full backup** = the database's data files' allocated size
 //!   (`database_state`'s `data_size_bytes`) × `free_space_factor` (default 1.5: an uncompressed
 //!   full backup is at most the allocated data plus the active log, and log backups keep

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AgentOpsRef, ErrorClass, StepError, operation_name};
 use crate::config::RunbookConfig;
 use crate::error::Error;
-use crate::store::RunId;
+use crate::store::{AcceptedGap, RunId};
 use crate::topology::Pool;
 
 /// Persists an action's op id before it is sent (implemented by the engine over the run store).
@@ -59,6 +59,7 @@ pub struct StepCtx {
     log: Arc<dyn OpLog>,
     reads: Arc<AtomicU64>,
     cancel: CancellationToken,
+    accepted_gap: Option<AcceptedGap>,
 }
 
 impl StepCtx {
@@ -89,7 +90,20 @@ impl StepCtx {
             log,
             reads,
             cancel,
+            accepted_gap: None,
         }
+    }
+
+    /// The run's accepted gap in the log chain (an approver's decision recorded in its spec).
+    #[must_use]
+    pub fn with_accepted_gap(mut self, gap: Option<AcceptedGap>) -> Self {
+        self.accepted_gap = gap;
+        self
+    }
+
+    /// The gap in the log chain whose loss the run's approver accepted, if any (FO-3).
+    pub fn accepted_gap(&self) -> Option<&AcceptedGap> {
+        self.accepted_gap.as_ref()
     }
 
     /// The recorded output of an earlier step of this pool.

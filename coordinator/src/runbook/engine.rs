@@ -43,7 +43,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::context::OpLog;
-use super::{AgentOpsRef, ErrorClass, PlannedOp, Probe, StepCtx, StepError, StepRef};
+use super::{
+    AgentOpsRef, ErrorClass, PlannedOp, Probe, StartDecisions, StepCtx, StepError, StepRef,
+};
 use crate::config::RunbookConfig;
 use crate::error::Error;
 use crate::leader::LeadershipListener;
@@ -309,25 +311,33 @@ impl Engine {
         pools: Vec<String>,
         options: RunOptions,
     ) -> Result<RunId, Error> {
-        self.start_run_attested(caller, kind, pools, options, None)
+        self.start_run_attested(caller, kind, pools, options, StartDecisions::default())
             .await
     }
 
-    /// [`Engine::start_run`] with the operator's attestation that the primary data center is
-    /// down: required for a failover (refused without it, see [`check_attestation`]), refused
-    /// for other runbooks. Recorded in the run's spec and in its `run.created` and
-    /// `run.attested` audit records with the caller's certificate name.
+    /// [`Engine::start_run`] with what the caller decided: the operator's attestation that the
+    /// primary data center is down (required for a failover, refused without it, see
+    /// [`check_attestation`]; refused for other runbooks) and an approver's acceptance of a gap
+    /// in the log chain ([`crate::runbook::decisions`]). Recorded in the run's spec and in its
+    /// `run.created`, `run.attested` and `run.gap_accepted` audit records with the caller's
+    /// certificate name.
     pub async fn start_run_attested(
         &self,
         caller: &Caller,
         kind: RunbookKind,
         pools: Vec<String>,
         options: RunOptions,
-        attestation: Option<String>,
+        decisions: StartDecisions,
     ) -> Result<RunId, Error> {
         let pools = self.resolve_pools(pools)?;
         (self.inner.factory)(kind, &self.inner.config)?;
-        let attestation = check_attestation(kind, attestation)?;
+        let attestation = check_attestation(kind, decisions.attestation)?;
+        let accepted_gap = crate::runbook::decisions::accepted_gap(
+            kind,
+            decisions.accept_gap,
+            &caller.name,
+            caller.approver,
+        )?;
         self.wait_loaded().await?;
         if options.approved_at_start && !caller.approver {
             return Err(Error::PermissionDenied(format!(
@@ -359,6 +369,7 @@ impl Engine {
             options: options.clone(),
             started_by: caller.name.clone(),
             attestation: attestation.clone(),
+            accepted_gap: accepted_gap.clone(),
         };
         store.create_run(&id, spec.clone()).await?;
         store
@@ -376,6 +387,16 @@ impl Engine {
                     &caller.name,
                     "run.attested",
                     json!({ "primary_down": a, "attested_by": caller.name }),
+                )
+                .await?;
+        }
+        if let Some(g) = &accepted_gap {
+            store
+                .append_audit(
+                    &id,
+                    &caller.name,
+                    "run.gap_accepted",
+                    json!({ "file": g.file, "reason": g.reason, "accepted_by": g.accepted_by }),
                 )
                 .await?;
         }

@@ -12,6 +12,7 @@ use failback_proto::model::Epoch;
 use serde_json::{Value, json};
 
 use super::engine::{Caller, Engine};
+use super::StartDecisions;
 use super::test_fleet::{self, approver, fast_config as config, operator};
 use crate::error::Error;
 use crate::leader::LeadershipListener;
@@ -154,7 +155,7 @@ async fn a_failover_without_attestation_is_refused() {
             RunbookKind::Failback,
             vec![POOL.into()],
             RunOptions::default(),
-            Some("x".into()),
+            StartDecisions::attested(Some("x")),
         )
         .await
         .unwrap_err();
@@ -241,6 +242,100 @@ async fn a_gap_stops_the_run_naming_the_missing_range_then_a_new_run_continues()
     let fo3 = &o["fo3_apply_logs"]["output"];
     assert_eq!(fo3["already_applied"], 3);
     assert_eq!(fo3["loss_window"]["last_restored_lsn"], "700");
+}
+
+/// Starts a failover accepting the gap at `file`, as soon as the engine takes it.
+async fn start_accepting(s: &Setup, caller: &Caller, file: &str) -> Result<RunId, Error> {
+    let decisions = StartDecisions {
+        attestation: Some(ATTESTED.into()),
+        accept_gap: Some((file.into(), "the last log backup died with the share; ticket 4712".into())),
+    };
+    for _ in 0..100 {
+        match s
+            .start_run_with(caller, RunbookKind::Failover, true, decisions.clone())
+            .await
+        {
+            Err(Error::InvalidInput(m)) if m.contains("already part of unfinished run") => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+    s.start_run_with(caller, RunbookKind::Failover, true, decisions)
+        .await
+}
+
+#[tokio::test]
+async fn an_unreadable_newest_log_backup_is_a_gap_that_only_a_named_acceptance_passes() {
+    // Log 5, the newest, cannot be read: no later file exposes the gap by LSN, and applying 3
+    // and 4 then recovering would lose log 5 silently.
+    let s = setup(World {
+        damaged: [5].into(),
+        ..World::default()
+    })
+    .await;
+    let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
+    let o = wait_status(&s.store, &id, RunStatus::Failed).await;
+    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
+    assert!(msg.contains(&format!("at {}", name(5))), "{msg}");
+    assert!(msg.contains("cannot be read"), "{msg}");
+    assert!(msg.contains(&format!("--accept-gap {}", name(5))), "{msg}");
+    let w = s.fake.world.lock().unwrap().clone();
+    assert_eq!(w.applied, [3, 4], "everything before the gap, nothing past it");
+    assert!(!w.backup_online && !w.failed_over);
+    assert!(s.fake.executed("recover_database").is_empty());
+
+    // Only an approver may accept the loss; nothing starts otherwise.
+    let e = start_accepting(&s, &operator(), &name(5)).await.unwrap_err();
+    assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
+
+    // An acceptance of another file does not cover this gap.
+    let id = start_accepting(&s, &approver(), &name(4)).await.unwrap();
+    let o = wait_status(&s.store, &id, RunStatus::Failed).await;
+    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
+    assert!(msg.contains(&format!("accepted the loss of a gap at {}", name(4))), "{msg}");
+    assert!(s.fake.executed("recover_database").is_empty());
+
+    // Accepting the gap FO-3 named: recovered without log 5, the decision in the run's record.
+    let id = start_accepting(&s, &approver(), &format!("/copy/{}", name(5)))
+        .await
+        .unwrap();
+    let snap = test_fleet::wait_status(&s.store, &id, RunStatus::Succeeded).await;
+    let fo3 = &snap.pools[POOL].outputs["fo3_apply_logs"]["output"];
+    assert_eq!(fo3["gap_accepted"]["file"], name(5));
+    assert_eq!(fo3["gap_accepted"]["accepted_by"], approver().name);
+    assert_eq!(fo3["loss_window"]["accepted_gap"]["file"], name(5));
+    assert!(
+        fo3["gap_accepted"]["not_applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().ends_with(&name(5))),
+        "{fo3}"
+    );
+    let run = s.store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(run.run.spec.accepted_gap.as_ref().unwrap().file, name(5));
+    let audit = s.store.audit(&id).await.unwrap();
+    assert!(audit.iter().any(|a| a.event == "run.gap_accepted"));
+    let w = s.fake.world.lock().unwrap().clone();
+    assert_eq!(w.applied, [3, 4]);
+    assert!(w.backup_online && w.failed_over);
+}
+
+#[tokio::test]
+async fn an_unreadable_log_backup_before_a_readable_one_is_named_as_the_gap() {
+    // Log 3 unreadable: log 4 starts where 3 ends, past the restore point, so nothing applies;
+    // the gap is reported at the hole (the missing log itself), not at log 4.
+    let s = setup(World {
+        damaged: [3].into(),
+        ..World::default()
+    })
+    .await;
+    let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
+    let o = wait_status(&s.store, &id, RunStatus::Failed).await;
+    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
+    assert!(msg.contains(&format!("at {}", name(3))), "{msg}");
+    assert!(s.fake.world.lock().unwrap().applied.is_empty());
 }
 
 #[tokio::test]

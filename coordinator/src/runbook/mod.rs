@@ -24,6 +24,7 @@
 //! When you change the step contract, also touch `failback/*.rs`, `failover/*.rs`, `engine_tests/fake.rs` and `failover_tests/fake.rs`.
 
 pub mod context;
+pub mod decisions;
 pub mod engine;
 pub mod failback;
 
@@ -49,6 +50,7 @@ use crate::error::Error;
 use crate::topology::Pool;
 
 pub use context::StepCtx;
+pub use decisions::{StartDecisions, check_gap_file, check_statement};
 
 /// How the engine treats a step failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

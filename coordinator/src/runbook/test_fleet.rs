@@ -22,7 +22,7 @@ use crate::config::RunbookConfig;
 use crate::error::Error;
 use crate::leader::LeadershipListener;
 use crate::runbook::engine::{Caller, Engine};
-use crate::runbook::{AgentOps, AgentOpsRef, operation_name};
+use crate::runbook::{AgentOps, AgentOpsRef, StartDecisions, operation_name};
 use crate::store::file::FileRunStore;
 use crate::store::{RunId, RunOptions, RunSnapshot, RunStatus, RunStoreRef, RunbookKind};
 use crate::topology::Topology;
@@ -115,6 +115,7 @@ fn is_read(op: &pb::Operation) -> bool {
                 | Op::ListSessions(_)
                 | Op::MirroringState(_)
                 | Op::VerifyBackup(_)
+                | Op::ReadBackupHeader(_)
                 | Op::DatabaseState(_)
                 | Op::TcpLatency(_)
                 | Op::DescribeInstance(_)
@@ -306,6 +307,18 @@ impl<W: FleetWorld> Setup<W> {
         yes: bool,
         attestation: Option<&str>,
     ) -> Result<RunId, Error> {
+        self.start_run_with(caller, kind, yes, StartDecisions::attested(attestation))
+            .await
+    }
+
+    /// [`Setup::start_run`] with every start decision (an accepted gap too).
+    pub(crate) async fn start_run_with(
+        &self,
+        caller: &Caller,
+        kind: RunbookKind,
+        yes: bool,
+        decisions: StartDecisions,
+    ) -> Result<RunId, Error> {
         self.engine
             .start_run_attested(
                 caller,
@@ -315,7 +328,7 @@ impl<W: FleetWorld> Setup<W> {
                     approved_at_start: yes,
                     ..RunOptions::default()
                 },
-                attestation.map(String::from),
+                decisions,
             )
             .await
     }

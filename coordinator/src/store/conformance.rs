@@ -27,6 +27,7 @@ pub fn spec(pools: &[&str]) -> RunSpec {
         options: RunOptions::default(),
         started_by: "operator1".into(),
         attestation: None,
+        accepted_gap: None,
     }
 }
 

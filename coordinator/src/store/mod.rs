@@ -165,6 +165,22 @@ pub struct RunSpec {
     /// it is required: two sites cannot tell a dead peer from a cut link, so a person decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<String>,
+    /// An approver's acceptance of the data loss of one gap in the log chain (failover runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_gap: Option<AcceptedGap>,
+}
+
+/// An approver's decision to recover a failover's database past a gap in its log chain, losing
+/// the log at and after the named file. It names the file an earlier run's FO-3 reported as the
+/// gap, so it accepts that loss and no other: FO-3 still stops at a gap anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedGap {
+    /// The file name FO-3 reported as the gap (the first log backup it could not apply).
+    pub file: String,
+    /// Why the loss is acceptable (1 to [`MAX_ATTESTATION_CHARS`] characters).
+    pub reason: String,
+    /// Certificate name of the approver.
+    pub accepted_by: String,
 }
 
 /// Longest attestation text a run records.
@@ -386,6 +402,10 @@ pub(crate) fn validate_spec(spec: &RunSpec) -> Result<(), Error> {
         return Err(Error::InvalidInput(format!(
             "the attestation must be 1 to {MAX_ATTESTATION_CHARS} characters without control characters"
         )));
+    }
+    if let Some(g) = &spec.accepted_gap {
+        crate::runbook::check_gap_file(&g.file)?;
+        crate::runbook::check_statement("the gap's reason", &g.reason)?;
     }
     if spec.options.max_parallel == 0 {
         return Err(Error::InvalidInput(

@@ -135,8 +135,10 @@ pub enum Operation {
         /// Target file.
         file: PathText,
     },
-    /// VERIFYONLY + HEADERONLY + FILELISTONLY.
+    /// HEADERONLY, then VERIFYONLY (CHECKSUM only when the set has checksums) + FILELISTONLY.
     VerifyBackup(PathText),
+    /// HEADERONLY only (reading a log shipping `.trn`: no CHECKSUM, no full read).
+    ReadBackupHeader(PathText),
     /// RESTORE DATABASE.
     RestoreDatabase {
         /// Database.
@@ -253,6 +255,7 @@ impl Operation {
             Operation::BackupDatabase { .. } => "backup_database",
             Operation::BackupLog { .. } => "backup_log",
             Operation::VerifyBackup(_) => "verify_backup",
+            Operation::ReadBackupHeader(_) => "read_backup_header",
             Operation::RestoreDatabase { .. } => "restore_database",
             Operation::RestoreLog { .. } => "restore_log",
             Operation::RecoverDatabase(_) => "recover_database",
@@ -292,6 +295,7 @@ impl Operation {
             | Operation::BackupDatabase { .. }
             | Operation::BackupLog { .. }
             | Operation::VerifyBackup(_)
+            | Operation::ReadBackupHeader(_)
             | Operation::RestoreDatabase { .. }
             | Operation::RestoreLog { .. }
             | Operation::RecoverDatabase(_)
@@ -433,6 +437,7 @@ impl TryFrom<pb::operation::Kind> for Operation {
                 file: PathText::new("file", o.file)?,
             },
             K::VerifyBackup(o) => Operation::VerifyBackup(PathText::new("file", o.file)?),
+            K::ReadBackupHeader(o) => Operation::ReadBackupHeader(PathText::new("file", o.file)?),
             K::RestoreDatabase(o) => Operation::RestoreDatabase {
                 database: db("database", o.database)?,
                 file: PathText::new("file", o.file)?,

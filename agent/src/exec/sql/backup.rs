@@ -8,9 +8,14 @@
 //! run records in one step what a later restore must re-check (DESIGN §9 invariant 3). COMPRESSION
 //! is only sent when asked: editions without it fail the backup.
 //!
-//! Errors: 3201 (cannot open the device: share unreachable or no permission for the engine's
-//! service account) and connection failures are retryable; damaged media (3241/3183) and the rest
-//! are not.
+//! Checksums: `BACKUP … WITH CHECKSUM` for what the agent writes; a read or restore asks for
+//! `CHECKSUM` only where HEADERONLY says the set has backup checksums (log shipping's `.trn` files
+//! have none, and SQL Server refuses the option on them with 3187), see [`tsql::Checksums`].
+//!
+//! Errors ([`super::retryable`] decides): connection failures and 3201 with a network operating
+//! system error (the share's server briefly unreachable) are retryable; 3201 for a missing file or
+//! denied access (the engine's service account), damaged media (3241/3183), 3187 and the rest are
+//! not.
 
 use std::sync::Arc;
 
@@ -123,18 +128,94 @@ pub(crate) async fn with_progress(
     result
 }
 
+/// HEADERONLY `BackupType` of a full database backup.
+pub(crate) const FULL: u32 = 1;
+/// HEADERONLY `BackupType` of a log backup.
+pub(crate) const LOG: u32 = 2;
+
+/// The one backup set of type `kind` in `file` (its HEADERONLY rows), as RESTORE must name it:
+/// `FILE = Position`, `CHECKSUM` only when the set has backup checksums.
+///
+/// Decision: a file holding several sets of that type is refused rather than guessed at (the
+/// newest? all in order?). Runs write each backup to a new file and log shipping writes one log
+/// backup per file, so several sets mean someone appended by hand (`NOINIT`); the operator is
+/// told the positions found.
+pub(crate) fn one_set<'h>(
+    file: &str,
+    headers: &'h [pb::BackupHeader],
+    kind: u32,
+) -> Result<(&'h pb::BackupHeader, tsql::BackupSet), Error> {
+    let what = if kind == LOG {
+        "log backup"
+    } else {
+        "full database backup"
+    };
+    let sets: Vec<&pb::BackupHeader> = headers.iter().filter(|h| h.backup_type == kind).collect();
+    match sets.as_slice() {
+        [h] => Ok((
+            h,
+            tsql::BackupSet {
+                position: h.position.max(1),
+                checksums: tsql::Checksums::for_set(h.has_checksums),
+            },
+        )),
+        [] => Err(Error::Sql {
+            number: None,
+            message: format!(
+                "backup file '{file}' holds no {what} (its backup sets: {}); not restoring",
+                describe_sets(headers)
+            ),
+            retryable: false,
+        }),
+        _ => Err(Error::Sql {
+            number: None,
+            message: format!(
+                "backup file '{file}' holds {} {what}s (positions {}); the agent restores a file with exactly one, not guessing which; not restoring",
+                sets.len(),
+                sets.iter()
+                    .map(|h| h.position.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            retryable: false,
+        }),
+    }
+}
+
+fn describe_sets(headers: &[pb::BackupHeader]) -> String {
+    if headers.is_empty() {
+        return "none".into();
+    }
+    headers
+        .iter()
+        .map(|h| {
+            format!(
+                "position {} type {} of {}",
+                h.position, h.backup_type, h.database
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl SqlBackend {
-    /// Reads HEADERONLY and FILELISTONLY of `file`.
-    pub(crate) async fn inspect_backup(
-        conn: &mut Conn,
-        file: &str,
-    ) -> Result<(Vec<pb::BackupHeader>, Vec<pb::BackupFileEntry>), Error> {
-        let headers = Self::rows(conn, &tsql::header_only(file))
+    /// Reads HEADERONLY of `file` (every backup set; no CHECKSUM option, so it works on log
+    /// shipping's `.trn` files, which have no backup checksums).
+    pub(crate) async fn headers(conn: &mut Conn, file: &str) -> Result<Vec<pb::BackupHeader>, Error> {
+        Ok(Self::rows(conn, &tsql::header_only(file))
             .await?
             .iter()
             .map(header)
-            .collect();
-        let files = Self::rows(conn, &tsql::file_list_only(file))
+            .collect())
+    }
+
+    /// FILELISTONLY of backup set `position` of `file`.
+    pub(crate) async fn file_list(
+        conn: &mut Conn,
+        file: &str,
+        position: u32,
+    ) -> Result<Vec<pb::BackupFileEntry>, Error> {
+        Ok(Self::rows(conn, &tsql::file_list_only(file, position))
             .await?
             .iter()
             .map(|r| pb::BackupFileEntry {
@@ -142,7 +223,17 @@ impl SqlBackend {
                 physical_name: text(r, "PhysicalName"),
                 r#type: text(r, "Type"),
             })
-            .collect();
+            .collect())
+    }
+
+    /// Reads HEADERONLY of `file`, and FILELISTONLY of its last backup set.
+    pub(crate) async fn inspect_backup(
+        conn: &mut Conn,
+        file: &str,
+    ) -> Result<(Vec<pb::BackupHeader>, Vec<pb::BackupFileEntry>), Error> {
+        let headers = Self::headers(conn, file).await?;
+        let position = headers.iter().map(|h| h.position).max().unwrap_or(1).max(1);
+        let files = Self::file_list(conn, file, position).await?;
         Ok((headers, files))
     }
 
@@ -218,15 +309,43 @@ impl SqlBackend {
         Self::finish_backup(&mut conn, files, file).await
     }
 
-    /// VERIFYONLY, then HEADERONLY and FILELISTONLY.
+    /// HEADERONLY, then VERIFYONLY of every backup set in the file (`WITH CHECKSUM` for a set
+    /// that has backup checksums, SQL Server's default otherwise: see [`tsql::Checksums`]), and
+    /// FILELISTONLY.
     pub async fn verify_backup(&self, file: &str) -> Result<pb::VerifyResult, Error> {
         let mut conn = self.connect(true).await?;
-        Self::exec(&mut conn, &tsql::verify_only(file)).await?;
         let (headers, files) = Self::inspect_backup(&mut conn, file).await?;
+        if headers.is_empty() {
+            return Err(Error::Sql {
+                number: None,
+                message: format!("backup file '{file}' holds no backup set"),
+                retryable: false,
+            });
+        }
+        for h in &headers {
+            let stmt = tsql::verify_only(
+                file,
+                h.position.max(1),
+                tsql::Checksums::for_set(h.has_checksums),
+            );
+            Self::exec(&mut conn, &stmt).await?;
+        }
         Ok(pb::VerifyResult {
             file: file.to_string(),
             headers,
             files,
+        })
+    }
+
+    /// HEADERONLY alone: how a log shipping `.trn` is read (its LSNs and dates), without the
+    /// full read of VERIFYONLY and without CHECKSUM (pchat-dr.md §6.3).
+    pub async fn read_backup_header(&self, file: &str) -> Result<pb::VerifyResult, Error> {
+        let mut conn = self.connect(true).await?;
+        let headers = Self::headers(&mut conn, file).await?;
+        Ok(pb::VerifyResult {
+            file: file.to_string(),
+            headers,
+            files: Vec::new(),
         })
     }
 }

@@ -4,8 +4,12 @@
 //! tiberius' command timeout so a quiet RESTORE is not cut off.
 //!
 //! Errors: SQL Server errors keep their number ([`Error::Sql`]); connection failures and the
-//! classic transient numbers (1205 deadlock, 3101 exclusive access while sessions drain) are
-//! retryable, everything else is not. A change whose goal already holds is not an error: it
+//! classic transient numbers (1205 deadlock, 3101 exclusive access while sessions drain, 4060,
+//! 40613) are retryable, and so is 3201 (cannot open backup device) when its operating system
+//! error is a network one (53, 64, 67, 121, 1231: the share's server is briefly unreachable);
+//! 3201 with a missing file or folder (2, 3) or access denied (5) is not: nothing changes it
+//! without a person. Everything else is not retryable. This is the one place that decides
+//! ([`retryable`]); the module docs of `backup` and `restore` refer to it. A change whose goal already holds is not an error: it
 //! reports `changed = false`.
 //!
 //! Modules: `backup` / `restore` (BACKUP, RESTORE and their inspection), `logship` (log shipping
@@ -38,12 +42,34 @@ pub(crate) type Conn = Client<Compat<TcpStream>>;
 /// SQL Server errors after which trying again can succeed without a change by a person.
 const TRANSIENT: [u32; 4] = [1205, 3101, 40613, 4060];
 
+/// Windows network errors a 3201 can carry ("Operating system error 53(The network path was not
+/// found.)"): the share's server or the path to it is down for now.
+const NETWORK_OS_ERRORS: [u32; 5] = [53, 64, 67, 121, 1231];
+
+/// Whether SQL Server error `number` with text `message` may succeed when tried again unchanged.
+pub(crate) fn retryable(number: u32, message: &str) -> bool {
+    if TRANSIENT.contains(&number) {
+        return true;
+    }
+    if number == 3201 {
+        return os_error(message).is_some_and(|e| NETWORK_OS_ERRORS.contains(&e));
+    }
+    false
+}
+
+/// The number in "Operating system error N(…)" of a message, if any.
+fn os_error(message: &str) -> Option<u32> {
+    let rest = &message[message.find("Operating system error ")? + "Operating system error ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 pub(crate) fn sql_error(context: &str, e: tiberius::error::Error) -> Error {
     match e {
         tiberius::error::Error::Server(t) => Error::Sql {
             number: Some(t.code()),
             message: format!("{context}: SQL Server error {}: {}", t.code(), t.message()),
-            retryable: TRANSIENT.contains(&t.code()),
+            retryable: retryable(t.code(), t.message()),
         },
         tiberius::error::Error::Io { kind, message } => Error::Sql {
             number: None,
@@ -579,5 +605,31 @@ impl SqlBackend {
             changed: true,
             detail: format!("mirroring removed from {db}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retryable;
+
+    #[test]
+    fn error_classes() {
+        assert!(retryable(1205, "deadlock"));
+        assert!(retryable(3101, "Exclusive access could not be obtained"));
+        assert!(retryable(
+            3201,
+            r"Cannot open backup device '\\fs\ls\mgc.bak'. Operating system error 53(The network path was not found.)."
+        ));
+        assert!(!retryable(
+            3201,
+            r"Cannot open backup device '\\fs\ls\mgc.bak'. Operating system error 5(Access is denied.)."
+        ));
+        assert!(!retryable(
+            3201,
+            "Cannot open backup device '/c/mgc.trn'. Operating system error 2(The system cannot find the file specified.)."
+        ));
+        assert!(!retryable(3201, "Cannot open backup device 'x'."));
+        assert!(!retryable(3187, "RESTORE WITH CHECKSUM cannot be specified"));
+        assert!(!retryable(4305, "too recent to apply"));
     }
 }

@@ -12,13 +12,19 @@
 //! default data directory (log files: default log directory). Restoring where the backup's source
 //! instance kept them would fail on a rebuilt host whose drives differ.
 //!
-//! Errors: 3101 (exclusive access) is retryable; 3159/3183/3241/4305/4326 and a SHA-256 mismatch
-//! are not. `sql_error` on the wire carries the number (4305 = gap, 4326 = already applied).
+//! Which set: the file's HEADERONLY decides. A restore reads the one set of the kind it restores
+//! (`FILE = Position`; a file with several is refused, see `backup::one_set`) and asks for
+//! `CHECKSUM` only when that set has backup checksums (pchat-dr.md §6.3: log shipping's `.trn`
+//! files have none; SQL Server refuses the option on them with 3187 and still verifies checksums
+//! that are present without it).
+//!
+//! Errors ([`super::retryable`]): 3101 (exclusive access) is retryable; 3159/3183/3187/3241/4305/
+//! 4326 and a SHA-256 mismatch are not. `sql_error` on the wire carries the number (4305 = gap, 4326 = already applied).
 
 use failback_proto::model::DatabaseName;
 use failback_proto::pb;
 
-use super::backup::{PercentSink, header, with_progress};
+use super::backup::{FULL, LOG, PercentSink, one_set, with_progress};
 use super::tsql::{self, RecoveryClause};
 use super::{Conn, SqlBackend, flag, text};
 use crate::error::Error;
@@ -154,7 +160,10 @@ impl SqlBackend {
         self.refuse_mirrored(db).await?;
         let info = self.describe_instance().await?;
         let mut conn = self.connect(true).await?;
-        let (headers, entries) = Self::inspect_backup(&mut conn, file).await?;
+        let headers = Self::headers(&mut conn, file).await?;
+        let (set_header, set) = one_set(file, &headers, FULL)?;
+        let set_header = set_header.clone();
+        let entries = Self::file_list(&mut conn, file, set.position).await?;
         let moves: Vec<(String, String)> = entries
             .iter()
             .map(|e| {
@@ -170,7 +179,7 @@ impl SqlBackend {
         with_progress(
             self,
             &mut conn,
-            &tsql::restore_database(db, file, recovery, replace, &moves),
+            &tsql::restore_database(db, file, set, recovery, replace, &moves),
             sink,
         )
         .await?;
@@ -189,7 +198,7 @@ impl SqlBackend {
                     physical_name,
                 })
                 .collect(),
-            header: headers.into_iter().next(),
+            header: Some(set_header),
             ended_sessions: ended,
             changed: true,
         })
@@ -207,11 +216,13 @@ impl SqlBackend {
     ) -> Result<pb::RestoreResult, Error> {
         Self::check_sha(files, file, expected_sha256).await?;
         let mut conn = self.connect(true).await?;
-        let headers = Self::rows(&mut conn, &tsql::header_only(file)).await?;
+        let headers = Self::headers(&mut conn, file).await?;
+        let (set_header, set) = one_set(file, &headers, LOG)?;
+        let set_header = set_header.clone();
         with_progress(
             self,
             &mut conn,
-            &tsql::restore_log(db, file, recovery),
+            &tsql::restore_log(db, file, set, recovery),
             sink,
         )
         .await?;
@@ -221,7 +232,7 @@ impl SqlBackend {
             database: db.to_string(),
             state,
             moves: Vec::new(),
-            header: headers.first().map(header),
+            header: Some(set_header),
             ended_sessions: Vec::new(),
             changed: true,
         })

@@ -232,10 +232,45 @@ pub fn backup_log(db: &DatabaseName, file: &str) -> Statement {
     }
 }
 
-/// `RESTORE VERIFYONLY` (pchat-dr.md §6.3).
-pub fn verify_only(file: &str) -> Statement {
+/// Whether a RESTORE asks SQL Server to verify backup checksums. `Checksum` only for a set whose
+/// HEADERONLY says `HasBackupChecksums = 1`: SQL Server refuses `WITH CHECKSUM` on a set without
+/// them (Msg 3187, then 3013), and log shipping's own `.trn` files (sqllogship.exe) normally have
+/// none. Without the option SQL Server still verifies checksums where they are present
+/// (pchat-dr.md §6.3), so `Default` loses no check on a set that has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksums {
+    /// `WITH CHECKSUM`: the set has backup checksums and they must be verified.
+    Checksum,
+    /// No option: SQL Server's default (verify when present).
+    Default,
+}
+
+impl Checksums {
+    /// `Checksum` when the set has backup checksums.
+    pub fn for_set(has_checksums: bool) -> Self {
+        if has_checksums {
+            Checksums::Checksum
+        } else {
+            Checksums::Default
+        }
+    }
+
+    fn push(self, with: &mut Vec<String>) {
+        if self == Checksums::Checksum {
+            with.push("CHECKSUM".into());
+        }
+    }
+}
+
+/// `RESTORE VERIFYONLY` of backup set `position` (pchat-dr.md §6.3).
+pub fn verify_only(file: &str, position: u32, checksums: Checksums) -> Statement {
+    let mut with = vec![format!("FILE = {position}")];
+    checksums.push(&mut with);
     Statement {
-        text: "RESTORE VERIFYONLY FROM DISK = @P1 WITH FILE = 1, CHECKSUM;".into(),
+        text: format!(
+            "RESTORE VERIFYONLY FROM DISK = @P1 WITH {};",
+            with.join(", ")
+        ),
         params: vec![Param::Text(file.to_string())],
     }
 }
@@ -248,10 +283,10 @@ pub fn header_only(file: &str) -> Statement {
     }
 }
 
-/// `RESTORE FILELISTONLY`.
-pub fn file_list_only(file: &str) -> Statement {
+/// `RESTORE FILELISTONLY` of backup set `position`.
+pub fn file_list_only(file: &str, position: u32) -> Statement {
     Statement {
-        text: "RESTORE FILELISTONLY FROM DISK = @P1 WITH FILE = 1;".into(),
+        text: format!("RESTORE FILELISTONLY FROM DISK = @P1 WITH FILE = {position};"),
         params: vec![Param::Text(file.to_string())],
     }
 }
@@ -294,11 +329,22 @@ fn recovery_clause(r: &RecoveryClause, params: &mut Vec<Param>) -> String {
     }
 }
 
+/// Which backup set of a file a RESTORE reads, and whether it verifies its checksums: both come
+/// from the file's HEADERONLY (`Position`, `HasBackupChecksums`), never assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupSet {
+    /// `FILE = n` (HEADERONLY's `Position`).
+    pub position: u32,
+    /// `CHECKSUM` or SQL Server's default.
+    pub checksums: Checksums,
+}
+
 /// `RESTORE DATABASE` from a file (pchat-dr.md §6.4) with every logical file MOVEd to its target
 /// path; all names are parameters.
 pub fn restore_database(
     db: &DatabaseName,
     file: &str,
+    set: BackupSet,
     recovery: &RecoveryClause,
     replace: bool,
     moves: &[(String, String)],
@@ -307,12 +353,12 @@ pub fn restore_database(
         Param::Text(db.as_str().to_string()),
         Param::Text(file.to_string()),
     ];
-    let mut with = vec!["FILE = 1".to_string()];
+    let mut with = vec![format!("FILE = {}", set.position)];
     if replace {
         with.push("REPLACE".into());
     }
     with.push(recovery_clause(recovery, &mut params));
-    with.push("CHECKSUM".into());
+    set.checksums.push(&mut with);
     with.push("STATS = 5".into());
     for (logical, physical) in moves {
         params.push(Param::Text(logical.clone()));
@@ -328,16 +374,27 @@ pub fn restore_database(
     }
 }
 
-/// `RESTORE LOG` from a file.
-pub fn restore_log(db: &DatabaseName, file: &str, recovery: &RecoveryClause) -> Statement {
+/// `RESTORE LOG` from a file (no `CHECKSUM` on a log shipping `.trn`: see [`Checksums`]).
+pub fn restore_log(
+    db: &DatabaseName,
+    file: &str,
+    set: BackupSet,
+    recovery: &RecoveryClause,
+) -> Statement {
     let mut params = vec![
         Param::Text(db.as_str().to_string()),
         Param::Text(file.to_string()),
     ];
-    let rec = recovery_clause(recovery, &mut params);
+    let mut with = vec![
+        format!("FILE = {}", set.position),
+        recovery_clause(recovery, &mut params),
+    ];
+    set.checksums.push(&mut with);
+    with.push("STATS = 10".into());
     Statement {
         text: format!(
-            "RESTORE LOG @P1 FROM DISK = @P2 WITH FILE = 1, {rec}, CHECKSUM, STATS = 10;"
+            "RESTORE LOG @P1 FROM DISK = @P2 WITH {};",
+            with.join(", ")
         ),
         params,
     }
@@ -399,9 +456,14 @@ mod tests {
             b.text,
             "BACKUP DATABASE @P1 TO DISK = @P2 WITH FORMAT, INIT, CHECKSUM, STATS = 10, NAME = @P3, DESCRIPTION = @P4;"
         );
+        let set = BackupSet {
+            position: 1,
+            checksums: Checksums::Checksum,
+        };
         let r = restore_database(
             &db,
             "/x/mgc.bak",
+            set,
             &RecoveryClause::Standby("/x/undo.tuf".into()),
             true,
             &[("mgc".into(), "/d/mgc.mdf".into())],
@@ -411,6 +473,24 @@ mod tests {
             "RESTORE DATABASE @P1 FROM DISK = @P2 WITH FILE = 1, REPLACE, STANDBY = @P3, CHECKSUM, STATS = 5, MOVE @P4 TO @P5;"
         );
         assert_eq!(r.params.len(), 5);
+        // A log shipping .trn (no backup checksums, second set of its file): no CHECKSUM, the
+        // set's position from HEADERONLY.
+        let trn = BackupSet {
+            position: 2,
+            checksums: Checksums::for_set(false),
+        };
+        assert_eq!(
+            restore_log(&db, "/c/mgc_1.trn", trn, &RecoveryClause::NoRecovery).text,
+            "RESTORE LOG @P1 FROM DISK = @P2 WITH FILE = 2, NORECOVERY, STATS = 10;"
+        );
+        assert_eq!(
+            verify_only("/c/mgc_1.trn", 2, trn.checksums).text,
+            "RESTORE VERIFYONLY FROM DISK = @P1 WITH FILE = 2;"
+        );
+        assert_eq!(
+            verify_only("/b/mgc.bak", 1, Checksums::for_set(true)).text,
+            "RESTORE VERIFYONLY FROM DISK = @P1 WITH FILE = 1, CHECKSUM;"
+        );
         assert_eq!(
             single_user(&db).text,
             "ALTER DATABASE [mgc] SET SINGLE_USER WITH ROLLBACK IMMEDIATE;"

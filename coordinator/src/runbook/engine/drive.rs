@@ -333,7 +333,8 @@ impl Engine {
                     tracker.clone(),
                     self.inner.reads.clone(),
                     h.cancel.clone(),
-                );
+                )
+                .with_accepted_gap(h.spec.accepted_gap.clone());
                 let result = tokio::time::timeout(
                     step.timeout(&self.inner.config),
                     self.attempt(h, step, &ctx, resumed, &tracker),

@@ -2,34 +2,49 @@
 //! `mgc` (`RESTORE LOG … WITH NORECOVERY`), stop at a gap, and record the data-loss window
 //! (pchat-dr.md §2 step 3, §6.11, §7).
 //!
-//! - Restore point: the header (RESTORE HEADERONLY, through `verify_backup`) of the last restored
-//!   file FO-1a recorded. When it is unknown (log shipping removed by an earlier run, or the
-//!   file gone from the copy folder), SQL Server's own LSN check decides file by file: 4326
-//!   (already applied) skips a file, 4305 (too recent) is a gap.
+//! - Reading a `.trn`: plain `RESTORE HEADERONLY` (`read_backup_header`), never VERIFYONLY and
+//!   never `WITH CHECKSUM`: log shipping's backups (sqllogship.exe) carry no backup checksums and
+//!   SQL Server refuses CHECKSUM on them (Msg 3187). The agent's RESTORE LOG adds CHECKSUM only
+//!   where HEADERONLY says the set has checksums (pchat-dr.md §6.3). Treating a 3187 as "file
+//!   missing" is how wave 1 recovered past every shipped log and reported a small loss window.
+//! - Restore point: the header of the last restored file FO-1a recorded. When it is unknown (log
+//!   shipping removed by an earlier run, or the file gone from the copy folder), SQL Server's own
+//!   LSN check decides file by file: 4326 (already applied) skips a file, 4305 (too recent) is a
+//!   gap.
 //! - Candidates: `*.trn` in the copy folder not older by name stamp than the last restored file
 //!   (see FO-2), their headers read; a header of another database or not a log backup
-//!   (BackupType 2) is ignored and listed; an unreadable one is listed as missing.
+//!   (BackupType 2) is ignored and listed.
+//! - **Holes**: a log backup known by name whose log cannot be read: a header SQL Server refuses
+//!   (damaged, truncated: 3241, 3183, 3201…), or the copy job's last copied file absent from the
+//!   copy folder. A hole newer by name stamp than the restore point reached (or without a stamp)
+//!   is a **gap**, even when no later file exposes it by LSN: the log it holds would be lost
+//!   silently. A hole older than the point reached held nothing the chain needed (the LSN check
+//!   passed across it) and is only listed.
 //! - Walk ([`super::chain`]): sorted by FirstLSN; `LastLSN <= point` skipped; `FirstLSN <= point
 //!   < LastLSN` applied (op `restore-<first>-<last>`, with the SHA-256 FO-2 recorded when FO-2
-//!   copied the file); `FirstLSN > point` is a **gap**: nothing beyond it is applied.
+//!   copied the file); `FirstLSN > point` is a gap: nothing beyond it is applied.
 //! - **Gap** (fatal, for a person): the logs before it are applied and the database stays
-//!   RESTORING; the message names the missing LSN range and the files on either side (a
-//!   missing log backup's own name is recorded nowhere that survives: when the copy job recorded
-//!   it as copied, that name is given too). To continue: put the missing file in the copy
-//!   folder and start a new failover run (it resumes from SQL Server's restore point); to
-//!   accept the loss: `RESTORE DATABASE [mgc] WITH RECOVERY` by hand, then a new run finishes
-//!   FO-4..FO-7.
+//!   RESTORING. The message names the gap's file (the first log backup that could not be applied:
+//!   the hole, or the file after a missing LSN range), the missing LSN range where known, and the
+//!   loss window. To continue: put a readable copy of the missing file into the copy folder and
+//!   start a new failover run (it resumes from SQL Server's restore point). To accept the loss:
+//!   an approver starts a new failover run with `--accept-gap <file> --gap-reason "…"`
+//!   ([`crate::runbook::decisions`]); FO-3 then stops at that gap without error, records the
+//!   acceptance in `gap_accepted` and in the loss window, and FO-4 recovers. An accepted gap at a
+//!   different file than the one found still stops the run.
 //! - Output `loss_window` (read by `failbackctl report`; keep the keys): `last_restored_file`,
 //!   `last_restored_lsn`, `last_restored_backup_time`, `last_backup_known_file`,
-//!   `last_backup_known_time`, `window_seconds`, `files_missing`, `share_reachable` (+ `note`).
-//!   "Known" means a header was read (copy folder after FO-2); with the share unreachable the
-//!   real window is larger and the note says so. On a gap the window is in the error message.
+//!   `last_backup_known_time`, `window_seconds`, `files_missing`, `share_reachable` (+ `note`,
+//!   and `accepted_gap` when a gap's loss was accepted). "Known" means a header was read (copy
+//!   folder after FO-2); with the share unreachable the real window is larger and the note says
+//!   so; an unreadable file's own log is not in `window_seconds` (its times are unknown).
 //! - Probe: `mgc` already ONLINE (recovered) → not applicable; absent → abort.
 //! - Verify: `mgc` is still RESTORING.
 //!
-//! Errors: agent unreachable → asked again with the same op id; a retryable restore error → new
-//! attempt (the new attempt's already applied files answer 4326 and are skipped); a gap, a
-//! refused restore (checksum mismatch, damaged file) → abort the pool's run.
+//! Errors: agent unreachable → asked again with the same op id; a retryable error (also on a
+//! header read) → new attempt (the new attempt's already applied files answer 4326 and are
+//! skipped); a gap not accepted, a refused restore (checksum mismatch, damaged file) → abort the
+//! pool's run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,28 +76,25 @@ enum Header {
     Log(LogFile),
     /// Something else (another database, a full backup): ignored.
     Other(String),
-    /// The header could not be read (damaged, partial): the file counts as missing.
+    /// The header could not be read (damaged, partial): a hole in the chain.
     Unreadable(String),
 }
 
-/// The header of `path`, read by the backup instance.
+/// The header of `path`, read by the backup instance with a plain RESTORE HEADERONLY. A refusal
+/// by SQL Server makes the file unreadable (a hole); a retryable failure (connection) is the
+/// step's, so the engine tries again rather than declaring a gap.
 async fn header(ctx: &StepCtx, agent: &AgentId, path: &str) -> Result<Header, StepError> {
     let out = match ctx
         .read(
             agent,
-            op(pb::operation::Kind::VerifyBackup(pb::VerifyBackup {
+            op(pb::operation::Kind::ReadBackupHeader(pb::ReadBackupHeader {
                 file: path.to_string(),
             })),
         )
         .await
     {
         Ok(o) => o,
-        Err(e)
-            if matches!(
-                e.class,
-                crate::runbook::ErrorClass::Retry | crate::runbook::ErrorClass::Fatal
-            ) =>
-        {
+        Err(e) if e.class == crate::runbook::ErrorClass::Fatal => {
             return Ok(Header::Unreadable(format!(
                 "header unreadable: {}",
                 e.message
@@ -90,7 +102,7 @@ async fn header(ctx: &StepCtx, agent: &AgentId, path: &str) -> Result<Header, St
         }
         Err(e) => return Err(e),
     };
-    let v = expect_output!(out, Verify, "verify_backup")?;
+    let v = expect_output!(out, Verify, "read_backup_header")?;
     let Some(h) = v.headers.into_iter().next() else {
         return Ok(Header::Unreadable("no backup set in the file".into()));
     };
@@ -151,6 +163,62 @@ impl Gap {
     }
 }
 
+/// A log backup known by name whose log cannot be read (see the module doc).
+struct Hole {
+    path: String,
+    why: String,
+}
+
+/// Where the chain stops: the gap's file (the first log backup that could not be applied) and
+/// what is missing, for a person.
+struct Stop {
+    at: String,
+    what: String,
+}
+
+impl Stop {
+    /// The earliest, by name stamp, of the LSN gap's next file and the open holes (a hole right
+    /// before the next file is usually the missing log itself). None: nothing stops the chain.
+    fn of(gap: Option<&Gap>, open: &[Hole]) -> Option<Stop> {
+        let from_gap = gap.map(|g| Stop {
+            at: g.before.clone(),
+            what: g.missing(),
+        });
+        let from_holes = open.iter().map(|h| Stop {
+            at: h.path.clone(),
+            what: format!("{} cannot be read ({})", h.path, h.why),
+        });
+        from_gap
+            .into_iter()
+            .chain(from_holes)
+            .min_by(|a, b| stamp_order(file_name(&a.at), file_name(&b.at)))
+    }
+}
+
+/// Name-stamp order; a name without a stamp sorts first (nothing can be placed before it).
+fn stamp_order(a: &str, b: &str) -> std::cmp::Ordering {
+    chain::stamp(a).cmp(&chain::stamp(b))
+}
+
+/// The files an accepted gap leaves unapplied: the gap's file and every readable or unreadable
+/// file not applied after it.
+fn not_applied(files: &[LogFile], open: &[Hole], at: &str, applied: &[Value]) -> Vec<String> {
+    let done: Vec<&str> = applied
+        .iter()
+        .filter_map(|a| a.get("file").and_then(Value::as_str))
+        .collect();
+    let mut out: Vec<String> = files
+        .iter()
+        .map(|f| f.path.clone())
+        .filter(|p| !done.contains(&p.as_str()))
+        .filter(|p| stamp_order(file_name(p), file_name(at)).is_ge())
+        .chain(open.iter().map(|h| h.path.clone()))
+        .collect();
+    out.sort_by(|a, b| stamp_order(file_name(a), file_name(b)));
+    out.dedup();
+    out
+}
+
 #[async_trait]
 impl Step for ApplyLogs {
     fn name(&self) -> &'static str {
@@ -172,14 +240,14 @@ impl Step for ApplyLogs {
         vec![
             PlannedOp::new(
                 &b.agent,
-                "verify_backup",
-                "RESTORE HEADERONLY of the last restored log backup and of every newer one in the copy folder; order by FirstLSN",
+                "read_backup_header",
+                "RESTORE HEADERONLY (no CHECKSUM) of the last restored log backup and of every newer one in the copy folder; order by FirstLSN",
             ),
             PlannedOp::new(
                 &b.agent,
                 "restore_log",
                 format!(
-                    "RESTORE LOG [{MGC}] FROM DISK = N'<file>' WITH NORECOVERY for each in order; stop at a gap (FirstLSN after the restore point), naming the missing LSN range"
+                    "RESTORE LOG [{MGC}] FROM DISK = N'<file>' WITH FILE = <Position>, NORECOVERY (CHECKSUM only when the set has backup checksums) for each in order; stop at a gap (FirstLSN after the restore point, or an unreadable file newer than it), naming the file, unless the run accepted that gap (--accept-gap)"
                 ),
             ),
             PlannedOp::new(
@@ -229,7 +297,7 @@ impl Step for ApplyLogs {
         let listing = list_logs(ctx, &backup, &cap.copy_dir).await?;
         let restored_name = file_name(&cap.last_restored_file).to_string();
         let mut start: Option<LogFile> = None;
-        let mut missing: Vec<String> = Vec::new();
+        let mut holes: Vec<Hole> = Vec::new();
         let mut ignored: Vec<Value> = Vec::new();
         let mut files: Vec<LogFile> = Vec::new();
         for f in &listing {
@@ -243,7 +311,10 @@ impl Step for ApplyLogs {
                 // The restored file's header only gives the restore point; without it SQL
                 // Server decides file by file.
                 Header::Unreadable(_) if name == restored_name => {}
-                Header::Unreadable(why) => missing.push(format!("{} ({why})", f.path)),
+                Header::Unreadable(why) => holes.push(Hole {
+                    path: f.path.clone(),
+                    why,
+                }),
                 Header::Other(why) => ignored.push(json!({ "file": f.path, "reason": why })),
             }
         }
@@ -253,10 +324,10 @@ impl Step for ApplyLogs {
             && (restored_name.is_empty()
                 || (copied_name != restored_name && not_older(&copied_name, &restored_name)))
         {
-            missing.push(format!(
-                "{} (recorded as copied by the copy job, not in the copy folder)",
-                cap.last_copied_file
-            ));
+            holes.push(Hole {
+                path: cap.last_copied_file.clone(),
+                why: "recorded as copied by the copy job, not in the copy folder".into(),
+            });
         }
         chain::sort(&mut files);
         let last_known = files
@@ -339,36 +410,86 @@ impl Step for ApplyLogs {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(g) = &gap {
-            missing.insert(0, g.missing());
+
+        // Holes newer than the point reached are gaps even where no later file exposes them by
+        // LSN; older ones held nothing the (LSN-checked) chain needed.
+        let reached = last_restored
+            .as_ref()
+            .map(|r| file_name(&r.path).to_string());
+        let (open, passed): (Vec<Hole>, Vec<Hole>) = holes.into_iter().partition(|h| {
+            reached
+                .as_deref()
+                .is_none_or(|r| not_older(file_name(&h.path), r))
+        });
+        for h in &passed {
+            ignored.push(json!({ "file": h.path, "reason": format!("{}; older than the restore point reached, so the chain did not need it", h.why) }));
         }
-        let window = LossWindow {
+        let stop = Stop::of(gap.as_ref(), &open);
+        let mut missing: Vec<String> = Vec::new();
+        if let Some(g) = &gap {
+            missing.push(g.missing());
+        }
+        missing.extend(open.iter().map(|h| format!("{} ({})", h.path, h.why)));
+        let mut window = LossWindow {
             last_restored,
             last_known,
             files_missing: missing,
             share_reachable,
-        };
-        if let Some(g) = gap {
-            return Err(StepError::fatal(format!(
-                "gap in the log chain of {MGC}: {}, missing from the copy folder {}{}. Applied {} log backup(s) up to the gap; nothing beyond it was applied and {MGC} stays RESTORING. Put the missing log backup(s) into the copy folder and start a new failover run, or accept the loss: RESTORE DATABASE [{MGC}] WITH RECOVERY by hand, then a new run finishes the failover. loss_window: {}",
-                g.missing(),
-                cap.copy_dir,
-                if share_reachable {
-                    format!(" and the share {}", cap.share)
-                } else {
-                    format!(" (the share {} was unreachable)", cap.share)
-                },
-                applied.len(),
-                window.to_json()
-            )));
         }
-        Ok(json!({
-            "copy_dir": cap.copy_dir,
-            "applied": applied,
-            "already_applied": found_applied,
-            "ignored": ignored,
-            "loss_window": window.to_json(),
-        }))
+        .to_json();
+        let Some(stop) = stop else {
+            return Ok(json!({
+                "copy_dir": cap.copy_dir,
+                "applied": applied,
+                "already_applied": found_applied,
+                "ignored": ignored,
+                "loss_window": window,
+            }));
+        };
+        let at_name = file_name(&stop.at).to_string();
+        match ctx.accepted_gap() {
+            Some(a) if a.file.eq_ignore_ascii_case(&at_name) => {
+                let accepted = json!({
+                    "file": a.file, "reason": a.reason, "accepted_by": a.accepted_by,
+                    "missing": stop.what, "not_applied": not_applied(&files, &open, &stop.at, &applied),
+                });
+                window["accepted_gap"] = accepted.clone();
+                window["note"] = Value::String(format!(
+                    "{} The log from {at_name} on was not applied: {} accepted that loss ({}); the unreadable or missing files' own log is not counted in window_seconds.",
+                    window["note"].as_str().unwrap_or_default(),
+                    a.accepted_by,
+                    a.reason
+                ));
+                Ok(json!({
+                    "copy_dir": cap.copy_dir,
+                    "applied": applied,
+                    "already_applied": found_applied,
+                    "ignored": ignored,
+                    "gap_accepted": accepted,
+                    "loss_window": window,
+                }))
+            }
+            accepted => {
+                let mismatch = accepted.map_or_else(String::new, |a| {
+                    format!(
+                        " This run accepted the loss of a gap at {}, not at {at_name}: that acceptance does not cover this gap.",
+                        a.file
+                    )
+                });
+                Err(StepError::fatal(format!(
+                    "gap in the log chain of {MGC} at {at_name}: {}; missing from the copy folder {}{}. Applied {} log backup(s) up to the gap; nothing beyond it was applied and {MGC} stays RESTORING.{mismatch} To continue: put a readable copy of the missing log backup(s) into the copy folder and start a new failover run. To accept the loss instead: an approver starts a new failover run with --accept-gap {at_name} --gap-reason \"why the loss is acceptable\"; FO-3 then stops at this gap and FO-4 recovers {MGC} without the log from {at_name} on. loss_window: {}",
+                    stop.what,
+                    cap.copy_dir,
+                    if share_reachable {
+                        format!(" and the share {}", cap.share)
+                    } else {
+                        format!(" (the share {} was unreachable)", cap.share)
+                    },
+                    applied.len(),
+                    window
+                )))
+            }
+        }
     }
 
     async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {

@@ -71,6 +71,8 @@ pub(super) struct World {
     pub(super) failed_over: bool,
     pub(super) active: Vec<String>,
     pub(super) sessions: u32,
+    /// Log backups in the copy folder whose header SQL Server cannot read (3241).
+    pub(super) damaged: BTreeSet<u32>,
 }
 
 impl Default for World {
@@ -90,6 +92,7 @@ impl Default for World {
             failed_over: false,
             active: vec!["pc01.dc1.lab".into()],
             sessions: 1,
+            damaged: BTreeSet::new(),
         }
     }
 }
@@ -210,10 +213,19 @@ impl FleetWorld for World {
                     ..Default::default()
                 })
             }
-            Op::VerifyBackup(v) => {
+            Op::VerifyBackup(pb::VerifyBackup { file })
+            | Op::ReadBackupHeader(pb::ReadBackupHeader { file }) => {
+                let v = pb::VerifyBackup { file };
                 let i = index_of(&v.file).unwrap();
                 if !w.copy.contains(&i) {
                     return Err(err(false, 3201, "Cannot open backup device"));
+                }
+                if w.damaged.contains(&i) {
+                    return Err(err(
+                        false,
+                        3241,
+                        "The media family on device is incorrectly formed",
+                    ));
                 }
                 let (first, last) = lsns(i);
                 Out::Verify(pb::VerifyResult {
