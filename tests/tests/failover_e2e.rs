@@ -12,7 +12,10 @@
 //!   logs were only on the share are not);
 //! - a gap: one log backup deleted from the share (and the copy folder) stops the run at FO-3,
 //!   the message naming the missing LSN range; the backup `mgc` stays RESTORING and the pool
-//!   Normal.
+//!   Normal;
+//! - an unreadable newest log backup (no later file exposes the gap by LSN): FO-3 stops naming
+//!   the file; a run accepting that gap (`--accept-gap FILE --gap-reason`, approver) recovers
+//!   without it and records the decision; no statement read or restored a `.trn` WITH CHECKSUM.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -129,6 +132,26 @@ impl Lab {
         )
         .await;
         r[0].get::<&str, _>(0).unwrap().to_string()
+    }
+
+    /// FirstLSN and LastLSN of a log backup, by a plain RESTORE HEADERONLY on the backup instance.
+    async fn lsns_of(&self, path: &std::path::Path) -> (i64, i64) {
+        let r = batch(
+            &self.backup,
+            "master",
+            &format!("RESTORE HEADERONLY FROM DISK = N'{}'", path.display()),
+        )
+        .await;
+        let col = |name: &str| {
+            r[0].columns()
+                .iter()
+                .position(|c| c.name() == name)
+                .unwrap()
+        };
+        (
+            numeric(&r[0], col("FirstLSN")),
+            numeric(&r[0], col("LastLSN")),
+        )
     }
 
     /// `.trn` file names in a folder, sorted.
@@ -426,28 +449,7 @@ async fn a_gap_in_the_log_chain_stops_at_fo3_naming_the_missing_range() {
             continue;
         }
         let path = lab.share.join(&name);
-        let r = batch(
-            &lab.backup,
-            "master",
-            &format!("RESTORE HEADERONLY FROM DISK = N'{}'", path.display()),
-        )
-        .await;
-        let (first, last) = (
-            numeric(
-                &r[0],
-                r[0].columns()
-                    .iter()
-                    .position(|c| c.name() == "FirstLSN")
-                    .unwrap(),
-            ),
-            numeric(
-                &r[0],
-                r[0].columns()
-                    .iter()
-                    .position(|c| c.name() == "LastLSN")
-                    .unwrap(),
-            ),
-        );
+        let (first, last) = lab.lsns_of(&path).await;
         if first < last {
             victim = Some((path, first, last));
             break;
@@ -470,6 +472,100 @@ async fn a_gap_in_the_log_chain_stops_at_fo3_naming_the_missing_range() {
     assert_eq!(lab.backup_state().await, "RESTORING");
     let (state, _) = lync_view(&lab.fleet).await;
     assert_eq!(state, "Normal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_newest_log_backup_stops_fo3_until_an_approver_accepts_the_gap() {
+    let mut lab = normal_lab(5, false).await;
+    lab.backup_job("LSCopy", false).await;
+    let mut marks = Vec::new();
+    for _ in 0..3 {
+        let mark = lab.write(1).await;
+        lab.backed_up(mark).await;
+        marks.push(mark);
+    }
+    lab.lose_dc1().await;
+    // The newest log backup holding log records is damaged on the share (only there: the copy
+    // job was stopped), so no later file exposes the loss by LSN.
+    let copied = Lab::logs(&lab.copy);
+    let mut victim = None;
+    for name in Lab::logs(&lab.share).into_iter().rev() {
+        if copied.contains(&name) {
+            continue;
+        }
+        let (first, last) = lab.lsns_of(&lab.share.join(&name)).await;
+        if first < last {
+            victim = Some(name);
+            break;
+        }
+    }
+    let victim = victim.expect("an uncopied log backup with log records");
+    std::fs::write(lab.share.join(&victim), b"not a backup: damaged in transit").unwrap();
+
+    let d = failover(&lab.fleet).await;
+    assert_eq!(d["run"]["status"], "failed", "{d:#}");
+    let msg = d["pools"][0]["outputs"]["fo3_apply_logs"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains(&format!("at {victim}")), "{msg}");
+    assert!(msg.contains(&format!("--accept-gap {victim}")), "{msg}");
+    assert_eq!(lab.backup_state().await, "RESTORING");
+
+    // An operator alone cannot accept the loss.
+    let accept = |who| {
+        let fleet = &lab.fleet;
+        let victim = victim.clone();
+        async move {
+            fleet
+                .ctl(
+                    who,
+                    &[
+                        "run",
+                        "failover",
+                        "--pool",
+                        POOL,
+                        "--attest-primary-down",
+                        ATTEST,
+                        "--accept-gap",
+                        &victim,
+                        "--gap-reason",
+                        "the damaged log backup is the last one; loss accepted by the service owner",
+                        "--yes",
+                        "--output",
+                        "json",
+                    ],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let out = accept(OPERATOR).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("approver"), "{out:?}");
+    let out = accept(APPROVER).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let run: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let d = finished(&lab.fleet, run["run_id"].as_str().unwrap()).await;
+    assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
+    assert_eq!(d["run"]["accepted_gap"]["file"], victim.as_str(), "{d:#}");
+    let fo3 = &d["pools"][0]["outputs"]["fo3_apply_logs"]["output"];
+    assert_eq!(fo3["gap_accepted"]["file"], victim.as_str(), "{d:#}");
+    assert_eq!(lab.backup_state().await, "ONLINE");
+    // Everything in the logs before the damaged one is there; the damaged one's is not.
+    let n = lab.backup_messages().await;
+    assert!(n >= 5 && n < lab.written, "{n} of {} messages", lab.written);
+
+    // No read or restore of a log backup asked for CHECKSUM (sqllogship's sets have none).
+    for st in lab.backup.statements() {
+        let t = st.text.to_ascii_uppercase();
+        // A failover writes no full backup, so every RESTORE here reads log shipping's files.
+        let reads_a_log =
+            t.contains("RESTORE LOG") || t.contains("HEADERONLY") || t.contains("VERIFYONLY");
+        if reads_a_log {
+            assert!(!t.contains("CHECKSUM"), "{}", st.text);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -65,9 +65,24 @@ pub fn summary(r: &RunRecord) -> pb::RunSummary {
         max_parallel: r.spec.options.max_parallel,
         approved_at_start: r.spec.options.approved_at_start,
         attestation: r.spec.attestation.clone().unwrap_or_default(),
-        accepted_gap_file: r.spec.accepted_gap.as_ref().map(|g| g.file.clone()).unwrap_or_default(),
-        accepted_gap_reason: r.spec.accepted_gap.as_ref().map(|g| g.reason.clone()).unwrap_or_default(),
-        accepted_gap_by: r.spec.accepted_gap.as_ref().map(|g| g.accepted_by.clone()).unwrap_or_default(),
+        accepted_gap_file: r
+            .spec
+            .accepted_gap
+            .as_ref()
+            .map(|g| g.file.clone())
+            .unwrap_or_default(),
+        accepted_gap_reason: r
+            .spec
+            .accepted_gap
+            .as_ref()
+            .map(|g| g.reason.clone())
+            .unwrap_or_default(),
+        accepted_gap_by: r
+            .spec
+            .accepted_gap
+            .as_ref()
+            .map(|g| g.accepted_by.clone())
+            .unwrap_or_default(),
     }
 }
 

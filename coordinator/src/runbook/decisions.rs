@@ -56,7 +56,9 @@ pub fn check_statement(what: &str, text: &str) -> Result<(), Error> {
 pub fn check_gap_file(file: &str) -> Result<(), Error> {
     if file.trim().is_empty()
         || file.chars().count() > MAX_GAP_FILE_CHARS
-        || file.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+        || file
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
     {
         return Err(Error::InvalidInput(format!(
             "--accept-gap '{file}': give the file name FO-3 reported as the gap (1 to {MAX_GAP_FILE_CHARS} characters, no control characters)"
@@ -136,7 +138,10 @@ mod tests {
             (RunbookKind::Failover, req("mgc\n.trn", "x"), true),
             (RunbookKind::Failover, req("mgc_1.trn", "a\u{7}b"), true),
         ] {
-            assert!(accepted_gap(kind, r.clone(), "alice", approver).is_err(), "{r:?}");
+            assert!(
+                accepted_gap(kind, r.clone(), "alice", approver).is_err(),
+                "{r:?}"
+            );
         }
     }
 }

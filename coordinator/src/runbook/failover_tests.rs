@@ -11,8 +11,8 @@ use std::time::Duration;
 use failback_proto::model::Epoch;
 use serde_json::{Value, json};
 
-use super::engine::{Caller, Engine};
 use super::StartDecisions;
+use super::engine::{Caller, Engine};
 use super::test_fleet::{self, approver, fast_config as config, operator};
 use crate::error::Error;
 use crate::leader::LeadershipListener;
@@ -248,7 +248,10 @@ async fn a_gap_stops_the_run_naming_the_missing_range_then_a_new_run_continues()
 async fn start_accepting(s: &Setup, caller: &Caller, file: &str) -> Result<RunId, Error> {
     let decisions = StartDecisions {
         attestation: Some(ATTESTED.into()),
-        accept_gap: Some((file.into(), "the last log backup died with the share; ticket 4712".into())),
+        accept_gap: Some((
+            file.into(),
+            "the last log backup died with the share; ticket 4712".into(),
+        )),
     };
     for _ in 0..100 {
         match s
@@ -281,19 +284,28 @@ async fn an_unreadable_newest_log_backup_is_a_gap_that_only_a_named_acceptance_p
     assert!(msg.contains("cannot be read"), "{msg}");
     assert!(msg.contains(&format!("--accept-gap {}", name(5))), "{msg}");
     let w = s.fake.world.lock().unwrap().clone();
-    assert_eq!(w.applied, [3, 4], "everything before the gap, nothing past it");
+    assert_eq!(
+        w.applied,
+        [3, 4],
+        "everything before the gap, nothing past it"
+    );
     assert!(!w.backup_online && !w.failed_over);
     assert!(s.fake.executed("recover_database").is_empty());
 
     // Only an approver may accept the loss; nothing starts otherwise.
-    let e = start_accepting(&s, &operator(), &name(5)).await.unwrap_err();
+    let e = start_accepting(&s, &operator(), &name(5))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
 
     // An acceptance of another file does not cover this gap.
     let id = start_accepting(&s, &approver(), &name(4)).await.unwrap();
     let o = wait_status(&s.store, &id, RunStatus::Failed).await;
     let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
-    assert!(msg.contains(&format!("accepted the loss of a gap at {}", name(4))), "{msg}");
+    assert!(
+        msg.contains(&format!("accepted the loss of a gap at {}", name(4))),
+        "{msg}"
+    );
     assert!(s.fake.executed("recover_database").is_empty());
 
     // Accepting the gap FO-3 named: recovered without log 5, the decision in the run's record.

@@ -201,7 +201,10 @@ fn describe_sets(headers: &[pb::BackupHeader]) -> String {
 impl SqlBackend {
     /// Reads HEADERONLY of `file` (every backup set; no CHECKSUM option, so it works on log
     /// shipping's `.trn` files, which have no backup checksums).
-    pub(crate) async fn headers(conn: &mut Conn, file: &str) -> Result<Vec<pb::BackupHeader>, Error> {
+    pub(crate) async fn headers(
+        conn: &mut Conn,
+        file: &str,
+    ) -> Result<Vec<pb::BackupHeader>, Error> {
         Ok(Self::rows(conn, &tsql::header_only(file))
             .await?
             .iter()

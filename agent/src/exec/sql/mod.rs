@@ -59,7 +59,8 @@ pub(crate) fn retryable(number: u32, message: &str) -> bool {
 
 /// The number in "Operating system error N(…)" of a message, if any.
 fn os_error(message: &str) -> Option<u32> {
-    let rest = &message[message.find("Operating system error ")? + "Operating system error ".len()..];
+    let rest =
+        &message[message.find("Operating system error ")? + "Operating system error ".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -629,7 +630,10 @@ mod tests {
             "Cannot open backup device '/c/mgc.trn'. Operating system error 2(The system cannot find the file specified.)."
         ));
         assert!(!retryable(3201, "Cannot open backup device 'x'."));
-        assert!(!retryable(3187, "RESTORE WITH CHECKSUM cannot be specified"));
+        assert!(!retryable(
+            3187,
+            "RESTORE WITH CHECKSUM cannot be specified"
+        ));
         assert!(!retryable(4305, "too recent to apply"));
     }
 }

@@ -392,10 +392,7 @@ pub fn restore_log(
     set.checksums.push(&mut with);
     with.push("STATS = 10".into());
     Statement {
-        text: format!(
-            "RESTORE LOG @P1 FROM DISK = @P2 WITH {};",
-            with.join(", ")
-        ),
+        text: format!("RESTORE LOG @P1 FROM DISK = @P2 WITH {};", with.join(", ")),
         params,
     }
 }

@@ -87,9 +87,11 @@ async fn header(ctx: &StepCtx, agent: &AgentId, path: &str) -> Result<Header, St
     let out = match ctx
         .read(
             agent,
-            op(pb::operation::Kind::ReadBackupHeader(pb::ReadBackupHeader {
-                file: path.to_string(),
-            })),
+            op(pb::operation::Kind::ReadBackupHeader(
+                pb::ReadBackupHeader {
+                    file: path.to_string(),
+                },
+            )),
         )
         .await
     {
