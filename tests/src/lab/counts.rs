@@ -375,6 +375,34 @@ pub(super) async fn final_state(lab: &mut Lab) -> anyhow::Result<()> {
             ),
         );
     }
+    // Log shipping's .trn files carry no backup checksums and SQL Server refuses CHECKSUM on
+    // them (3187): no log restore and no header read may ask for it (issue #11). Parameters are
+    // not in the statement log, so VERIFYONLY (which FB-3 and FB-5 run WITH CHECKSUM on their own
+    // full backups) is not judged here; the agent reads .trn files with HEADERONLY only.
+    let mut read = 0usize;
+    let mut offending: Vec<String> = Vec::new();
+    for (agent, sim) in &lab.sims {
+        for st in sim.statements() {
+            let text = st.text.to_ascii_uppercase();
+            if st.kind == "agent" || !(text.contains("RESTORE LOG") || text.contains("HEADERONLY"))
+            {
+                continue;
+            }
+            read += 1;
+            if text.contains("CHECKSUM") {
+                offending.push(format!("{agent}: {}", st.text));
+            }
+        }
+    }
+    lab.report.check(
+        "no log restore or backup header read asked for CHECKSUM",
+        offending.is_empty() && read > 0,
+        if offending.is_empty() {
+            format!("{read} RESTORE LOG / HEADERONLY statements sent, none WITH CHECKSUM")
+        } else {
+            offending.join("; ")
+        },
+    );
     lab.report.end(t, "checked");
     Ok(())
 }
