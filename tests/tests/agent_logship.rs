@@ -1,6 +1,8 @@
 //! The real agents' log shipping and Agent job operations against two sqlsim instances through
-//! sessions: setup of both sides with 1-second schedules (probe before act: a repeat changes
-//! nothing), rows shipped within a few cycles, `log_shipping_status` reporting the last backup,
+//! sessions: an interval SQL Server Agent refuses (under 10 s) refused before anything is sent;
+//! setup of both sides with 10-second schedules, SQL Server's minimum, on sims that enforce it
+//! (probe before act: a repeat changes nothing); rows shipped by one backup / copy / restore
+//! cycle run with `run_job` as FB-5 runs it, `log_shipping_status` reporting the last backup,
 //! copy and restore files, removal that is idempotent; `run_job` / `job_outcome`, a stopped
 //! Agent refused; `check_agent_access` with the Agent account denied the share, and a hostile
 //! folder refused before any job is created. sqlsim logs an RPC by name as the procedure name
@@ -15,6 +17,7 @@ use std::time::Duration;
 use failback_proto::pb;
 use failback_proto::pb::operation::Kind as K;
 use failback_proto::pb::operation_output::Kind as Out;
+use failback_proto::pb::operation_result::Outcome;
 use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
 use failback_tests::harness::ops::{error, output};
@@ -27,6 +30,9 @@ const COPY: &str = r"E:\PChatLSCopy";
 const ADMIN: &str = "simadmin";
 const ADMIN_PW: &str = "Adm1n-Pa55!";
 const DEADLINE: Duration = Duration::from_secs(40);
+/// The jobs' schedule: SQL Server Agent's shortest seconds interval. The cycle below does not
+/// wait for it; it only proves what the agent writes into msdb.
+const EVERY_S: u32 = 10;
 
 async fn batch_as(sim: &SqlSim, login: (&str, &str), sql: &str) -> Vec<tiberius::Row> {
     sim.batch_as(login, "master", sql).await.unwrap()
@@ -137,25 +143,83 @@ fn rpc_names(sim: &SqlSim) -> Vec<String> {
         .collect()
 }
 
-fn primary_op() -> K {
+fn primary_op_every(seconds: u32) -> K {
     K::SetupLogShippingPrimary(pb::SetupLogShippingPrimary {
         database: "mgc".into(),
         backup_directory: SHARE.into(),
         secondary_server: SECONDARY.into(),
-        schedule_interval_seconds: 1,
+        schedule_interval_seconds: seconds,
         ..Default::default()
     })
 }
 
-fn secondary_op() -> K {
+fn primary_op() -> K {
+    primary_op_every(EVERY_S)
+}
+
+fn secondary_op_every(seconds: u32) -> K {
     K::SetupLogShippingSecondary(pb::SetupLogShippingSecondary {
         database: "mgc".into(),
         primary_server: PRIMARY.into(),
         backup_source_directory: SHARE.into(),
         backup_destination_directory: COPY.into(),
-        schedule_interval_seconds: 1,
+        schedule_interval_seconds: seconds,
         ..Default::default()
     })
+}
+
+fn secondary_op() -> K {
+    secondary_op_every(EVERY_S)
+}
+
+/// Runs `job` once through the agent as FB-5 does (`run_job`, then `job_outcome` until this
+/// start's outcome): `true` when it succeeded, `false` when the start was refused as retryable
+/// because a scheduled run of the job was under way (the caller runs the cycle again). A run
+/// that ends otherwise fails the test.
+async fn run_job_once(s: &mut FakeSession, op: &str, job: &str) -> bool {
+    let r = s
+        .call(
+            op,
+            3,
+            K::RunJob(pb::RunJob {
+                job_name: job.into(),
+            }),
+        )
+        .await
+        .unwrap();
+    let started = match r.outcome {
+        Some(Outcome::Output(pb::OperationOutput {
+            kind: Some(Out::JobStarted(j)),
+        })) => j,
+        Some(Outcome::Error(e)) if e.retryable && e.message.contains("already running") => {
+            return false;
+        }
+        other => panic!("run_job {job}: {other:?}"),
+    };
+    let t0 = tokio::time::Instant::now();
+    loop {
+        let o = match output(
+            s.call(
+                &format!("{op}/out/{}", t0.elapsed().as_millis()),
+                3,
+                K::JobOutcome(pb::JobOutcome {
+                    job_name: job.into(),
+                    after_instance_id: started.after_instance_id,
+                }),
+            )
+            .await
+            .unwrap(),
+        ) {
+            Out::JobOutcome(o) => o,
+            other => panic!("{other:?}"),
+        };
+        if let (false, Some(run)) = (o.running, o.outcome) {
+            assert_eq!(run.status(), pb::JobRunStatus::Succeeded, "{job}: {run:?}");
+            return true;
+        }
+        assert!(t0.elapsed() < DEADLINE, "no outcome of {job}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn setup(r: pb::OperationResult) -> pb::LogShippingSetup {
@@ -222,6 +286,27 @@ async fn log_shipping_between_two_agents_ships_reports_and_removes() {
     )
     .await;
 
+    // An interval SQL Server Agent refuses (msdb: Msg 14278) is refused by the agent's
+    // validation, naming the field, before any procedure is sent.
+    let (np, ns) = (rpc_names(&primary).len(), rpc_names(&secondary).len());
+    let e = error(p.call("ls/p/short", 3, primary_op_every(1)).await.unwrap());
+    assert_eq!(e.kind(), pb::ErrorKind::InvalidArgument, "{e:?}");
+    assert!(
+        e.message.contains("schedule_interval_seconds")
+            && e.message.contains("at least 10 seconds"),
+        "{e:?}"
+    );
+    let e = error(
+        s.call("ls/s/short", 3, secondary_op_every(9))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(e.kind(), pb::ErrorKind::InvalidArgument, "{e:?}");
+    assert_eq!(
+        (rpc_names(&primary).len(), rpc_names(&secondary).len()),
+        (np, ns)
+    );
+
     let before = rpc_names(&primary).len();
     let ps = setup(p.call("ls/p/1", 3, primary_op()).await.unwrap());
     assert!(
@@ -258,7 +343,7 @@ async fn log_shipping_between_two_agents_ships_reports_and_removes() {
             "msdb.dbo.sp_update_job",
         ]
     );
-    // The parameters as msdb recorded them: PChat's values, 1-second schedules, enabled jobs.
+    // The parameters as msdb recorded them: PChat's values, 10-second schedules, enabled jobs.
     let r = batch(&primary, "SELECT backup_directory, backup_share, backup_retention_period, backup_compression FROM msdb.dbo.log_shipping_primary_databases").await;
     assert_eq!(r[0].get::<&str, _>(0), Some(SHARE));
     assert_eq!(r[0].get::<&str, _>(1), Some(SHARE));
@@ -266,7 +351,7 @@ async fn log_shipping_between_two_agents_ships_reports_and_removes() {
     let r = batch(&primary, "SELECT s.freq_subday_type, s.freq_subday_interval, j.enabled FROM msdb.dbo.sysjobs j JOIN msdb.dbo.sysjobschedules js ON js.job_id = j.job_id JOIN msdb.dbo.sysschedules s ON s.schedule_id = js.schedule_id WHERE j.name = N'LSBackup_mgc'").await;
     assert_eq!(
         (r[0].get::<i32, _>(0), r[0].get::<i32, _>(1)),
-        (Some(2), Some(1))
+        (Some(2), Some(EVERY_S as i32))
     );
     let r = batch(
         &secondary,
@@ -289,7 +374,9 @@ async fn log_shipping_between_two_agents_ships_reports_and_removes() {
         (np, ns)
     );
 
-    // Rows inserted now reach the secondary within a few 1-second cycles.
+    // Rows inserted now reach the secondary through one backup / copy / restore cycle, run as
+    // FB-5 runs it rather than by waiting for the schedules; a cycle that met a scheduled run
+    // of one of its jobs is run again.
     batch(
         &primary,
         "INSERT INTO mgc.dbo.Messages (room, author, body) VALUES (N'r', N'a', N'shipped')",
@@ -300,13 +387,23 @@ async fn log_shipping_between_two_agents_ships_reports_and_removes() {
         .get::<tiberius::numeric::Numeric, _>(0)
         .unwrap()
         .value() as i64;
+    let copy_job = format!("LSCopy_{PRIMARY}_mgc");
+    let restore_job = format!("LSRestore_{PRIMARY}_mgc");
     let t0 = tokio::time::Instant::now();
+    let mut cycle = 0;
     while restored_lsn(&secondary).await <= mark {
         assert!(
             t0.elapsed() < DEADLINE,
-            "the insert was not restored on the secondary"
+            "the insert was not restored on the secondary after {cycle} cycles"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        cycle += 1;
+        let ran = run_job_once(&mut p, &format!("cycle/{cycle}/backup"), "LSBackup_mgc").await
+            && run_job_once(&mut s, &format!("cycle/{cycle}/copy"), &copy_job).await
+            && run_job_once(&mut s, &format!("cycle/{cycle}/restore"), &restore_job).await;
+        if !ran {
+            // A scheduled run was under way: let it finish.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     // Status on both sides, as the failover runbook captures it.

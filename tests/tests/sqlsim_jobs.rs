@@ -2,7 +2,9 @@
 //! OUTPUT variables, `IF (@@ERROR = 0 AND @rc = 0) BEGIN … END`) and as RPCs by name with
 //! OUTPUT parameters (tiberius `Command`), seconds-level schedules, history rows (step rows and
 //! the step_id 0 outcome), sp_start_job / sp_stop_job with SQL Server's refusals, the Agent
-//! service switched by the sim admin, and everything kept across a restart.
+//! service switched by the sim admin, and everything kept across a restart. Schedules are
+//! checked as msdb does: a seconds interval under 10 is Msg 14278, unless the sim runs with its
+//! lab-only `--lab-short-schedules` (which the 1-second schedule here needs).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -35,6 +37,7 @@ async fn jobs_schedules_history_and_agent_control() {
         r"SQLJOBS\INST",
         "--fault",
         "delay backup 4000",
+        "--lab-short-schedules",
     ]);
     let sim = Sim::start(dir.path(), &flags);
     // C:\Backup of the slow job's BACKUP, under the sim's mapped file system.
@@ -246,4 +249,88 @@ async fn jobs_schedules_history_and_agent_control() {
         scalar_i64(&mut c, "SELECT COUNT(*) FROM msdb.dbo.sysschedules").await,
         Some(0)
     );
+}
+
+/// msdb's refusal of a seconds interval under 10 (sp_verify_schedule: 14278 with the reason
+/// FORMATMESSAGE(14200, '@freq_subday_interval')).
+const INVALID_INTERVAL: &str = "The schedule for this job is invalid (reason: The specified '@freq_subday_interval' is invalid.).";
+
+/// `sp_add_schedule` of a daily schedule every `seconds` seconds (`@freq_type` as given).
+fn add_schedule(name: &str, freq_type: i32, seconds: i32) -> String {
+    format!(
+        "EXEC msdb.dbo.sp_add_schedule @schedule_name = N'{name}', @enabled = 1, @freq_type = {freq_type}, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = {seconds}"
+    )
+}
+
+/// Runs a batch that must fail; the server's error.
+async fn server_error(
+    c: &mut tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>,
+    sql: &str,
+) -> tiberius::error::TokenError {
+    let result = match c.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(tiberius::error::Error::Server(t)) => t,
+        other => panic!("{sql}: expected a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn seconds_schedules_under_ten_are_refused_unless_the_lab_flag_relaxes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default: SQL Server's rule.
+    let sim = Sim::start(&dir.path().join("default"), &[]);
+    let mut c = sim.connect().await;
+    for n in [1, 9] {
+        let e = server_error(&mut c, &add_schedule(&format!("every {n} s"), 4, n)).await;
+        assert_eq!(
+            (e.code(), e.class(), e.state()),
+            (14278, 16, 1),
+            "{n} s: {e:?}"
+        );
+        assert_eq!(e.message(), INVALID_INTERVAL, "{n} s");
+    }
+    // sp_add_jobschedule checks the same way, and a refused schedule leaves nothing behind.
+    ok(&mut c, "EXEC msdb.dbo.sp_add_job @job_name = N'j'").await;
+    let e = server_error(
+        &mut c,
+        "EXEC msdb.dbo.sp_add_jobschedule @job_name = N'j', @name = N'js', @freq_type = 4, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 5",
+    )
+    .await;
+    assert_eq!((e.code(), e.message()), (14278, INVALID_INTERVAL));
+    let count = "SELECT COUNT(*) FROM msdb.dbo.sysschedules";
+    assert_eq!(scalar_i64(&mut c, count).await, Some(0));
+    assert_eq!(
+        scalar_i64(&mut c, "SELECT COUNT(*) FROM msdb.dbo.sysjobschedules").await,
+        Some(0)
+    );
+    // 10 seconds is SQL Server's minimum and is stored as given.
+    ok(&mut c, &add_schedule("every 10 s", 4, 10)).await;
+    let r = rows(&mut c, "SELECT freq_subday_type, freq_subday_interval FROM msdb.dbo.sysschedules WHERE name = N'every 10 s'").await;
+    assert_eq!(
+        (r[0].get::<i32, _>(0), r[0].get::<i32, _>(1)),
+        (Some(2), Some(10))
+    );
+    // A one-time schedule's subday fields are zeroed before the check, as msdb does.
+    ok(&mut c, &add_schedule("once", 1, 1)).await;
+    let r = rows(&mut c, "SELECT freq_subday_type, freq_subday_interval FROM msdb.dbo.sysschedules WHERE name = N'once'").await;
+    assert_eq!(
+        (r[0].get::<i32, _>(0), r[0].get::<i32, _>(1)),
+        (Some(0), Some(0))
+    );
+
+    // The lab-only deviation: 1 second accepted, less still refused.
+    let lab = Sim::start(&dir.path().join("lab"), &["--lab-short-schedules"]);
+    let mut c = lab.connect().await;
+    ok(&mut c, &add_schedule("every 1 s", 4, 1)).await;
+    let r = rows(
+        &mut c,
+        "SELECT freq_subday_interval FROM msdb.dbo.sysschedules WHERE name = N'every 1 s'",
+    )
+    .await;
+    assert_eq!(r[0].get::<i32, _>(0), Some(1));
+    let e = server_error(&mut c, &add_schedule("every 0 s", 4, 0)).await;
+    assert_eq!((e.code(), e.message()), (14278, INVALID_INTERVAL));
 }

@@ -1,7 +1,8 @@
 //! Log shipping between two sims on one machine (pchat-dr.md §4, §6.7-§6.9): the share is a
 //! folder both map `\\fileserver\pchat-ls` to, the copy folder `E:\PChatLSCopy` is local to the
 //! secondary. Configured with the calls SSMS generates, as text batches and as RPCs by name
-//! with OUTPUT parameters; 1-second schedules ship rows within seconds; the monitor tables and
+//! with OUTPUT parameters; 1-second schedules (sqlsim's lab-only `--lab-short-schedules`: SQL
+//! Server's minimum is 10 s) ship rows within seconds; the monitor tables and
 //! `sp_help_log_shipping_monitor` follow; removal deletes the secondary's jobs while the
 //! primary keeps backing up until its own removal; an Agent account without read access to the
 //! share makes the copy job (and an access-check job) fail with the reason in the history; a
@@ -14,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ADMIN_FLAGS, Sim, ok, rows, scalar_i64, wait_for};
+use failback_tests::harness::sqlsim::LAB_SHORT_SCHEDULES;
 use failback_tests::harness::ssms::LogShipping;
 use tiberius::{Client, Command, Uuid};
 use tokio::net::TcpStream;
@@ -36,7 +38,8 @@ fn ssms() -> LogShipping {
     )
 }
 
-/// Two sims sharing `\\fileserver\pchat-ls`; the secondary holds mgc RESTORING.
+/// Two sims sharing `\\fileserver\pchat-ls`; the secondary holds mgc RESTORING. Both run with
+/// `--lab-short-schedules` for the 1-second schedules.
 async fn pair(root: &Path) -> (Sim, Sim, Vec<String>, Vec<String>) {
     let share = root.join("share");
     std::fs::create_dir_all(&share).unwrap();
@@ -47,6 +50,7 @@ async fn pair(root: &Path) -> (Sim, Sim, Vec<String>, Vec<String>) {
         PRIMARY.into(),
         "--path-map".into(),
         map.clone(),
+        LAB_SHORT_SCHEDULES.into(),
     ]);
     let mut sflags: Vec<String> = ADMIN_FLAGS.iter().map(|s| s.to_string()).collect();
     sflags.extend([
@@ -54,6 +58,7 @@ async fn pair(root: &Path) -> (Sim, Sim, Vec<String>, Vec<String>) {
         SECONDARY.into(),
         "--path-map".into(),
         map,
+        LAB_SHORT_SCHEDULES.into(),
     ]);
     let p = Sim::start(
         &root.join("primary"),

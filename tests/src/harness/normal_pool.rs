@@ -2,8 +2,8 @@
 //! preflight and failover tests: [`super::fleet::three_agent_topology`] with the share and copy
 //! folder under the agents' files root, a primary sqlsim (`mgc` ONLINE, FULL recovery) and a
 //! backup sqlsim seeded from a full backup (RESTORING, or STANDBY), log shipping primary →
-//! backup configured with the SSMS scripts ([`super::ssms`], 1-second schedules) as a DBA
-//! runs them, lyncsim's CMS with the pool Normal, and a standalone coordinator with all three
+//! backup configured with the SSMS scripts ([`super::ssms`], 1-second schedules, so both sims
+//! run with the lab-only `--lab-short-schedules`) as a DBA runs them, lyncsim's CMS with the pool Normal, and a standalone coordinator with all three
 //! agents connected. Modelled on [`super::failed_over`].
 
 use std::path::PathBuf;
@@ -71,8 +71,12 @@ pub async fn normal_pool(opts: Options) -> anyhow::Result<NormalPool> {
     }
 
     let args: Vec<&str> = opts.sim_args.iter().map(String::as_str).collect();
-    let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary"))?.with_args(&args);
-    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup"))?.with_args(&args);
+    let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary"))?
+        .with_args(&args)
+        .with_lab_short_schedules();
+    let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup"))?
+        .with_args(&args)
+        .with_lab_short_schedules();
     primary.start().await?;
     backup.start().await?;
     let pw = fleet.dir.join("sql-password");

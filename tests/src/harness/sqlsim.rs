@@ -11,6 +11,9 @@ use super::process::{Proc, bin};
 /// The `sa` password lab instances use.
 pub const SA_PASSWORD: &str = "Lab-Pa55word!";
 
+/// sqlsim's flag for its lab-only short schedules (see `sqlsim` module doc).
+pub const LAB_SHORT_SCHEDULES: &str = "--lab-short-schedules";
+
 /// One running (or stopped) sqlsim instance.
 pub struct SqlSim {
     /// Server name (@@SERVERNAME).
@@ -58,6 +61,15 @@ impl SqlSim {
     pub fn with_tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((cert, key));
         self
+    }
+
+    /// Starts with `--lab-short-schedules`, the lab-only deviation from SQL Server that lets
+    /// job schedules run every second (SQL Server refuses under 10 s with Msg 14278). Only for
+    /// instances that get the harness's own SSMS-style log shipping on 1-2 s schedules
+    /// ([`super::ssms`]); what the product configures needs no such flag.
+    #[must_use]
+    pub fn with_lab_short_schedules(self) -> Self {
+        self.with_args(&[LAB_SHORT_SCHEDULES])
     }
 
     /// Extra command-line flags (fault switches, path maps), applied at every start.

@@ -14,6 +14,13 @@
 //! as `@freq_subday_type = 8`, whole minutes as `4` (SSMS's own form), anything else as `2`
 //! (seconds). The active window ends at 23:59:59 rather than SSMS's 23:59:00 so that a
 //! 1-second schedule has no silent minute before midnight in which a test would wait in vain.
+//!
+//! SQL Server refuses a seconds interval under 10 (msdb's sp_verify_schedule, Msg 14278), so
+//! the 1-2 s scripts are for sqlsim instances started with its lab-only
+//! `--lab-short-schedules` ([`super::sqlsim::SqlSim::with_lab_short_schedules`]); against
+//! SQL Server, or a sim without the flag, their `sp_add_schedule` fails with 14278. Only this
+//! stand-in for the DBA's own setup uses them: the product schedules PChat's 15 minutes and
+//! runs a cycle itself when it needs one (FB-5).
 
 /// One log shipping configuration: the values an operator types into the SSMS dialog.
 #[derive(Debug, Clone)]
@@ -50,7 +57,8 @@ const HISTORY_RETENTION_MIN: u32 = 5760;
 impl LogShipping {
     /// `database` shipped from `primary_server` (backing up to `share`) to `secondary_server`
     /// (copying into `copy_dir`), with the PChat document's thresholds (backup 60 min, restore
-    /// 45 min), NORECOVERY, and every job running each second.
+    /// 45 min), NORECOVERY, and every job running each second (needs a sim with
+    /// `--lab-short-schedules`, module doc).
     pub fn new(
         database: &str,
         share: &str,

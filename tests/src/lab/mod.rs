@@ -5,7 +5,7 @@
 //! center running `lyncsim` over one shared CMS store, one agent per host, a coordinator
 //! (standalone store, or with `--etcd` two coordinators on a three-member etcd), the
 //! log-shipping share (DC1) and copy folders (DC2) — puts every pool in its normal state with
-//! log shipping on 1-2 s schedules, starts chat traffic that behaves like the pools' chat
+//! log shipping on 1-2 s schedules (sqlsim's lab-only `--lab-short-schedules`, see [`sql`]), starts chat traffic that behaves like the pools' chat
 //! servers, then drills: preflight → loss of DC1 → failover → count → rebuild DC1 → preflight
 //! → failback → count → report. Exit 0 only when every check passed. Layout decisions (mirrors,
 //! where the share lives) are documented in [`topology`].
@@ -137,13 +137,18 @@ impl Lab {
         for p in &pools {
             for (id, dc) in p.instances() {
                 let registry = opts.mirrors.then(|| mirror_registry(&dir, p, dc, 0));
-                let sim = sql::new_sim(
+                let mut sim = sql::new_sim(
                     id,
                     &dir.join("sql").join(id),
                     None,
                     opts.db_size_mb,
                     registry.as_deref(),
                 )?;
+                // The DBA's log shipping on 1-2 s schedules needs sqlsim's lab-only deviation
+                // (sql.rs module doc); the mirrors and the rebuilt DC1 run as SQL Server does.
+                if id == p.primary || id == p.backup {
+                    sim = sim.with_lab_short_schedules();
+                }
                 sims.insert(id.to_string(), sim);
             }
         }
@@ -177,7 +182,7 @@ impl Lab {
                 println!("   {}: mgc mirrored {} -> {m}", p.fqdn, p.primary);
             }
             println!(
-                "   {}: sqlsim {} :{} (primary) -> {} :{} (backup), log shipping every {}/{}/{} s",
+                "   {}: sqlsim {} :{} (primary) -> {} :{} (backup), log shipping every {}/{}/{} s (lab-only --lab-short-schedules)",
                 p.fqdn,
                 p.primary,
                 primary.port,

@@ -13,6 +13,15 @@
 //! (production: 15 min each), so the drill's loss window is seconds, the whole drill takes
 //! minutes, and at the moment DC1 is lost the copy folder usually holds a log not restored yet —
 //! the failover has to apply it (FO-3).
+//!
+//! SQL Server refuses a seconds interval under 10 (msdb's sp_verify_schedule, Msg 14278).
+//! Decided (issue #11 item 4): the short schedules stay a lab-only sqlsim deviation,
+//! `--lab-short-schedules`, given only to each pool's first primary and backup instances,
+//! which receive this DBA-made setup ([`crate::lab`] starts them with it). The product gets no
+//! such switch: failback_proto refuses an interval under 10 s, FB-5 asks for PChat's 15-minute
+//! default and runs the backup, copy and restore jobs once itself (`run_job`) instead of waiting
+//! for a schedule, so the rebuilt DC1 instances, which only the product configures, run
+//! without the flag, as SQL Server would.
 
 use std::path::Path;
 

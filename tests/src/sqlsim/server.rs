@@ -34,6 +34,9 @@ pub struct Config {
     pub admin: Option<(String, String)>,
     /// Size of a full backup's payload in MB (default [`DEFAULT_DB_SIZE_MB`]).
     pub db_size_mb: u32,
+    /// Lab-only deviation from SQL Server: accept seconds-based job schedules from 1 second
+    /// (SQL Server refuses under 10 with Msg 14278). Off by default.
+    pub lab_short_schedules: bool,
     /// `PREFIX=DIR` rules mapping SQL Server paths to local directories.
     pub path_map: Vec<String>,
     /// Registry file shared with the mirroring partner sim.
@@ -58,6 +61,7 @@ impl Config {
             tls_key: None,
             admin: None,
             db_size_mb: DEFAULT_DB_SIZE_MB,
+            lab_short_schedules: false,
             path_map: Vec::new(),
             mirror_registry: None,
             faults: Vec::new(),
@@ -75,6 +79,7 @@ impl Config {
             sa_password: self.sa_password.clone(),
             admin: self.admin.clone(),
             db_size_mb: self.db_size_mb,
+            lab_short_schedules: self.lab_short_schedules,
             paths,
             mirror_registry: self.mirror_registry.clone(),
             faults: self.faults.clone(),

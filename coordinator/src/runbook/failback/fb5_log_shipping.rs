@@ -191,7 +191,10 @@ fn server_name(instance: &str) -> &str {
 /// `setup_log_shipping_secondary` on the backup instance; the cycle runs the SSMS-named jobs
 /// `LSBackup_<db>`, `LSCopy_<primary>_<db>`, `LSRestore_<primary>_<db>` once each, in that
 /// order, waiting for each outcome, and then reads `log_shipping_status` on the backup.
-/// Intervals and retentions are PChat's prescribed defaults (the agent fills zeros).
+/// Intervals and retentions are PChat's prescribed defaults (the agent fills zeros): the jobs
+/// run every 15 minutes. Decided: no lab or test switch shortens that (SQL Server Agent refuses
+/// a seconds interval under 10 s, Msg 14278, and failback_proto refuses it before msdb does);
+/// the step runs its cycle itself with `run_job`, so it never waits for a schedule.
 pub struct AgentLogShipping;
 
 impl AgentLogShipping {

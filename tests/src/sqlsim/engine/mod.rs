@@ -75,6 +75,9 @@ pub struct EngineOptions {
     pub admin: Option<(String, String)>,
     /// Size of a full backup's payload in MB (rows plus filler), so backup I/O is real.
     pub db_size_mb: u32,
+    /// Lab-only deviation from SQL Server (`--lab-short-schedules`): schedules may run every
+    /// second instead of msdb's minimum of 10 (see `msdb/schedules.rs`).
+    pub lab_short_schedules: bool,
     /// How SQL Server paths (`C:\…`, `\\server\share\…`) map to local directories.
     pub paths: PathMap,
     /// File shared by sims that mirror each other (see [`mirror`]).

@@ -4,11 +4,14 @@
 //! log shipping procedure name to its implementation. Each returns 0 or 1 as its return code
 //! (RETURNSTATUS, `EXEC @rc = …`) and fails with SQL Server's numbers: 14261 name already
 //! exists, 14262 no such job / schedule, 14294 neither @job_id nor @job_name, 14256 no job
-//! server, 22022 Agent not running / job already running / job not running. Job procedures
+//! server, 22022 Agent not running / job already running / job not running; a schedule is
+//! checked as msdb's sp_verify_schedule does (14278, 14266, 14295: `schedules.rs`, which also
+//! holds the lab-only `--lab-short-schedules` deviation). Job procedures
 //! live in msdb: unqualified, they exist only while the session's database is msdb (2812
 //! elsewhere), as in SQL Server; the log shipping ones are reachable from any database.
 
 use super::args::Bound;
+use super::schedules::{LAB_MIN_SECONDS, SQL_SERVER_MIN_SECONDS, schedule_from, verify_schedule};
 use super::{Job, JobSchedule, JobStep, Msdb, Schedule};
 use crate::sqlsim::clock::Timestamp;
 use crate::sqlsim::engine::state::{InstanceState, new_guid};
@@ -144,54 +147,13 @@ pub(super) fn new_step(step_id: i32, name: &str, subsystem: &str, command: &str)
     }
 }
 
-/// The schedule parameters of sp_add_schedule / sp_add_jobschedule.
-fn schedule_from(b: &Bound<'_>, name: String, id: i32) -> Schedule {
-    let today = Timestamp::now().agent_date();
-    Schedule {
-        schedule_id: id,
-        schedule_uid: new_guid(),
-        name,
-        enabled: b.int_or("@enabled", 1) != 0,
-        freq_type: b.int_or("@freq_type", 1) as i32,
-        freq_interval: b.int_or("@freq_interval", 1) as i32,
-        freq_subday_type: b.int_or("@freq_subday_type", 0) as i32,
-        freq_subday_interval: b.int_or("@freq_subday_interval", 0) as i32,
-        freq_relative_interval: b.int_or("@freq_relative_interval", 0) as i32,
-        freq_recurrence_factor: b.int_or("@freq_recurrence_factor", 0) as i32,
-        active_start_date: b.int("@active_start_date").unwrap_or(today),
-        active_end_date: b.int_or("@active_end_date", 99_991_231),
-        active_start_time: b.int_or("@active_start_time", 0),
-        active_end_time: b.int_or("@active_end_time", 235_959),
-        date_created: Timestamp::now(),
-    }
-}
-
-fn validate_schedule(s: &Schedule) -> Result<(), ServerMessage> {
-    let bad = |reason: &str| {
-        err(
-            14278,
-            format!("The schedule for this job is invalid (reason: {reason})."),
-        )
-    };
-    if ![1, 4, 8, 16, 32, 64, 128].contains(&s.freq_type) {
-        return Err(bad(
-            "The specified @freq_type is invalid (valid values are: 0x1, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80)",
-        ));
-    }
-    if matches!(s.freq_type, 4 | 8 | 16 | 32) && ![1, 2, 4, 8].contains(&s.freq_subday_type) {
-        return Err(bad(
-            "The specified @freq_subday_type is invalid (valid values are: 0x1, 0x2, 0x4, 0x8)",
-        ));
-    }
-    // SQL Server wants at least 10 seconds for 0x2; the sim accepts 1 so tests run in seconds.
-    if s.freq_subday_type != 1 && matches!(s.freq_type, 4 | 8) && s.freq_subday_interval < 1 {
-        return Err(bad("@freq_subday_interval must be at least 1"));
-    }
-    Ok(())
-}
-
-fn add_schedule(msdb: &mut Msdb, mut s: Schedule) -> Result<(i32, String), ServerMessage> {
-    validate_schedule(&s)?;
+/// Stores a schedule that passes sp_verify_schedule's checks (`schedules.rs`).
+fn add_schedule(
+    msdb: &mut Msdb,
+    mut s: Schedule,
+    min_seconds: i32,
+) -> Result<(i32, String), ServerMessage> {
+    verify_schedule(&mut s, min_seconds)?;
     msdb.last_schedule_id += 1;
     s.schedule_id = msdb.last_schedule_id;
     let out = (s.schedule_id, s.schedule_uid.clone());
@@ -395,8 +357,14 @@ impl Engine {
             "sp_start_job" => self.start_job(&b, session),
             "sp_stop_job" => self.stop_job(&b, session),
             _ => {
+                // The lab-only deviation: `--lab-short-schedules` (schedules.rs).
+                let min_seconds = if self.options.lab_short_schedules {
+                    LAB_MIN_SECONDS
+                } else {
+                    SQL_SERVER_MIN_SECONDS
+                };
                 let mut st = lock(&self.state);
-                let r = job_change(name, &mut st, &mut b, session);
+                let r = job_change(name, &mut st, &mut b, session, min_seconds);
                 if let Ok(Some(stop)) = &r {
                     self.agent.cancel(stop, "User", &session.login);
                 }
@@ -470,12 +438,14 @@ impl Engine {
 }
 
 /// The procedures that only change msdb. `Ok(Some(job_id))` asks the caller to stop that job
-/// (sp_delete_job of a running job).
+/// (sp_delete_job of a running job). `min_seconds`: the shortest seconds-based schedule
+/// interval accepted (10 as in SQL Server, 1 under `--lab-short-schedules`).
 fn job_change(
     name: &str,
     st: &mut InstanceState,
     b: &mut Bound<'_>,
     session: &SessionInfo,
+    min_seconds: i32,
 ) -> Result<Option<String>, ServerMessage> {
     let msdb = &mut st.msdb;
     match name {
@@ -577,14 +547,14 @@ fn job_change(
         }
         "sp_add_schedule" => {
             let s = schedule_from(b, b.require("@schedule_name")?, 0);
-            let (id, uid) = add_schedule(msdb, s)?;
+            let (id, uid) = add_schedule(msdb, s, min_seconds)?;
             b.set_guid_output("@schedule_uid", &uid);
             b.set_output("@schedule_id", Value::Int(id as i64), SqlType::Int);
         }
         "sp_add_jobschedule" => {
             let id = resolve_job(msdb, b)?;
             let s = schedule_from(b, b.require("@name")?, 0);
-            let (sid, uid) = add_schedule(msdb, s)?;
+            let (sid, uid) = add_schedule(msdb, s, min_seconds)?;
             attach(msdb, &id, sid);
             b.set_output("@schedule_id", Value::Int(sid as i64), SqlType::Int);
             b.set_guid_output("@schedule_uid", &uid);

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `args` | binding EXEC / RPC arguments to a procedure's parameters, OUTPUT values |
 //! | `jobs` | `sp_add_job` … `sp_stop_job` (msdb.dbo) |
+//! | `schedules` | schedule parameters and sp_verify_schedule's checks (the 10-second rule, `--lab-short-schedules`) |
 //! | `agent` | the Agent: scheduler, job runs, history rows, sysjobactivity |
 //! | `steps` | what a step does: T-SQL, the CmdExec subset, `sqllogship.exe` |
 //! | `access` | the Agent account's folder access table (`sqlsim.agent_access`) |
@@ -19,6 +20,7 @@ mod agent;
 mod args;
 mod jobs;
 mod logship;
+mod schedules;
 mod sqllogship;
 mod steps;
 mod views;
