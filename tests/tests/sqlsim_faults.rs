@@ -85,15 +85,28 @@ async fn a_backup_file_appears_only_when_complete() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
     };
+    // The file may appear between the rename and the reply reaching us; once it is there it
+    // must be whole: never beside its temporary file, and never growing after it appears.
     let mut seen_writing = false;
+    let mut first_size: Option<u64> = None;
     while !backup.is_finished() {
         let now = names(&folder);
-        assert!(
-            !now.iter().any(|n| n == "mgc.bak"),
-            "visible early: {now:?}"
-        );
-        seen_writing |= now.iter().any(|n| n.ends_with(".writing"));
+        let writing = now.iter().any(|n| n.ends_with(".writing"));
+        if now.iter().any(|n| n == "mgc.bak") {
+            assert!(!writing, "visible while still being written: {now:?}");
+            let size = std::fs::metadata(folder.join("mgc.bak")).map_or(0, |m| m.len());
+            assert_eq!(
+                *first_size.get_or_insert(size),
+                size,
+                "mgc.bak changed after it appeared"
+            );
+        }
+        seen_writing |= writing;
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(size) = first_size {
+        let done = std::fs::metadata(folder.join("mgc.bak")).unwrap().len();
+        assert_eq!(size, done, "mgc.bak changed after it appeared");
     }
     let mut c = backup.await.unwrap();
     assert!(seen_writing);
