@@ -5,7 +5,9 @@
 //! failback` brings it back: the primary `mgc` ONLINE with every message, the pool Normal with
 //! the DC1 chat server active, one BACKUP on the backup instance and one RESTORE on the primary.
 //! A second test: without `--yes` the run waits for approval before FB-4; an operator-only
-//! certificate cannot approve, the approver can.
+//! certificate cannot approve, the approver can. A third: while the backup instance is the
+//! mirroring MIRROR (its own mirror took over), preflight fails and the failback refuses before
+//! any change, with what to do.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -17,6 +19,8 @@ mod failback_checks;
 use failback_checks::assert_failed_back;
 use failback_tests::harness::failed_over::{Options, failed_over, statements_starting};
 use failback_tests::harness::fleet::{APPROVER, OPERATOR};
+use failback_tests::harness::sqlsim::SA_PASSWORD;
+use failback_tests::lab::sql::mirroring_role;
 
 const POOL: &str = "pchat01.lab.local";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -57,4 +61,120 @@ async fn standalone_failback_waits_for_an_approver() {
     assert_eq!(out.code, 0, "{out:?}");
     let detail = lab.wait_status(&run, &[], DEADLINE).await.unwrap();
     assert_failed_back(&lab, 0, &detail).await;
+}
+
+/// The backup instance is the mirroring MIRROR of `mgc` (its own mirror took over): SET PARTNER
+/// OFF there would strand the live data on the mirror. Preflight fails the mirroring check, and
+/// the failback refuses in FB-1, before its first change, saying how to make the backup the
+/// principal again (issue #11 item 2). Without the check, FB-1 cleared the active servers and
+/// FB-2 ran SET PARTNER OFF on the mirror.
+#[tokio::test(flavor = "multi_thread")]
+async fn failback_refuses_while_the_backup_is_the_mirror() {
+    let lab = failed_over(Options {
+        mirrored: true,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let pool = &lab.pools[0];
+    let mirror = pool.mirror.as_ref().unwrap();
+    // The backup's mirror takes over, as a manual failover (or a witness) does.
+    pool.backup
+        .batch_as(
+            ("sa", SA_PASSWORD),
+            "master",
+            "ALTER DATABASE [mgc] SET PARTNER FAILOVER",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        mirroring_role(&pool.backup).await.unwrap().as_deref(),
+        Some("MIRROR")
+    );
+    assert_eq!(
+        mirroring_role(mirror).await.unwrap().as_deref(),
+        Some("PRINCIPAL")
+    );
+
+    let out = lab
+        .fleet
+        .ctl(OPERATOR, &["preflight", "--pool", POOL, "--output", "json"])
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let check = doc["pools"][0]["directions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["direction"] == "failback")
+        .flat_map(|d| d["checks"].as_array().unwrap())
+        .find(|c| c["name"] == "mirroring")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(check["status"], "fail", "{doc:#}");
+    assert!(
+        check["observed"].as_str().unwrap().contains("MIRROR"),
+        "{check:#}"
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+
+    let (backup_before, primary_before) = (
+        pool.backup.statements().len(),
+        pool.primary.statements().len(),
+    );
+    let run = lab
+        .start_failback(APPROVER, &["--pool", POOL, "--yes"])
+        .await
+        .unwrap();
+    let detail = lab.wait_status(&run, &[], DEADLINE).await.unwrap();
+    assert_eq!(detail["run"]["status"], "failed", "{detail:#}");
+    let fb1 = &detail["pools"][0]["outputs"]["fb1_clear_active"];
+    assert_eq!(fb1["status"], "failed", "{detail:#}");
+    let msg = fb1["error"].as_str().unwrap();
+    for needle in [
+        "MIRROR",
+        mirror.name.as_str(),
+        "nothing was changed",
+        "SET PARTNER FAILOVER",
+        "Invoke-CsDatabaseFailover",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    // Nothing changed: no statement but reads on either instance, the pool still FailedOver
+    // with the DC2 chat server active.
+    for (sim, from) in [
+        (&pool.backup, backup_before),
+        (&pool.primary, primary_before),
+    ] {
+        let changes: Vec<String> = sim.statements()[from..]
+            .iter()
+            .map(|s| s.text.trim_start().to_ascii_uppercase())
+            .filter(|t| {
+                ["ALTER", "BACKUP", "RESTORE", "KILL", "EXEC", "DROP"]
+                    .iter()
+                    .any(|w| t.starts_with(w))
+            })
+            .collect();
+        assert!(changes.is_empty(), "{}: {changes:#?}", sim.name);
+    }
+    assert_eq!(
+        mirroring_role(&pool.backup).await.unwrap().as_deref(),
+        Some("MIRROR")
+    );
+    let out = lab
+        .fleet
+        .ctl(OPERATOR, &["inspect", "fe01.dc1.lab", "--output", "json"])
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let servers = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["operation"] == "pool_servers" && i["result"]["pool_fqdn"] == POOL)
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(
+        servers["result"]["active_servers"],
+        serde_json::json!(["pc01.dc2.lab"]),
+        "{doc:#}"
+    );
 }

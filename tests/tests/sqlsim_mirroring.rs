@@ -1,7 +1,8 @@
 //! Mirroring between two sims sharing a registry file: the admin starts a session on the
 //! principal; both sides show their role in sys.database_mirroring (pchat-dr.md §6.1 query), the
 //! mirror copy stays RESTORING and neither side can be restored over (3104); `SET PARTNER OFF` on
-//! either side clears both, after which the former mirror can be recovered.
+//! either side clears both, after which the former mirror can be recovered; `SET PARTNER
+//! FAILOVER` on a synchronized principal swaps the roles.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -183,4 +184,68 @@ async fn mirroring_roles_restrictions_and_partner_off() {
     assert_eq!(role(&mut cb).await.0.as_deref(), Some("MIRROR"));
     ok(&mut ca, "ALTER DATABASE mgc SET PARTNER OFF").await;
     assert_eq!(role(&mut cb).await, (None, None, None));
+}
+
+/// `SET PARTNER FAILOVER` on a SYNCHRONIZED principal swaps the roles: the former principal's
+/// copy becomes the RESTORING mirror, the partner's comes ONLINE as principal. sqlsim models
+/// only that case and refuses the others with a 50000 naming itself (SQL Server's numbers for
+/// them are not modelled); failback never sends FAILOVER, tests use it to stage a takeover.
+#[tokio::test]
+async fn partner_failover_swaps_the_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let registry = dir.path().join("mirroring.json");
+    let a = start(&dir.path().join("a"), &share, &registry, "SQLA");
+    let b = start(&dir.path().join("b"), &share, &registry, "SQLB");
+    let mut ca = a.connect().await;
+    let mut cb = b.connect().await;
+    ok(&mut ca, "CREATE DATABASE mgc").await;
+    ok(&mut ca, r"BACKUP DATABASE mgc TO DISK = N'\\fs\ls\f.bak'").await;
+    ok(
+        &mut cb,
+        r"RESTORE DATABASE mgc FROM DISK = N'\\fs\ls\f.bak' WITH NORECOVERY",
+    )
+    .await;
+    let mut admin_a = a.connect_admin().await;
+    ok(
+        &mut admin_a,
+        "EXEC sqlsim.mirror N'mgc', N'SQLB', N'SUSPENDED'",
+    )
+    .await;
+    // Not synchronized: refused, nothing swapped.
+    assert_eq!(
+        error_code(&mut ca, "ALTER DATABASE mgc SET PARTNER FAILOVER").await,
+        50000
+    );
+    assert_eq!(role(&mut ca).await.0.as_deref(), Some("PRINCIPAL"));
+    ok(
+        &mut admin_a,
+        "EXEC sqlsim.mirror N'mgc', N'SQLB', N'SYNCHRONIZED'",
+    )
+    .await;
+    // Only the principal can fail over.
+    assert_eq!(
+        error_code(&mut cb, "ALTER DATABASE mgc SET PARTNER FAILOVER").await,
+        50000
+    );
+    ok(&mut ca, "ALTER DATABASE mgc SET PARTNER FAILOVER").await;
+    assert_eq!(
+        role(&mut ca).await,
+        (
+            Some("MIRROR".into()),
+            Some("SYNCHRONIZED".into()),
+            Some("SQLB".into())
+        )
+    );
+    assert_eq!(state(&mut ca).await, "RESTORING");
+    assert_eq!(
+        role(&mut cb).await,
+        (
+            Some("PRINCIPAL".into()),
+            Some("SYNCHRONIZED".into()),
+            Some("SQLA".into())
+        )
+    );
+    assert_eq!(state(&mut cb).await, "ONLINE");
 }

@@ -14,6 +14,7 @@ use super::Settings;
 use super::facts::{Facts, SqlFacts};
 use super::logship;
 use crate::runbook::failback::MGC;
+use crate::runbook::failback::principal::{NotPrincipal, not_principal};
 use crate::topology::SqlRole;
 
 /// A runbook direction.
@@ -479,6 +480,12 @@ fn mirrored(sql: Option<&SqlFacts>) -> Option<pb::MirroringInfo> {
         .cloned()
 }
 
+/// The backup instance is not the principal of a mirrored pool database (FB-1 and FB-2 refuse).
+fn backup_not_principal(f: &Facts) -> Option<NotPrincipal> {
+    let states = f.sql(SqlRole::Backup)?.mirroring.as_ref().ok()?;
+    not_principal(&f.pool, states)
+}
+
 fn mirroring(f: &Facts, d: Direction, next: bool) -> pb::PreflightCheck {
     const NAME: &str = "mirroring";
     if !next {
@@ -527,8 +534,16 @@ fn mirroring(f: &Facts, d: Direction, next: bool) -> pb::PreflightCheck {
                 "not mirrored",
                 "FB-4 cannot restore over a mirroring partner: on the primary run ALTER DATABASE [mgc] SET PARTNER OFF",
             ),
-            None => match mirrored(f.sql(SqlRole::Backup)) {
-                Some(m) => ok(
+            None => match (backup_not_principal(f), mirrored(f.sql(SqlRole::Backup))) {
+                (Some(n), _) => check(
+                    NAME,
+                    MGC,
+                    St::Fail,
+                    n.found,
+                    "PRINCIPAL on the backup",
+                    n.fix,
+                ),
+                (None, Some(m)) => ok(
                     NAME,
                     MGC,
                     format!(
@@ -536,7 +551,7 @@ fn mirroring(f: &Facts, d: Direction, next: bool) -> pb::PreflightCheck {
                         m.role, m.state
                     ),
                 ),
-                None => ok(NAME, MGC, "not mirrored on either side"),
+                (None, None) => ok(NAME, MGC, "not mirrored on either side"),
             },
         },
     }

@@ -275,6 +275,43 @@ fn failed_over_pool_checks_failback() {
         status(&evaluate(&g, &settings()), "failback", "database", "backup"),
         St::Fail
     );
+
+    // The backup mgc is the MIRROR (its own mirror took over): failback must start from the
+    // principal, so preflight fails the check and says how to swap the roles back.
+    let mut g = f.clone();
+    g.sql[0].mirroring = Ok(Vec::new());
+    g.sql[1].mirroring = Ok(vec![pb::MirroringInfo {
+        database: "mgc".into(),
+        mirrored: true,
+        role: "MIRROR".into(),
+        state: "SYNCHRONIZED".into(),
+        partner_instance: "sql01m.dc2.lab".into(),
+        ..Default::default()
+    }]);
+    let p = evaluate(&g, &settings());
+    assert_eq!(status(&p, "failback", "mirroring", ""), St::Fail);
+    let c = p.directions[1]
+        .checks
+        .iter()
+        .find(|c| c.name == "mirroring")
+        .unwrap();
+    assert!(
+        c.observed.contains("MIRROR") && c.observed.contains("sql01m.dc2.lab"),
+        "{c:?}"
+    );
+    assert!(
+        c.fix.contains("SET PARTNER FAILOVER") && c.fix.contains("Invoke-CsDatabaseFailover"),
+        "{c:?}"
+    );
+    assert!(!p.ready);
+    // As PRINCIPAL it is fine: FB-2 removes the mirroring.
+    if let Ok(m) = &mut g.sql[1].mirroring {
+        m[0].role = "PRINCIPAL".into();
+    }
+    assert_eq!(
+        status(&evaluate(&g, &settings()), "failback", "mirroring", ""),
+        St::Ok
+    );
 }
 
 #[test]

@@ -146,6 +146,11 @@ impl FleetWorld for World {
                     .map(|d| pb::MirroringInfo {
                         database: d.clone(),
                         mirrored: backup && w.mirrored.contains(d),
+                        role: if backup && w.mirrored.contains(d) {
+                            "PRINCIPAL".into()
+                        } else {
+                            String::new()
+                        },
                         ..Default::default()
                     })
                     .collect(),

@@ -5,7 +5,8 @@
 //!   Agent-account check must run in every run.
 //! - Precondition (before any change of the run): Lync reports the pool FailedOver; a Normal
 //!   pool is refused (fatal) — failing back a pool that serves from its primary would stop chat
-//!   and back up the wrong copy.
+//!   and back up the wrong copy. And the backup instance is the mirroring PRINCIPAL of every
+//!   mirrored pool database ([`super::principal`]); otherwise fatal, with what to do.
 //! - Action: `Set-CsPersistentChatActiveServer -Identity <id> -ActiveServers $null -Force`
 //!   (op `clear-active`, through a Lync shell agent of the backup data center first); then list
 //!   the sessions in every pool database on the backup instance every `drain_poll` until none
@@ -33,7 +34,7 @@ use async_trait::async_trait;
 use failback_proto::pb;
 use serde_json::{Value, json};
 
-use super::{expect_output, op, pool_servers, pool_state, sessions, shell_agents, sql};
+use super::{expect_output, op, pool_servers, pool_state, principal, sessions, shell_agents, sql};
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
@@ -199,6 +200,8 @@ impl Step for ClearActiveServers {
                 ctx.pool.fqdn
             )));
         }
+        // The same holds for the mirroring role: failback starts from the live principal.
+        principal::require_backup_principal(ctx).await?;
         let before = pool_servers(ctx, &shell).await?;
         ctx.act(
             &shell,

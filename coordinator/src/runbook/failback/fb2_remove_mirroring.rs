@@ -12,6 +12,10 @@
 //! re-creating the mirror. The run's approval is asked where data is overwritten (FB-4, FB-5),
 //! so an operator is not asked twice for one failback.
 //!
+//! The backup instance must be the PRINCIPAL of every mirrored pool database
+//! ([`super::principal`]): SET PARTNER OFF on the MIRROR would strand the live data on its
+//! partner, so that case aborts the run (fatal, nothing changed) with what to do.
+//!
 //! Errors: agent unreachable / no answer → asked again with the same op id; retryable SQL
 //! errors → new attempt (3 in all); a database still mirrored at verify → retried; anything
 //! else aborts the pool's run.
@@ -22,7 +26,7 @@ use failback_proto::pb;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use super::{expect_output, op, sql};
+use super::{op, principal, sql};
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
@@ -30,29 +34,10 @@ use crate::topology::{Pool, SqlRole};
 /// FB-2.
 pub struct RemoveMirroring;
 
+/// The mirrored pool databases, after checking the backup instance is their principal.
 async fn mirrored(ctx: &StepCtx) -> Result<Vec<DatabaseName>, StepError> {
-    let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
-    let out = ctx
-        .read(
-            &backup,
-            op(pb::operation::Kind::MirroringState(pb::MirroringState {
-                databases: ctx.pool.databases.iter().map(ToString::to_string).collect(),
-            })),
-        )
-        .await?;
-    let states = expect_output!(out, MirroringStates, "mirroring_state")?;
-    Ok(ctx
-        .pool
-        .databases
-        .iter()
-        .filter(|db| {
-            states
-                .databases
-                .iter()
-                .any(|m| m.mirrored && m.database.eq_ignore_ascii_case(db.as_str()))
-        })
-        .cloned()
-        .collect())
+    let states = principal::require_backup_principal(ctx).await?;
+    Ok(principal::mirrored(&ctx.pool, &states))
 }
 
 #[async_trait]
@@ -118,7 +103,7 @@ impl Step for RemoveMirroring {
     }
 
     async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
-        let left = mirrored(ctx).await?;
+        let left = principal::mirrored(&ctx.pool, &principal::backup_mirroring(ctx).await?);
         if !left.is_empty() {
             let names: Vec<String> = left.iter().map(ToString::to_string).collect();
             return Err(StepError::retry(format!(

@@ -135,7 +135,14 @@ impl Engine {
                     .push(ResultItem::Message(errors::rolling_back()));
             }
         }
+        // Manual failover disconnects the clients of the former principal's copy.
+        if matches!(action, AlterDatabase::PartnerOther(c) if c.eq_ignore_ascii_case("PARTNER FAILOVER"))
+        {
+            let others = self.others_in(&db_name, session.spid);
+            self.end_sessions(&others);
+        }
         let mut st = lock(&self.state);
+        let me = st.server_name.clone();
         let db = st
             .database_mut(&db_name)
             .ok_or_else(|| StatementFailure::Alter(errors::cannot_alter(&db_name)))?;
@@ -183,6 +190,15 @@ impl Engine {
                 }
                 if !mirrored {
                     return Err(StatementFailure::Plain(errors::not_mirrored(&db_name)));
+                }
+                if clause.eq_ignore_ascii_case("PARTNER FAILOVER")
+                    && let Some(m) = &db.mirroring
+                {
+                    let view = self
+                        .fail_over_session(&m.guid, &me)
+                        .map_err(StatementFailure::Plain)?;
+                    db.state = DbState::Restoring;
+                    db.mirroring = Some(view);
                 }
             }
         }

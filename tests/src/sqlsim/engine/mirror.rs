@@ -14,7 +14,10 @@
 //! change mirroring (SELECT, ALTER DATABASE, RESTORE): the partner whose `@@SERVERNAME` is the
 //! session's mirror adopts the MIRROR role and keeps its copy RESTORING (it should have been
 //! restored WITH NORECOVERY first; if it does not exist, nothing is adopted); a session that left
-//! the registry is dropped locally. `ALTER DATABASE x SET PARTNER OFF` on either side removes the
+//! the registry is dropped locally. `ALTER DATABASE x SET PARTNER FAILOVER` on a SYNCHRONIZED
+//! principal swaps the roles (its copy becomes the RESTORING mirror, the partner's comes ONLINE;
+//! the data itself is not streamed between sims, so the new principal holds what its copy held).
+//! `ALTER DATABASE x SET PARTNER OFF` on either side removes the
 //! session from the registry, so both sides clear, and the mirror copy stays RESTORING
 //! (pchat-dr.md §6.1). Writes are atomic renames; setup and PARTNER OFF are rare, operator-driven
 //! events, so concurrent writers are not arbitrated.
@@ -120,13 +123,15 @@ impl Engine {
             });
             let wanted = session.map(|s| local_view(s, s.principal == me));
             if db.mirroring != wanted {
-                if let Some(m) = &wanted
-                    && m.role == "MIRROR"
-                {
-                    // The mirror copy is never readable while the session lasts.
-                    if db.state != DbState::Restoring && db.mirroring.is_none() {
-                        db.state = DbState::Restoring;
-                    }
+                let was = db.mirroring.as_ref().map(|m| m.role.as_str());
+                match wanted.as_ref().map(|m| m.role.as_str()) {
+                    // The mirror copy is never readable while the session lasts; a principal that
+                    // lost its role to a manual failover becomes the RESTORING mirror.
+                    Some("MIRROR") if was != Some("MIRROR") => db.state = DbState::Restoring,
+                    // The mirror took over (SET PARTNER FAILOVER on its partner): its copy is
+                    // the live database now.
+                    Some("PRINCIPAL") if was == Some("MIRROR") => db.state = DbState::Online,
+                    _ => {}
                 }
                 db.mirroring = wanted;
                 changed = true;
@@ -145,6 +150,41 @@ impl Engine {
         let mut reg = load(path).map_err(sim_error)?;
         reg.sessions.retain(|s| s.guid != guid);
         save(path, &reg).map_err(sim_error)
+    }
+
+    /// `SET PARTNER FAILOVER` on the principal: the partners swap roles in the registry (the
+    /// partner adopts PRINCIPAL at its next reconcile). Manual failover needs a SYNCHRONIZED
+    /// session with SAFETY FULL and is issued on the principal; SQL Server's own error numbers for
+    /// the refused cases are not modelled, so sqlsim refuses them with a 50000 naming itself
+    /// rather than pretend. failback never sends FAILOVER: tests and the lab use it to put a
+    /// backup instance in the MIRROR role, as a real takeover by its mirror does.
+    pub(super) fn fail_over_session(
+        &self,
+        guid: &str,
+        me: &str,
+    ) -> Result<Mirroring, ServerMessage> {
+        let Some(path) = &self.options.mirror_registry else {
+            return Err(sim_error("sqlsim: no --mirror-registry configured"));
+        };
+        let mut reg = load(path).map_err(sim_error)?;
+        let Some(s) = reg.sessions.iter_mut().find(|s| s.guid == guid) else {
+            return Err(sim_error("sqlsim: the mirroring session left the registry"));
+        };
+        if s.principal != me {
+            return Err(sim_error(
+                "sqlsim: SET PARTNER FAILOVER is modelled only on the principal",
+            ));
+        }
+        if s.state != "SYNCHRONIZED" || s.safety != "FULL" {
+            return Err(sim_error(format!(
+                "sqlsim: manual failover is modelled only for a SYNCHRONIZED session with SAFETY FULL (this one is {} with SAFETY {})",
+                s.state, s.safety
+            )));
+        }
+        std::mem::swap(&mut s.principal, &mut s.mirror);
+        let view = local_view(s, false);
+        save(path, &reg).map_err(sim_error)?;
+        Ok(view)
     }
 
     /// `EXEC sqlsim.mirror db, partner [, state [, safety]]` (sim administrator only).
