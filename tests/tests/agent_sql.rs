@@ -14,6 +14,7 @@ use failback_tests::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
 use failback_tests::harness::ops::output;
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim, tls_material};
+use failback_tests::lab::sql::LAB_ADMIN;
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
@@ -53,7 +54,13 @@ async fn setup() -> Setup {
     let (ca, cert, key) = tls_material(&fleet.dir.join("sqltls")).unwrap();
     let mut sim = SqlSim::new(AGENT, &fleet.dir.join("sql01"))
         .unwrap()
-        .with_tls(cert, key);
+        .with_tls(cert, key)
+        .with_args(&[
+            "--admin-login",
+            LAB_ADMIN.0,
+            "--admin-password",
+            LAB_ADMIN.1,
+        ]);
     sim.start().await.unwrap();
     let pw = fleet.dir.join("sql-password");
     std::fs::write(&pw, format!("{SA_PASSWORD}\n")).unwrap();
@@ -182,9 +189,30 @@ async fn sql_operations_against_sqlsim_with_tls() {
             .any(|s| s.text.contains("ALTER DATABASE"))
     );
 
-    // A chat server's session in mgc is listed, then ended.
+    // A chat server's session in mgc is listed, then ended. It runs a parallel request (three
+    // rows in sys.sysprocesses) and a background task works in mgc meanwhile (KILL of it is
+    // 6107): the list still holds each user session once and no background task.
     let mut chat = client(&sim, "PersistentChatService", "mgc").await;
     let mut other = client(&sim, "SSMS", "mgc").await;
+    let chat_spid = chat
+        .simple_query("SELECT @@SPID")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap()
+        .get::<i16, _>(0)
+        .unwrap();
+    sim.batch_as(
+        LAB_ADMIN,
+        "master",
+        &format!(
+            "EXEC sqlsim.parallel {chat_spid}, 3; EXEC sqlsim.system_task N'CHECKPOINT', N'mgc'"
+        ),
+    )
+    .await
+    .unwrap();
     let Out::Sessions(s) = output(
         session
             .call(
@@ -200,6 +228,7 @@ async fn sql_operations_against_sqlsim_with_tls() {
         panic!()
     };
     assert_eq!(s.sessions.len(), 2, "{s:?}");
+    assert!(s.sessions.iter().all(|x| x.spid > 50), "{s:?}");
     let Out::Killed(k) = output(
         session
             .call(
@@ -233,6 +262,31 @@ async fn sql_operations_against_sqlsim_with_tls() {
         sim.statements()
             .iter()
             .any(|s| s.text == format!("KILL {}", k.sessions[0].spid))
+    );
+    // Every program: the remaining user session goes, the background task is never killed.
+    let Out::Killed(k) = output(
+        session
+            .call(
+                "s/kill-all",
+                2,
+                K::KillSessions(pb::KillSessions {
+                    database: "mgc".into(),
+                    program_names: Vec::new(),
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(k.sessions.len(), 1, "{k:?}");
+    assert_eq!(k.sessions[0].program_name, "SSMS");
+    assert!(
+        !sim.statements()
+            .iter()
+            .filter_map(|s| s.text.strip_prefix("KILL ")?.parse::<u16>().ok())
+            .any(|spid| spid <= 50),
+        "no KILL of a system session id"
     );
 }
 

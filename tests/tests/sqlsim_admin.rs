@@ -41,10 +41,20 @@ async fn sessions_kill_and_single_user() {
     assert_eq!(r[0].get::<&str, _>("program_name"), Some("pchat-service"));
     let r = rows(
         &mut admin,
-        "SELECT session_id, login_name, database_id FROM sys.dm_exec_sessions ORDER BY session_id",
+        "SELECT session_id, login_name, database_id FROM sys.dm_exec_sessions WHERE is_user_process = 1 ORDER BY session_id",
     )
     .await;
     assert_eq!(r.len(), 2);
+    // The background tasks are sessions too, with system ids, and cannot be killed (6107).
+    let r = rows(
+        &mut admin,
+        "SELECT session_id FROM sys.dm_exec_sessions WHERE is_user_process = 0",
+    )
+    .await;
+    assert!(!r.is_empty());
+    let task = r[0].get::<i16, _>(0).unwrap();
+    assert!(task <= 50, "{task}");
+    assert_eq!(error_code(&mut admin, &format!("KILL {task}")).await, 6107);
 
     // SINGLE_USER without ROLLBACK IMMEDIATE fails while the user is in mgc; with it, the user goes.
     assert_eq!(
@@ -94,7 +104,11 @@ async fn sessions_kill_and_single_user() {
         .get::<i16, _>(0)
         .unwrap();
     assert_eq!(error_code(&mut admin, &format!("KILL {me}")).await, 6104);
-    let r = rows(&mut admin, "SELECT COUNT(*) FROM sys.sysprocesses").await;
+    let r = rows(
+        &mut admin,
+        "SELECT COUNT(*) FROM sys.sysprocesses WHERE spid > 50",
+    )
+    .await;
     assert_eq!(r[0].get::<i32, _>(0), Some(1));
 }
 
@@ -217,4 +231,62 @@ async fn read_only_and_read_write() {
     .await;
     let r = rows(&mut user, "SELECT COUNT(*) FROM dbo.Messages").await;
     assert_eq!(r[0].get::<i32, _>(0), Some(2));
+}
+
+/// `sys.sysprocesses` has one row per execution context and lists background tasks where they
+/// work; `sys.dm_exec_sessions` has one row per session with `is_user_process`. The 2008 R2-era
+/// query `… FROM sys.sysprocesses WHERE dbid = DB_ID(N'mgc')` therefore repeats a parallel
+/// session and can list a task whose KILL is 6107; DISTINCT over the user sessions does not.
+#[tokio::test]
+async fn parallel_contexts_and_background_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &common::ADMIN_FLAGS);
+    let mut admin = sim.connect_admin().await;
+    rows(&mut admin, "CREATE DATABASE mgc").await;
+    let mut cfg = sim.config(EncryptionLevel::NotSupported, PW);
+    cfg.application_name("pchat-service");
+    cfg.database("mgc");
+    let mut user = connect_with(cfg).await.unwrap();
+    let spid = rows(&mut user, "SELECT @@SPID").await[0]
+        .get::<i16, _>(0)
+        .unwrap();
+    rows(
+        &mut admin,
+        &format!("EXEC sqlsim.parallel {spid}, 3; EXEC sqlsim.system_task N'CHECKPOINT', N'mgc'"),
+    )
+    .await;
+    let old = rows(
+        &mut admin,
+        "SELECT spid, ecid, cmd FROM sys.sysprocesses WHERE dbid = DB_ID(N'mgc') ORDER BY spid, ecid",
+    )
+    .await;
+    let listed: Vec<(i16, i16)> = old
+        .iter()
+        .map(|r| (r.get::<i16, _>(0).unwrap(), r.get::<i16, _>(1).unwrap()))
+        .collect();
+    let task = listed[0].0;
+    assert_eq!(listed, vec![(task, 0), (spid, 0), (spid, 1), (spid, 2)]);
+    assert_eq!(old[0].get::<&str, _>(2), Some("CHECKPOINT"));
+    assert_eq!(error_code(&mut admin, &format!("KILL {task}")).await, 6107);
+
+    let new = rows(
+        &mut admin,
+        "SELECT DISTINCT s.session_id AS spid, s.program_name AS program_name FROM sys.dm_exec_sessions AS s \
+         WHERE s.database_id = DB_ID(N'mgc') AND s.is_user_process = 1 AND s.session_id <> @@SPID;",
+    )
+    .await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].get::<i16, _>(0), Some(spid));
+    let legacy = rows(
+        &mut admin,
+        "SELECT DISTINCT p.spid, p.program_name FROM sys.sysprocesses AS p \
+         JOIN sys.dm_exec_sessions AS s ON s.session_id = p.spid \
+         WHERE p.dbid = DB_ID(N'mgc') AND s.is_user_process = 1 AND p.spid <> @@SPID;",
+    )
+    .await;
+    assert_eq!(legacy.len(), 1);
+    assert_eq!(
+        legacy[0].get::<&str, _>(1).map(str::trim),
+        Some("pchat-service")
+    );
 }

@@ -528,7 +528,19 @@ impl SqlBackend {
         conn: &mut Conn,
         db: &DatabaseName,
     ) -> Result<Vec<pb::SessionInfo>, Error> {
-        let rows = Self::rows(conn, &tsql::sessions(db)).await?;
+        let version = Self::rows(conn, &tsql::product_version()).await?;
+        let version = version
+            .first()
+            .map(|r| text(r, "product_version"))
+            .unwrap_or_default();
+        let major = tsql::major_version(&version).ok_or_else(|| Error::Sql {
+            number: None,
+            message: format!(
+                "SERVERPROPERTY('ProductVersion') returned {version:?}, not a version: cannot tell which session catalog to read"
+            ),
+            retryable: false,
+        })?;
+        let rows = Self::rows(conn, &tsql::sessions(db, major)).await?;
         Ok(rows
             .iter()
             .map(|r| pb::SessionInfo {
@@ -551,7 +563,11 @@ impl SqlBackend {
     }
 
     /// Ends the sessions in `db` (only those of `programs` when given). A session that ended by
-    /// itself in between (error 6106, "process ID is not an active process ID") counts as ended.
+    /// itself in between (error 6106, "process ID is not an active process ID") counts as ended;
+    /// one that turned out to be a background task (6107, "Only user processes can be killed",
+    /// possible only if the id was reused between listing and KILL) is left alone and not
+    /// reported as killed: nothing of ours can end it, and FB-1's verify lists user sessions
+    /// only.
     pub async fn kill_sessions(
         &self,
         db: &DatabaseName,
@@ -568,7 +584,8 @@ impl SqlBackend {
                         .any(|p| p.eq_ignore_ascii_case(&s.program_name))
             })
             .collect();
-        for v in &victims {
+        let mut killed = Vec::new();
+        for v in victims {
             let Some(stmt) = tsql::kill(v.spid) else {
                 continue;
             };
@@ -577,10 +594,15 @@ impl SqlBackend {
                     s.into_results().await.map_err(|e| sql_error("KILL", e))?;
                 }
                 Err(tiberius::error::Error::Server(t)) if t.code() == 6106 => {}
+                Err(tiberius::error::Error::Server(t)) if t.code() == 6107 => {
+                    tracing::warn!(spid = v.spid, "KILL refused: a background task (6107)");
+                    continue;
+                }
                 Err(e) => return Err(sql_error("KILL", e)),
             }
+            killed.push(v);
         }
-        Ok(pb::Killed { sessions: victims })
+        Ok(pb::Killed { sessions: killed })
     }
 
     /// `SET PARTNER OFF` when `db` is mirrored; `changed = false` when it already is not.

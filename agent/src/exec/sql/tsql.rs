@@ -142,17 +142,42 @@ FROM sys.database_mirroring AS m JOIN sys.databases AS d ON d.database_id = m.da
     }
 }
 
-/// Sessions in a database other than our own (pchat-dr.md §6.10; works from 2008 R2).
-pub fn sessions(db: &DatabaseName) -> Statement {
+/// `SERVERPROPERTY('ProductVersion')`: which session catalog [`sessions`] may use.
+pub fn product_version() -> Statement {
+    Statement::plain("SELECT SERVERPROPERTY(N'ProductVersion') AS product_version;")
+}
+
+/// The major version in a `ProductVersion` text (`13.0.6300.2` → 13, `10.50.6000.34` → 10).
+pub fn major_version(product_version: &str) -> Option<u32> {
+    product_version.trim().split('.').next()?.parse().ok()
+}
+
+/// User sessions in a database other than our own, one row per session (pchat-dr.md §6.10,
+/// issue #11 item 3). `sys.sysprocesses` has one row per execution context (a parallel request
+/// repeats its SPID) and lists the background tasks, whose KILL is Msg 6107; so: from SQL
+/// Server 2012 (major 11), `sys.dm_exec_sessions`, which has `database_id` there; on 2008 R2,
+/// whose `dm_exec_sessions` lacks `database_id`, `sys.sysprocesses` joined to it for
+/// `is_user_process`. Both DISTINCT, so a session is listed once whichever view repeats it.
+pub fn sessions(db: &DatabaseName, major_version: u32) -> Statement {
+    let text = if major_version >= 11 {
+        "SELECT DISTINCT s.session_id AS spid, s.login_name AS loginame, s.host_name AS hostname, \
+s.program_name AS program_name FROM sys.dm_exec_sessions AS s \
+WHERE s.database_id = DB_ID(@P1) AND s.is_user_process = 1 AND s.session_id <> @@SPID;"
+    } else {
+        "SELECT DISTINCT p.spid, p.loginame, p.hostname, p.program_name FROM sys.sysprocesses AS p \
+JOIN sys.dm_exec_sessions AS s ON s.session_id = p.spid \
+WHERE p.dbid = DB_ID(@P1) AND s.is_user_process = 1 AND p.spid <> @@SPID;"
+    };
     Statement {
-        text: "SELECT spid, loginame, hostname, program_name FROM sys.sysprocesses WHERE dbid = DB_ID(@P1) AND spid <> @@SPID;".into(),
+        text: text.into(),
         params: vec![Param::Text(db.as_str().to_string())],
     }
 }
 
-/// `KILL n;` — KILL takes only a literal. `spid` must be a user session id (> 50 is the SQL Server
-/// convention for user sessions, but sqlsim numbers from 51 too; we require > 0 and let the server
-/// refuse system sessions with 6107).
+/// `KILL n;` — KILL takes only a literal. `spid` must be a positive session id; user sessions
+/// may have ids at or below 50 on SQL Server 2005 and later, so no threshold is assumed: the
+/// session list holds only user processes, and a background task met in a race is refused by
+/// the server with 6107, which the caller treats like 6106.
 pub fn kill(spid: i32) -> Option<Statement> {
     (spid > 0).then(|| Statement::plain(format!("KILL {spid};")))
 }
@@ -421,6 +446,32 @@ pub fn own_spid() -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_catalog_follows_the_major_version() {
+        assert_eq!(major_version("13.0.6300.2"), Some(13));
+        assert_eq!(major_version(" 10.50.6000.34 "), Some(10));
+        assert_eq!(major_version(""), None);
+        assert_eq!(major_version("x.1"), None);
+        let db = DatabaseName::new("mgc").unwrap();
+        assert!(
+            sessions(&db, 11)
+                .text
+                .contains("FROM sys.dm_exec_sessions AS s WHERE")
+        );
+        assert!(
+            sessions(&db, 10)
+                .text
+                .contains("FROM sys.sysprocesses AS p JOIN")
+        );
+        for v in [10, 13] {
+            let t = sessions(&db, v).text;
+            assert!(
+                t.starts_with("SELECT DISTINCT") && t.contains("is_user_process = 1"),
+                "{t}"
+            );
+        }
+    }
 
     #[test]
     fn quoting() {

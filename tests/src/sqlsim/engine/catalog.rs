@@ -4,9 +4,9 @@
 //! `sys.dm_server_services` and `sys.database_recovery_status`. Column names and types follow
 //! SQL Server's; only the columns the runbooks read (pchat-dr.md §6) plus a few neighbours exist.
 
-use super::EvalCtx;
 use super::query::Table;
 use super::state::InstanceState;
+use super::{EvalCtx, SessionInfo};
 use crate::sqlsim::sql::ast::ObjectName;
 use crate::sqlsim::tokens::Column;
 use crate::sqlsim::types::{SqlType, Value, parse_guid};
@@ -181,42 +181,64 @@ fn database_id(ctx: &EvalCtx<'_>, name: &str) -> Value {
         .map_or(Value::Null, |d| Value::Int(d.database_id as i64))
 }
 
+/// Status shown for a session: ours runs, background tasks are "background", others sleep.
+fn session_status<'s>(ctx: &EvalCtx<'_>, s: &SessionInfo, running: &'s str) -> &'s str {
+    if s.spid == ctx.session.spid {
+        running
+    } else if s.system_task.is_some() {
+        "background"
+    } else {
+        "sleeping"
+    }
+}
+
+/// One row per session, background tasks included (`is_user_process = 0`). `database_id` and
+/// `open_transaction_count` exist from SQL Server 2012 (11.x); on an older `--product-version`
+/// they are not columns, so a query naming them fails with 207 as on 2008 R2.
 fn exec_sessions(ctx: &EvalCtx<'_>) -> Table {
-    let columns = vec![
+    let since_2012 = ctx.state.version_triplet().0 >= 11;
+    let mut columns = vec![
         Column::new("session_id", SqlType::SmallInt),
         Column::new("login_time", SqlType::DateTime),
         nvarchar("host_name", 128),
         nvarchar("program_name", 128),
         nvarchar("login_name", 128),
         nvarchar("status", 30),
-        Column::new("database_id", SqlType::SmallInt),
         Column::new("is_user_process", SqlType::Bit),
-        Column::new("open_transaction_count", SqlType::Int),
     ];
+    if since_2012 {
+        columns.push(Column::new("database_id", SqlType::SmallInt));
+        columns.push(Column::new("open_transaction_count", SqlType::Int));
+    }
     let rows = ctx
         .sessions
         .iter()
         .map(|s| {
-            let me = s.spid == ctx.session.spid;
-            vec![
+            let mut row = vec![
                 Value::Int(s.spid as i64),
                 Value::DateTime(s.login_time),
                 text(&s.host_name),
                 text(&s.program_name),
                 text(&s.login),
-                text(if me { "running" } else { "sleeping" }),
-                database_id(ctx, &s.database),
-                Value::Bit(true),
-                Value::Int(s.tran_count as i64),
-            ]
+                text(session_status(ctx, s, "running")),
+                Value::Bit(s.system_task.is_none()),
+            ];
+            if since_2012 {
+                row.push(database_id(ctx, &s.database));
+                row.push(Value::Int(s.tran_count as i64));
+            }
+            row
         })
         .collect();
     Table { columns, rows }
 }
 
+/// One row per execution context: a parallel request repeats its SPID (ecid 0, 1, …), and the
+/// background tasks are listed with their `cmd`.
 fn sysprocesses(ctx: &EvalCtx<'_>) -> Table {
     let columns = vec![
         Column::new("spid", SqlType::SmallInt),
+        Column::new("ecid", SqlType::SmallInt),
         Column::new("dbid", SqlType::SmallInt),
         nvarchar("loginame", 128),
         nvarchar("hostname", 128),
@@ -227,25 +249,30 @@ fn sysprocesses(ctx: &EvalCtx<'_>) -> Table {
         Column::new("login_time", SqlType::DateTime),
         Column::new("last_batch", SqlType::DateTime),
     ];
-    let rows = ctx
-        .sessions
-        .iter()
-        .map(|s| {
-            let me = s.spid == ctx.session.spid;
-            vec![
+    let mut rows = Vec::new();
+    for s in ctx.sessions {
+        let me = s.spid == ctx.session.spid;
+        let cmd = match s.system_task {
+            Some(task) => task,
+            None if me => "SELECT",
+            None => "AWAITING COMMAND",
+        };
+        for ecid in 0..s.exec_contexts.max(1) {
+            rows.push(vec![
                 Value::Int(s.spid as i64),
+                Value::Int(ecid as i64),
                 database_id(ctx, &s.database),
                 text(&s.login),
                 text(&s.host_name),
                 text(&s.program_name),
-                text(if me { "runnable" } else { "sleeping" }),
-                text(if me { "SELECT" } else { "AWAITING COMMAND" }),
+                text(session_status(ctx, s, "runnable")),
+                text(cmd),
                 Value::Int(s.tran_count as i64),
                 Value::DateTime(s.login_time),
                 Value::DateTime(s.login_time),
-            ]
-        })
-        .collect();
+            ]);
+        }
+    }
     Table { columns, rows }
 }
 

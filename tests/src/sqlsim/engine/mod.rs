@@ -22,6 +22,7 @@ mod procs;
 pub mod query;
 pub mod requests;
 pub mod state;
+pub mod system;
 mod tran;
 
 use std::collections::BTreeMap;
@@ -114,6 +115,10 @@ pub struct SessionInfo {
     pub tran_serial: u32,
     /// Logged in as the sim administrator (may run `sqlsim.*` procedures).
     pub is_admin: bool,
+    /// A background task's `cmd` (a system session, [`system`]); `None` for a user session.
+    pub system_task: Option<&'static str>,
+    /// Execution contexts (rows in `sys.sysprocesses`): more than 1 while running in parallel.
+    pub exec_contexts: u16,
 }
 
 /// Everything an expression may read.
@@ -245,6 +250,10 @@ pub struct Engine {
     faults: Mutex<FaultSet>,
     /// SQL Server Agent: running jobs and the start queue.
     agent: msdb::AgentRuntime,
+    /// Background tasks and parallel requests ([`system`]).
+    system: Mutex<system::SystemSessions>,
+    /// When the engine started (the background tasks' login time).
+    started: Timestamp,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -309,6 +318,8 @@ impl Engine {
             options,
             requests: Requests::default(),
             faults: Mutex::new(faults),
+            system: Mutex::new(system::SystemSessions::default()),
+            started: Timestamp::now(),
             agent: msdb::AgentRuntime::default(),
         };
         engine
@@ -381,6 +392,8 @@ impl Engine {
             tran_descriptor: 0,
             tran_serial: 0,
             is_admin,
+            system_task: None,
+            exec_contexts: 1,
         };
         let kill = CancellationToken::new();
         sessions.insert(
@@ -396,6 +409,7 @@ impl Engine {
     /// Removes a connection's session.
     pub fn close_session(&self, spid: u16) {
         lock(&self.sessions).remove(&spid);
+        lock(&self.system).session_ended(spid);
         self.requests.finish(spid);
     }
 
@@ -683,12 +697,16 @@ impl Engine {
         })
     }
 
-    /// Copies of all registered sessions, ordered by SPID.
+    /// Copies of all sessions, ordered by SPID: the background tasks, then the users' (with
+    /// their execution contexts). Only the catalog views see the tasks.
     fn session_snapshot(&self) -> Vec<SessionInfo> {
-        lock(&self.sessions)
-            .values()
-            .map(|e| e.info.clone())
-            .collect()
+        let system = lock(&self.system);
+        let mut all = system.tasks(self.started);
+        all.extend(lock(&self.sessions).values().map(|e| SessionInfo {
+            exec_contexts: system.contexts(e.info.spid),
+            ..e.info.clone()
+        }));
+        all
     }
 
     /// Databases some session currently uses.

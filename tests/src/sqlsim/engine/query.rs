@@ -221,6 +221,11 @@ pub fn run_select(sel: &Select, ctx: &EvalCtx<'_>) -> QResult<RowSet> {
             for (e, _) in &sel.order_by {
                 keys.push(order_key(e, ctx, &scope, &out_cols, &row)?);
             }
+            // DISTINCT compares output rows exactly (a case-insensitive collation would also
+            // merge rows differing only in case; no statement failback sends depends on it).
+            if sel.distinct && rows.iter().any(|(_, r)| *r == row) {
+                continue;
+            }
             rows.push((keys, row));
         }
     }

@@ -158,6 +158,8 @@ pub struct Join {
 /// A SELECT statement.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Select {
+    /// `SELECT DISTINCT` (duplicate output rows removed).
+    pub distinct: bool,
     /// `TOP n`.
     pub top: Option<Expr>,
     /// The select list.

@@ -487,6 +487,11 @@ impl<'a> Parser<'a> {
 
     pub(super) fn select(&mut self) -> PResult<Select> {
         self.pos += 1;
+        // `SELECT [ALL | DISTINCT] [TOP n] …`.
+        let distinct = self.eat_kw("DISTINCT");
+        if !distinct {
+            self.eat_kw("ALL");
+        }
         let top = if self.eat_kw("TOP") {
             if self.eat_sym("(") {
                 let e = self.expr()?;
@@ -546,6 +551,7 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Select {
+            distinct,
             top,
             items,
             from,
