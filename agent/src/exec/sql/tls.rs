@@ -90,7 +90,9 @@ pub(crate) fn classify(e: &tiberius::error::Error, tls_on: bool) -> Option<Cause
     {
         return Some(Cause::OldProtocol);
     }
-    if text.contains("invalid peer certificate") {
+    // rustls renders "invalid peer certificate: …"; tiberius rewrites certificate errors into
+    // "the server's certificate was rejected during the TLS handshake: …" with its own advice.
+    if text.contains("invalid peer certificate") || text.contains("certificate was rejected") {
         return Some(
             if text.contains("UnknownIssuer") || text.contains("BadSignature") {
                 Cause::Untrusted
@@ -118,6 +120,16 @@ pub(crate) fn classify(e: &tiberius::error::Error, tls_on: bool) -> Option<Cause
     (tls_on && closed).then_some(Cause::Closed)
 }
 
+/// The error as shown to a person: tiberius' advice on certificate errors names its own API
+/// (`Config::trust_cert()` and so on), not the agent's config, so it is cut off.
+fn detail(e: &tiberius::error::Error) -> String {
+    let text = e.to_string();
+    match text.find(" To connect anyway") {
+        Some(cut) => text[..cut].trim_end_matches('.').to_string(),
+        None => text,
+    }
+}
+
 /// The number in "(os error N)", if any.
 fn os_error(text: &str) -> Option<i64> {
     let rest = &text[text.rfind("(os error ")? + "(os error ".len()..];
@@ -143,6 +155,7 @@ fn protocol_fix() -> &'static str {
 pub(crate) fn tls_error(t: &Target<'_>, e: &tiberius::error::Error, tls_on: bool) -> Option<Error> {
     let cause = classify(e, tls_on)?;
     let i = t.instance;
+    let e = detail(e);
     let trust = match t.ca_file {
         Some(ca) => format!(
             "is not signed by the CA in ca_file '{}' (self-signed?)",
@@ -196,8 +209,8 @@ pub(crate) fn tls_error(t: &Target<'_>, e: &tiberius::error::Error, tls_on: bool
         ),
         Cause::Closed => (
             format!(
-                "SQL Server at {i} closed the connection during the login's TLS handshake ({e}); \
-                 if it is restarting, this passes; otherwise {}",
+                "SQL Server at {i} closed the connection during the encrypted login ({e}); if it \
+                 is restarting, this passes; if it happens every time, the likely cause is TLS: {}",
                 protocol_fix()
             ),
             true,
@@ -240,8 +253,12 @@ mod tests {
         let hs = io(K::InvalidData, "received fatal alert: HandshakeFailure");
         assert_eq!(classify(&hs, true), Some(Cause::OldProtocol));
         // tiberius rewrites rustls certificate errors into Error::Tls with its own advice.
-        let unknown = T::Tls("the server's certificate was rejected during the TLS handshake: invalid peer certificate: UnknownIssuer. To connect anyway".into());
+        let unknown = T::Tls("the server's certificate was rejected during the TLS handshake: UnknownIssuer. To connect anyway you can: (1) trust".into());
         assert_eq!(classify(&unknown, true), Some(Cause::Untrusted));
+        assert_eq!(
+            detail(&unknown),
+            "Error forming TLS connection: the server's certificate was rejected during the TLS handshake: UnknownIssuer"
+        );
         let name = T::Tls("the server's certificate was rejected during the TLS handshake: invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"other\")".into());
         assert_eq!(classify(&name, true), Some(Cause::NameMismatch));
         let exp = T::Tls("rejected: invalid peer certificate: certificate expired: verification time 2 (UNIX), but certificate is not valid after 1 (1 seconds ago)".into());
