@@ -4,7 +4,8 @@
 //! ClientHello), and SQL Server's self-signed certificate. Each failure must name the instance,
 //! the cause and the fix, and only the ambiguous one (a reset, which a restarting server also
 //! causes) may be retried; `trust_server_certificate = true` reaches the self-signed server.
-//! This Linux build uses rustls, so "TLS 1.0 only" always fails here; the Windows build's
+//! One test runs the agent process behind a fake coordinator, to see the same error arrive on the
+//! wire as a non-retryable operation error. This Linux build uses rustls, so "TLS 1.0 only" always fails here; the Windows build's
 //! SChannel path is not exercised by these tests.
 
 // Test code: a failed unwrap is a failed test.
@@ -12,9 +13,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use failback_agent::error::Error;
 use failback_agent::exec::sql::SqlBackend;
 use failback_agent::exec::sql::config::SqlConfig;
+use failback_proto::pb;
+use failback_proto::pb::operation::Kind as K;
+use failback_tests::harness::fake_coordinator::FakeCoordinator;
+use failback_tests::harness::fleet::{COORDINATOR, Fleet, three_agent_topology};
+use failback_tests::harness::ops::error;
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim, tls_material};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -209,4 +217,64 @@ async fn certificate_for_another_name_is_a_name_mismatch() {
         ],
     );
     assert!(!e.is_retryable(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_process_reports_a_tls10_only_server_as_not_retryable() {
+    failback_proto::install_crypto_provider();
+    const AGENT: &str = "sql01.dc1.lab";
+    let (agents, topology) = three_agent_topology();
+    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let (ca, cert, key) = tls_material(&fleet.dir.join("sqltls")).unwrap();
+    let sim = sim(
+        &fleet.dir.join("sql01"),
+        cert,
+        key,
+        &[
+            "--tls-max-version",
+            "1.0",
+            "--tls-old-reply",
+            "server-hello",
+        ],
+    )
+    .await;
+    let pw = fleet.dir.join("sql-password");
+    std::fs::write(&pw, format!("{SA_PASSWORD}\n")).unwrap();
+    fleet
+        .configure_agent(
+            AGENT,
+            &format!(
+                "[sql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"sa\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+                sim.port,
+                pw.display(),
+                ca.display()
+            ),
+        )
+        .unwrap();
+    let mut fake = FakeCoordinator::start(&fleet.certs, COORDINATOR, fleet.coordinator_port)
+        .await
+        .unwrap();
+    fleet.start_agent(AGENT).unwrap();
+    let mut session = fake.next_session(Duration::from_secs(20)).await.unwrap();
+    session.welcome(2).await.unwrap();
+    let e = error(
+        session
+            .call(
+                "tls/describe",
+                2,
+                K::DescribeInstance(pb::DescribeInstance {}),
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(!e.retryable, "{e:?}");
+    assert_eq!(e.kind(), pb::ErrorKind::Backend, "{e:?}");
+    assert!(
+        e.message.contains(&format!("127.0.0.1:{}", sim.port))
+            && e.message.contains("TLS 1.0")
+            && e.message.contains("KB3135244"),
+        "{e:?}"
+    );
 }
