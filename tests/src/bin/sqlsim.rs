@@ -31,6 +31,14 @@ struct Args {
     /// PEM private key for TLS.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Highest TLS version: `1.0` or `1.1` make an unpatched SQL Server 2012/2014 that cannot
+    /// answer a TLS 1.2 ClientHello (see the sqlsim `tls` module).
+    #[arg(long, requires = "tls_cert")]
+    tls_max_version: Option<String>,
+    /// How that old server answers: `reset` (default, as SQL Server does), `server-hello`,
+    /// `alert-version` or `alert-handshake`.
+    #[arg(long, requires = "tls_max_version")]
+    tls_old_reply: Option<String>,
     /// Sim administrator login: the only login that may run `sqlsim.*` procedures.
     #[arg(long, requires = "admin_password")]
     admin_login: Option<String>,
@@ -93,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
     config.server_name = args.server_name;
     config.tls_cert = args.tls_cert;
     config.tls_key = args.tls_key;
+    config.old_tls = failback_tests::sqlsim::tls::OldTls::parse(
+        args.tls_max_version.as_deref(),
+        args.tls_old_reply.as_deref(),
+    )?;
     config.admin = args.admin_login.zip(args.admin_password);
     config.db_size_mb = args.db_size_mb;
     config.lab_short_schedules = args.lab_short_schedules;

@@ -29,6 +29,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     pub tls_key: Option<PathBuf>,
+    /// An old server's TLS (`--tls-max-version 1.0`, see [`tls`]); `None`: TLS 1.2.
+    pub old_tls: Option<tls::OldTls>,
     /// Sim administrator `(login, password)`: the only login allowed to run `sqlsim.*`
     /// procedures (faults, mirroring, services).
     pub admin: Option<(String, String)>,
@@ -59,6 +61,7 @@ impl Config {
             server_name: None,
             tls_cert: None,
             tls_key: None,
+            old_tls: None,
             admin: None,
             db_size_mb: DEFAULT_DB_SIZE_MB,
             lab_short_schedules: false,
@@ -96,6 +99,12 @@ impl Config {
                 "--tls-cert and --tls-key must be given together".into(),
             ));
         }
+        if self.old_tls.is_some() && self.tls_cert.is_none() {
+            // Without a certificate the sim answers NOT_SUP and no handshake ever starts.
+            return Err(SimError::TlsConfig(
+                "--tls-max-version needs --tls-cert and --tls-key".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -109,7 +118,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         config.engine_options()?,
     )?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(tls::load_acceptor(cert, key, config.old_tls)?),
         _ => None,
     };
     let engine = Arc::new(engine);

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::errors;
@@ -48,7 +47,7 @@ pub struct Shared {
     /// The engine (shared with the Agent task).
     pub engine: std::sync::Arc<Engine>,
     /// TLS acceptor when a certificate is configured.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<tls::Acceptor>,
 }
 
 struct Conn {

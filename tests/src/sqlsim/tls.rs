@@ -4,6 +4,18 @@
 //! adapter between tokio-rustls and that framing (the mirror image of tiberius'
 //! `TlsPreloginWrapper`): while handshaking it unwraps incoming 0x12 packets and wraps every flush
 //! of outgoing TLS bytes into 0x12 packets; afterwards it passes bytes straight through.
+//!
+//! With `--tls-max-version 1.0` (or 1.1) the sim is an unpatched SQL Server 2012/2014, whose TLS
+//! (SChannel, restricted by SQL Server to SSL 3.0/TLS 1.0 until the KB3135244 update) cannot answer
+//! a TLS 1.2-only ClientHello such as rustls sends: no version in common, and none of rustls'
+//! AEAD suites exists in TLS 1.0. What Microsoft documents for that case ("SSL errors after
+//! upgrading to TLS 1.2") is the server closing the connection in answer to the Client Hello,
+//! which the client reports as error 10054 "forcibly closed by the remote host": a TCP reset, the
+//! default [`OldReply::Reset`]. The other answers a TLS 1.0-only server can give are there too: a
+//! TLS 1.0 ServerHello (record and server version 0x0301, as a server that found a suite replies;
+//! rustls must refuse it) and a fatal alert in a TLS 1.0 record (protocol_version or
+//! handshake_failure). None of them completes a handshake, so the certificate is never sent;
+//! [`accept`] ends the connection with an error the session logs.
 
 use std::io;
 use std::path::Path;
@@ -14,15 +26,105 @@ use std::task::{Context, Poll, ready};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::error::{Result, SimError};
-use super::packet::{DEFAULT_PACKET_SIZE, HEADER_LEN, PacketHeader, PacketType, frame};
+use super::packet::{
+    DEFAULT_PACKET_SIZE, HEADER_LEN, PacketHeader, PacketType, frame, read_message, write_message,
+};
 
-/// Builds the acceptor from PEM files (certificate chain, then private key).
-pub fn load_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor> {
+/// The sim's TLS: a rustls acceptor, or an old server's refusal (see the module docs).
+pub struct Acceptor {
+    rustls: TlsAcceptor,
+    old: Option<OldTls>,
+}
+
+/// An instance that speaks only TLS 1.0 or 1.1 (`--tls-max-version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OldTls {
+    /// 0x0301 (TLS 1.0) or 0x0302 (TLS 1.1): the record and ServerHello version it uses.
+    pub version: u16,
+    /// How it answers a ClientHello it cannot serve.
+    pub reply: OldReply,
+}
+
+/// An old server's answer to a TLS 1.2-only ClientHello (`--tls-old-reply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OldReply {
+    /// `reset`: drops the connection with a TCP reset (SQL Server 2012/2014 as documented).
+    Reset,
+    /// `server-hello`: a ServerHello of its own version.
+    ServerHello,
+    /// `alert-version`: a fatal protocol_version (70) alert.
+    AlertVersion,
+    /// `alert-handshake`: a fatal handshake_failure (40) alert.
+    AlertHandshake,
+}
+
+impl OldTls {
+    /// From `--tls-max-version` (`1.0`, `1.1`; `1.2` and up mean the normal server, `None`) and
+    /// `--tls-old-reply` (default `reset`).
+    pub fn parse(max_version: Option<&str>, reply: Option<&str>) -> Result<Option<OldTls>> {
+        let version = match max_version {
+            None | Some("1.2" | "1.3") => {
+                return match reply {
+                    None => Ok(None),
+                    Some(_) => Err(SimError::TlsConfig(
+                        "--tls-old-reply needs --tls-max-version 1.0 or 1.1".into(),
+                    )),
+                };
+            }
+            Some("1.0") => 0x0301,
+            Some("1.1") => 0x0302,
+            Some(other) => {
+                return Err(SimError::TlsConfig(format!(
+                    "--tls-max-version {other}: expected 1.0, 1.1, 1.2 or 1.3"
+                )));
+            }
+        };
+        let reply = match reply.unwrap_or("reset") {
+            "reset" => OldReply::Reset,
+            "server-hello" => OldReply::ServerHello,
+            "alert-version" => OldReply::AlertVersion,
+            "alert-handshake" => OldReply::AlertHandshake,
+            other => {
+                return Err(SimError::TlsConfig(format!(
+                    "--tls-old-reply {other}: expected reset, server-hello, alert-version or alert-handshake"
+                )));
+            }
+        };
+        Ok(Some(OldTls { version, reply }))
+    }
+}
+
+/// A transport the sim can end with a TCP reset rather than a FIN.
+pub trait Reset {
+    /// Makes the coming close a reset.
+    fn reset_on_close(&self);
+}
+
+impl Reset for TcpStream {
+    fn reset_on_close(&self) {
+        // SO_LINGER 0: close() sends RST at once, as a peer that aborts the connection does.
+        if let Err(e) = self.set_zero_linger() {
+            tracing::debug!(error = %e, "cannot set SO_LINGER 0");
+        }
+    }
+}
+
+/// Builds the acceptor from PEM files (certificate chain, then private key); `old` makes it an
+/// old server's (see the module docs).
+pub fn load_acceptor(cert_path: &Path, key_path: &Path, old: Option<OldTls>) -> Result<Acceptor> {
+    Ok(Acceptor {
+        rustls: load_rustls(cert_path, key_path)?,
+        old,
+    })
+}
+
+fn load_rustls(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
         .map_err(|e| SimError::TlsConfig(format!("{}: {e}", cert_path.display())))?
         .collect::<std::result::Result<_, _>>()
@@ -51,13 +153,91 @@ pub fn load_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor> {
 
 /// Runs the server side of the handshake over PRELOGIN framing and returns the TLS stream, whose
 /// wrapper already passes bytes through.
-pub async fn accept<S>(acceptor: &TlsAcceptor, io: S) -> Result<TlsStream<PreloginWrapper<S>>>
+pub async fn accept<S>(acceptor: &Acceptor, io: S) -> Result<TlsStream<PreloginWrapper<S>>>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Reset,
 {
-    let mut tls = acceptor.accept(PreloginWrapper::new(io)).await?;
+    if let Some(old) = acceptor.old {
+        return Err(refuse(old, io).await);
+    }
+    let mut tls = acceptor.rustls.accept(PreloginWrapper::new(io)).await?;
     tls.get_mut().0.handshake_complete();
     Ok(tls)
+}
+
+/// An old server's answer to the client's first handshake flight; always ends the connection.
+async fn refuse<S>(old: OldTls, mut io: S) -> SimError
+where
+    S: AsyncRead + AsyncWrite + Unpin + Reset,
+{
+    let hello = match read_message(&mut io).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return SimError::protocol("client closed before its ClientHello"),
+        Err(e) => return e,
+    };
+    // A TLS handshake record (22) holding a ClientHello (1); anything else is not a TLS client.
+    if hello.ty != PacketType::PreLogin || hello.payload.first() != Some(&22) {
+        return SimError::protocol("expected a ClientHello in a PRELOGIN packet");
+    }
+    if hello.payload.get(5) != Some(&1) {
+        return SimError::protocol("the first handshake message is not a ClientHello");
+    }
+    let [major, minor] = old.version.to_be_bytes();
+    let reply = match old.reply {
+        OldReply::Reset => {
+            io.reset_on_close();
+            drop(io);
+            return SimError::protocol(format!(
+                "TLS {}: reset the connection in answer to a ClientHello (--tls-max-version)",
+                version_name(old.version)
+            ));
+        }
+        OldReply::ServerHello => server_hello(old.version),
+        OldReply::AlertVersion => vec![21, major, minor, 0, 2, 2, 70],
+        OldReply::AlertHandshake => vec![21, major, minor, 0, 2, 2, 40],
+    };
+    let sent = write_message(
+        &mut io,
+        PacketType::PreLogin,
+        0,
+        &reply,
+        DEFAULT_PACKET_SIZE,
+    )
+    .await;
+    // The client answers with an alert of its own (or closes); wait briefly for it, so the client
+    // reads the reply before the close rather than a reset of unread data.
+    if sent.is_ok() {
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), read_message(&mut io)).await;
+    }
+    let _ = io.shutdown().await;
+    SimError::protocol(format!(
+        "TLS {}: answered a ClientHello with {:?} (--tls-max-version)",
+        version_name(old.version),
+        old.reply
+    ))
+}
+
+fn version_name(v: u16) -> &'static str {
+    if v == 0x0301 { "1.0" } else { "1.1" }
+}
+
+/// A ServerHello record of `version` choosing TLS_RSA_WITH_AES_128_CBC_SHA (0x002F), the suite
+/// SChannel on Windows Server 2012 prefers among those TLS 1.0 has, with no extensions.
+fn server_hello(version: u16) -> Vec<u8> {
+    let [major, minor] = version.to_be_bytes();
+    let mut body = vec![major, minor];
+    body.extend((0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(11))); // server random
+    body.push(0); // empty session id
+    body.extend([0x00, 0x2F]); // cipher suite
+    body.push(0); // compression: null
+    let mut handshake = vec![2]; // server_hello
+    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(body);
+    let mut record = vec![22, major, minor];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
 }
 
 /// Adapts PRELOGIN-framed TLS handshake bytes to a byte stream (see the module docs).
@@ -210,5 +390,46 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PreloginWrapper<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn old_tls_flags() {
+        assert_eq!(OldTls::parse(None, None).unwrap(), None);
+        assert_eq!(OldTls::parse(Some("1.2"), None).unwrap(), None);
+        assert_eq!(
+            OldTls::parse(Some("1.0"), None).unwrap(),
+            Some(OldTls {
+                version: 0x0301,
+                reply: OldReply::Reset
+            })
+        );
+        assert_eq!(
+            OldTls::parse(Some("1.1"), Some("alert-version"))
+                .unwrap()
+                .map(|o| (o.version, o.reply)),
+            Some((0x0302, OldReply::AlertVersion))
+        );
+        assert!(OldTls::parse(Some("1.0"), Some("shrug")).is_err());
+        assert!(OldTls::parse(Some("2.0"), None).is_err());
+        assert!(OldTls::parse(None, Some("reset")).is_err());
+    }
+
+    #[test]
+    fn server_hello_is_a_tls10_record() {
+        let r = server_hello(0x0301);
+        // Record: handshake, version 3.1, length of the rest.
+        assert_eq!(&r[..3], &[22, 3, 1]);
+        assert_eq!(usize::from(u16::from_be_bytes([r[3], r[4]])), r.len() - 5);
+        // ServerHello, 24-bit length, server_version 3.1, then the suite after random and id.
+        assert_eq!(r[5], 2);
+        assert_eq!(r[9..11], [3, 1]);
+        assert_eq!(r[43], 0, "empty session id");
+        assert_eq!(r[44..46], [0x00, 0x2F]);
     }
 }

@@ -24,6 +24,7 @@ mod jobs;
 mod logship;
 mod restore;
 pub use restore::RestoreRequest;
+mod tls;
 pub mod tsql;
 
 use failback_proto::model::DatabaseName;
@@ -219,6 +220,11 @@ impl SqlBackend {
     }
 
     /// Opens a connection to `master`. `long` disables the command timeout (BACKUP/RESTORE).
+    ///
+    /// TLS runs on SChannel in the Windows build and on rustls elsewhere (chosen in
+    /// `agent/Cargo.toml`; why, and what each does with SQL Server 2012/2014 before their TLS 1.2
+    /// update, in [`tls`]). A failed handshake becomes an error naming the cause and the fix
+    /// ([`tls::tls_error`]), not retryable when only a person can fix it.
     pub(crate) async fn connect(&self, long: bool) -> Result<Conn, Error> {
         let c = &self.config;
         let mut cfg = tiberius::Config::new();
@@ -283,7 +289,16 @@ impl SqlBackend {
                 ),
                 retryable: true,
             })?
-            .map_err(|e| sql_error(&format!("login to SQL Server at {target}"), e))
+            .map_err(|e| {
+                let at = tls::Target {
+                    instance: &target,
+                    host: &c.host,
+                    ca_file: c.ca_file.as_deref().filter(|_| !c.trust_server_certificate),
+                };
+                let tls_on = c.encryption != SqlEncryption::NotSupported;
+                tls::tls_error(&at, &e, tls_on)
+                    .unwrap_or_else(|| sql_error(&format!("login to SQL Server at {target}"), e))
+            })
     }
 
     /// Sends a statement: a plain batch without parameters (as SSMS would), `sp_executesql`
