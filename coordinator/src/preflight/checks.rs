@@ -12,7 +12,7 @@ use failback_proto::pb::PreflightStatus as St;
 
 use super::Settings;
 use super::facts::{Facts, SqlFacts};
-use super::logship;
+use super::{identity, logship};
 use crate::runbook::failback::MGC;
 use crate::runbook::failback::principal::{NotPrincipal, not_principal};
 use crate::topology::SqlRole;
@@ -141,6 +141,12 @@ pub fn direction(f: &Facts, s: &Settings, d: Direction, next: bool) -> Vec<pb::P
     for sql in &f.sql {
         out.push(sql_instance(sql));
     }
+    for role in [SqlRole::Primary, SqlRole::Backup] {
+        if let Some(sql) = f.sql(role) {
+            out.push(identity::server_name(sql, d));
+        }
+    }
+    out.push(identity::versions(f, d));
     out.extend(databases(f, d, next));
     out.push(mirroring(f, d, next));
     for role in [SqlRole::Primary, SqlRole::Backup] {

@@ -67,6 +67,8 @@ fn db(state: &str) -> pb::DatabaseInfo {
 fn instance() -> pb::InstanceInfo {
     pb::InstanceInfo {
         server_name: "x".into(),
+        at_servername: "x".into(),
+        product_version: "13.0.6300.2".into(),
         services: vec![pb::ServiceInfo {
             name: "SQL Server Agent (MSSQLSERVER)".into(),
             status: "Running".into(),
@@ -396,5 +398,55 @@ fn single_faults_fail_their_check() {
     assert_eq!(
         status(&p, "failback", "free_space_full_backup", ""),
         St::Fail
+    );
+}
+
+#[test]
+fn stale_server_name_and_version_skew() {
+    // A rebuilt primary whose @@SERVERNAME still names the old host: failback (FB-5 registers
+    // log shipping by that name) fails, failover only warns.
+    let mut f = healthy();
+    if let Ok(i) = &mut f.sql[0].info {
+        i.at_servername = "OLDHOST".into();
+    }
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failback", "server_name", "primary"), St::Fail);
+    assert_eq!(status(&p, "failover", "server_name", "primary"), St::Warn);
+    assert_eq!(status(&p, "failback", "server_name", "backup"), St::Ok);
+    let c = p.directions[1]
+        .checks
+        .iter()
+        .find(|c| c.name == "server_name" && c.target.contains("primary"))
+        .unwrap();
+    assert!(
+        c.fix.contains("sp_dropserver N'OLDHOST'") && c.fix.contains("sp_addserver N'x', 'local'"),
+        "{c:?}"
+    );
+
+    // Versions: the backup newer than the rebuilt primary: FB-4 could not restore (3169);
+    // failover (primary → backup) is fine that way round.
+    let mut f = healthy();
+    if let Ok(i) = &mut f.sql[1].info {
+        i.product_version = "14.0.3456.2".into();
+    }
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failback", "sql_versions", ""), St::Fail);
+    assert_eq!(status(&p, "failover", "sql_versions", ""), St::Ok);
+    // The primary newer than the backup: both directions fail.
+    let mut f = healthy();
+    if let Ok(i) = &mut f.sql[0].info {
+        i.product_version = "14.0.3456.2".into();
+    }
+    let p = evaluate(&f, &settings());
+    assert_eq!(status(&p, "failback", "sql_versions", ""), St::Fail);
+    assert_eq!(status(&p, "failover", "sql_versions", ""), St::Fail);
+    assert_eq!(
+        status(
+            &evaluate(&healthy(), &settings()),
+            "failback",
+            "sql_versions",
+            ""
+        ),
+        St::Ok
     );
 }

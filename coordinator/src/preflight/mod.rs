@@ -44,6 +44,7 @@
 pub mod chain;
 pub mod checks;
 pub mod facts;
+pub mod identity;
 pub mod logship;
 
 #[cfg(test)]

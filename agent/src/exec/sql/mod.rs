@@ -411,6 +411,7 @@ impl SqlBackend {
             default_log_path: text(row, "log_path"),
             paths_source: "serverproperty".into(),
             services: Vec::new(),
+            at_servername: text(row, "at_servername"),
         };
         if info.default_data_path.is_empty() || info.default_log_path.is_empty() {
             let files = Self::rows(&mut conn, &tsql::master_files()).await?;

@@ -90,7 +90,7 @@ fn names(dbs: &[DatabaseName]) -> Vec<Param> {
 pub fn instance_properties() -> Statement {
     Statement::plain(
         "SELECT SERVERPROPERTY(N'ServerName') AS server_name, SERVERPROPERTY(N'ProductVersion') AS product_version, \
-SERVERPROPERTY(N'Edition') AS edition, @@VERSION AS version_text, \
+SERVERPROPERTY(N'Edition') AS edition, @@VERSION AS version_text, @@SERVERNAME AS at_servername, \
 SERVERPROPERTY(N'InstanceDefaultDataPath') AS data_path, SERVERPROPERTY(N'InstanceDefaultLogPath') AS log_path;",
     )
 }

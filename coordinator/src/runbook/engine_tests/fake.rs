@@ -113,7 +113,12 @@ impl FleetWorld for World {
                 w.normal = s.state() == pb::PoolStateValue::Normal;
                 done()
             }
-            Op::DescribeInstance(_) => Out::Instance(pb::InstanceInfo::default()),
+            // A sane instance: @@SERVERNAME matches SERVERPROPERTY('ServerName').
+            Op::DescribeInstance(_) => Out::Instance(pb::InstanceInfo {
+                server_name: agent.to_string(),
+                at_servername: agent.to_string(),
+                ..Default::default()
+            }),
             Op::ListSessions(l) => Out::Sessions(pb::Sessions {
                 sessions: w
                     .sessions

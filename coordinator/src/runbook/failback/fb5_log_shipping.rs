@@ -179,9 +179,45 @@ impl Step for LogShipping {
     }
 }
 
-/// The server name of an instance as log shipping records it (`host` or `host\INSTANCE`; a
-/// `,port` suffix is a client detail, not part of `@@SERVERNAME`).
-fn server_name(instance: &str) -> &str {
+/// The name log shipping records for an instance: its `@@SERVERNAME` (issue #11 item 7), which
+/// need not be the topology's client address (an FQDN, a `,port`). A stale `@@SERVERNAME`
+/// (differing from `SERVERPROPERTY('ServerName')` after a rename or rebuild) is refused before
+/// FB-5 seeds anything: the jobs and monitor rows would name a server that does not exist.
+/// `done` says what the refusal left untouched (FB-1 checks it before the run's first change).
+pub(super) async fn recorded_name(
+    ctx: &StepCtx,
+    role: SqlRole,
+    done: &str,
+) -> Result<String, StepError> {
+    let s = sql(&ctx.pool, role)?;
+    let out = ctx
+        .read(
+            &s.agent,
+            op(pb::operation::Kind::DescribeInstance(
+                pb::DescribeInstance {},
+            )),
+        )
+        .await?;
+    let i = expect_output!(out, Instance, "describe_instance")?;
+    if i.at_servername.is_empty() {
+        return Err(StepError::fatal(format!(
+            "the agent {} did not report @@SERVERNAME of {}: upgrade failback-agent there; {done}",
+            s.agent, s.instance
+        )));
+    }
+    if !i.at_servername.eq_ignore_ascii_case(&i.server_name) {
+        return Err(StepError::fatal(format!(
+            "@@SERVERNAME of {} is {} but SERVERPROPERTY('ServerName') is {}: log shipping would record a server that does not exist; {done}. \
+             On {}: EXEC sp_dropserver N'{}'; EXEC sp_addserver N'{}', 'local'; restart the SQL Server service, then resume the run",
+            s.instance, i.at_servername, i.server_name, s.instance, i.at_servername, i.server_name
+        )));
+    }
+    Ok(i.at_servername)
+}
+
+/// The name shown in `plan` (no agent is asked): the topology's host part, which the run
+/// replaces with `@@SERVERNAME`.
+fn planned_name(instance: &str) -> &str {
     instance.split(',').next().unwrap_or(instance).trim()
 }
 
@@ -198,12 +234,11 @@ fn server_name(instance: &str) -> &str {
 pub struct AgentLogShipping;
 
 impl AgentLogShipping {
-    fn names(pool: &Pool) -> Result<(String, String), StepError> {
-        let p = sql(pool, SqlRole::Primary)?;
-        let b = sql(pool, SqlRole::Backup)?;
+    /// `@@SERVERNAME` of the primary and of the backup instance.
+    async fn names(ctx: &StepCtx) -> Result<(String, String), StepError> {
         Ok((
-            server_name(&p.instance).to_string(),
-            server_name(&b.instance).to_string(),
+            recorded_name(ctx, SqlRole::Primary, "nothing was seeded").await?,
+            recorded_name(ctx, SqlRole::Backup, "nothing was seeded").await?,
         ))
     }
 
@@ -286,7 +321,7 @@ impl LogShippingSetup for AgentLogShipping {
         ) else {
             return Vec::new();
         };
-        let (ps, bs) = (server_name(&p.instance), server_name(&b.instance));
+        let (ps, bs) = (planned_name(&p.instance), planned_name(&b.instance));
         let [backup_job, copy_job, restore_job] = Self::jobs(ps);
         vec![
             PlannedOp::new(
@@ -328,7 +363,7 @@ impl LogShippingSetup for AgentLogShipping {
     }
 
     async fn configured(&self, ctx: &StepCtx) -> Result<bool, StepError> {
-        let (ps, bs) = Self::names(&ctx.pool)?;
+        let (ps, bs) = Self::names(ctx).await?;
         let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         let p = Self::status(ctx, &primary).await?;
@@ -347,7 +382,7 @@ impl LogShippingSetup for AgentLogShipping {
     }
 
     async fn configure(&self, ctx: &StepCtx, _seed: &Value) -> Result<Value, StepError> {
-        let (ps, bs) = Self::names(&ctx.pool)?;
+        let (ps, bs) = Self::names(ctx).await?;
         let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         let out = ctx
@@ -392,7 +427,7 @@ impl LogShippingSetup for AgentLogShipping {
     }
 
     async fn run_cycle(&self, ctx: &StepCtx) -> Result<Value, StepError> {
-        let (ps, _) = Self::names(&ctx.pool)?;
+        let (ps, _) = Self::names(ctx).await?;
         let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         let [backup_job, copy_job, restore_job] = Self::jobs(&ps);
