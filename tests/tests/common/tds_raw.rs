@@ -37,7 +37,7 @@ fn utf16(s: &str) -> Vec<u8> {
 fn obfuscate(pw: &str) -> Vec<u8> {
     utf16(pw)
         .into_iter()
-        .map(|b| ((b << 4) | (b >> 4)) ^ 0xA5)
+        .map(|b| b.rotate_right(4) ^ 0xA5)
         .collect()
 }
 
@@ -134,7 +134,7 @@ fn messages(b: &[u8]) -> Vec<Msg> {
             // LOGINACK, ENVCHANGE, ORDER, FEATUREEXTACK-free 7.4 login: u16 length.
             0xAD | 0xE3 | 0xA9 => i += 2 + u16_at(b, i),
             // DONE, DONEPROC, DONEINPROC: status, curcmd, row count (u64).
-            0xFD | 0xFE | 0xFF => i += 12,
+            0xFD..=0xFF => i += 12,
             // RETURNSTATUS.
             0x79 => i += 4,
             other => panic!("rawtds: token 0x{other:02X} not supported (a batch with rows?)"),

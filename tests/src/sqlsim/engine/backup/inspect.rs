@@ -85,7 +85,7 @@ impl Engine {
             _ => {
                 outside_transaction(session)?;
                 let (position, s) = self.open_set(&device, &local, &set, "").await?;
-                self.check_readable(&s.header, &set)?;
+                self.check_readable(&s.header)?;
                 if set.has("CHECKSUM") && !s.header.has_checksums {
                     return Err(errors::no_backup_checksums());
                 }

@@ -158,7 +158,7 @@ impl Engine {
         let (position, SetInfo { header, offset }) =
             self.open_set(&device, &local, &set, &name).await?;
         let log = r.kind == RestoreKind::Log;
-        self.check_readable(&header, &set)?;
+        self.check_readable(&header)?;
         match (log, header.backup_type) {
             (false, 1) | (true, 2) => {}
             (false, _) => return Err(errors::wrong_backup_kind(&device, "BACKUP LOG").into()),
@@ -264,11 +264,7 @@ impl Engine {
     }
 
     /// Whether this server can read the set at all: 3169 when a newer release wrote it.
-    pub(super) fn check_readable(
-        &self,
-        header: &BackupHeader,
-        _set: &Settings,
-    ) -> Result<(), ServerMessage> {
+    pub(super) fn check_readable(&self, header: &BackupHeader) -> Result<(), ServerMessage> {
         let server = {
             let st = lock(&self.state);
             version::parse(&st.product_version).unwrap_or((13, 0, 6300))
