@@ -163,6 +163,10 @@ async fn full_backup_round_trip_across_instances() {
     );
     drop(user);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // MOVE targets must be folders that exist on B (else 5133, see sqlsim_backup_fidelity).
+    for d in ["fs/D/Data", "fs/L/Log"] {
+        std::fs::create_dir_all(b.data_dir.join(d)).unwrap();
+    }
     // The parameter form: database and file as sp_executesql parameters.
     let mut q = Query::new(
         r"RESTORE DATABASE @P1 FROM DISK = @P2 WITH FILE = 1, REPLACE, RECOVERY, CHECKSUM, STATS = 10, MOVE N'mgc' TO N'D:\Data\mgc.mdf', MOVE N'mgc_log' TO N'L:\Log\mgc_log.ldf'",
@@ -391,7 +395,7 @@ async fn damaged_missing_and_unwritable_files() {
     assert_eq!(
         error_code(
             &mut c,
-            r"RESTORE DATABASE mgc2 FROM DISK = N'\\fs\ls\bad.bak' WITH RECOVERY",
+            r"RESTORE DATABASE mgc2 FROM DISK = N'\\fs\ls\bad.bak' WITH RECOVERY, MOVE N'mgc' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\mgc2.mdf', MOVE N'mgc_log' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\mgc2_log.ldf'",
         )
         .await,
         3183

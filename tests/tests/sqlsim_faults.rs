@@ -47,7 +47,7 @@ async fn percent_complete_moves_during_backup_and_restore() {
     let restore = tokio::spawn(async move {
         ok(
             &mut c,
-            r"RESTORE DATABASE mgc2 FROM DISK = N'C:\b\mgc.bak' WITH RECOVERY, STATS = 10",
+            r"RESTORE DATABASE mgc2 FROM DISK = N'C:\b\mgc.bak' WITH RECOVERY, STATS = 10, MOVE N'mgc' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\mgc2.mdf', MOVE N'mgc_log' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\mgc2_log.ldf'",
         )
         .await;
         c
@@ -224,10 +224,10 @@ async fn delay_fail_and_drop_faults() {
     ok(&mut c, r"BACKUP DATABASE mgc TO DISK = N'C:\b\3.bak'").await;
     ok(&mut admin, "EXEC sqlsim.fault N'fail restore 1 3183'").await;
     assert_eq!(
-        error_code(&mut c, r"RESTORE DATABASE m2 FROM DISK = N'C:\b\1.bak'").await,
+        error_code(&mut c, r"RESTORE DATABASE m2 FROM DISK = N'C:\b\1.bak' WITH REPLACE, MOVE N'mgc' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\m2.mdf', MOVE N'mgc_log' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\m2_log.ldf'").await,
         3183
     );
-    ok(&mut c, r"RESTORE DATABASE m2 FROM DISK = N'C:\b\1.bak'").await;
+    ok(&mut c, r"RESTORE DATABASE m2 FROM DISK = N'C:\b\1.bak' WITH REPLACE, MOVE N'mgc' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\m2.mdf', MOVE N'mgc_log' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\m2_log.ldf'").await;
 
     // Drop the connection at the next SELECT; other connections keep working.
     ok(&mut admin, "EXEC sqlsim.fault N'drop select'").await;
@@ -260,7 +260,7 @@ async fn exit_mid_restore_leaves_the_database_restoring() {
     let mut sim = Sim::start(&data, &["--fault", "exit-restore"]);
     let mut c = sim.connect().await;
     assert!(
-        exec(&mut c, r"RESTORE DATABASE copy FROM DISK = N'C:\b\mgc.bak'")
+        exec(&mut c, r"RESTORE DATABASE copy FROM DISK = N'C:\b\mgc.bak' WITH REPLACE, MOVE N'mgc' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\copy.mdf', MOVE N'mgc_log' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\copy_log.ldf'")
             .await
             .is_err()
     );
@@ -276,7 +276,7 @@ async fn exit_mid_restore_leaves_the_database_restoring() {
     assert_eq!(r[0].get::<&str, _>(0), Some("RESTORING"));
     ok(
         &mut c,
-        r"RESTORE DATABASE copy FROM DISK = N'C:\b\mgc.bak' WITH REPLACE, RECOVERY",
+        r"RESTORE DATABASE copy FROM DISK = N'C:\b\mgc.bak' WITH REPLACE, MOVE N'mgc' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\copy.mdf', MOVE N'mgc_log' TO N'C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\copy_log.ldf', RECOVERY",
     )
     .await;
     let r = rows(&mut c, "SELECT COUNT(*) FROM copy.dbo.Messages").await;

@@ -68,6 +68,16 @@ struct Args {
     /// e.g. `\\fileserver\pchat-ls=none` (repeatable; kept in the instance state).
     #[arg(long = "agent-access")]
     agent_access: Vec<String>,
+    /// SERVERPROPERTY('ProductVersion'), e.g. 15.0.2000.5 (default for a new instance:
+    /// 13.0.6300.2, SQL Server 2016 SP3; kept in the instance state). Backups record it; a
+    /// backup from a newer release is refused by RESTORE with Msg 3169.
+    #[arg(long)]
+    product_version: Option<String>,
+    /// Make @@SERVERNAME return this `HOST\INST` while SERVERPROPERTY('ServerName') returns the
+    /// real name, as on a rebuilt host whose sys.servers entry was never fixed (kept in the
+    /// instance state).
+    #[arg(long)]
+    stale_server_name: Option<String>,
 }
 
 #[tokio::main]
@@ -112,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
     config.mirror_registry = args.mirror_registry;
     config.faults = args.fault;
     config.agent_access = args.agent_access;
+    config.product_version = args.product_version;
+    config.stale_server_name = args.stale_server_name;
     run(config, listener, shutdown)
         .await
         .context("sqlsim failed")?;

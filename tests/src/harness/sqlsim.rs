@@ -72,6 +72,22 @@ impl SqlSim {
         self.with_args(&[LAB_SHORT_SCHEDULES])
     }
 
+    /// Starts as SQL Server build `version` (`--product-version`, e.g. `15.0.2000.5`): its
+    /// backups record that version, and a backup from a newer release does not restore on it
+    /// (Msg 3169), as between real releases. Without it an instance is 13.0.6300.2.
+    #[must_use]
+    pub fn with_product_version(self, version: &str) -> Self {
+        self.with_args(&["--product-version", version])
+    }
+
+    /// Starts with `@@SERVERNAME` answering `name` (`--stale-server-name HOST\INST`) while
+    /// SERVERPROPERTY('ServerName') answers the real name: a host rebuilt or renamed without
+    /// fixing `sys.servers`.
+    #[must_use]
+    pub fn with_stale_server_name(self, name: &str) -> Self {
+        self.with_args(&["--stale-server-name", name])
+    }
+
     /// Extra command-line flags (fault switches, path maps), applied at every start.
     #[must_use]
     pub fn with_args(mut self, args: &[&str]) -> Self {

@@ -34,9 +34,21 @@
 //! `sqlsim --listen ADDR --data-dir DIR --sa-password PW [--server-name NAME]
 //! [--tls-cert PEM --tls-key PEM] [--admin-login L --admin-password P] [--db-size-mb N]
 //! [--path-map PREFIX=DIR]… [--mirror-registry FILE] [--fault SPEC]… [--agent-access PATH=MODE]…
-//! [--lab-short-schedules]`. The admin login is the
-//! only one that can run the sim-only `sqlsim.*` procedures; for every other login, `sa`
-//! included, they do not exist (2812), so the agent can never reach them.
+//! [--lab-short-schedules] [--product-version X.Y.Z.W] [--stale-server-name HOST\INST]`. The
+//! admin login is the only one that can run the sim-only `sqlsim.*` procedures; for every other
+//! login, `sa` included, they do not exist (2812), so the agent can never reach them.
+//!
+//! Instance identity, kept in the state file (a flag given overrides the saved value):
+//!
+//! - `--product-version X.Y.Z.W` (default for a new instance `13.0.6300.2`, SQL Server 2016
+//!   SP3): SERVERPROPERTY('ProductVersion'), the version in PRELOGIN / LOGINACK, the release in
+//!   `@@VERSION`, and what backups record (HEADERONLY SoftwareVersionMajor / Minor / Build,
+//!   DatabaseVersion, CompatibilityLevel). A backup from a newer release does not restore
+//!   (3169, `engine/backup/version.rs`). Rust: `SqlSim::with_product_version` (harness).
+//! - `--stale-server-name HOST\INST`: `@@SERVERNAME` returns it while SERVERPROPERTY
+//!   ('ServerName') / ('MachineName') return the real name (`--server-name`), as on a host that
+//!   was renamed or rebuilt from an image without fixing `sys.servers` (`sp_dropserver` /
+//!   `sp_addserver`). Rust: `SqlSim::with_stale_server_name`.
 //!
 //! # Lab-only deviations from SQL Server
 //!
@@ -109,19 +121,29 @@
 //!   are applied immediately and never undone.
 //! - `BACKUP DATABASE | LOG db TO DISK = file [WITH FORMAT | INIT | NOINIT | SKIP | CHECKSUM |
 //!   COMPRESSION | COPY_ONLY | STATS [= n] | NAME = … | DESCRIPTION = … | NORECOVERY (log) | …]`;
-//!   `db` and `file` may be `@parameters` (sp_executesql). The file is real: header + payload
-//!   (rows, state, filler up to `--db-size-mb`), see `engine/backup/format.rs`. One backup set
-//!   per file: NOINIT overwrites instead of appending (FILE = n other than 1 is 4038). The file
-//!   is written as `<file>.<backup_set_guid>.writing` beside it and renamed into place when
+//!   `db` and `file` may be `@parameters` (sp_executesql). The file is real: a media header and
+//!   one or more backup sets, each a header + payload (rows, state, filler up to
+//!   `--db-size-mb`), see `engine/backup/format.rs`. NOINIT (the default) appends a set
+//!   (Position 2, 3, …), INIT replaces the sets and keeps the media header, FORMAT writes a new
+//!   media header; appending to a file that is not a readable backup is 3266. The file is
+//!   written as `<file>.<backup_set_guid>.writing` beside it and renamed into place when
 //!   complete, so no reader (log shipping's copy job, RESTORE) ever sees a torn backup. INFO
-//!   messages 3211 (STATS), 4035 (pages per file), 3014 (done) as SQL Server words them; they
-//!   arrive with the statement's DONE, not streamed while it runs.
-//! - `RESTORE DATABASE db FROM DISK = file [WITH FILE = 1, REPLACE, RECOVERY | NORECOVERY |
+//!   messages 3211 (STATS), 4035 (pages per file, "on file <position>"), 3014 (done) as SQL
+//!   Server words them; they arrive with the statement's DONE, not streamed while it runs. A set
+//!   records whether it has checksums (`WITH CHECKSUM`; the sim's own sqllogship, like
+//!   sqllogship.exe, never asks for them).
+//! - `RESTORE DATABASE db FROM DISK = file [WITH FILE = n, REPLACE, RECOVERY | NORECOVERY |
 //!   STANDBY = undo, MOVE 'logical' TO 'physical', CHECKSUM, STATS …]`, `RESTORE LOG db FROM DISK
-//!   = file WITH NORECOVERY | RECOVERY | STANDBY = …`, `RESTORE DATABASE | LOG db WITH RECOVERY`,
-//!   `RESTORE VERIFYONLY | HEADERONLY | FILELISTONLY FROM DISK = file [WITH FILE = 1, CHECKSUM]`
-//!   (HEADERONLY / FILELISTONLY columns: pchat-dr.md §6.3, SQL Server 2016 names and types).
-//!   Physical files named by MOVE are recorded (sys.master_files), not created.
+//!   = file WITH [FILE = n,] NORECOVERY | RECOVERY | STANDBY = … [, CHECKSUM]`, `RESTORE DATABASE
+//!   | LOG db WITH RECOVERY`, `RESTORE VERIFYONLY | HEADERONLY | FILELISTONLY FROM DISK = file
+//!   [WITH FILE = n, CHECKSUM]` (HEADERONLY / FILELISTONLY columns: pchat-dr.md §6.3, SQL Server
+//!   2016 names and types; HEADERONLY lists every set, or set n with FILE = n; the others read
+//!   set 1 without FILE). `CHECKSUM` on a set without checksums is 3187. Before anything changes,
+//!   RESTORE DATABASE plans every file (MOVE target or the backup's path): a folder that does not
+//!   exist (through the path map) is 5133, a file another database uses is 1834, each followed by
+//!   3156, then 3119 (`engine/backup/plan.rs`). Physical files are recorded
+//!   (sys.master_files), not created. BACKUP, RESTORE DATABASE / LOG and VERIFYONLY inside a
+//!   transaction are 3021; HEADERONLY / FILELISTONLY are allowed there (`INSERT … EXEC`).
 //! - `EXEC master.dbo.xp_fileexist N'path'` (columns `File Exists`, `File is a Directory`,
 //!   `Parent Directory Exists`; the OUTPUT-parameter form is not supported) and
 //!   `EXEC master.sys.xp_dirtree N'path', depth, file` (`subdirectory`, `depth`[, `file`]), in a
@@ -196,30 +218,37 @@
 //! | 1418 | `SET PARTNER = 'TCP://…'`: sims have no mirroring endpoint (use `sqlsim.mirror`) |
 //! | 1465 | `sqlsim.mirror` on a database not ONLINE in FULL recovery |
 //! | 1801 | CREATE DATABASE of an existing database |
+//! | 1834 | RESTORE DATABASE would put a file where another database's file is (then 3156 state 4) |
 //! | 2812 | Could not find stored procedure '…' (EXEC or RPC) |
 //! | 3701 | DROP DATABASE of a missing database |
 //! | 3702 | DROP DATABASE of a database in use |
 //! | 3708 | DROP DATABASE of a system database |
 //! | 3013 | BACKUP / RESTORE / VERIFY … is terminating abnormally (after the cause) |
 //! | 3014 | INFO: BACKUP / RESTORE successfully processed N pages |
+//! | 3021 | BACKUP, RESTORE DATABASE / LOG or VERIFYONLY inside a transaction |
 //! | 3101 | RESTORE while a session (the caller included) is in the database |
 //! | 3104 | RESTORE over (or WITH RECOVERY of) a mirroring partner |
 //! | 3117 | RESTORE LOG onto a recovered database |
 //! | 3135 | RESTORE DATABASE from a log backup, or RESTORE LOG from a full one |
 //! | 3147 | BACKUP / RESTORE of tempdb |
+//! | 3119 | RESTORE planning failed (after the 5133 / 1834 + 3156 pairs, before 3013) |
 //! | 3153 | RESTORE … WITH RECOVERY of a database already recovered |
 //! | 3154 | RESTORE over a different database (family GUID) without REPLACE, or a foreign log |
+//! | 3156 | a file of RESTORE DATABASE cannot go where planned (state 3 after 5133, 4 after 1834) |
 //! | 3159 | RESTORE over an ONLINE FULL-recovery database with a log chain, without REPLACE |
+//! | 3169 | RESTORE DATABASE / LOG or VERIFYONLY of a set a newer release wrote (`--product-version`) |
 //! | 3183 | the backup payload does not match its checksum (RESTORE, VERIFYONLY) |
+//! | 3187 | RESTORE / VERIFYONLY `WITH CHECKSUM` of a set written without checksums |
 //! | 3201 | cannot open backup device (missing file: OS error 2, folder: 3, access: 5) |
 //! | 3211 | INFO: n percent processed (STATS) |
 //! | 3234 | MOVE of a logical file the backup does not have |
 //! | 3241 | media family incorrectly formed (not a backup, truncated, damaged header) |
-//! | 3262 | INFO: The backup set on file 1 is valid. |
+//! | 3262 | INFO: The backup set on file n is valid. |
+//! | 3266 | BACKUP NOINIT onto a file that is not a readable backup (damaged, torn, not a backup) |
 //! | 3902 / 3903 | COMMIT / ROLLBACK without BEGIN TRANSACTION |
 //! | 3906 | INSERT into a read-only (STANDBY) database |
 //! | 4035 | INFO: Processed N pages for database … |
-//! | 4038 | FILE = n other than 1 |
+//! | 4038 | FILE = n beyond the device's last backup set |
 //! | 4208 | BACKUP LOG under SIMPLE recovery |
 //! | 4214 | BACKUP LOG without a full backup (no log chain) |
 //! | 4305 | RESTORE LOG that begins after the database's LSN (gap); nothing changes |
@@ -229,6 +258,7 @@
 //! | 5060 | INFO: ROLLBACK IMMEDIATE ended other sessions |
 //! | 5069 | ALTER DATABASE statement failed (after 5011 / 5070) |
 //! | 5070 | ALTER DATABASE needs other users out (no ROLLBACK IMMEDIATE) |
+//! | 5133 | RESTORE DATABASE file into a folder that does not exist (OS error 3; then 3156 state 3) |
 //! | 6104 / 6106 / 6107 | KILL of oneself / an unknown SPID / a system SPID |
 //! | 5701 | INFO: Changed database context to '…' |
 //! | 512 | a scalar subquery returned more than one row |

@@ -47,6 +47,13 @@ pub struct Config {
     pub faults: Vec<String>,
     /// The Agent account's folder access (`PATH=rw|read|write|none|default`), applied at start.
     pub agent_access: Vec<String>,
+    /// SERVERPROPERTY('ProductVersion') (`major.minor.build.revision`); `None` keeps the saved
+    /// one (a new instance is 13.0.6300.2, SQL Server 2016 SP3). Backups record it and a newer
+    /// release's backup does not restore here (3169).
+    pub product_version: Option<String>,
+    /// `@@SERVERNAME` different from the real name (`HOST\INST`), as on a rebuilt host whose
+    /// `sys.servers` entry was never fixed; `None` keeps the saved setting.
+    pub stale_server_name: Option<String>,
 }
 
 /// Default size of a full backup's payload, in MB: small, yet several I/O chunks.
@@ -69,6 +76,8 @@ impl Config {
             mirror_registry: None,
             faults: Vec::new(),
             agent_access: Vec::new(),
+            product_version: None,
+            stale_server_name: None,
         }
     }
 
@@ -87,6 +96,8 @@ impl Config {
             mirror_registry: self.mirror_registry.clone(),
             faults: self.faults.clone(),
             agent_access: self.agent_access.clone(),
+            product_version: self.product_version.clone(),
+            stale_server_name: self.stale_server_name.clone(),
         })
     }
 }

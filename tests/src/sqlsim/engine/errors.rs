@@ -385,19 +385,24 @@ pub fn percent_processed(p: u32) -> ServerMessage {
     ServerMessage::new(3211, 1, 0, format!("{p} percent processed."))
 }
 
-/// 4035 (INFO): pages of one file.
-pub fn pages_processed(pages: u64, db: &str, file: &str) -> ServerMessage {
+/// 4035 (INFO): pages of one database file, in backup set `position` of the device.
+pub fn pages_processed(pages: u64, db: &str, file: &str, position: usize) -> ServerMessage {
     ServerMessage::new(
         4035,
         1,
         0,
-        format!("Processed {pages} pages for database '{db}', file '{file}' on file 1."),
+        format!("Processed {pages} pages for database '{db}', file '{file}' on file {position}."),
     )
 }
 
-/// 3262 (INFO): RESTORE VERIFYONLY succeeded.
-pub fn backup_set_valid() -> ServerMessage {
-    ServerMessage::new(3262, 1, 0, "The backup set on file 1 is valid.")
+/// 3262 (INFO): RESTORE VERIFYONLY of backup set `position` succeeded.
+pub fn backup_set_valid(position: usize) -> ServerMessage {
+    ServerMessage::new(
+        3262,
+        1,
+        0,
+        format!("The backup set on file {position} is valid."),
+    )
 }
 
 /// 3241: not a backup file, truncated, or a damaged header.
@@ -509,7 +514,7 @@ pub fn logical_file_unknown(logical: &str, db: &str) -> ServerMessage {
     )
 }
 
-/// 4038: FILE = n names a backup set the device does not hold (sqlsim writes one per file).
+/// 4038: FILE = n names a backup set the device does not hold.
 pub fn no_such_backup_set(n: i64, device: &str) -> ServerMessage {
     ServerMessage::new(
         4038,
@@ -602,4 +607,82 @@ pub fn injected(number: i32, device: &str, db: &str) -> ServerMessage {
         3104 => restore_mirrored(db),
         n => ServerMessage::new(n, 1, 16, format!("sqlsim fault: error {n} injected.")),
     }
+}
+
+/// 3021: BACKUP or RESTORE inside a user transaction.
+pub fn backup_in_transaction() -> ServerMessage {
+    ServerMessage::new(
+        3021,
+        1,
+        16,
+        "Cannot perform a backup or restore operation within a transaction.",
+    )
+}
+
+/// 3187: `WITH CHECKSUM` on a backup set written without checksums.
+pub fn no_backup_checksums() -> ServerMessage {
+    ServerMessage::new(
+        3187,
+        1,
+        16,
+        "RESTORE WITH CHECKSUM cannot be specified because the backup set does not contain checksum information.",
+    )
+}
+
+/// 3266: `BACKUP … WITH NOINIT` cannot append to a file whose sets it cannot read to the end.
+pub fn media_end_malformed(device: &str) -> ServerMessage {
+    ServerMessage::new(
+        3266,
+        1,
+        16,
+        format!(
+            "The backup data at the end of \"{device}\" is incorrectly formatted. Backup sets on the media might be damaged and unusable. To determine the backup sets on the media, use RESTORE HEADERONLY. To determine the usability of the backup sets, run RESTORE VERIFYONLY. If all of the backup sets are incomplete, reformat the media using BACKUP WITH FORMAT, which destroys all the backup sets."
+        ),
+    )
+}
+
+/// 5133: the folder of a database file to create does not exist (Windows OS error 3).
+pub fn directory_lookup_failed(physical: &str) -> ServerMessage {
+    ServerMessage::new(
+        5133,
+        1,
+        16,
+        format!(
+            "Directory lookup for the file \"{physical}\" failed with the operating system error 3(The system cannot find the path specified.)."
+        ),
+    )
+}
+
+/// 1834: a database file to restore would overwrite a file another database uses.
+pub fn file_in_use(physical: &str, owner: &str) -> ServerMessage {
+    ServerMessage::new(
+        1834,
+        1,
+        16,
+        format!(
+            "The file '{physical}' cannot be overwritten.  It is being used by database '{owner}'."
+        ),
+    )
+}
+
+/// 3156: follows the cause (5133: state 3, 1834: state 4) for each file that cannot be restored.
+pub fn cannot_restore_file(logical: &str, physical: &str, state: u8) -> ServerMessage {
+    ServerMessage::new(
+        3156,
+        state,
+        16,
+        format!(
+            "File '{logical}' cannot be restored to '{physical}'. Use WITH MOVE to identify a valid location for the file."
+        ),
+    )
+}
+
+/// 3119: after the planning errors of a RESTORE, before 3013.
+pub fn restore_planning_failed() -> ServerMessage {
+    ServerMessage::new(
+        3119,
+        1,
+        16,
+        "Problems were identified while planning for the RESTORE statement. Previous messages provide details.",
+    )
 }

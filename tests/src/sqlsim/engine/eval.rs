@@ -388,7 +388,9 @@ fn global(name: &str, ctx: &EvalCtx<'_>) -> EResult<Value> {
     let s: &SessionInfo = ctx.session;
     Ok(match name.to_ascii_uppercase().as_str() {
         "@@VERSION" => Value::Str(ctx.state.version_text()),
-        "@@SERVERNAME" => Value::Str(ctx.state.server_name.clone()),
+        // A renamed / rebuilt host whose sys.servers entry was never fixed keeps the old name
+        // here, while SERVERPROPERTY('ServerName') reports the real one.
+        "@@SERVERNAME" => Value::Str(ctx.state.at_at_servername().to_string()),
         "@@SERVICENAME" => Value::Str(service_name(&ctx.state.server_name)),
         "@@SPID" => Value::Int(s.spid as i64),
         "@@TRANCOUNT" => Value::Int(s.tran_count as i64),

@@ -87,6 +87,11 @@ pub struct EngineOptions {
     pub faults: Vec<String>,
     /// Agent account access rules from the command line (`PATH=MODE`, see `msdb/access.rs`).
     pub agent_access: Vec<String>,
+    /// `--product-version`: the SQL Server build this instance is (kept in its state).
+    pub product_version: Option<String>,
+    /// `--stale-server-name`: what `@@SERVERNAME` says (kept in its state; see
+    /// [`InstanceState::stale_server_name`]).
+    pub stale_server_name: Option<String>,
 }
 
 /// First SPID handed to a user connection (1-50 are system sessions in SQL Server).
@@ -294,7 +299,13 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self> {
         let store = StateStore::open(data_dir)?;
-        let state = store.load_or_init(server_name)?;
+        let mut state = store.load_or_init(server_name)?;
+        if state.apply_identity(
+            options.product_version.as_deref(),
+            options.stale_server_name.as_deref(),
+        )? {
+            store.save(&state)?;
+        }
         let log = StatementLog::open(data_dir)?;
         // The instance's default folders exist, as after a SQL Server setup.
         for p in [&state.default_data_path, &state.default_log_path] {

@@ -14,6 +14,8 @@ use crate::sqlsim::error::{Result, SimError};
 
 /// Version of the state file layout.
 pub const STATE_FORMAT: u32 = 1;
+/// SERVERPROPERTY('ProductVersion') of a new instance: SQL Server 2016 SP3 (plus GDR).
+pub const DEFAULT_PRODUCT_VERSION: &str = "13.0.6300.2";
 /// First database_id given to a user database (1-4 are master, tempdb, model, msdb).
 pub const FIRST_USER_DATABASE_ID: i32 = 5;
 
@@ -308,8 +310,13 @@ impl Database {
 pub struct InstanceState {
     /// Layout version ([`STATE_FORMAT`]).
     pub format: u32,
-    /// `@@SERVERNAME` / SERVERPROPERTY('ServerName').
+    /// SERVERPROPERTY('ServerName') (and `@@SERVERNAME` unless `stale_server_name` is set).
     pub server_name: String,
+    /// `@@SERVERNAME` when it differs from the real name: the name in `sys.servers` of a host that
+    /// was renamed or rebuilt from an image without `sp_dropserver` / `sp_addserver`, where
+    /// `@@SERVERNAME` keeps the old name while SERVERPROPERTY('ServerName') reports the real one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_server_name: Option<String>,
     /// SERVERPROPERTY('ProductVersion').
     pub product_version: String,
     /// SERVERPROPERTY('ProductLevel').
@@ -345,7 +352,8 @@ impl InstanceState {
         InstanceState {
             format: STATE_FORMAT,
             server_name: server_name.to_string(),
-            product_version: "13.0.6300.2".into(),
+            stale_server_name: None,
+            product_version: DEFAULT_PRODUCT_VERSION.into(),
             product_level: "SP3".into(),
             edition: "Standard Edition (64-bit)".into(),
             default_data_path: data.clone(),
@@ -441,12 +449,52 @@ impl InstanceState {
         (major, minor, build)
     }
 
-    /// The `@@VERSION` text.
+    /// The `@@VERSION` text (the release name follows the product version).
     pub fn version_text(&self) -> String {
+        let (major, minor, _) = self.version_triplet();
         format!(
-            "Microsoft SQL Server 2016 ({}) - {} (X64) \n\tAug  7 2021 01:20:37 \n\tCopyright (c) Microsoft Corporation\n\t{} on Windows Server 2016 Standard 10.0 <X64> (Build 14393: ) (Hypervisor)\n",
-            self.product_level, self.product_version, self.edition
+            "Microsoft SQL Server {} ({}) - {} (X64) \n\tAug  7 2021 01:20:37 \n\tCopyright (c) Microsoft Corporation\n\t{} on Windows Server 2016 Standard 10.0 <X64> (Build 14393: ) (Hypervisor)\n",
+            crate::sqlsim::engine::backup::version::release_name(major as u32, minor as u32),
+            self.product_level,
+            self.product_version,
+            self.edition
         )
+    }
+
+    /// `@@SERVERNAME`: the stale `sys.servers` name if there is one, else the real name.
+    pub fn at_at_servername(&self) -> &str {
+        self.stale_server_name
+            .as_deref()
+            .unwrap_or(&self.server_name)
+    }
+
+    /// Applies `--product-version` (`major.minor.build[.revision]`) and `--stale-server-name`;
+    /// true when the state changed (and must be saved).
+    pub fn apply_identity(
+        &mut self,
+        product_version: Option<&str>,
+        stale_server_name: Option<&str>,
+    ) -> Result<bool> {
+        let mut changed = false;
+        if let Some(v) = product_version {
+            if crate::sqlsim::engine::backup::version::parse(v).is_none() {
+                return Err(SimError::Config(format!(
+                    "--product-version {v}: expected major.minor.build[.revision], e.g. {DEFAULT_PRODUCT_VERSION}"
+                )));
+            }
+            if self.product_version != v {
+                self.product_version = v.to_string();
+                changed = true;
+            }
+        }
+        if let Some(n) = stale_server_name {
+            let n = (!n.eq_ignore_ascii_case(&self.server_name)).then(|| n.to_string());
+            if self.stale_server_name != n {
+                self.stale_server_name = n;
+                changed = true;
+            }
+        }
+        Ok(changed)
     }
 
     /// Finds a database by name (case-insensitive, as the default collation compares).

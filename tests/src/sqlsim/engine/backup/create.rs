@@ -9,11 +9,16 @@
 //! retries.) Before, the primary's log backup and the secondary's copy job, both due on the same
 //! whole second, could meet mid-write: the copy took the header without the payload, recorded
 //! the file as copied, and every restore run then failed on it with 3241.
+//!
+//! Media: `FORMAT` writes a new media header; `INIT` keeps the file's media header and replaces
+//! its backup sets; `NOINIT` (the default) appends a set after the existing ones (the temporary
+//! file starts as a copy of the old one). Appending needs every existing set readable to its end:
+//! a damaged or torn file, or one that is not a backup, is 3266 unless INIT or FORMAT replace it.
 
 use std::path::{Path, PathBuf};
 
-use super::format::{self, BackupContent, BackupFile, BackupHeader};
-use super::{Settings, pages, stats_messages, terminate};
+use super::format::{self, BackupContent, BackupFile, BackupHeader, Base, MediaHeader, ReadError};
+use super::{Refusal, Settings, outside_transaction, pages, stats_messages, terminate};
 use crate::sqlsim::clock::Timestamp;
 use crate::sqlsim::engine::eval::Params;
 use crate::sqlsim::engine::files::cannot_open_device;
@@ -51,20 +56,23 @@ impl Engine {
         verb: &str,
         session: &SessionInfo,
         params: &Params,
-    ) -> Result<StatementResult, ServerMessage> {
+    ) -> Result<StatementResult, Refusal> {
         let db_name = self.eval_text(&b.database, session, params)?;
         let device = match b.disks.first() {
             Some(d) => self.eval_text(d, session, params)?,
-            None => return Err(errors::syntax_near("TO")),
+            None => return Err(errors::syntax_near("TO").into()),
         };
         let set = self.settings(&b.options, session, params)?;
+        outside_transaction(session)?;
         if let Some(n) = lock(&self.faults).take_failure("backup") {
-            return Err(errors::injected(n, &device, &db_name));
+            return Err(errors::injected(n, &device, &db_name).into());
         }
         let started = tokio::time::Instant::now();
+        let local = self.options.paths.resolve(&device);
+        let (media, append) = media_for(&local, &device, &set).await?;
+        let position = append.map_or(1, |existing| existing + 1);
         let (mut header, content, data_file, log_file) =
             self.snapshot_for_backup(b.kind, &db_name, &set, session)?;
-        let local = self.options.paths.resolve(&device);
         let filler = match b.kind {
             BackupKind::Database => (self.options.db_size_mb as u64 * MB)
                 .saturating_sub(content.rows.len() as u64 * 256),
@@ -75,13 +83,18 @@ impl Engine {
         // Written under a temporary name and renamed into place once complete (see the module
         // doc): nobody ever reads a half-written backup under its real name.
         let writing = writing_path(&local, &header.backup_set_guid);
-        let written = format::write_backup(&writing, &mut header, &content, filler, pacing, |p| {
-            self.requests.progress(spid, p)
-        })
-        .await;
+        let base = match append {
+            Some(_) => Base::Append(&local),
+            None => Base::New(&media),
+        };
+        let written =
+            format::write_backup(&writing, base, &mut header, &content, filler, pacing, |p| {
+                self.requests.progress(spid, p)
+            })
+            .await;
         if let Err(e) = written {
             let _ = std::fs::remove_file(&writing);
-            return Err(cannot_open_device(&device, &e, &local));
+            return Err(cannot_open_device(&device, &e, &local).into());
         }
         if let Some(part) = lock(&self.faults).take_corruption() {
             tracing::info!(file = %local.display(), ?part, "fault: corrupting the backup file");
@@ -91,7 +104,7 @@ impl Engine {
         }
         if let Err(e) = std::fs::rename(&writing, &local) {
             let _ = std::fs::remove_file(&writing);
-            return Err(cannot_open_device(&device, &e, &local));
+            return Err(cannot_open_device(&device, &e, &local).into());
         }
         self.commit_backup(b.kind, &db_name, &header, &set)?;
 
@@ -103,17 +116,24 @@ impl Engine {
                     data,
                     &header.database_name,
                     &data_file,
+                    position,
                 ));
                 msgs.push(errors::pages_processed(
                     LOG_PAGES_IN_FULL,
                     &header.database_name,
                     &log_file,
+                    position,
                 ));
                 data + LOG_PAGES_IN_FULL
             }
             BackupKind::Log => {
                 let n = pages(header.payload_len);
-                msgs.push(errors::pages_processed(n, &header.database_name, &log_file));
+                msgs.push(errors::pages_processed(
+                    n,
+                    &header.database_name,
+                    &log_file,
+                    position,
+                ));
                 n
             }
         };
@@ -276,6 +296,29 @@ impl Engine {
             _ => {}
         }
         self.persist(&st)
+    }
+}
+
+/// The media header the new file starts with and, for NOINIT onto an existing media set, how
+/// many sets it already holds (the new one is appended after them).
+async fn media_for(
+    local: &Path,
+    device: &str,
+    set: &Settings,
+) -> Result<(MediaHeader, Option<usize>), ServerMessage> {
+    if set.has("FORMAT") {
+        return Ok((MediaHeader::new(), None));
+    }
+    let init = set.has("INIT");
+    match format::read_media(local).await {
+        Ok(m) if init => Ok((m.media, None)),
+        Ok(m) if m.complete => Ok((m.media, Some(m.sets.len()))),
+        // No file yet, or one that cannot be opened: a new media set (the write then reports
+        // why it cannot create the file, 3201).
+        Err(ReadError::Open(_)) => Ok((MediaHeader::new(), None)),
+        // INIT over a file that holds no readable media header starts a new one.
+        Err(_) if init => Ok((MediaHeader::new(), None)),
+        _ => Err(errors::media_end_malformed(device)),
     }
 }
 

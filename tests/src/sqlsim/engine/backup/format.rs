@@ -1,16 +1,25 @@
-//! The backup file: what BACKUP writes and RESTORE reads. Layout (little-endian):
+//! The backup file: what BACKUP writes and RESTORE reads. One file is one media set holding one
+//! or more backup sets, as on SQL Server: `BACKUP … WITH NOINIT` (the default) appends a set,
+//! `INIT` drops the sets but keeps the media header, `FORMAT` writes a new media header.
+//! Layout (little-endian):
 //!
 //! ```text
-//! "SQLSIMBK"  u32 format  u32 header_len  header (JSON, BackupHeader)  u32 crc32(header)
-//! payload: u32 content_len  content (JSON, BackupContent)  filler…
+//! "SQLSIMBK"  u32 format  u32 media_len  media header (JSON, MediaHeader)  u32 crc32(media)
+//! per set:    u32 header_len  header (JSON, BackupHeader)  u32 crc32(header)
+//!             payload: u32 content_len  content (JSON, BackupContent)  filler…
 //! ```
 //!
-//! The header carries what `RESTORE HEADERONLY` / `FILELISTONLY` report (database, backup type,
-//! LSNs, dates, server, logical files, flags) plus the payload length and its CRC-32, so any
-//! damage is found: a bad header is error 3241 (media family incorrectly formed), a payload that
-//! does not match its checksum is 3183. The content holds the database's rows and state (a log
+//! A set's header carries what `RESTORE HEADERONLY` / `FILELISTONLY` report (database, backup
+//! type, LSNs, dates, server, logical files, flags) plus its payload's length and CRC-32, so any
+//! damage is found: a bad media or set header is error 3241 (media family incorrectly formed), a
+//! payload that does not match its checksum is 3183. Sets are found by walking the headers
+//! (`Position` = 1, 2, … in file order). The content holds the database's rows and state (a log
 //! backup: only the rows of its LSN range); a full backup is padded with deterministic filler to
 //! the configured database size so that backup and restore do real, measurable I/O.
+//!
+//! Format 1 (one set, no media header, before multiple sets existed) is refused like any file
+//! that is not a backup (3241), with the reason in sqlsim's log: those files came from test
+//! runs, never from a real server, so reading them has no value worth a second code path.
 
 use std::io::{ErrorKind, SeekFrom};
 use std::path::Path;
@@ -25,8 +34,8 @@ use crate::sqlsim::engine::state::{ChatMessage, RecoveryModel, UserAccess};
 
 /// First bytes of every sqlsim backup file.
 pub const MAGIC: &[u8; 8] = b"SQLSIMBK";
-/// Layout version.
-pub const FORMAT: u32 = 1;
+/// Layout version (2: media header and several backup sets per file).
+pub const FORMAT: u32 = 2;
 /// SQL Server page size; "Processed N pages" counts these.
 pub const PAGE: u64 = 8192;
 /// I/O unit; pacing and progress move per chunk.
@@ -221,10 +230,79 @@ fn per_chunk(pacing: Option<Duration>, total_bytes: u64) -> Option<Duration> {
     pacing.map(|p| p / chunks as u32)
 }
 
-/// Writes a backup file; fills in `header.payload_len` / `payload_crc`. `progress` gets the
-/// percentage done after each chunk. Returns the file size.
+/// The media header: written by `FORMAT` (or the first backup to a file), kept by `INIT`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaHeader {
+    /// The media set's GUID (`backupmediaset.media_uuid`).
+    pub media_set_guid: String,
+    /// When the media was formatted.
+    pub created: Timestamp,
+}
+
+impl MediaHeader {
+    /// A new media set.
+    pub fn new() -> Self {
+        MediaHeader {
+            media_set_guid: crate::sqlsim::engine::state::new_guid(),
+            created: Timestamp::now(),
+        }
+    }
+}
+
+impl Default for MediaHeader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One backup set found in a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetInfo {
+    /// Its header.
+    pub header: BackupHeader,
+    /// Where its payload starts.
+    pub offset: u64,
+}
+
+/// A media set as read from a file: its header and its backup sets in file order
+/// (`Position` = index + 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Media {
+    /// The media header.
+    pub media: MediaHeader,
+    /// The backup sets.
+    pub sets: Vec<SetInfo>,
+    /// False when the last set's payload runs past the end of the file (a torn copy): its
+    /// header still lists, reading it fails, and nothing may be appended after it.
+    pub complete: bool,
+}
+
+impl Media {
+    /// Set `FILE = position` (1-based), if the file holds it.
+    pub fn set(&self, position: i64) -> Option<&SetInfo> {
+        usize::try_from(position)
+            .ok()
+            .and_then(|p| p.checked_sub(1))
+            .and_then(|i| self.sets.get(i))
+    }
+}
+
+/// What a new backup set is written after.
+#[derive(Debug)]
+pub enum Base<'a> {
+    /// A new file holding this media header (`FORMAT`, `INIT`, or no file yet).
+    New(&'a MediaHeader),
+    /// A copy of this existing, complete media set (`NOINIT`: the set is appended).
+    Append(&'a Path),
+}
+
+/// Writes a file holding `base` and then one new backup set; fills in `header.payload_len` /
+/// `payload_crc`. `progress` gets the percentage of the new set done after each chunk. Returns
+/// the file size.
+#[allow(clippy::too_many_arguments)]
 pub async fn write_backup(
     path: &Path,
+    base: Base<'_>,
     header: &mut BackupHeader,
     content: &BackupContent,
     filler: u64,
@@ -243,13 +321,24 @@ pub async fn write_backup(
     header.payload_len = gen_.total;
     header.payload_crc = !crc;
     let head = serde_json::to_vec(header).map_err(std::io::Error::other)?;
-    let mut file = tokio::fs::File::create(path).await?;
-    let mut pre = Vec::with_capacity(head.len() + 20);
-    pre.extend_from_slice(MAGIC);
-    pre.extend_from_slice(&FORMAT.to_le_bytes());
-    pre.extend_from_slice(&(head.len() as u32).to_le_bytes());
-    pre.extend_from_slice(&head);
-    pre.extend_from_slice(&crc32(&head).to_le_bytes());
+    let mut pre = Vec::with_capacity(head.len() + 256);
+    let mut file = match base {
+        Base::New(media) => {
+            let m = serde_json::to_vec(media).map_err(std::io::Error::other)?;
+            pre.extend_from_slice(MAGIC);
+            pre.extend_from_slice(&FORMAT.to_le_bytes());
+            push_block(&mut pre, &m);
+            tokio::fs::File::create(path).await?
+        }
+        Base::Append(from) => {
+            tokio::fs::copy(from, path).await?;
+            tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .await?
+        }
+    };
+    push_block(&mut pre, &head);
     file.write_all(&pre).await?;
     let sleep = per_chunk(pacing, header.payload_len);
     let mut gen_ = PayloadGen::new(&content, filler, seed);
@@ -263,38 +352,96 @@ pub async fn write_backup(
         }
     }
     file.sync_all().await?;
-    Ok(pre.len() as u64 + header.payload_len)
+    Ok(file.metadata().await?.len())
 }
 
-/// Reads and checks the header; returns it with the payload's offset in the file.
-pub async fn read_header(path: &Path) -> Result<(BackupHeader, u64), ReadError> {
+/// `u32 len, bytes, u32 crc32(bytes)`.
+fn push_block(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&crc32(bytes).to_le_bytes());
+}
+
+/// Reads a `push_block` block at the file's position; `None` if short, too long or damaged.
+async fn read_block(file: &mut tokio::fs::File) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    file.read_exact(&mut len).await.ok()?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_HEADER {
+        return None;
+    }
+    let mut block = vec![0u8; len + 4];
+    file.read_exact(&mut block).await.ok()?;
+    let (json, crc) = block.split_at(len);
+    (crc32(json).to_le_bytes() == crc).then(|| json.to_vec())
+}
+
+/// Reads the media header and walks every backup set's header.
+pub async fn read_media(path: &Path) -> Result<Media, ReadError> {
     let mut file = tokio::fs::File::open(path).await.map_err(ReadError::Open)?;
-    if file.metadata().await.map_err(ReadError::Open)?.is_dir() {
+    let meta = file.metadata().await.map_err(ReadError::Open)?;
+    if meta.is_dir() {
         return Err(ReadError::Open(std::io::Error::from(
             ErrorKind::PermissionDenied,
         )));
     }
-    let mut fixed = [0u8; 16];
+    let total = meta.len();
+    let mut fixed = [0u8; 12];
     file.read_exact(&mut fixed)
         .await
         .map_err(|_| ReadError::Malformed)?;
-    if &fixed[..8] != MAGIC || fixed[8..12] != FORMAT.to_le_bytes() {
+    if &fixed[..8] != MAGIC {
         return Err(ReadError::Malformed);
     }
-    let len = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]) as usize;
-    if len > MAX_HEADER {
+    if fixed[8..12] != FORMAT.to_le_bytes() {
+        let found = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
+        tracing::warn!(
+            file = %path.display(),
+            "backup file has sqlsim format {found}, this sqlsim reads format {FORMAT} only; refused as 3241"
+        );
         return Err(ReadError::Malformed);
     }
-    let mut head = vec![0u8; len + 4];
-    file.read_exact(&mut head)
+    let media: MediaHeader = read_block(&mut file)
+        .await
+        .and_then(|m| serde_json::from_slice(&m).ok())
+        .ok_or(ReadError::Malformed)?;
+    let mut pos = file
+        .stream_position()
         .await
         .map_err(|_| ReadError::Malformed)?;
-    let (json, crc) = head.split_at(len);
-    if crc32(json).to_le_bytes() != crc {
+    let mut sets = Vec::new();
+    let mut complete = true;
+    while pos < total {
+        let json = read_block(&mut file).await.ok_or(ReadError::Malformed)?;
+        let header: BackupHeader =
+            serde_json::from_slice(&json).map_err(|_| ReadError::Malformed)?;
+        let offset = pos + 8 + json.len() as u64;
+        let end = offset.saturating_add(header.payload_len);
+        sets.push(SetInfo { header, offset });
+        if end > total {
+            complete = false;
+            break;
+        }
+        file.seek(SeekFrom::Start(end))
+            .await
+            .map_err(|_| ReadError::Malformed)?;
+        pos = end;
+    }
+    if sets.is_empty() {
         return Err(ReadError::Malformed);
     }
-    let header: BackupHeader = serde_json::from_slice(json).map_err(|_| ReadError::Malformed)?;
-    Ok((header, 16 + len as u64 + 4))
+    Ok(Media {
+        media,
+        sets,
+        complete,
+    })
+}
+
+/// The first backup set's header and the payload's offset (what `FILE = 1` reads).
+pub async fn read_header(path: &Path) -> Result<(BackupHeader, u64), ReadError> {
+    let media = read_media(path).await?;
+    let first = media.sets.into_iter().next().ok_or(ReadError::Malformed)?;
+    Ok((first.header, first.offset))
 }
 
 /// Reads the payload, checking its length and checksum. With `halt_at_half`, stops with
@@ -349,8 +496,7 @@ pub async fn read_payload(
             return Err(ReadError::Halted);
         }
     }
-    let mut extra = [0u8; 1];
-    if file.read(&mut extra).await.unwrap_or(0) != 0 || !crc != header.payload_crc {
+    if !crc != header.payload_crc {
         return Err(ReadError::Damaged);
     }
     let n = content_len.ok_or(ReadError::Damaged)?;
@@ -358,17 +504,34 @@ pub async fn read_payload(
         .map_err(|_| ReadError::Damaged)
 }
 
+/// `(header start, header length, payload start, payload length)` of the last set in `bytes`.
+fn last_set(bytes: &[u8]) -> Option<(usize, usize, usize, usize)> {
+    let len_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let mut pos = 12 + 4 + len_at(12)? + 4;
+    let mut last = None;
+    while pos < bytes.len() {
+        let hlen = len_at(pos)?;
+        let json = bytes.get(pos + 4..pos + 4 + hlen)?;
+        let header: BackupHeader = serde_json::from_slice(json).ok()?;
+        let payload = pos + 4 + hlen + 4;
+        last = Some((pos + 4, hlen, payload, header.payload_len as usize));
+        pos = payload + header.payload_len as usize;
+    }
+    last
+}
+
 /// Damages a written backup file (the `corrupt` fault): flips 16 bytes in the middle of the
-/// payload, or of the header.
+/// last set's payload, or of its header.
 pub fn corrupt(path: &Path, part: CorruptPart) -> std::io::Result<()> {
     let mut bytes = std::fs::read(path)?;
-    let header_len = bytes
-        .get(12..16)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    let payload_start = 16 + header_len + 4;
+    let (hstart, hlen, pstart, plen) =
+        last_set(&bytes).ok_or_else(|| std::io::Error::other("not a sqlsim backup file"))?;
     let at = match part {
-        CorruptPart::Header => 16 + header_len / 2,
-        CorruptPart::Payload => payload_start + (bytes.len().saturating_sub(payload_start)) / 2,
+        CorruptPart::Header => hstart + hlen / 2,
+        CorruptPart::Payload => pstart + plen / 2,
     };
     for b in bytes.iter_mut().skip(at).take(16) {
         *b ^= 0xA5;
@@ -427,9 +590,18 @@ mod tests {
             user_access: UserAccess::MultiUser,
         };
         let mut h = header();
-        let size = write_backup(&path, &mut h, &content, 200_000, None, |_| {})
-            .await
-            .unwrap();
+        let media = MediaHeader::new();
+        let size = write_backup(
+            &path,
+            Base::New(&media),
+            &mut h,
+            &content,
+            200_000,
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
         let (back, off) = read_header(&path).await.unwrap();
         assert_eq!(back, h);
@@ -451,5 +623,67 @@ mod tests {
             read_header(&dir.path().join("missing.bak")).await,
             Err(ReadError::Open(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn sets_append_and_a_torn_last_set_is_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("1.bak"), dir.path().join("2.bak"));
+        let content = BackupContent {
+            rows: Vec::new(),
+            next_message_id: 3,
+            user_access: UserAccess::MultiUser,
+        };
+        let media = MediaHeader::new();
+        let mut a = header();
+        write_backup(
+            &one,
+            Base::New(&media),
+            &mut a,
+            &content,
+            1000,
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let mut b = header();
+        b.backup_type = 2;
+        b.backup_set_guid = "H".into();
+        write_backup(&two, Base::Append(&one), &mut b, &content, 0, None, |_| {})
+            .await
+            .unwrap();
+        let m = read_media(&two).await.unwrap();
+        assert_eq!(m.media, media);
+        assert!(m.complete);
+        assert_eq!(m.sets.len(), 2);
+        assert_eq!((m.sets[0].header.clone(), m.sets[1].header.clone()), (a, b));
+        for s in &m.sets {
+            let c = read_payload(&two, &s.header, s.offset, None, false, |_| {})
+                .await
+                .unwrap();
+            assert_eq!(c, content);
+        }
+        assert!(m.set(3).is_none() && m.set(0).is_none() && m.set(-1).is_none());
+        // The fault damages the last set only.
+        corrupt(&two, CorruptPart::Payload).unwrap();
+        let first = &m.sets[0];
+        assert!(
+            read_payload(&two, &first.header, first.offset, None, false, |_| {})
+                .await
+                .is_ok()
+        );
+        // A copy cut short: the last set still lists, but the media is incomplete.
+        let len = std::fs::metadata(&two).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&two).unwrap();
+        f.set_len(len - 10).unwrap();
+        let m = read_media(&two).await.unwrap();
+        assert_eq!(m.sets.len(), 2);
+        assert!(!m.complete);
+        // A format-1 file is refused.
+        let mut old = std::fs::read(&one).unwrap();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        std::fs::write(&one, old).unwrap();
+        assert!(matches!(read_media(&one).await, Err(ReadError::Malformed)));
     }
 }

@@ -1,12 +1,16 @@
 //! RESTORE VERIFYONLY, HEADERONLY and FILELISTONLY. HEADERONLY and FILELISTONLY read only the
-//! header (as SQL Server reads only the media and set headers); VERIFYONLY reads the whole set and
-//! checks the payload against its checksum. Column names and types are SQL Server 2016's
+//! headers (as SQL Server reads only the media and set headers), so they work on a set a newer
+//! release wrote and inside a transaction (scripts run them through `INSERT … EXEC`); HEADERONLY
+//! lists every set of the file (one row per `Position`) or, with `FILE = n`, set n. VERIFYONLY
+//! reads set n (default 1) whole and checks the payload against its checksum, refusing what a
+//! RESTORE would refuse before reading (3021, 4038, 3169, 3187). Column names and types are SQL Server 2016's
 //! (pchat-dr.md §6.3): LSNs NUMERIC(25,0), dates DATETIME, BackupType SMALLINT, sizes
 //! NUMERIC(20,0). `Type` of FILELISTONLY is CHAR(1) in SQL Server and NVARCHAR(1) here (sqlsim
 //! has no CHAR type; clients read both as a string).
 
-use super::format::{self, BackupHeader};
+use super::format::{self, BackupHeader, SetInfo};
 use super::restore::read_error;
+use super::{outside_transaction, version};
 use crate::sqlsim::engine::eval::Params;
 use crate::sqlsim::engine::query::RowSet;
 use crate::sqlsim::engine::{Engine, ResultItem, SessionInfo, StatementResult, errors, lock};
@@ -51,26 +55,49 @@ impl Engine {
             None => return Err(errors::syntax_near("FROM")),
         };
         let set = self.settings(&r.options, session, params)?;
-        if set.file != 1 {
-            return Err(errors::no_such_backup_set(set.file, &device));
-        }
         let local = self.options.paths.resolve(&device);
-        let (header, offset) = format::read_header(&local)
-            .await
-            .map_err(|e| read_error(e, &device, &local, ""))?;
         match r.kind {
-            RestoreKind::HeaderOnly => Ok(StatementResult::rows(header_only(&header, offset))),
-            RestoreKind::FileListOnly => Ok(StatementResult::rows(file_list_only(&header))),
+            RestoreKind::HeaderOnly => {
+                // Every set of the media, or only set n with FILE = n.
+                let media = format::read_media(&local)
+                    .await
+                    .map_err(|e| read_error(e, &device, &local, ""))?;
+                let sets: Vec<(usize, &SetInfo)> = match set.file {
+                    Some(n) => {
+                        let s = media
+                            .set(n)
+                            .ok_or_else(|| errors::no_such_backup_set(n, &device))?;
+                        vec![(n as usize, s)]
+                    }
+                    None => media
+                        .sets
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (i + 1, s))
+                        .collect(),
+                };
+                Ok(StatementResult::rows(header_only(&sets)))
+            }
+            RestoreKind::FileListOnly => {
+                let (_, s) = self.open_set(&device, &local, &set, "").await?;
+                Ok(StatementResult::rows(file_list_only(&s.header)))
+            }
             _ => {
+                outside_transaction(session)?;
+                let (position, s) = self.open_set(&device, &local, &set, "").await?;
+                self.check_readable(&s.header)?;
+                if set.has("CHECKSUM") && !s.header.has_checksums {
+                    return Err(errors::no_backup_checksums());
+                }
                 let pacing = lock(&self.faults).pacing("restore");
                 let spid = session.spid;
-                format::read_payload(&local, &header, offset, pacing, false, |p| {
+                format::read_payload(&local, &s.header, s.offset, pacing, false, |p| {
                     self.requests.progress(spid, p)
                 })
                 .await
-                .map_err(|e| read_error(e, &device, &local, &header.database_name))?;
+                .map_err(|e| read_error(e, &device, &local, &s.header.database_name))?;
                 Ok(StatementResult {
-                    items: vec![ResultItem::Message(errors::backup_set_valid())],
+                    items: vec![ResultItem::Message(errors::backup_set_valid(position))],
                     ..StatementResult::done()
                 })
             }
@@ -78,9 +105,24 @@ impl Engine {
     }
 }
 
-/// One HEADERONLY row.
-fn header_only(h: &BackupHeader, offset: u64) -> RowSet {
-    let size = offset + h.payload_len;
+/// HEADERONLY: one row per backup set, with its position on the device.
+fn header_only(sets: &[(usize, &SetInfo)]) -> RowSet {
+    let mut columns = Vec::new();
+    let rows = sets
+        .iter()
+        .map(|(position, s)| {
+            let (cols, row): (Vec<_>, Vec<_>) =
+                header_row(&s.header, *position).into_iter().unzip();
+            columns = cols;
+            row
+        })
+        .collect();
+    RowSet { columns, rows }
+}
+
+/// One HEADERONLY row: (column, value) pairs.
+fn header_row(h: &BackupHeader, position: usize) -> Vec<(Column, Value)> {
+    let size = h.payload_len;
     let (major, minor, build) = h.software_version;
     let recovery = h.recovery_model.desc();
     let cols_vals: Vec<(Column, Value)> = vec![
@@ -98,14 +140,17 @@ fn header_only(h: &BackupHeader, offset: u64) -> RowSet {
             Column::new("Compressed", SqlType::TinyInt),
             Value::Int(h.compressed as i64),
         ),
-        (Column::new("Position", SqlType::SmallInt), Value::Int(1)),
+        (
+            Column::new("Position", SqlType::SmallInt),
+            Value::Int(position as i64),
+        ),
         (Column::new("DeviceType", SqlType::TinyInt), Value::Int(2)),
         (nv("UserName", 128), text(&h.user_name)),
         (nv("ServerName", 128), text(&h.server_name)),
         (nv("DatabaseName", 128), text(&h.database_name)),
         (
             Column::new("DatabaseVersion", SqlType::Int),
-            Value::Int(852),
+            Value::Int(version::database_version(major)),
         ),
         (
             Column::new("DatabaseCreationDate", SqlType::DateTime),
@@ -139,7 +184,7 @@ fn header_only(h: &BackupHeader, offset: u64) -> RowSet {
         ),
         (
             Column::new("CompatibilityLevel", SqlType::TinyInt),
-            Value::Int(130),
+            Value::Int(version::compatibility_level(major)),
         ),
         (
             Column::new("SoftwareVendorId", SqlType::Int),
@@ -251,11 +296,7 @@ fn header_only(h: &BackupHeader, offset: u64) -> RowSet {
         ),
         (nv("EncryptorType", 32), Value::Null),
     ];
-    let (columns, row): (Vec<_>, Vec<_>) = cols_vals.into_iter().unzip();
-    RowSet {
-        columns,
-        rows: vec![row],
-    }
+    cols_vals
 }
 
 /// One FILELISTONLY row per file.

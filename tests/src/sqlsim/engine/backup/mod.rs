@@ -1,6 +1,7 @@
-//! BACKUP and RESTORE: [`format`](mod@format) is the file, `create` runs BACKUP DATABASE / LOG, `restore`
-//! runs RESTORE DATABASE / LOG (and `… WITH RECOVERY`), `inspect` answers VERIFYONLY,
-//! HEADERONLY and FILELISTONLY.
+//! BACKUP and RESTORE: [`format`](mod@format) is the file (a media set of backup sets), `create`
+//! runs BACKUP DATABASE / LOG, `restore` runs RESTORE DATABASE / LOG (and `… WITH RECOVERY`),
+//! `plan` checks where a RESTORE DATABASE puts each file (MOVE), `inspect` answers VERIFYONLY,
+//! HEADERONLY and FILELISTONLY, `version` decides which releases read which backups (3169).
 //!
 //! LSN rules (pchat-dr.md §6.3-§6.4, simplified but consistent): every change takes the
 //! database's next LSN; a BACKUP itself logs one record, so a full backup covers
@@ -12,13 +13,17 @@
 //!
 //! Locks are never held across I/O: a statement checks and snapshots under the state lock,
 //! writes or reads the file (paced by the `delay backup|restore` fault, reporting progress to
-//! `sys.dm_exec_requests`), then commits under the lock again. Every failure is the cause
-//! followed by 3013 "… is terminating abnormally.", as SQL Server sends them.
+//! `sys.dm_exec_requests`), then commits under the lock again. Every failure is the cause (or,
+//! for RESTORE planning, every cause then 3119) followed by 3013 "… is terminating abnormally.",
+//! as SQL Server sends them. None of them is allowed inside a user transaction (3021), except
+//! HEADERONLY / FILELISTONLY, which scripts run through `INSERT … EXEC` (a transaction).
 
 mod create;
 pub mod format;
 mod inspect;
+mod plan;
 mod restore;
+pub mod version;
 
 use std::collections::HashSet;
 
@@ -38,8 +43,8 @@ pub(crate) struct Settings {
     name: Option<String>,
     /// `DESCRIPTION =`.
     description: Option<String>,
-    /// `FILE =` (default 1).
-    file: i64,
+    /// `FILE =`: the backup set's position on the device (RESTORE reads set 1 without it).
+    file: Option<i64>,
     /// `STANDBY =` undo file.
     standby: Option<String>,
     /// `MOVE logical TO physical`.
@@ -50,13 +55,41 @@ impl Settings {
     fn has(&self, flag: &str) -> bool {
         self.flags.contains(flag)
     }
+
+    /// The backup set a RESTORE reads.
+    fn position(&self) -> i64 {
+        self.file.unwrap_or(1)
+    }
 }
 
-/// A failed BACKUP / RESTORE: the cause, then 3013.
-fn terminate(verb: &str, cause: ServerMessage) -> StatementResult {
-    let mut r = StatementResult::failed(cause);
+/// Why a BACKUP / RESTORE failed: the messages before 3013, in order (the first is the one
+/// `@@ERROR` and single-error clients such as tiberius report).
+#[derive(Debug)]
+pub(crate) struct Refusal(Vec<ServerMessage>);
+
+impl From<ServerMessage> for Refusal {
+    fn from(m: ServerMessage) -> Self {
+        Refusal(vec![m])
+    }
+}
+
+/// A failed BACKUP / RESTORE: the causes, then 3013.
+fn terminate(verb: &str, cause: impl Into<Refusal>) -> StatementResult {
+    let mut causes = cause.into().0.into_iter();
+    let first = causes.next().unwrap_or_else(|| errors::terminating(verb));
+    let mut r = StatementResult::failed(first);
+    r.items.extend(causes.map(ResultItem::Message));
     r.items.push(ResultItem::Message(errors::terminating(verb)));
     r
+}
+
+/// 3021 when the session has a transaction open (`BEGIN TRAN`, or a Transaction Manager
+/// request): SQL Server runs no backup or restore inside one.
+fn outside_transaction(session: &SessionInfo) -> Result<(), ServerMessage> {
+    if session.tran_count > 0 {
+        return Err(errors::backup_in_transaction());
+    }
+    Ok(())
 }
 
 /// The STATS messages for a finished operation ("10 percent processed." …).
@@ -95,10 +128,7 @@ impl Engine {
         session: &SessionInfo,
         params: &Params,
     ) -> Result<Settings, ServerMessage> {
-        let mut s = Settings {
-            file: 1,
-            ..Settings::default()
-        };
+        let mut s = Settings::default();
         for o in options {
             let value = |e: &Option<Expr>| -> Result<Option<String>, ServerMessage> {
                 e.as_ref()
@@ -117,7 +147,7 @@ impl Engine {
                 "DESCRIPTION" => s.description = value(&o.value)?,
                 "FILE" => {
                     let v = value(&o.value)?.unwrap_or_default();
-                    s.file = v.trim().parse().map_err(|_| errors::int_conversion(&v))?;
+                    s.file = Some(v.trim().parse().map_err(|_| errors::int_conversion(&v))?);
                 }
                 "STANDBY" => s.standby = value(&o.value)?,
                 "MOVE" => {

@@ -1,13 +1,18 @@
 //! RESTORE DATABASE (from a full backup, or `WITH RECOVERY` alone) and RESTORE LOG. The order of
-//! checks follows SQL Server: the device and its header first (3201 / 3241), then the target
-//! (3104 mirroring partner, 3101 in use, 3154 other database, 3159 tail of the log, 3117 already
-//! recovered, 4305 / 4326 LSN gap or overlap), then the payload (3183). Nothing changes before
-//! every check has passed, so a refused log restore leaves the database exactly as it was.
+//! checks follows SQL Server: no user transaction (3021), the device and its media (3201 / 3241),
+//! the backup set `FILE = n` (4038), the set itself (3169 written by a newer release, 3135 wrong
+//! kind, 3187 `CHECKSUM` asked of a set without checksums), then the target (3104 mirroring
+//! partner, 3101 in use, 3154 other database, 3159 tail of the log, 3117 already recovered,
+//! 4305 / 4326 LSN gap or overlap), then where the files go (`plan`: 5133 / 1834 → 3156 → 3119),
+//! then the payload (3183). Nothing changes before every check has passed, so a refused restore
+//! leaves the database exactly as it was.
 
 use std::path::Path;
 
-use super::format::{self, BackupContent, BackupHeader, ReadError};
-use super::{Settings, pages, stats_messages, terminate};
+use super::format::{self, BackupContent, BackupHeader, ReadError, SetInfo};
+use super::{
+    Refusal, Settings, outside_transaction, pages, plan, stats_messages, terminate, version,
+};
 use crate::sqlsim::engine::eval::Params;
 use crate::sqlsim::engine::files::cannot_open_device;
 use crate::sqlsim::engine::state::{Database, DbFile, DbState, RecoveryModel, new_guid};
@@ -67,10 +72,13 @@ impl Engine {
         let verb = r.kind.verb();
         let result = match r.kind {
             RestoreKind::Database | RestoreKind::Log if r.disks.is_empty() => {
-                self.recover_only(r, session, params)
+                self.recover_only(r, session, params).map_err(Refusal::from)
             }
             RestoreKind::Database | RestoreKind::Log => self.restore_from(r, session, params).await,
-            _ => self.inspect(r, session, params).await,
+            _ => self
+                .inspect(r, session, params)
+                .await
+                .map_err(Refusal::from),
         };
         result.unwrap_or_else(|m| terminate(verb, m))
     }
@@ -85,6 +93,7 @@ impl Engine {
     ) -> Result<StatementResult, ServerMessage> {
         let name = self.database_arg(r, session, params)?;
         let set = self.settings(&r.options, session, params)?;
+        outside_transaction(session)?;
         let started = tokio::time::Instant::now();
         let finish = finish_of(&set);
         let mut st = lock(&self.state);
@@ -133,31 +142,39 @@ impl Engine {
         r: &Restore,
         session: &SessionInfo,
         params: &Params,
-    ) -> Result<StatementResult, ServerMessage> {
+    ) -> Result<StatementResult, Refusal> {
         let name = self.database_arg(r, session, params)?;
         let device = match r.disks.first() {
             Some(d) => self.eval_text(d, session, params)?,
-            None => return Err(errors::syntax_near("FROM")),
+            None => return Err(errors::syntax_near("FROM").into()),
         };
         let set = self.settings(&r.options, session, params)?;
+        outside_transaction(session)?;
         if let Some(n) = lock(&self.faults).take_failure("restore") {
-            return Err(errors::injected(n, &device, &name));
+            return Err(errors::injected(n, &device, &name).into());
         }
         let started = tokio::time::Instant::now();
-        if set.file != 1 {
-            return Err(errors::no_such_backup_set(set.file, &device));
-        }
         let local = self.options.paths.resolve(&device);
-        let (header, offset) = format::read_header(&local)
-            .await
-            .map_err(|e| read_error(e, &device, &local, &name))?;
+        let (position, SetInfo { header, offset }) =
+            self.open_set(&device, &local, &set, &name).await?;
         let log = r.kind == RestoreKind::Log;
+        self.check_readable(&header)?;
         match (log, header.backup_type) {
             (false, 1) | (true, 2) => {}
-            (false, _) => return Err(errors::wrong_backup_kind(&device, "BACKUP LOG")),
-            (true, _) => return Err(errors::wrong_backup_kind(&device, "BACKUP DATABASE")),
+            (false, _) => return Err(errors::wrong_backup_kind(&device, "BACKUP LOG").into()),
+            (true, _) => {
+                return Err(errors::wrong_backup_kind(&device, "BACKUP DATABASE").into());
+            }
+        }
+        if set.has("CHECKSUM") && !header.has_checksums {
+            return Err(errors::no_backup_checksums().into());
         }
         self.check_target(&name, &header, &set, log, session)?;
+        let files = plan::target_files(&header, &set.moves);
+        if !log {
+            let missing = plan::missing_folders(&self.options.paths, &files);
+            plan::check(&lock(&self.state), &name, &files, &missing)?;
+        }
         let exit = lock(&self.faults).take_exit();
         let pacing = lock(&self.faults).pacing("restore");
         let spid = session.spid;
@@ -168,7 +185,7 @@ impl Engine {
         {
             Ok(c) => c,
             Err(ReadError::Halted) => self.exit_mid_restore(&name, &header),
-            Err(e) => return Err(read_error(e, &device, &local, &name)),
+            Err(e) => return Err(read_error(e, &device, &local, &name).into()),
         };
         if let Some(standby) = &set.standby {
             let undo = self.options.paths.resolve(standby);
@@ -181,7 +198,7 @@ impl Engine {
             let name = if log {
                 self.apply_log(&mut st, &name, &header, content, finish)?
             } else {
-                apply_full(&mut st, &name, &header, content, &set, finish)?
+                apply_full(&mut st, &name, &header, content, files, finish)
             };
             crate::sqlsim::engine::msdb::record_restore(&mut st, &name, &header, &device);
             self.persist(&st)?;
@@ -190,7 +207,12 @@ impl Engine {
         let mut msgs = stats_messages(set.stats);
         let total = if log {
             let n = pages(header.payload_len);
-            msgs.push(errors::pages_processed(n, &target, &logical(&header, 'L')));
+            msgs.push(errors::pages_processed(
+                n,
+                &target,
+                &logical(&header, 'L'),
+                position,
+            ));
             n
         } else {
             let data = pages(header.payload_len);
@@ -198,8 +220,14 @@ impl Engine {
                 data,
                 &target,
                 &logical(&header, 'D'),
+                position,
             ));
-            msgs.push(errors::pages_processed(2, &target, &logical(&header, 'L')));
+            msgs.push(errors::pages_processed(
+                2,
+                &target,
+                &logical(&header, 'L'),
+                position,
+            ));
             data + 2
         };
         let verb = if log {
@@ -213,6 +241,35 @@ impl Engine {
             started.elapsed().as_secs_f64(),
         ));
         Ok(messages_result(msgs))
+    }
+
+    /// Opens the device and picks backup set `FILE = n` (set 1 without FILE): its position and
+    /// the set. 3201 / 3241 when the device cannot be read, 4038 when it holds no set n.
+    pub(super) async fn open_set(
+        &self,
+        device: &str,
+        local: &Path,
+        set: &Settings,
+        db: &str,
+    ) -> Result<(usize, SetInfo), ServerMessage> {
+        let media = format::read_media(local)
+            .await
+            .map_err(|e| read_error(e, device, local, db))?;
+        let n = set.position();
+        let found = media
+            .set(n)
+            .cloned()
+            .ok_or_else(|| errors::no_such_backup_set(n, device))?;
+        Ok((n as usize, found))
+    }
+
+    /// Whether this server can read the set at all: 3169 when a newer release wrote it.
+    pub(super) fn check_readable(&self, header: &BackupHeader) -> Result<(), ServerMessage> {
+        let server = {
+            let st = lock(&self.state);
+            version::parse(&st.product_version).unwrap_or((13, 0, 6300))
+        };
+        version::check(header.software_version, server)
     }
 
     /// The target-side checks, before any data is read.
@@ -346,29 +403,16 @@ impl Engine {
     }
 }
 
-/// Replaces (or creates) the target with the full backup's contents; returns its name.
+/// Replaces (or creates) the target with the full backup's contents and the planned `files`;
+/// returns its name.
 fn apply_full(
     st: &mut crate::sqlsim::engine::state::InstanceState,
     name: &str,
     header: &BackupHeader,
     content: BackupContent,
-    set: &Settings,
+    files: Vec<DbFile>,
     finish: Finish,
-) -> Result<String, ServerMessage> {
-    let files = header
-        .files
-        .iter()
-        .map(|f| DbFile {
-            file_id: f.file_id,
-            logical_name: f.logical_name.clone(),
-            physical_name: set
-                .moves
-                .iter()
-                .find(|(l, _)| l.eq_ignore_ascii_case(&f.logical_name))
-                .map_or_else(|| f.physical_name.clone(), |(_, p)| p.clone()),
-            kind: f.kind,
-        })
-        .collect();
+) -> String {
     let (id, db_name) = match st.database(name) {
         Some(d) => (d.database_id, d.name.clone()),
         None => {
@@ -393,7 +437,7 @@ fn apply_full(
     st.databases.retain(|d| d.database_id != id);
     st.databases.push(db);
     st.databases.sort_by_key(|d| d.database_id);
-    Ok(db_name)
+    db_name
 }
 
 /// The logical name of the backup's first file of a kind.
