@@ -46,6 +46,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(&[]).await
+}
+
+/// [`setup`] with extra sqlsim arguments.
+async fn setup_with(extra: &[&str]) -> Setup {
     failback_proto::install_crypto_provider();
     let (agents, topology) = three_agent_topology();
     let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
@@ -60,7 +65,8 @@ async fn setup() -> Setup {
             LAB_ADMIN.0,
             "--admin-password",
             LAB_ADMIN.1,
-        ]);
+        ])
+        .with_args(extra);
     sim.start().await.unwrap();
     let pw = fleet.dir.join("sql-password");
     std::fs::write(&pw, format!("{SA_PASSWORD}\n")).unwrap();
@@ -330,5 +336,71 @@ async fn hostile_database_names_never_reach_sql_server() {
             .iter()
             .any(|s| s.text.contains("DROP") || s.text.contains("SHUTDOWN")),
         "{sent:#?}"
+    );
+}
+
+/// On SQL Server 2008 R2 `sys.dm_exec_sessions` has no `database_id`: the agent lists sessions
+/// from `sys.sysprocesses` joined to it for `is_user_process`, still one row per user session.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_on_sql_server_2008_r2() {
+    let Setup {
+        mut session,
+        sim,
+        _fleet,
+        _fake,
+    } = setup_with(&["--product-version", "10.50.6000.34"]).await;
+    let _chat = client(&sim, "PersistentChatService", "mgc").await;
+    let mut probe = client(&sim, "probe", "master").await;
+    // The 2012+ statement fails here, as on 2008 R2 (207, invalid column name).
+    let err = probe
+        .simple_query("SELECT database_id FROM sys.dm_exec_sessions")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, tiberius::error::Error::Server(ref t) if t.code() == 207),
+        "{err:?}"
+    );
+    let chat_spid = {
+        let r = sim
+            .batch_as(
+                ("sa", SA_PASSWORD),
+                "master",
+                "SELECT spid FROM sys.sysprocesses WHERE program_name = N'PersistentChatService'",
+            )
+            .await
+            .unwrap();
+        r[0].get::<i16, _>(0).unwrap()
+    };
+    sim.batch_as(
+        LAB_ADMIN,
+        "master",
+        &format!(
+            "EXEC sqlsim.parallel {chat_spid}, 2; EXEC sqlsim.system_task N'CHECKPOINT', N'mgc'"
+        ),
+    )
+    .await
+    .unwrap();
+    let Out::Sessions(s) = output(
+        session
+            .call(
+                "r2/sessions",
+                2,
+                K::ListSessions(pb::ListSessions {
+                    database: "mgc".into(),
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(s.sessions.len(), 1, "{s:?}");
+    assert_eq!(s.sessions[0].program_name, "PersistentChatService");
+    assert!(
+        sim.statements().iter().any(|x| x
+            .text
+            .contains("FROM sys.sysprocesses AS p JOIN sys.dm_exec_sessions AS s")),
+        "the 2008 R2 statement was used"
     );
 }

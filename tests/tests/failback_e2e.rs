@@ -7,7 +7,8 @@
 //! A second test: without `--yes` the run waits for approval before FB-4; an operator-only
 //! certificate cannot approve, the approver can. A third: while the backup instance is the
 //! mirroring MIRROR (its own mirror took over), preflight fails and the failback refuses before
-//! any change, with what to do.
+//! any change, with what to do; likewise with a stale `@@SERVERNAME` on the primary or a backup
+//! instance on a newer major version.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -17,7 +18,9 @@ use std::time::Duration;
 mod failback_checks;
 
 use failback_checks::assert_failed_back;
-use failback_tests::harness::failed_over::{Options, failed_over, statements_starting};
+use failback_tests::harness::failed_over::{
+    FailedOverLab, Options, failed_over, statements_starting,
+};
 use failback_tests::harness::fleet::{APPROVER, OPERATOR};
 use failback_tests::harness::sqlsim::SA_PASSWORD;
 use failback_tests::lab::sql::mirroring_role;
@@ -117,10 +120,7 @@ async fn failback_refuses_while_the_backup_is_the_mirror() {
     );
     assert_ne!(out.code, 0, "{out:?}");
 
-    let (backup_before, primary_before) = (
-        pool.backup.statements().len(),
-        pool.primary.statements().len(),
-    );
+    let before = statement_counts(&lab);
     let run = lab
         .start_failback(APPROVER, &["--pool", POOL, "--yes"])
         .await
@@ -139,12 +139,26 @@ async fn failback_refuses_while_the_backup_is_the_mirror() {
     ] {
         assert!(msg.contains(needle), "{needle:?} not in {msg}");
     }
-    // Nothing changed: no statement but reads on either instance, the pool still FailedOver
-    // with the DC2 chat server active.
-    for (sim, from) in [
-        (&pool.backup, backup_before),
-        (&pool.primary, primary_before),
-    ] {
+    assert_nothing_changed(&lab, before).await;
+    assert_eq!(
+        mirroring_role(&pool.backup).await.unwrap().as_deref(),
+        Some("MIRROR")
+    );
+}
+
+fn statement_counts(lab: &FailedOverLab) -> (usize, usize) {
+    let pool = &lab.pools[0];
+    (
+        pool.backup.statements().len(),
+        pool.primary.statements().len(),
+    )
+}
+
+/// No statement but reads on either instance since `before`; the pool still FailedOver with
+/// the DC2 chat server active.
+async fn assert_nothing_changed(lab: &FailedOverLab, before: (usize, usize)) {
+    let pool = &lab.pools[0];
+    for (sim, from) in [(&pool.backup, before.0), (&pool.primary, before.1)] {
         let changes: Vec<String> = sim.statements()[from..]
             .iter()
             .map(|s| s.text.trim_start().to_ascii_uppercase())
@@ -156,10 +170,6 @@ async fn failback_refuses_while_the_backup_is_the_mirror() {
             .collect();
         assert!(changes.is_empty(), "{}: {changes:#?}", sim.name);
     }
-    assert_eq!(
-        mirroring_role(&pool.backup).await.unwrap().as_deref(),
-        Some("MIRROR")
-    );
     let out = lab
         .fleet
         .ctl(OPERATOR, &["inspect", "fe01.dc1.lab", "--output", "json"])
@@ -177,4 +187,82 @@ async fn failback_refuses_while_the_backup_is_the_mirror() {
         serde_json::json!(["pc01.dc2.lab"]),
         "{doc:#}"
     );
+}
+
+/// The failback-direction preflight check `name` (first of that name).
+async fn failback_check(lab: &FailedOverLab, name: &str) -> serde_json::Value {
+    let out = lab
+        .fleet
+        .ctl(OPERATOR, &["preflight", "--pool", POOL, "--output", "json"])
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("preflight printed no JSON ({e}): {out:?}"));
+    doc["pools"][0]["directions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["direction"] == "failback")
+        .flat_map(|d| d["checks"].as_array().unwrap())
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{doc:#}"))
+        .clone()
+}
+
+/// A rebuilt primary whose `@@SERVERNAME` still names the old host, and a backup instance on a
+/// newer major version than the rebuilt primary: preflight fails the check and the failback
+/// refuses in FB-1, before its first change, naming the fix (issue #11 item 7). Without the
+/// gate, FB-5 would register log shipping under a name that does not exist, and FB-4 would fail
+/// with 3169 after FB-1..FB-3 had run.
+#[tokio::test(flavor = "multi_thread")]
+async fn failback_refuses_a_stale_server_name_and_a_version_skew() {
+    let cases: [(
+        &str,
+        Vec<(usize, Vec<String>)>,
+        Vec<(usize, Vec<String>)>,
+        [&str; 2],
+    ); 2] = [
+        (
+            "server_name",
+            vec![(
+                0,
+                vec!["--stale-server-name".into(), r"OLDSQL01\PCHAT".into()],
+            )],
+            Vec::new(),
+            [
+                r"sp_dropserver N'OLDSQL01\PCHAT'",
+                "sp_addserver N'sql01.dc1.lab', 'local'",
+            ],
+        ),
+        (
+            "sql_versions",
+            Vec::new(),
+            vec![(0, vec!["--product-version".into(), "14.0.3456.2".into()])],
+            ["same major version", "3169"],
+        ),
+    ];
+    for (check, primary_args, backup_args, needles) in cases {
+        let lab = failed_over(Options {
+            primary_args,
+            backup_args,
+            ..Options::default()
+        })
+        .await
+        .unwrap();
+        let c = failback_check(&lab, check).await;
+        assert_eq!(c["status"], "fail", "{c:#}");
+        let before = statement_counts(&lab);
+        let run = lab
+            .start_failback(APPROVER, &["--pool", POOL, "--yes"])
+            .await
+            .unwrap();
+        let detail = lab.wait_status(&run, &[], DEADLINE).await.unwrap();
+        assert_eq!(detail["run"]["status"], "failed", "{check}: {detail:#}");
+        let fb1 = &detail["pools"][0]["outputs"]["fb1_clear_active"];
+        let msg = fb1["error"].as_str().unwrap_or_default();
+        for needle in needles.iter().chain(&["nothing was changed"]) {
+            assert!(msg.contains(needle), "{check}: {needle:?} not in {msg}");
+        }
+        assert_nothing_changed(&lab, before).await;
+    }
 }

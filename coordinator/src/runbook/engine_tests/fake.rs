@@ -117,6 +117,7 @@ impl FleetWorld for World {
             Op::DescribeInstance(_) => Out::Instance(pb::InstanceInfo {
                 server_name: agent.to_string(),
                 at_servername: agent.to_string(),
+                product_version: "13.0.6300.2".into(),
                 ..Default::default()
             }),
             Op::ListSessions(l) => Out::Sessions(pb::Sessions {

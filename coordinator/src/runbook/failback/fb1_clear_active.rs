@@ -6,9 +6,9 @@
 //! - Precondition (before any change of the run): Lync reports the pool FailedOver; a Normal
 //!   pool is refused (fatal) — failing back a pool that serves from its primary would stop chat
 //!   and back up the wrong copy. And the backup instance is the mirroring PRINCIPAL of every
-//!   mirrored pool database ([`super::principal`]); and both instances' `@@SERVERNAME` match
-//!   `SERVERPROPERTY('ServerName')` (FB-5 registers log shipping under it); otherwise fatal,
-//!   with what to do.
+//!   mirrored pool database ([`super::principal`]); and the primary and backup instances have
+//!   current names and the same major version ([`super::instances`]); otherwise fatal, with
+//!   what to do.
 //! - Action: `Set-CsPersistentChatActiveServer -Identity <id> -ActiveServers $null -Force`
 //!   (op `clear-active`, through a Lync shell agent of the backup data center first); then list
 //!   the sessions in every pool database on the backup instance every `drain_poll` until none
@@ -37,8 +37,7 @@ use failback_proto::pb;
 use serde_json::{Value, json};
 
 use super::{
-    expect_output, fb5_log_shipping, op, pool_servers, pool_state, principal, sessions,
-    shell_agents, sql,
+    expect_output, instances, op, pool_servers, pool_state, principal, sessions, shell_agents, sql,
 };
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
@@ -207,11 +206,9 @@ impl Step for ClearActiveServers {
         }
         // The same holds for the mirroring role: failback starts from the live principal.
         principal::require_backup_principal(ctx).await?;
-        // And the names FB-5 will register for log shipping: a stale @@SERVERNAME found only at
-        // FB-5 would stop the run after FB-4 has overwritten the primary.
-        for role in [SqlRole::Primary, SqlRole::Backup] {
-            fb5_log_shipping::recorded_name(ctx, role, "nothing was changed").await?;
-        }
+        // And the instances' names and versions FB-4 and FB-5 depend on: found only there, they
+        // would stop the run after the primary has been overwritten.
+        instances::check(ctx, "nothing was changed").await?;
         let before = pool_servers(ctx, &shell).await?;
         ctx.act(
             &shell,

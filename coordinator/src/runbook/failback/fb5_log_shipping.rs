@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use failback_proto::pb;
 use serde_json::{Value, json};
 
-use super::{MGC, expect_output, join_path, op, sql};
+use super::{MGC, expect_output, instances, join_path, op, sql};
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
@@ -179,42 +179,6 @@ impl Step for LogShipping {
     }
 }
 
-/// The name log shipping records for an instance: its `@@SERVERNAME` (issue #11 item 7), which
-/// need not be the topology's client address (an FQDN, a `,port`). A stale `@@SERVERNAME`
-/// (differing from `SERVERPROPERTY('ServerName')` after a rename or rebuild) is refused before
-/// FB-5 seeds anything: the jobs and monitor rows would name a server that does not exist.
-/// `done` says what the refusal left untouched (FB-1 checks it before the run's first change).
-pub(super) async fn recorded_name(
-    ctx: &StepCtx,
-    role: SqlRole,
-    done: &str,
-) -> Result<String, StepError> {
-    let s = sql(&ctx.pool, role)?;
-    let out = ctx
-        .read(
-            &s.agent,
-            op(pb::operation::Kind::DescribeInstance(
-                pb::DescribeInstance {},
-            )),
-        )
-        .await?;
-    let i = expect_output!(out, Instance, "describe_instance")?;
-    if i.at_servername.is_empty() {
-        return Err(StepError::fatal(format!(
-            "the agent {} did not report @@SERVERNAME of {}: upgrade failback-agent there; {done}",
-            s.agent, s.instance
-        )));
-    }
-    if !i.at_servername.eq_ignore_ascii_case(&i.server_name) {
-        return Err(StepError::fatal(format!(
-            "@@SERVERNAME of {} is {} but SERVERPROPERTY('ServerName') is {}: log shipping would record a server that does not exist; {done}. \
-             On {}: EXEC sp_dropserver N'{}'; EXEC sp_addserver N'{}', 'local'; restart the SQL Server service, then resume the run",
-            s.instance, i.at_servername, i.server_name, s.instance, i.at_servername, i.server_name
-        )));
-    }
-    Ok(i.at_servername)
-}
-
 /// The name shown in `plan` (no agent is asked): the topology's host part, which the run
 /// replaces with `@@SERVERNAME`.
 fn planned_name(instance: &str) -> &str {
@@ -234,12 +198,10 @@ fn planned_name(instance: &str) -> &str {
 pub struct AgentLogShipping;
 
 impl AgentLogShipping {
-    /// `@@SERVERNAME` of the primary and of the backup instance.
+    /// `@@SERVERNAME` of the primary and of the backup instance (checked as FB-1 checked them).
     async fn names(ctx: &StepCtx) -> Result<(String, String), StepError> {
-        Ok((
-            recorded_name(ctx, SqlRole::Primary, "nothing was seeded").await?,
-            recorded_name(ctx, SqlRole::Backup, "nothing was seeded").await?,
-        ))
+        let i = instances::check(ctx, "nothing was seeded").await?;
+        Ok((i.primary_name, i.backup_name))
     }
 
     fn jobs(primary_server: &str) -> [String; 3] {

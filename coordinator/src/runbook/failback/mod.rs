@@ -29,6 +29,7 @@ pub mod fb4_restore;
 pub mod fb5_log_shipping;
 pub mod fb6_activate;
 pub mod fb7_pool_normal;
+pub mod instances;
 pub mod principal;
 
 use std::sync::Arc;
