@@ -146,6 +146,9 @@ async fn failback_refuses_while_the_backup_is_the_mirror() {
     );
 }
 
+/// Extra sqlsim arguments per pool index, as `Options` takes them.
+type SimArgs = Vec<(usize, Vec<String>)>;
+
 fn statement_counts(lab: &FailedOverLab) -> (usize, usize) {
     let pool = &lab.pools[0];
     (
@@ -216,12 +219,7 @@ async fn failback_check(lab: &FailedOverLab, name: &str) -> serde_json::Value {
 /// with 3169 after FB-1..FB-3 had run.
 #[tokio::test(flavor = "multi_thread")]
 async fn failback_refuses_a_stale_server_name_and_a_version_skew() {
-    let cases: [(
-        &str,
-        Vec<(usize, Vec<String>)>,
-        Vec<(usize, Vec<String>)>,
-        [&str; 2],
-    ); 2] = [
+    let cases: [(&str, SimArgs, SimArgs, [&str; 2]); 2] = [
         (
             "server_name",
             vec![(
