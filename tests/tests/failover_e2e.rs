@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use failback_tests::harness::failed_over::FAST_RUNBOOK;
-use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR};
+use failback_tests::harness::fleet::{APPROVER, CtlOutput, Fleet, OPERATOR};
 use failback_tests::harness::normal_pool::{
     BACKUP, NormalPool, Options, POOL, PRIMARY, SHELL_DC1, normal_pool,
 };
@@ -228,25 +228,24 @@ async fn finished(fleet: &Fleet, run: &str) -> serde_json::Value {
     }
 }
 
+/// `run failover --attest-primary-down … [extra] --yes` as `who`: the command's output.
+async fn failover_ctl(fleet: &Fleet, who: &str, extra: &[&str]) -> CtlOutput {
+    let mut args = vec![
+        "run",
+        "failover",
+        "--pool",
+        POOL,
+        "--attest-primary-down",
+        ATTEST,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--yes", "--output", "json"]);
+    fleet.ctl(who, &args).await.unwrap()
+}
+
 /// `run failover --attest-primary-down … --yes` as the approver; the run's final detail.
 async fn failover(fleet: &Fleet) -> serde_json::Value {
-    let out = fleet
-        .ctl(
-            APPROVER,
-            &[
-                "run",
-                "failover",
-                "--pool",
-                POOL,
-                "--attest-primary-down",
-                ATTEST,
-                "--yes",
-                "--output",
-                "json",
-            ],
-        )
-        .await
-        .unwrap();
+    let out = failover_ctl(fleet, APPROVER, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let run: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     finished(fleet, run["run_id"].as_str().unwrap()).await
@@ -513,33 +512,13 @@ async fn an_unreadable_newest_log_backup_stops_fo3_until_an_approver_accepts_the
     assert_eq!(lab.backup_state().await, "RESTORING");
 
     // An operator alone cannot accept the loss.
-    let accept = |who| {
-        let fleet = &lab.fleet;
-        let victim = victim.clone();
-        async move {
-            fleet
-                .ctl(
-                    who,
-                    &[
-                        "run",
-                        "failover",
-                        "--pool",
-                        POOL,
-                        "--attest-primary-down",
-                        ATTEST,
-                        "--accept-gap",
-                        &victim,
-                        "--gap-reason",
-                        "the damaged log backup is the last one; loss accepted by the service owner",
-                        "--yes",
-                        "--output",
-                        "json",
-                    ],
-                )
-                .await
-                .unwrap()
-        }
-    };
+    let accept_args = [
+        "--accept-gap",
+        victim.as_str(),
+        "--gap-reason",
+        "the damaged log backup is the last one; loss accepted by the service owner",
+    ];
+    let accept = |who| failover_ctl(&lab.fleet, who, &accept_args);
     let out = accept(OPERATOR).await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("approver"), "{out:?}");

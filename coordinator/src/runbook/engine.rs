@@ -130,14 +130,7 @@ pub fn check_attestation(
     match (kind, attestation) {
         (RunbookKind::Failover, None) => Err(Error::InvalidInput(ATTESTATION_REQUIRED.into())),
         (RunbookKind::Failover, Some(a)) => {
-            if a.chars().count() > crate::store::MAX_ATTESTATION_CHARS
-                || a.chars().any(char::is_control)
-            {
-                return Err(Error::InvalidInput(format!(
-                    "the attestation must be 1 to {} characters without control characters",
-                    crate::store::MAX_ATTESTATION_CHARS
-                )));
-            }
+            super::check_statement("the attestation", &a)?;
             Ok(Some(a))
         }
         (_, None) => Ok(None),

@@ -268,18 +268,25 @@ async fn start_accepting(s: &Setup, caller: &Caller, file: &str) -> Result<RunId
         .await
 }
 
-#[tokio::test]
-async fn an_unreadable_newest_log_backup_is_a_gap_that_only_a_named_acceptance_passes() {
-    // Log 5, the newest, cannot be read: no later file exposes the gap by LSN, and applying 3
-    // and 4 then recovering would lose log 5 silently.
+/// An attested failover over a chain whose log backups `damaged` cannot be read: it fails in
+/// FO-3; the setup and FO-3's error.
+async fn fails_at_fo3_with_damaged(damaged: &[u32]) -> (Setup, String) {
     let s = setup(World {
-        damaged: [5].into(),
+        damaged: damaged.iter().copied().collect(),
         ..World::default()
     })
     .await;
     let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
     let o = wait_status(&s.store, &id, RunStatus::Failed).await;
-    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
+    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap().to_string();
+    (s, msg)
+}
+
+#[tokio::test]
+async fn an_unreadable_newest_log_backup_is_a_gap_that_only_a_named_acceptance_passes() {
+    // Log 5, the newest, cannot be read: no later file exposes the gap by LSN, and applying 3
+    // and 4 then recovering would lose log 5 silently.
+    let (s, msg) = fails_at_fo3_with_damaged(&[5]).await;
     assert!(msg.contains(&format!("at {}", name(5))), "{msg}");
     assert!(msg.contains("cannot be read"), "{msg}");
     assert!(msg.contains(&format!("--accept-gap {}", name(5))), "{msg}");
@@ -338,14 +345,7 @@ async fn an_unreadable_newest_log_backup_is_a_gap_that_only_a_named_acceptance_p
 async fn an_unreadable_log_backup_before_a_readable_one_is_named_as_the_gap() {
     // Log 3 unreadable: log 4 starts where 3 ends, past the restore point, so nothing applies;
     // the gap is reported at the hole (the missing log itself), not at log 4.
-    let s = setup(World {
-        damaged: [3].into(),
-        ..World::default()
-    })
-    .await;
-    let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
-    let o = wait_status(&s.store, &id, RunStatus::Failed).await;
-    let msg = o["fo3_apply_logs"]["error"].as_str().unwrap();
+    let (s, msg) = fails_at_fo3_with_damaged(&[3]).await;
     assert!(msg.contains(&format!("at {}", name(3))), "{msg}");
     assert!(s.fake.world.lock().unwrap().applied.is_empty());
 }

@@ -394,14 +394,8 @@ pub(crate) fn validate_spec(spec: &RunSpec) -> Result<(), Error> {
             "a run needs the identity of who started it".into(),
         ));
     }
-    if let Some(a) = &spec.attestation
-        && (a.trim().is_empty()
-            || a.chars().count() > MAX_ATTESTATION_CHARS
-            || a.chars().any(char::is_control))
-    {
-        return Err(Error::InvalidInput(format!(
-            "the attestation must be 1 to {MAX_ATTESTATION_CHARS} characters without control characters"
-        )));
+    if let Some(a) = &spec.attestation {
+        crate::runbook::check_statement("the attestation", a)?;
     }
     if let Some(g) = &spec.accepted_gap {
         crate::runbook::check_gap_file(&g.file)?;
