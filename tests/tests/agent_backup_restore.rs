@@ -283,3 +283,80 @@ async fn a_restore_cut_by_an_agent_crash_is_reported_interrupted_not_rerun() {
         .count();
     assert_eq!(restores, 1, "the interrupted restore was not run again");
 }
+
+/// A backup file may hold several sets (`NOINIT` appends): the agent reads the set's position
+/// from HEADERONLY and restores `FILE = n`, and refuses, naming the positions, a file with two
+/// sets of the kind it restores rather than guess (issue #11 item 5).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restored_set_is_found_by_position_and_an_ambiguous_file_is_refused() {
+    let Lab {
+        fleet,
+        mut fake,
+        primary,
+        backup,
+    } = lab(&[]).await;
+    let mut p = session(&mut fake, PRIMARY).await;
+    let share = fleet.files_root().join("share");
+    let first = share.join("mgc_first.bak").display().to_string();
+    let file = share.join("mgc_appended.bak").display().to_string();
+    // A log backup at position 1, the full backup appended at position 2.
+    batch(
+        &backup,
+        "master",
+        &format!("BACKUP DATABASE mgc TO DISK = N'{first}' WITH INIT"),
+    )
+    .await;
+    batch(
+        &backup,
+        "master",
+        &format!("BACKUP LOG mgc TO DISK = N'{file}' WITH INIT"),
+    )
+    .await;
+    batch(
+        &backup,
+        "master",
+        &format!("BACKUP DATABASE mgc TO DISK = N'{file}' WITH NOINIT"),
+    )
+    .await;
+    let Out::Restore(r) = output(p.call("pos/1", 5, restore_op(&file, "")).await.unwrap()) else {
+        panic!()
+    };
+    assert_eq!(r.state, "ONLINE");
+    assert!(
+        primary
+            .statements()
+            .iter()
+            .any(|s| s.text.starts_with("RESTORE DATABASE") && s.text.contains("FILE = 2")),
+        "{:#?}",
+        primary.statements()
+    );
+    let rows = batch(&primary, "mgc", "SELECT COUNT(*) AS n FROM dbo.Messages").await;
+    assert_eq!(rows[0].get::<i32, _>("n"), Some(25));
+
+    // A second full backup appended: two candidates, refused before any RESTORE is sent.
+    batch(
+        &backup,
+        "master",
+        &format!("BACKUP DATABASE mgc TO DISK = N'{file}' WITH NOINIT"),
+    )
+    .await;
+    let restores = |sim: &SqlSim| {
+        sim.statements()
+            .iter()
+            .filter(|s| s.text.starts_with("RESTORE DATABASE"))
+            .count()
+    };
+    let before = restores(&primary);
+    let e = error(p.call("pos/2", 5, restore_op(&file, "")).await.unwrap());
+    assert!(!e.retryable, "{e:?}");
+    assert!(
+        e.message
+            .contains("2 full database backups (positions 2, 3)"),
+        "{e:?}"
+    );
+    assert_eq!(
+        restores(&primary),
+        before,
+        "the refused restore sent nothing"
+    );
+}
