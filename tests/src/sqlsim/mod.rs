@@ -85,7 +85,7 @@
 //!   name gets RETURNSTATUS and one RETURNVALUE token per OUTPUT parameter.
 //! - Scalar subqueries `(SELECT …)` in expressions (512 when they return more than one row).
 //! - `SET option[, option] value` and `SET TRANSACTION ISOLATION LEVEL …` (accepted, no effect)
-//! - `SELECT [TOP n] list [FROM t [alias] [[INNER] JOIN t2 [alias] ON cond]…] [WHERE cond]
+//! - `SELECT [ALL | DISTINCT] [TOP n] list [FROM t [alias] [[INNER] JOIN t2 [alias] ON cond]…] [WHERE cond]
 //!   [ORDER BY expr [ASC|DESC], …]` where expressions are literals, `@parameters`, columns,
 //!   `+ - * / %`, comparisons, `AND/OR/NOT`, `IN (…)`, `IS [NOT] NULL`, aggregates `COUNT(*)`,
 //!   `COUNT/COUNT_BIG/MAX/MIN/SUM(x)` (no GROUP BY), globals `@@VERSION`, `@@SERVERNAME`,
@@ -102,8 +102,12 @@
 //!   type_desc, data_space_id, name, physical_name, state, state_desc, size),
 //!   `sys.database_mirroring` (database_id and the mirroring_* columns, NULL when not mirrored),
 //!   `sys.dm_exec_sessions` (session_id, login_time, host_name, program_name, login_name, status,
-//!   database_id, is_user_process, open_transaction_count), `sys.sysprocesses` (spid, dbid,
-//!   loginame, hostname, program_name, status, cmd, open_tran, login_time, last_batch) and, in
+//!   is_user_process, and from `--product-version` 11 on database_id, open_transaction_count),
+//!   `sys.sysprocesses` (spid, ecid, dbid, loginame, hostname, program_name, status, cmd,
+//!   open_tran, login_time, last_batch; one row per execution context) — both list the
+//!   background tasks with system SPIDs as well (`engine/system.rs`; the admin login moves a
+//!   task into a database with `EXEC sqlsim.system_task N'CHECKPOINT', N'mgc'` and gives a
+//!   session parallel contexts with `EXEC sqlsim.parallel spid, n`) — and, in
 //!   every user database, `dbo.Messages` (id BIGINT
 //!   IDENTITY, room NVARCHAR(128), author NVARCHAR(128), body NVARCHAR(MAX), posted_at
 //!   DATETIME2(7) default SYSUTCDATETIME()). Names may be qualified (`mgc.dbo.Messages`,
@@ -112,7 +116,8 @@
 //! - `CREATE DATABASE x`, `DROP DATABASE [IF EXISTS] x[, y]`
 //! - `ALTER DATABASE x SET SINGLE_USER | RESTRICTED_USER | MULTI_USER | ONLINE | OFFLINE
 //!   [WITH ROLLBACK IMMEDIATE | ROLLBACK AFTER n | NO_WAIT]`, `SET RECOVERY FULL|BULK_LOGGED|SIMPLE`,
-//!   `SET PARTNER OFF` (and other PARTNER/WITNESS clauses, which need a mirrored database). Where
+//!   `SET PARTNER OFF`, `SET PARTNER FAILOVER` on a SYNCHRONIZED principal (the roles swap;
+//!   `engine/mirror.rs`), and other PARTNER/WITNESS clauses, which need a mirrored database. Where
 //!   SQL Server would wait for other users to leave, sqlsim fails at once with 5070.
 //! - `KILL spid`: the victim's connection is closed.
 //! - `EXEC [@rc =] sp_executesql N'…', N'@p …', @p = …`, `EXEC (N'…')`; any other procedure → 2812.
