@@ -264,3 +264,53 @@ async fn failback_refuses_a_stale_server_name_and_a_version_skew() {
         assert_nothing_changed(&lab, before).await;
     }
 }
+
+/// FB-3's file changed before FB-4: FB-4 refuses before it freezes the backup `mgc`, so the
+/// pool keeps a writable database (issue #12, availability). Before the fix the backup `mgc`
+/// was set READ_ONLY first and the refused restore left no writable copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_backup_file_is_refused_before_the_backup_mgc_is_frozen() {
+    let lab = failed_over(Options::default()).await.unwrap();
+    let run = lab
+        .start_failback(APPROVER, &["--pool", POOL])
+        .await
+        .unwrap();
+    let detail = lab
+        .wait_status(&run, &["awaiting_approval"], DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(detail["pools"][0]["step"], "fb4_restore", "{detail:#}");
+    let file = detail["pools"][0]["outputs"]["fb3_backup"]["output"]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let out = lab.fleet.ctl(APPROVER, &["approve", &run]).await.unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let detail = lab.wait_status(&run, &[], DEADLINE).await.unwrap();
+    assert_eq!(detail["run"]["status"], "failed", "{detail:#}");
+    let msg = detail["pools"][0]["outputs"]["fb4_restore"]["error"]
+        .as_str()
+        .unwrap();
+    assert!(
+        msg.contains("SHA-256") && msg.contains("still writable"),
+        "{msg}"
+    );
+    let pool = &lab.pools[0];
+    assert!(statements_starting(&pool.backup, "ALTER DATABASE [mgc] SET READ_ONLY").is_empty());
+    assert!(statements_starting(&pool.primary, "RESTORE DATABASE").is_empty());
+    let rows = pool
+        .backup
+        .batch_as(
+            ("sa", SA_PASSWORD),
+            "master",
+            "SELECT is_read_only FROM sys.databases WHERE name = N'mgc'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<bool, _>(0), Some(false));
+}

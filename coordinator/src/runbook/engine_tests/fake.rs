@@ -214,6 +214,17 @@ impl FleetWorld for World {
                     ..Default::default()
                 })
             }
+            Op::FileChecksum(c) => {
+                let msgs = *w
+                    .files
+                    .get(&c.path)
+                    .ok_or_else(|| Fake::error(pb::ErrorKind::Backend, false, "no such file"))?;
+                Out::Checksum(pb::Checksum {
+                    path: c.path,
+                    sha256: sha_of(msgs),
+                    size: 1024,
+                })
+            }
             Op::DatabaseState(d) => Out::DatabaseStates(pb::DatabaseStates {
                 databases: d
                     .databases

@@ -10,6 +10,9 @@
 //!   CHECKSUM, MOVE …` (op `restore-mgc`): the agent re-checks the file's SHA-256 against
 //!   FB-3's (invariant 3) and refuses on a mismatch, takes exclusive access (ends the sessions in
 //!   `mgc` with ROLLBACK IMMEDIATE), and MOVEs each file to the instance's default paths.
+//! - First the primary's agent checks the file's SHA-256 against FB-3's (op `check-file`): a
+//!   mismatch aborts with nothing changed, before the freeze below could leave the pool with no
+//!   writable `mgc`.
 //! - Before the restore (invariant 7, never two writable `mgc`): the backup instance's `mgc` is
 //!   set READ_ONLY (op `freeze-backup-mgc`, `ALTER DATABASE [mgc] SET READ_ONLY WITH ROLLBACK
 //!   IMMEDIATE`), so the moment the primary copy becomes writable the backup copy no longer is;
@@ -78,6 +81,11 @@ impl Step for RestorePrimary {
                 "precondition: no active server",
             ));
         }
+        ops.push(PlannedOp::new(
+            &p.agent,
+            "file_checksum",
+            "SHA-256 of FB-3's file equals FB-3's record (before anything changes)",
+        ));
         if let Some(b) = pool.sql.get(&SqlRole::Backup) {
             ops.push(PlannedOp::new(
                 &b.agent,
@@ -126,6 +134,28 @@ impl Step for RestorePrimary {
                 servers.active_servers.join(", ")
             )));
         }
+        // The file is checked before the freeze: a file refused after it would leave the pool with
+        // no writable mgc (issue #12, availability). The agent checks again inside the restore,
+        // so a file changed in between is still refused.
+        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
+        let out = ctx
+            .act(
+                &primary,
+                "check-file",
+                op(pb::operation::Kind::FileChecksum(pb::FileChecksum {
+                    path: file.clone(),
+                })),
+                ctx.config.data_step_timeout,
+            )
+            .await?;
+        let sum = expect_output!(out, Checksum, "file_checksum")?;
+        if !sum.sha256.eq_ignore_ascii_case(&sha) {
+            return Err(StepError::fatal(format!(
+                "refusing to restore: backup file '{file}' has SHA-256 {} on the primary, but FB-3 recorded {sha}; \
+                 nothing was changed (the backup mgc is still writable). Start a new failback run: FB-3 writes a new file",
+                sum.sha256
+            )));
+        }
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         let frozen = ctx
             .act(
@@ -139,7 +169,6 @@ impl Step for RestorePrimary {
             )
             .await?;
         let frozen = expect_output!(frozen, Done, "set_read_only")?;
-        let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
         let out = ctx
             .act(
                 &primary,
