@@ -42,6 +42,16 @@ pub async fn assert_failed_back(lab: &FailedOverLab, index: usize, detail: &serd
         o["fb1_clear_active"]["output"]["agent_access_check"]["checked"], false,
         "{detail:#}"
     );
+    // FB-5's proof: the last restored log ends after the seed (issue #12, false proof).
+    let fb5 = &o["fb5_log_shipping"];
+    assert_eq!(fb5["status"], "succeeded", "{detail:#}");
+    assert!(
+        !fb5["output"]["cycle"]["last_restored_file"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{detail:#}"
+    );
     for step in ["fb1_clear_active", "fb6_activate", "fb7_pool_normal"] {
         assert_eq!(o[step]["status"], "succeeded", "{step}: {detail:#}");
     }

@@ -19,7 +19,8 @@
 //! 4. [`LogShippingSetup::run_cycle`]: run the backup, copy and restore jobs once and check the
 //!    monitor tables (§6.8).
 //! - Probe: [`LogShippingSetup::configured`] (shipping already set up and healthy → done).
-//! - Verify: the cycle's result shows a restored log newer than the seed.
+//! - Verify: log shipping reports healthy, and the cycle's last restored log ends after the seed
+//!   (its header's LastLSN beyond the seed's LastLSN), not merely "some log was restored".
 //!
 //! Errors: as FB-3/FB-4 for the seed; setup errors are the setup's classification (retryable
 //! SQL errors → new attempt; refused procedures → abort the pool's run).
@@ -175,7 +176,46 @@ impl Step for LogShipping {
                 "log shipping does not report healthy after the cycle",
             ));
         }
+        proves_shipping_after_seed(ctx, &output).await?;
         Ok(output)
+    }
+}
+
+/// The cycle's restored log must carry log records newer than the seed (issue #12, false
+/// proof): a log taken before the seed, or a `last_restored_file` left from an earlier
+/// configuration, says nothing about the shipping set up now. Compared by LSN (LastLSN of the
+/// restored log beyond the seed's LastLSN), read from the file's header on the backup instance.
+async fn proves_shipping_after_seed(ctx: &StepCtx, output: &Value) -> Result<(), StepError> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let seed_lsn = text(&output["seed"]["last_lsn"]);
+    let restored = text(&output["cycle"]["last_restored_file"]);
+    let Some(seed) = crate::preflight::chain::lsn(&seed_lsn) else {
+        return Err(StepError::fatal(format!(
+            "the seed backup's LastLSN {seed_lsn:?} is unknown: cannot prove the new log shipping restores logs newer than it"
+        )));
+    };
+    let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+    let out = ctx
+        .read(
+            &backup,
+            op(pb::operation::Kind::ReadBackupHeader(
+                pb::ReadBackupHeader {
+                    file: restored.clone(),
+                },
+            )),
+        )
+        .await?;
+    let headers = expect_output!(out, Verify, "read_backup_header")?.headers;
+    let last = headers
+        .iter()
+        .filter_map(|h| crate::preflight::chain::lsn(&h.last_lsn))
+        .max();
+    match last {
+        Some(l) if l > seed => Ok(()),
+        _ => Err(StepError::retry(format!(
+            "the last restored log '{restored}' ends at LSN {} — not after the seed's LastLSN {seed}: it proves nothing about the new log shipping",
+            last.map_or_else(|| "unknown".to_string(), |l| l.to_string())
+        ))),
     }
 }
 
