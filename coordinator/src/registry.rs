@@ -6,8 +6,9 @@
 //! It also knows what is in flight: every instruction waiting for its result, with the agent's
 //! latest progress update (`OperationUpdate`) for it, so `GetRun` can show "restore_database 42%
 //! on sql01". That table is bounded by the instructions in flight: an entry goes when its result
-//! arrives or its caller stops waiting, and its progress goes when the agent's session ends (the
-//! percent of a session that no longer exists is not news any more).
+//! arrives or its caller stops waiting, or when the agent's session ends: then the waiter is
+//! told at once, so it asks again with the same op id on the next session instead of waiting out
+//! the step's timeout for a result a restarted agent will never send.
 //!
 //! A `std::sync::Mutex` guards the map: it is never held across an `.await`, and every operation
 //! is a few map updates.
@@ -57,14 +58,41 @@ pub struct Registry {
 struct Inner {
     agents: BTreeMap<AgentId, Entry>,
     next_session: u64,
-    /// Callers waiting for a result, by agent and op id. Kept across reconnects: an agent sends a
-    /// result on whichever session is open when the operation finishes.
+    /// Callers waiting for a result, by agent and op id. A session's end tells them at once
+    /// ([`Inner::session_lost`]); they ask again on the next session with the same op id.
     pending: HashMap<(AgentId, String), Pending>,
+}
+
+/// How a wait ends: the result, or the agent's session ended first.
+type Awaited = Result<pb::OperationResult, SessionLost>;
+
+/// The session an instruction was sent on ended before its result arrived.
+#[derive(Debug)]
+struct SessionLost;
+
+impl Inner {
+    /// Ends every wait on `id`'s operations (issue #12, hang): a restarted agent has forgotten
+    /// what it ran and will never send those results, and a reconnecting one may not either.
+    /// Each caller asks again with the same op id once a session is back; the agent's journal
+    /// answers (the result, in progress, or interrupted), never a second run.
+    fn session_lost(&mut self, id: &AgentId) {
+        let lost: Vec<(AgentId, String)> = self
+            .pending
+            .keys()
+            .filter(|(a, _)| a == id)
+            .cloned()
+            .collect();
+        for key in lost {
+            if let Some(p) = self.pending.remove(&key) {
+                let _ = p.tx.send(Err(SessionLost));
+            }
+        }
+    }
 }
 
 /// One instruction waiting for its result.
 struct Pending {
-    tx: oneshot::Sender<pb::OperationResult>,
+    tx: oneshot::Sender<Awaited>,
     /// Catalogue name of the operation.
     operation: &'static str,
     /// When it was sent, Unix ms (the newest one in flight is the one to show).
@@ -155,12 +183,19 @@ impl Registry {
         let session_id = inner.next_session;
         inner.next_session += 1;
         let entry = inner.agents.get_mut(id)?;
-        if let Some(old) = entry.session.take() {
+        let replaced = entry.session.take().is_some_and(|old| {
             let _ = old.tx.try_send(Err(tonic::Status::aborted(
                 "replaced by a newer session of the same agent",
             )));
             old.cancel.cancel();
+            true
+        });
+        // The new session may come from a restarted agent that has forgotten the old one's
+        // operations: their waiters ask again too.
+        if replaced {
+            inner.session_lost(id);
         }
+        let entry = inner.agents.get_mut(id)?;
         let cancel = CancellationToken::new();
         let now = unix_ms();
         entry.session = Some(Session {
@@ -212,9 +247,7 @@ impl Registry {
             }
             s.cancel.cancel();
         }
-        for (_, p) in inner.pending.iter_mut().filter(|((a, _), _)| a == id) {
-            p.update = None;
-        }
+        inner.session_lost(id);
         let n = inner
             .agents
             .values()
@@ -321,7 +354,10 @@ impl Registry {
                 "the session to agent '{agent}' closed before the instruction was sent"
             ))),
             Ok(()) => match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(result)) => Ok(result),
+                Ok(Ok(Ok(result))) => Ok(result),
+                Ok(Ok(Err(SessionLost))) => Err(Error::AgentUnavailable(format!(
+                    "the session to agent '{agent}' ended while op '{op_id}' was in flight; its outcome is unknown (ask again with the same op id)"
+                ))),
                 Ok(Err(_)) => Err(Error::Internal("result waiter dropped".into())),
                 Err(_) => Err(Error::Timeout(format!(
                     "no result from agent '{agent}' for op '{op_id}' within {timeout:?}; its outcome is unknown (ask again with the same op id)"
@@ -340,7 +376,7 @@ impl Registry {
             .pending
             .remove(&(agent.clone(), result.op_id.clone()));
         match waiter {
-            Some(p) => p.tx.send(result).is_ok(),
+            Some(p) => p.tx.send(Ok(result)).is_ok(),
             None => false,
         }
     }
@@ -489,7 +525,7 @@ dc2 = ["pc01.dc2.lab"]
             highest_epoch_seen: Epoch(1),
         };
         let (tx, mut rx) = mpsc::channel(8);
-        let (sid, _) = reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
+        reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
         let op = OpId::new("run/pool/fb3_backup/1/backup").unwrap();
         let r2 = reg.clone();
         let (a2, op2) = (agent.clone(), op.clone());
@@ -512,12 +548,7 @@ dc2 = ["pc01.dc2.lab"]
             ("sql01.dc1.lab", "ping", Some(100))
         );
         assert_eq!(reg.in_flight(&["x".to_string()]), None);
-        // The session ends: the operation is still awaited, its progress is gone.
-        assert!(reg.detach(&agent, sid, None));
-        assert_eq!(reg.in_flight(&ids).unwrap().percent, None);
         // The result arrives: nothing in flight any more.
-        let (tx, _rx) = mpsc::channel(8);
-        reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
         assert!(reg.deliver(
             &agent,
             pb::OperationResult {
@@ -526,6 +557,48 @@ dc2 = ["pc01.dc2.lab"]
             }
         ));
         waiter.await.unwrap().unwrap();
-        assert_eq!(reg.in_flight(&ids), None);
+    }
+
+    /// A session that ends with an operation in flight ends its wait at once, as "agent
+    /// unavailable" (ask again with the same op id), whether the session is detached or
+    /// replaced by a newer one (an agent that restarted never sends the old result). Before,
+    /// the wait lasted the whole step timeout (issue #12, hang).
+    #[tokio::test]
+    async fn a_lost_session_ends_the_waits_on_it() {
+        let reg = registry();
+        let agent = AgentId::new("sql01.dc1.lab").unwrap();
+        let hello = Hello {
+            agent_version: "t".into(),
+            capabilities: vec![],
+            highest_epoch_seen: Epoch(1),
+        };
+        for replace in [false, true] {
+            let (tx, mut rx) = mpsc::channel(8);
+            let (sid, _) = reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
+            let op = OpId::new(format!("run/pool/fb4_restore/1/restore-{replace}")).unwrap();
+            let r2 = reg.clone();
+            let (a2, op2) = (agent.clone(), op.clone());
+            let waiter = tokio::spawn(async move {
+                let operation = pb::Operation {
+                    kind: Some(pb::operation::Kind::Ping(pb::Ping {})),
+                };
+                r2.instruct(&a2, &op2, Epoch(1), operation, Duration::from_secs(3600))
+                    .await
+            });
+            rx.recv().await.unwrap().unwrap();
+            assert!(reg.in_flight(&[op.to_string()]).is_some());
+            if replace {
+                let (tx, _rx) = mpsc::channel(8);
+                reg.attach(&agent, &hello, "peer".into(), tx).unwrap();
+            } else {
+                assert!(reg.detach(&agent, sid, None));
+            }
+            let r = tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("the wait ended at once")
+                .unwrap();
+            assert!(matches!(r, Err(Error::AgentUnavailable(_))), "{r:?}");
+            assert_eq!(reg.in_flight(&[op.to_string()]), None);
+        }
     }
 }

@@ -188,11 +188,21 @@ impl StepCtx {
         use pb::ErrorKind as K;
         let name = operation_name(&operation);
         loop {
-            match self
-                .agents
-                .instruct(agent, op_id, self.epoch, operation.clone(), timeout)
-                .await
-            {
+            // The wait watches the run's token (issue #12, hang): an abort, or the end of
+            // leadership, stops the step now instead of after the operation's timeout. What
+            // the agent does meanwhile is recorded in its journal under this op id.
+            let answer = tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    return Err(StepError {
+                        class: ErrorClass::Aborted,
+                        message: format!(
+                            "stopped while waiting for {name} on '{agent}' (op {op_id}); its outcome is in the agent's journal under that op id"
+                        ),
+                    });
+                }
+                a = self.agents.instruct(agent, op_id, self.epoch, operation.clone(), timeout) => a,
+            };
+            match answer {
                 Err(Error::Deposed(m)) => {
                     return Err(StepError {
                         class: ErrorClass::Deposed,
