@@ -49,6 +49,12 @@ pub enum Error {
     /// The coordinator is not the leader and named one.
     #[error("coordinator is not the leader; the leader is {0}")]
     NotLeader(failback_proto::endpoint::Endpoint),
+    /// A statement that changes data was sent and the connection to SQL Server ended before
+    /// its answer (the instance died or the network cut): whether it ran is unknown. Reported
+    /// as `INTERRUPTED`, never retryable, so the coordinator probes instead of sending it again
+    /// (issue #12, blind repeat).
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// SQL Server refused or the connection to it failed.
     #[error("{message}")]
     Sql {
@@ -427,7 +433,9 @@ impl Error {
             }
             Error::Unsupported(_) => pb::ErrorKind::Unsupported,
             Error::Files(f) if f.is_invalid_argument() => pb::ErrorKind::InvalidArgument,
-            Error::Files(FilesError::Interrupted { .. }) => pb::ErrorKind::Interrupted,
+            Error::Files(FilesError::Interrupted { .. }) | Error::OutcomeUnknown(_) => {
+                pb::ErrorKind::Interrupted
+            }
             Error::ShellTimeout { .. } => pb::ErrorKind::DeadlineExceeded,
             _ => pb::ErrorKind::Backend,
         };

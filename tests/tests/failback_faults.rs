@@ -1,6 +1,6 @@
 //! Faults during a failback that must neither hang the run nor repeat a destructive step
-//! (issue #12): the primary's agent killed mid-restore and back 3 s later, and an abort while
-//! FB-4's restore runs. Real coordinator, agents and sqlsim (its restores slowed by a fault so
+//! (issue #12): the primary's agent killed mid-restore and back 3 s later, the primary SQL
+//! instance killed mid-restore and restarted, and an abort while FB-4's restore runs. Real coordinator, agents and sqlsim (its restores slowed by a fault so
 //! the kill lands inside one).
 
 // Test code: a failed unwrap is a failed test.
@@ -64,7 +64,7 @@ async fn an_agent_restarted_mid_restore_ends_the_wait_without_a_second_restore()
         .as_str()
         .unwrap_or_default();
     assert!(
-        msg.contains("interrupted by an agent restart"),
+        msg.contains("the agent restarted while this operation ran"),
         "{detail:#}"
     );
     let restores = statements_starting(&lab.pools[0].primary, "RESTORE DATABASE");
@@ -94,4 +94,31 @@ async fn an_abort_during_a_long_restore_frees_the_pool() {
     .unwrap();
     let out = lab.fleet.ctl(APPROVER, &["abort", &next]).await.unwrap();
     assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// The primary SQL instance dies mid-RESTORE and comes back: the agent reports the restore's
+/// outcome as unknown (not a retryable connection error), the engine probes, and FB-4, being
+/// destructive, stops for a person. Before the fix attempt 2 sent a second RESTORE … REPLACE
+/// with a new op id and no probe (DESIGN §9.5).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_killed_mid_restore_is_probed_not_restored_again() {
+    let mut lab = slow_restores(6000).await;
+    let run = restore_running(&lab).await;
+    let primary = &mut lab.pools[0].primary;
+    primary.kill();
+    primary.start().await.unwrap();
+    let detail = lab
+        .wait_status(&run, &[], Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(detail["run"]["status"], "failed", "{detail:#}");
+    let msg = detail["pools"][0]["outputs"]["fb4_restore"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("outcome is unknown") && msg.contains("not repeated automatically"),
+        "{detail:#}"
+    );
+    let restores = statements_starting(&lab.pools[0].primary, "RESTORE DATABASE");
+    assert_eq!(restores.len(), 1, "{restores:#?}");
 }

@@ -238,7 +238,7 @@ impl StepCtx {
                         }
                         K::Interrupted => {
                             return Err(StepError::unknown(format!(
-                                "{name} on '{agent}' (op {op_id}) was interrupted by an agent restart; its outcome is unknown: {}",
+                                "{name} on '{agent}' (op {op_id}) was interrupted; its outcome is unknown: {}",
                                 e.message
                             )));
                         }

@@ -89,6 +89,22 @@ pub(crate) fn sql_error(context: &str, e: tiberius::error::Error) -> Error {
     }
 }
 
+/// `e` from a statement that changes data (`what`), once it was sent: a lost connection
+/// (`Sql` without a number, retryable: the I/O class of [`sql_error`]) means the statement may
+/// have run, so it becomes [`Error::OutcomeUnknown`]; SQL Server's own refusals stay as they are.
+pub(crate) fn outcome_unknown(what: &str, e: Error) -> Error {
+    match e {
+        Error::Sql {
+            number: None,
+            retryable: true,
+            message,
+        } => Error::OutcomeUnknown(format!(
+            "the connection to SQL Server ended while {what} ran; its outcome is unknown (probe the database before acting again): {message}"
+        )),
+        other => other,
+    }
+}
+
 pub(crate) fn text(row: &Row, col: &str) -> String {
     row.try_get::<&str, _>(col)
         .ok()

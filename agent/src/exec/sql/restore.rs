@@ -26,7 +26,7 @@ use failback_proto::pb;
 
 use super::backup::{FULL, LOG, PercentSink, one_set, with_progress};
 use super::tsql::{self, RecoveryClause};
-use super::{Conn, SqlBackend, flag, text};
+use super::{Conn, SqlBackend, flag, outcome_unknown, text};
 use crate::error::Error;
 use crate::exec::files::Files;
 
@@ -182,7 +182,8 @@ impl SqlBackend {
             &tsql::restore_database(db, file, set, recovery, replace, &moves),
             sink,
         )
-        .await?;
+        .await
+        .map_err(|e| outcome_unknown("RESTORE DATABASE", e))?;
         let (state, access) = Self::state_of(&mut conn, db).await?.unwrap_or_default();
         Self::expect_state(db, recovery, &state)?;
         if state == "ONLINE" && access == "SINGLE_USER" {
@@ -225,7 +226,8 @@ impl SqlBackend {
             &tsql::restore_log(db, file, set, recovery),
             sink,
         )
-        .await?;
+        .await
+        .map_err(|e| outcome_unknown("RESTORE LOG", e))?;
         let (state, _) = Self::state_of(&mut conn, db).await?.unwrap_or_default();
         Self::expect_state(db, recovery, &state)?;
         Ok(pb::RestoreResult {
@@ -319,7 +321,9 @@ impl SqlBackend {
                 ..Default::default()
             });
         }
-        Self::exec(&mut conn, &tsql::recover(db)).await?;
+        Self::exec(&mut conn, &tsql::recover(db))
+            .await
+            .map_err(|e| outcome_unknown("RESTORE … WITH RECOVERY", e))?;
         let (state, _) = Self::state_of(&mut conn, db).await?.unwrap_or_default();
         Self::expect_state(db, &RecoveryClause::Recovery, &state)?;
         Ok(pb::RestoreResult {
