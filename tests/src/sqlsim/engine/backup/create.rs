@@ -69,6 +69,9 @@ impl Engine {
         }
         let started = tokio::time::Instant::now();
         let local = self.options.paths.resolve(&device);
+        // The engine's service account opens the file (engine_access.rs): refused before the
+        // database is touched, as SQL Server refuses CreateFile before reading a page.
+        self.check_engine_write(&device, &local)?;
         let (media, append) = media_for(&local, &device, &set).await?;
         let position = append.map_or(1, |existing| existing + 1);
         let (mut header, content, data_file, log_file) =
