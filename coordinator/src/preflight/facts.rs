@@ -10,6 +10,12 @@
 //! in the copy folder; headers of files only on the share are read by the primary instance (its
 //! engine wrote them) when its agent is connected. A Lync shell agent of the primary data center
 //! is asked first for the pool state and servers, then any other.
+//!
+//! Not every read is a pure read: `check_agent_access` (a one-off Agent job) and
+//! `check_engine_share_write` (a COPY_ONLY backup of `model` to a probe file on the share, which
+//! the agent deletes; see `super::engine_access`) write and clean up after themselves, and both
+//! are left out when the request asks for reads only. The engine probe runs on the backup
+//! instance (FB-3's writer) and on the primary (FB-5's seed writer), each through its own agent.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};

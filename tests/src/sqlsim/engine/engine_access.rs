@@ -10,8 +10,9 @@
 //! What it changes: BACKUP to a file in a folder the account may not write fails as SQL Server
 //! does when CreateFile is refused — Msg 3201 state 1 ("create backup file", per the
 //! MSSQLSERVER_3201 page) `Cannot open backup device '<device>'. Operating system error
-//! 5(Access is denied.).`, then 3013 `BACKUP DATABASE is terminating abnormally.` — before any
-//! byte is written and before the backup's LSN bookkeeping, so the database is left as it was.
+//! 5(Access is denied.).`, then 3013 `BACKUP DATABASE is terminating abnormally.` — after the
+//! database checks (911, 4208 and the like come first) and before any byte is written, so, as
+//! with any failed write (`backup/create.rs`), the log chain does not move.
 //! Not modelled yet: the `read` half (RESTORE, xp_fileexist and xp_dirtree still read any folder).
 
 use std::path::Path;
