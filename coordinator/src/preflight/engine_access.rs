@@ -16,6 +16,10 @@
 //! engine write to the share (the primary's log backups, LSBackup's `BACKUP LOG`, are already
 //! judged by `log_backup`).
 //!
+//! Where: the share must be in the `[files]` roots of both instances' agents (the agent deletes
+//! its probe through them) — FB-3 and FB-5 need it there anyway, to record the SHA-256 of the
+//! backups they write (DESIGN §9 invariant 3), so a share outside them fails here with that fix.
+//!
 //! Status: `fail` when the write is refused (3201), naming the account, the folder and the fix
 //! for the operating system error it carries (5 access denied: grant Modify; 2/3 path not found;
 //! a network error: the file server unreachable) or when the probe could not run; `warn` when the
