@@ -652,6 +652,12 @@ mod tests {
                 endpoint: "host".into(),
                 samples: 1,
             }),
+            K::CheckEngineShareWrite(pb::CheckEngineShareWrite {
+                directory: String::new(),
+            }),
+            K::CheckEngineShareWrite(pb::CheckEngineShareWrite {
+                directory: "\\\\fs\\ls\r\nx".into(),
+            }),
         ];
         for k in bad {
             assert!(Operation::try_from(k.clone()).is_err(), "{k:?}");
