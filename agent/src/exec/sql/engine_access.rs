@@ -35,7 +35,9 @@
 //! it is for the share, which FO-2 reads and FB-3 checksums); `xp_delete_file`, which would
 //! delete as the engine's account, is undocumented and was not used. When the agent's own account
 //! may not delete the file, the result says so (`probe_deleted` false, `cleanup` why) and the
-//! probe, a few MB, is the one thing left for a person to remove.
+//! probe, a few MB, is the one thing left for a person to remove (so is the file of a probe
+//! interrupted between its BACKUP and the delete: every probe file is named
+//! `failback_engine_probe_<16 hex>.bak`, so they are easy to find).
 //!
 //! Errors: a refused write is the *answer*, not an operation error — SQL Server's Msg 3201
 //! ("Cannot open backup device '…'. Operating system error 5(Access is denied.).", then 3013) gives
