@@ -384,6 +384,11 @@ impl Dispatcher {
                 )
                 .await
                 .map(Out::AgentAccess),
+            Operation::CheckEngineShareWrite { directory } => self
+                .sql()?
+                .check_engine_share_write(directory, self.files.as_ref())
+                .await
+                .map(Out::EngineShareWrite),
             Operation::PoolState(pool) => {
                 let info = self.lync()?.pool_state(pool.as_str()).await?;
                 Ok(Out::PoolState(pool_state_out(pool.as_str(), &info)))

@@ -2,13 +2,17 @@
 //! sqlsim instances with log shipping primary → backup running on 1-second schedules (set up with
 //! the SSMS script of pchat-dr.md §6.7, as a DBA would), and lyncsim's CMS with the pool Normal.
 //!
-//! A healthy pool is ready in both directions (exit 0) and preflight changes nothing. Then one
+//! A healthy pool is ready in both directions (exit 0) and preflight changes nothing but for its
+//! one documented write, the engine-account probe (a COPY_ONLY backup of model to the share,
+//! deleted after). Then one
 //! condition per test makes it not ready (exit 3) and the failing check names the problem and
 //! what to fix: the backup instance's SQL Server Agent stopped; the Agent account denied the
 //! share (the copy job, which runs as that account, fails); log shipping stale (the primary's
 //! backup job disabled, `--max-log-age 20s`); a log backup missing between the last restored one
 //! and the next (restore job disabled, one file deleted from the share and the copy folder); low
-//! disk (`--free-space-factor` so large that no volume holds database size × factor).
+//! disk (`--free-space-factor` so large that no volume holds database size × factor); the backup
+//! instance's Database Engine account denied the share (`sqlsim.engine_access`), which only the
+//! failback direction's `engine_share_write` probe sees.
 //!
 //! The lab's share and copy folder are POSIX paths under the agents' files root, so the Agent
 //! account's access is judged by the copy job's last outcome (check_agent_access needs drive or
@@ -155,7 +159,24 @@ async fn assert_fails(
     c
 }
 
-/// Statements that change something (what preflight must never send).
+/// The one statement preflight sends that writes: the engine-account probe, FB-3's BACKUP
+/// statement for `model` WITH COPY_ONLY to a probe file the agent deletes (the database is an
+/// RPC parameter, so the logged text is the same as FB-3's; `probe_files` proves where it went).
+fn is_probe(text: &str) -> bool {
+    text.starts_with("BACKUP DATABASE @P1 TO DISK = @P2") && text.contains("COPY_ONLY")
+}
+
+/// Probe files left in the share.
+fn probe_files(lab: &Lab) -> Vec<String> {
+    std::fs::read_dir(&lab.share)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("failback_engine_probe_"))
+        .collect()
+}
+
+/// Statements that change something (what preflight must never send), besides the probe.
 fn writes(sim: &SqlSim, from: usize) -> Vec<String> {
     sim.statements()
         .into_iter()
@@ -164,6 +185,7 @@ fn writes(sim: &SqlSim, from: usize) -> Vec<String> {
         // reads: what SQL Server Agent ran is the pool's own work, not preflight's.
         .filter(|s| s.kind != "agent")
         .map(|s| s.text)
+        .filter(|t| !is_probe(t))
         .filter(|t| {
             let u = t.trim_start().to_ascii_uppercase();
             [
@@ -259,9 +281,27 @@ async fn healthy_pool_is_ready_and_nothing_changes() {
     assert_eq!(checks(&doc, "failback", "pool_state")[0]["status"], "skip");
     assert_eq!(checks(&doc, "failback", "log_backup").len(), 0);
 
-    // Preflight only read: no statement that changes anything reached either instance.
+    // Both engines wrote their probe backup of model to the share (FB-3's and FB-5's writer).
+    for target in ["backup", "primary"] {
+        let c = checks(&doc, "failback", "engine_share_write")
+            .into_iter()
+            .find(|c| c["target"].as_str().unwrap().contains(target))
+            .unwrap();
+        assert_eq!(c["status"], "ok", "{c:#}");
+    }
+    // Preflight only read, besides one probe backup per instance whose file is gone: no other
+    // statement that changes anything reached either instance.
     assert_eq!(writes(&lab.primary, p0), Vec::<String>::new());
     assert_eq!(writes(&lab.backup, b0), Vec::<String>::new());
+    for sim in [&lab.primary, &lab.backup] {
+        let probes = sim
+            .statements()
+            .into_iter()
+            .filter(|s| s.kind != "agent" && is_probe(&s.text))
+            .count();
+        assert!(probes >= 1, "the probe ran");
+    }
+    assert_eq!(probe_files(&lab), Vec::<String>::new(), "probes deleted");
 
     // --all selects the same pool; an unknown pool is invalid input (exit 2).
     let out = lab
@@ -331,6 +371,49 @@ async fn agent_account_without_share_access_is_not_ready() {
     assert!(
         fix.contains("grant") && fix.contains(&lab.share.display().to_string()),
         "{c:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn engine_account_without_share_write_is_not_ready() {
+    let lab = healthy_lab().await;
+    // The backup instance's Database Engine account may not write the share (the Agent
+    // account still may: log shipping's copy job keeps working, so only the engine check
+    // can see it).
+    let share = lab.share.display().to_string();
+    admin(
+        &lab.backup,
+        &format!("EXEC sqlsim.engine_access N'{share}', N'none'"),
+    )
+    .await;
+    let c = assert_fails(&lab, &[], "failback", "engine_share_write", "backup").await;
+    let observed = c["observed"].as_str().unwrap();
+    assert!(
+        observed.contains(r"NT Service\MSSQL")
+            && observed.contains(&share)
+            && observed.contains("Operating system error 5(Access is denied.)"),
+        "{c:#}"
+    );
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(r"grant NT Service\MSSQL")
+            && fix.contains("HOST$")
+            && fix.contains(&format!("Modify on the share {share}"))
+            && fix.contains("FB-3"),
+        "{c:#}"
+    );
+    let (_, doc) = preflight(&lab, &[]).await;
+    // The primary's engine still writes; failover has no engine write to the share.
+    let primary = checks(&doc, "failback", "engine_share_write")
+        .into_iter()
+        .find(|c| c["target"].as_str().unwrap().contains("primary"))
+        .unwrap();
+    assert_eq!(primary["status"], "ok", "{primary:#}");
+    assert!(checks(&doc, "failover", "engine_share_write").is_empty());
+    assert_eq!(
+        probe_files(&lab),
+        Vec::<String>::new(),
+        "nothing left behind"
     );
 }
 

@@ -5,7 +5,8 @@
 //! each SQL instance, the databases, mirroring, SQL Server Agent on the primary and the backup,
 //! the Agent account's access; then for failover the log shipping checks (backup, copy, restore,
 //! latency, RPO estimate, uncopied files, LSN chain, free space in the copy folder) and for
-//! failback the RPO (lossless by design) and the free space for FB-3's full backup.
+//! failback the RPO (lossless by design), the free space for FB-3's full backup and the engine
+//! accounts' write to the share ([`super::engine_access`]).
 
 use failback_proto::pb;
 use failback_proto::pb::PreflightStatus as St;
@@ -164,6 +165,7 @@ pub fn direction(f: &Facts, s: &Settings, d: Direction, next: bool) -> Vec<pb::P
                 "0: failback is lossless by design (FB-1 stops every writer before FB-3's full backup)",
             ));
             out.push(free_space_backup(f, s));
+            out.extend(super::engine_access::checks(f, s));
         }
     }
     out

@@ -1,7 +1,8 @@
 //! Unit tests of the facts → checks rules on synthetic facts: a healthy Normal pool is ready in
 //! both directions; a failed-over pool skips the log shipping checks and checks failback's
 //! databases; single faults (a disconnected agent, a gap, a mirrored primary before failback, a
-//! chat server Lync does not know, a stale share) fail the right check with a fix.
+//! chat server Lync does not know, a stale share, a share the engine's account cannot write) fail
+//! the right check with a fix.
 
 use std::collections::BTreeMap;
 
@@ -192,9 +193,34 @@ fn healthy() -> Facts {
             }),
         )),
         agent_access: None,
+        engine_write: vec![
+            (SqlRole::Backup, Ok(engine_write(true))),
+            (SqlRole::Primary, Ok(engine_write(true))),
+        ],
         restored: Some(("/lab/copy/mgc_20261126090001.trn".into(), header(100, 200))),
         headers: vec![("mgc_20261126090002.trn".into(), header(200, 300))],
         headers_skipped: 0,
+    }
+}
+
+/// A probe answer of `check_engine_share_write`: written and cleaned up, or refused with
+/// Msg 3201 / operating system error 5.
+fn engine_write(can_write: bool) -> pb::EngineShareWrite {
+    pb::EngineShareWrite {
+        directory: "/lab/share".into(),
+        service: "SQL Server (MSSQLSERVER)".into(),
+        account: "CONTOSO\\svc-sql".into(),
+        can_write,
+        probe_file: "/lab/share/failback_engine_probe_1.bak".into(),
+        probe_deleted: can_write,
+        sql_error: if can_write { 0 } else { 3201 },
+        os_error: if can_write { 0 } else { 5 },
+        message: if can_write {
+            String::new()
+        } else {
+            "BACKUP DATABASE: SQL Server error 3201: Cannot open backup device '/lab/share/failback_engine_probe_1.bak'. Operating system error 5(Access is denied.).".into()
+        },
+        ..Default::default()
     }
 }
 
@@ -448,5 +474,132 @@ fn stale_server_name_and_version_skew() {
             ""
         ),
         St::Ok
+    );
+}
+
+#[test]
+fn engine_account_that_cannot_write_the_share_fails_failback() {
+    // Healthy: both engines wrote (and the agent deleted) their probe; failback only.
+    let p = evaluate(&healthy(), &settings());
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "backup"),
+        St::Ok
+    );
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "primary"),
+        St::Ok
+    );
+    assert!(
+        p.directions[0]
+            .checks
+            .iter()
+            .all(|c| c.name != "engine_share_write"),
+        "no failover step writes the share as the engine"
+    );
+
+    // The backup's engine refused (3201, OS error 5): FB-3 would fail; the fix names the
+    // account, the share and Modify on both the share and the folder.
+    let mut f = healthy();
+    f.engine_write[0].1 = Ok(engine_write(false));
+    let p = evaluate(&f, &settings());
+    assert!(!p.directions[1].ready);
+    assert!(p.directions[0].ready, "failover is not affected");
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "backup"),
+        St::Fail
+    );
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "primary"),
+        St::Ok
+    );
+    let c = p.directions[1]
+        .checks
+        .iter()
+        .find(|c| c.name == "engine_share_write" && c.target.contains("backup"))
+        .unwrap();
+    assert!(
+        c.observed.contains("CONTOSO\\svc-sql")
+            && c.observed.contains("/lab/share")
+            && c.observed
+                .contains("Operating system error 5(Access is denied.)")
+            && !c.observed.contains("BACKUP DATABASE:"),
+        "{c:?}"
+    );
+    assert!(
+        c.fix
+            .contains("grant CONTOSO\\svc-sql Modify on the share /lab/share")
+            && c.fix.contains("NTFS")
+            && c.fix.contains("FB-3"),
+        "{c:?}"
+    );
+
+    // A virtual account reaches the share as the computer account; the primary's check
+    // names FB-5.
+    let mut f = healthy();
+    let mut w = engine_write(false);
+    w.account = "NT Service\\MSSQLSERVER".into();
+    f.engine_write[1].1 = Ok(w);
+    let p = evaluate(&f, &settings());
+    let c = p.directions[1]
+        .checks
+        .iter()
+        .find(|c| c.name == "engine_share_write" && c.target.contains("primary"))
+        .unwrap();
+    assert_eq!(c.status(), St::Fail);
+    assert!(c.fix.contains("HOST$") && c.fix.contains("FB-5"), "{c:?}");
+
+    // Other operating system errors get their own fix.
+    for (os, needle) in [(3, "does not exist"), (53, "cannot reach")] {
+        let mut f = healthy();
+        let mut w = engine_write(false);
+        w.os_error = os;
+        f.engine_write[0].1 = Ok(w);
+        let p = evaluate(&f, &settings());
+        let c = p.directions[1]
+            .checks
+            .iter()
+            .find(|c| c.name == "engine_share_write" && c.target.contains("backup"))
+            .unwrap();
+        assert!(c.fix.contains(needle), "{os}: {c:?}");
+    }
+
+    // The probe could not run (e.g. the share outside the agent's roots): fail with the fix.
+    let mut f = healthy();
+    f.engine_write[0].1 =
+        Err("check_engine_share_write on 'sql01.dc2.lab' failed: outside the roots".into());
+    let p = evaluate(&f, &settings());
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "backup"),
+        St::Fail
+    );
+
+    // Written but not cleaned up: a warning that names the file.
+    let mut f = healthy();
+    let mut w = engine_write(true);
+    w.probe_deleted = false;
+    w.cleanup = "permission denied".into();
+    f.engine_write[0].1 = Ok(w);
+    let p = evaluate(&f, &settings());
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "backup"),
+        St::Warn
+    );
+    assert!(p.directions[1].ready);
+
+    // A dry run (reads only) does not probe: skipped, with the reason.
+    let mut f = healthy();
+    f.engine_write.clear();
+    let s = Settings {
+        reads_only: true,
+        ..settings()
+    };
+    let p = evaluate(&f, &s);
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "backup"),
+        St::Skip
+    );
+    assert_eq!(
+        status(&p, "failback", "engine_share_write", "primary"),
+        St::Skip
     );
 }

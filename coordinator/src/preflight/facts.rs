@@ -10,6 +10,12 @@
 //! in the copy folder; headers of files only on the share are read by the primary instance (its
 //! engine wrote them) when its agent is connected. A Lync shell agent of the primary data center
 //! is asked first for the pool state and servers, then any other.
+//!
+//! Not every read is a pure read: `check_agent_access` (a one-off Agent job) and
+//! `check_engine_share_write` (a COPY_ONLY backup of `model` to a probe file on the share, which
+//! the agent deletes; see `super::engine_access`) write and clean up after themselves, and both
+//! are left out when the request asks for reads only. The engine probe runs on the backup
+//! instance (FB-3's writer) and on the primary (FB-5's seed writer), each through its own agent.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +39,8 @@ pub type Read<T> = Result<T, String>;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the one-off Agent job of `check_agent_access` may take (seconds).
 const ACCESS_JOB_SECONDS: u32 = 30;
+/// Extra time for the engine-account probe's backup of `model` (a few MB).
+const PROBE_EXTRA: Duration = Duration::from_secs(30);
 /// At most this many log backup headers are read per pool (the oldest unrestored ones: a gap
 /// matters from the restored point on, and a pool this far behind fails its staleness checks).
 pub const MAX_HEADERS: usize = 64;
@@ -202,6 +210,9 @@ pub struct Facts {
     pub copy_job: Option<(String, Read<pb::JobOutcomeInfo>)>,
     /// `check_agent_access` on the backup instance (only for drive/UNC folders).
     pub agent_access: Option<Read<pb::AgentAccess>>,
+    /// `check_engine_share_write` of the share on the backup instance (FB-3) and the primary
+    /// (FB-5's seed), by role; empty when not probed (`reads_only`).
+    pub engine_write: Vec<(SqlRole, Read<pb::EngineShareWrite>)>,
     /// msdb's last restored file and its header (only on a log shipping secondary that has
     /// restored something).
     pub restored: Option<(String, Read<pb::BackupHeader>)>,
@@ -242,6 +253,32 @@ fn header_of(r: Read<Out>) -> Read<pb::BackupHeader> {
         .into_iter()
         .next()
         .ok_or_else(|| "the file holds no backup set".to_string())
+}
+
+/// The engine-account probe (a COPY_ONLY backup of `model` to the share, deleted after; see
+/// `super::engine_access`) on the backup instance, whose engine writes FB-3's backup, and on
+/// the primary, whose engine writes FB-5's seed backup.
+async fn engine_write(
+    reader: &mut Reader<'_>,
+    pool: &Pool,
+) -> Vec<(SqlRole, Read<pb::EngineShareWrite>)> {
+    let mut out = Vec::new();
+    for role in [SqlRole::Backup, SqlRole::Primary] {
+        let Some(inst) = pool.sql.get(&role) else {
+            continue;
+        };
+        let r = reader
+            .read(
+                &inst.agent,
+                K::CheckEngineShareWrite(pb::CheckEngineShareWrite {
+                    directory: pool.share.clone(),
+                }),
+                READ_TIMEOUT + PROBE_EXTRA,
+            )
+            .await;
+        out.push((role, take!(r, EngineShareWrite)));
+    }
+    out
 }
 
 /// Reads everything preflight needs about `pool`.
@@ -401,10 +438,14 @@ pub async fn gather(
         copy_space: Err("not read: the pool has no backup SQL instance".into()),
         copy_job: None,
         agent_access: None,
+        engine_write: Vec::new(),
         restored: None,
         headers: Vec::new(),
         headers_skipped: 0,
     };
+    if !reads_only {
+        facts.engine_write = engine_write(reader, pool).await;
+    }
     let Some(backup) = facts.sql(SqlRole::Backup).map(|s| s.agent.clone()) else {
         return Ok(facts);
     };

@@ -10,6 +10,7 @@
 //! - [`checks`] — turns the facts into checks for each direction; pure, unit-tested.
 //! - [`logship`] — the failover direction's log shipping checks.
 //! - [`chain`] — log backup file names and the LSN chain after the last restored log.
+//! - [`engine_access`] — the failback direction's check that each engine account writes the share.
 //!
 //! Decisions (what an on-call DR operator would expect where the issue is silent):
 //! - **Both directions are always reported.** Checks about the environment (agents connected,
@@ -37,12 +38,18 @@
 //!   it.
 //! - **The SQL Server Agent account's access** is proved by `check_agent_access` (a one-off Agent
 //!   job that lists the share and writes then deletes a probe file in the copy folder; it leaves
-//!   nothing behind — the one operation here that is not a pure read, named in the issue) when
+//!   nothing behind — one of the two operations here that are not pure reads, named in the issue) when
 //!   both folders are drive/UNC paths, as FB-1 does. Where they are not (a POSIX lab), the
 //!   evidence is the log shipping copy job's last outcome: that job runs as the same account.
+//! - **The Database Engine's account** writes FB-3's and FB-5's full backups to the share; it is
+//!   proved by `check_engine_share_write` (a COPY_ONLY backup of `model` to a probe file the agent
+//!   deletes: the least intrusive proof of a write by that account, see [`engine_access`]; it
+//!   leaves one named row set in msdb's backup history of model), the other operation that is
+//!   not a pure read, so it is skipped with `reads_only` too.
 
 pub mod chain;
 pub mod checks;
+pub mod engine_access;
 pub mod facts;
 pub mod identity;
 pub mod logship;

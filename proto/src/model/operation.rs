@@ -200,6 +200,12 @@ pub enum Operation {
         /// Seconds to wait for the job (1..=600).
         timeout_seconds: u32,
     },
+    /// A probe BACKUP of `model` proving the Database Engine's service account can write a
+    /// folder (the share FB-3 and FB-5 back up to).
+    CheckEngineShareWrite {
+        /// Folder to write the probe backup in.
+        directory: PathText,
+    },
     /// File metadata.
     FileStat(PathText),
     /// SHA-256 of a file.
@@ -268,6 +274,7 @@ impl Operation {
             Operation::RunJob(_) => "run_job",
             Operation::JobOutcome { .. } => "job_outcome",
             Operation::CheckAgentAccess { .. } => "check_agent_access",
+            Operation::CheckEngineShareWrite { .. } => "check_engine_share_write",
             Operation::FileStat(_) => "file_stat",
             Operation::FileChecksum(_) => "file_checksum",
             Operation::FileList { .. } => "file_list",
@@ -307,7 +314,8 @@ impl Operation {
             | Operation::RemoveLogShippingSecondary(_)
             | Operation::RunJob(_)
             | Operation::JobOutcome { .. }
-            | Operation::CheckAgentAccess { .. } => Some("sql"),
+            | Operation::CheckAgentAccess { .. }
+            | Operation::CheckEngineShareWrite { .. } => Some("sql"),
             Operation::FileStat(_)
             | Operation::FileChecksum(_)
             | Operation::FileList { .. }
@@ -492,6 +500,9 @@ impl TryFrom<pb::operation::Kind> for Operation {
                     timeout_seconds,
                 }
             }
+            K::CheckEngineShareWrite(o) => Operation::CheckEngineShareWrite {
+                directory: PathText::new("directory", o.directory)?,
+            },
             K::FileStat(o) => Operation::FileStat(PathText::new("path", o.path)?),
             K::FileChecksum(o) => Operation::FileChecksum(PathText::new("path", o.path)?),
             K::FileList(o) => {
@@ -640,6 +651,12 @@ mod tests {
             K::TcpLatency(pb::TcpLatency {
                 endpoint: "host".into(),
                 samples: 1,
+            }),
+            K::CheckEngineShareWrite(pb::CheckEngineShareWrite {
+                directory: String::new(),
+            }),
+            K::CheckEngineShareWrite(pb::CheckEngineShareWrite {
+                directory: "\\\\fs\\ls\r\nx".into(),
             }),
         ];
         for k in bad {

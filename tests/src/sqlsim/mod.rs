@@ -185,7 +185,9 @@
 //!   N'Stopped' [, N'Manual' [, N'account']]` (stopping / starting the Agent service stops /
 //!   starts the Agent: running jobs are canceled, a new `syssessions` row opens),
 //!   `EXEC sqlsim.agent_access [N'path', N'rw|read|write|none|default']` (the Agent account's
-//!   folder access table; without arguments lists it).
+//!   folder access table; without arguments lists it), `EXEC sqlsim.engine_access [N'path',
+//!   N'rw|read|write|none|default']` (folders the Database Engine's account may not write:
+//!   BACKUP there fails with 3201, OS error 5, then 3013; see `engine/engine_access.rs`).
 //!
 //! A batch is parsed completely before it runs: a syntax error means nothing in it executes.
 //! Errors 102, 105, 113, 137, 156, 195, 207, 208, 209 and 8120 end the batch; the others end only
@@ -244,7 +246,7 @@
 //! | 3169 | RESTORE DATABASE / LOG or VERIFYONLY of a set a newer release wrote (`--product-version`) |
 //! | 3183 | the backup payload does not match its checksum (RESTORE, VERIFYONLY) |
 //! | 3187 | RESTORE / VERIFYONLY `WITH CHECKSUM` of a set written without checksums |
-//! | 3201 | cannot open backup device (missing file: OS error 2, folder: 3, access: 5) |
+//! | 3201 | cannot open backup device (missing file: OS error 2, folder: 3, access: 5 — also BACKUP to a folder `sqlsim.engine_access` denies the engine's account, state 1) |
 //! | 3211 | INFO: n percent processed (STATS) |
 //! | 3234 | MOVE of a logical file the backup does not have |
 //! | 3241 | media family incorrectly formed (not a backup, truncated, damaged header) |

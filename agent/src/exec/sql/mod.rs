@@ -12,7 +12,8 @@
 //! ([`retryable`]); the module docs of `backup` and `restore` refer to it. A change whose goal already holds is not an error: it
 //! reports `changed = false`.
 //!
-//! Modules: `backup` / `restore` (BACKUP, RESTORE and their inspection), `logship` (log shipping
+//! Modules: `backup` / `restore` (BACKUP, RESTORE and their inspection), `engine_access` (the
+//! engine account's write probe), `logship` (log shipping
 //! status, setup and removal), `jobs` (SQL Server Agent jobs and the access check), [`tsql`]
 //! (every statement; stored procedures are `tsql::logship::ProcCall`s sent by `SqlBackend::call`
 //! as RPC requests by name, never as text batches).
@@ -20,6 +21,7 @@
 mod backup;
 pub use backup::PercentSink;
 pub mod config;
+mod engine_access;
 mod jobs;
 mod logship;
 mod restore;

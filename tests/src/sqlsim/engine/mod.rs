@@ -10,6 +10,7 @@
 mod admin;
 pub mod backup;
 pub mod catalog;
+mod engine_access;
 pub mod errors;
 pub mod eval;
 mod exec;

@@ -1,6 +1,7 @@
 //! Stored procedures sqlsim knows besides sp_executesql: the two file-check extended procedures
 //! of pchat-dr.md §6.10 (`xp_fileexist`, `xp_dirtree`), and the sim-only `sqlsim.*` procedures
-//! (`sqlsim.fault`, `sqlsim.mirror`, `sqlsim.service`, `sqlsim.system_task`, `sqlsim.parallel`). The latter exist only for the sim
+//! (`sqlsim.fault`, `sqlsim.mirror`, `sqlsim.service`, `sqlsim.agent_access`, `sqlsim.engine_access`,
+//! `sqlsim.system_task`, `sqlsim.parallel`). The latter exist only for the sim
 //! administrator login (`--admin-login`): for anyone else, `sa` included, they are error 2812
 //! "Could not find stored procedure", exactly what a real SQL Server answers, so the agent can
 //! never reach them. Called as EXEC in a batch or as an RPC by name.
@@ -57,6 +58,7 @@ impl Engine {
                 "mirror" => self.start_mirroring(&values),
                 "service" => self.service_proc(&values),
                 "agent_access" => self.agent_access_proc(&values),
+                "engine_access" => self.engine_access_proc(&values),
                 "system_task" => self.system_task_proc(&values),
                 "parallel" => self.parallel_proc(&values),
                 _ => Err(errors::procedure_not_found(&procedure.display())),

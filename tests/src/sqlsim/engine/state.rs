@@ -337,6 +337,9 @@ pub struct InstanceState {
     /// msdb: Agent jobs, schedules, history, log shipping, restore history, Agent access.
     #[serde(default)]
     pub msdb: crate::sqlsim::engine::msdb::Msdb,
+    /// Folders the Database Engine's service account may not write (`engine_access.rs`).
+    #[serde(default)]
+    pub engine_access: Vec<crate::sqlsim::engine::msdb::AccessRule>,
 }
 
 impl InstanceState {
@@ -362,6 +365,7 @@ impl InstanceState {
             databases,
             services: Vec::new(),
             msdb: Default::default(),
+            engine_access: Vec::new(),
         }
         .with_services()
     }

@@ -73,6 +73,10 @@ impl Engine {
         let position = append.map_or(1, |existing| existing + 1);
         let (mut header, content, data_file, log_file) =
             self.snapshot_for_backup(b.kind, &db_name, &set, session)?;
+        // The engine's service account creates the file (engine_access.rs): after the database
+        // checks (a missing database or a SIMPLE-recovery log backup is reported as such) and, like
+        // a write that fails, before any byte is written or the log chain moves.
+        self.check_engine_write(&device, &local)?;
         let filler = match b.kind {
             BackupKind::Database => (self.options.db_size_mb as u64 * MB)
                 .saturating_sub(content.rows.len() as u64 * 256),
