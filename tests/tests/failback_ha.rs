@@ -66,8 +66,9 @@ async fn failback_on_etcd_survives_leader_kills_during_fb3_and_fb4() {
         .await
         .unwrap();
 
-    // FB-3 in flight on the backup instance: kill -9 the leader.
-    wait_statement(&lab.pools[0].backup, "BACKUP DATABASE", seeded).await;
+    // FB-3 in flight on the backup instance: kill -9 the leader. FB-1's engine-account probe
+    // (a COPY_ONLY backup of model) is the first BACKUP DATABASE of the run; FB-3's follows.
+    wait_statement(&lab.pools[0].backup, "BACKUP DATABASE", seeded + 1).await;
     lab.fleet.kill_coordinator_named(&first);
     let second = wait_for(
         "the other coordinator to lead",

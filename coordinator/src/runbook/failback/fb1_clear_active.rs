@@ -6,9 +6,10 @@
 //! - Precondition (before any change of the run): Lync reports the pool FailedOver; a Normal
 //!   pool is refused (fatal) — failing back a pool that serves from its primary would stop chat
 //!   and back up the wrong copy. And the backup instance is the mirroring PRINCIPAL of every
-//!   mirrored pool database ([`super::principal`]); and the primary and backup instances have
-//!   current names and the same major version ([`super::instances`]); otherwise fatal, with
-//!   what to do.
+//!   mirrored pool database ([`super::principal`]); the primary and backup instances have
+//!   current names and the same major version, and their Database Engine accounts can write
+//!   the share FB-3 and FB-5 back up to ([`super::instances`]); otherwise fatal, with what to
+//!   do.
 //! - Action: `Set-CsPersistentChatActiveServer -Identity <id> -ActiveServers $null -Force`
 //!   (op `clear-active`, through a Lync shell agent of the backup data center first); then list
 //!   the sessions in every pool database on the backup instance every `drain_poll` until none
@@ -154,6 +155,18 @@ impl Step for ClearActiveServers {
                 "describe_instance",
                 "read the SQL Server Agent service state and account",
             ));
+            for role in [SqlRole::Backup, SqlRole::Primary] {
+                if let Some(i) = pool.sql.get(&role) {
+                    ops.push(PlannedOp::new(
+                        &i.agent,
+                        "check_engine_share_write",
+                        format!(
+                            "BACKUP DATABASE [model] TO DISK = N'{}\\failback_engine_probe_<id>.bak' WITH COPY_ONLY, … then delete it (the engine's account can write the share)",
+                            pool.share
+                        ),
+                    ));
+                }
+            }
             if windows_path(&pool.share) && windows_path(&pool.copy_dir) {
                 ops.push(PlannedOp::new(
                     &b.agent,
@@ -209,6 +222,13 @@ impl Step for ClearActiveServers {
         // And the instances' names and versions FB-4 and FB-5 depend on: found only there, they
         // would stop the run after the primary has been overwritten.
         instances::check(ctx, "nothing was changed").await?;
+        let mut engine_write = Vec::new();
+        for role in [SqlRole::Backup, SqlRole::Primary] {
+            let w = instances::engine_can_write_share(ctx, role, "nothing was changed").await?;
+            engine_write.push(
+                json!({ "role": role.as_str(), "account": w.account, "probe_file": w.probe_file }),
+            );
+        }
         let before = pool_servers(ctx, &shell).await?;
         ctx.act(
             &shell,
@@ -279,6 +299,7 @@ impl Step for ClearActiveServers {
             "killed": killed,
             "sql_agent_service": agent_service,
             "agent_access_check": agent_access,
+            "engine_share_write": engine_write,
         }))
     }
 

@@ -10,6 +10,12 @@
 //!   not be newer: Msg 3169) and FB-5 ships the primary's logs to the backup (the primary must
 //!   not be newer), so failback needs the same major version on both.
 //!
+//! - The engine's account: FB-3 (on the backup instance) and FB-5 (the seed, on the primary)
+//!   write full backups to the share as the SQL Server service account, not the Agent's; FB-1
+//!   proves both can before it stops chat ([`engine_can_write_share`], the agent's
+//!   `check_engine_share_write` probe), so a missing grant is found before the outage, not at
+//!   FB-3.
+//!
 //! Every refusal is fatal (no retry can fix it) and names the fix.
 
 use failback_proto::pb;
@@ -100,4 +106,41 @@ pub async fn check(ctx: &StepCtx, done: &str) -> Result<Instances, StepError> {
         primary_name,
         backup_name,
     })
+}
+
+/// The SQL Server service account of `role`'s instance can write a file on the pool's share
+/// (a COPY_ONLY backup of `model`, deleted again by the agent); otherwise fatal with the grant
+/// to make.
+pub async fn engine_can_write_share(
+    ctx: &StepCtx,
+    role: SqlRole,
+    done: &str,
+) -> Result<pb::EngineShareWrite, StepError> {
+    let s = sql(&ctx.pool, role)?;
+    let out = ctx
+        .act(
+            &s.agent,
+            &format!("engine-write-{}", role.as_str()),
+            op(pb::operation::Kind::CheckEngineShareWrite(
+                pb::CheckEngineShareWrite {
+                    directory: ctx.pool.share.clone(),
+                },
+            )),
+            ctx.config.step_timeout,
+        )
+        .await?;
+    let w = expect_output!(out, EngineShareWrite, "check_engine_share_write")?;
+    if w.can_write {
+        return Ok(w);
+    }
+    let account = if w.account.is_empty() {
+        "the SQL Server service account".to_string()
+    } else {
+        w.account.clone()
+    };
+    Err(StepError::fatal(format!(
+        "the Database Engine of {} cannot write the share {} as {account} (SQL Server error {}, operating system error {}: {}); {done}. \
+         Grant {account} (a virtual account such as NT Service\\MSSQLSERVER reaches a share as the computer account DOMAIN\\HOST$) Modify on the share and its folder, then run the failback again",
+        s.instance, ctx.pool.share, w.sql_error, w.os_error, w.message
+    )))
 }
