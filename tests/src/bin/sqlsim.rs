@@ -78,6 +78,10 @@ struct Args {
     /// instance state).
     #[arg(long)]
     stale_server_name: Option<String>,
+    /// The host's local time minus UTC, in minutes (e.g. -300 for US Eastern standard time):
+    /// GETDATE(), HEADERONLY's dates, msdb's non-`_utc` columns and Agent's schedules use it.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    utc_offset_minutes: i32,
 }
 
 #[tokio::main]
@@ -124,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     config.agent_access = args.agent_access;
     config.product_version = args.product_version;
     config.stale_server_name = args.stale_server_name;
+    config.utc_offset_minutes = args.utc_offset_minutes;
     run(config, listener, shutdown)
         .await
         .context("sqlsim failed")?;

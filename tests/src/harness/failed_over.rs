@@ -88,6 +88,12 @@ impl Default for Options {
     }
 }
 
+/// The data centers' hosts run different time zones (UTC+1 and UTC-5, as in the lab), so a
+/// run's times are checked against SQL Server's local clocks, not against UTC by accident.
+const DC1_UTC_OFFSET_MINUTES: i32 = 60;
+/// See [`DC1_UTC_OFFSET_MINUTES`].
+const DC2_UTC_OFFSET_MINUTES: i32 = -300;
+
 /// Pool `i`'s FQDN (1-based).
 pub fn pool_fqdn(i: usize) -> String {
     format!("pchat{i:02}.lab.local")
@@ -214,12 +220,14 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
             &primary_agent,
             &fleet.dir.join(format!("sql-{primary_agent}")),
         )?
-        .with_args(&pa);
+        .with_args(&pa)
+        .with_utc_offset_minutes(DC1_UTC_OFFSET_MINUTES);
         let mut backup = SqlSim::new(
             &backup_agent,
             &fleet.dir.join(format!("sql-{backup_agent}")),
         )?
-        .with_args(&ba);
+        .with_args(&ba)
+        .with_utc_offset_minutes(DC2_UTC_OFFSET_MINUTES);
         primary.start().await?;
         backup.start().await?;
         fleet.configure_agent(&primary_agent, &primary.agent_section(&pw))?;
@@ -255,7 +263,9 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
         let mirror = if opts.mirrored {
             let name = format!("sql{i:02}m.dc2.lab");
             let ma: Vec<&str> = mirror_args.iter().map(String::as_str).collect();
-            let mut m = SqlSim::new(&name, &fleet.dir.join(format!("sql-{name}")))?.with_args(&ma);
+            let mut m = SqlSim::new(&name, &fleet.dir.join(format!("sql-{name}")))?
+                .with_args(&ma)
+                .with_utc_offset_minutes(DC2_UTC_OFFSET_MINUTES);
             m.start().await?;
             mirror_mgc(&backup, &m, &fleet.dir.join("mirror-seeds")).await?;
             Some(m)

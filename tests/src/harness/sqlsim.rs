@@ -88,6 +88,14 @@ impl SqlSim {
         self.with_args(&["--stale-server-name", name])
     }
 
+    /// Starts with the host's clock `minutes` ahead of UTC (`--utc-offset-minutes`, negative
+    /// west of Greenwich): GETDATE(), HEADERONLY's dates and msdb's local columns show local time.
+    #[must_use]
+    pub fn with_utc_offset_minutes(self, minutes: i32) -> Self {
+        let m = minutes.to_string();
+        self.with_args(&["--utc-offset-minutes", &m])
+    }
+
     /// Extra command-line flags (fault switches, path maps), applied at every start.
     #[must_use]
     pub fn with_args(mut self, args: &[&str]) -> Self {

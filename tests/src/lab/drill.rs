@@ -303,6 +303,7 @@ async fn rebuild_dc1(lab: &mut Lab) -> anyhow::Result<()> {
                 Some(old_port),
                 lab.opts.db_size_mb,
                 registry.as_deref(),
+                super::topology::DC1_UTC_OFFSET_MINUTES,
             )?;
             sim.start().await?;
             if id == p.primary {

@@ -143,6 +143,7 @@ impl Lab {
                     None,
                     opts.db_size_mb,
                     registry.as_deref(),
+                    topology::utc_offset_minutes(dc),
                 )?;
                 // The DBA's log shipping on 1-2 s schedules needs sqlsim's lab-only deviation
                 // (sql.rs module doc); the mirrors and the rebuilt DC1 run as SQL Server does.

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::topology::PoolLayout;
+use super::topology::{self, PoolLayout};
 use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use crate::harness::ssms::LogShipping;
 
@@ -69,6 +69,7 @@ pub fn new_sim(
     port: Option<u16>,
     db_size_mb: u32,
     mirror_registry: Option<&Path>,
+    utc_offset_minutes: i32,
 ) -> anyhow::Result<SqlSim> {
     let size = db_size_mb.to_string();
     let mut args = vec![
@@ -83,7 +84,9 @@ pub fn new_sim(
         args.extend(["--mirror-registry".into(), r.display().to_string()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut sim = SqlSim::new(name, dir)?.with_args(&args);
+    let mut sim = SqlSim::new(name, dir)?
+        .with_args(&args)
+        .with_utc_offset_minutes(utc_offset_minutes);
     if let Some(p) = port {
         sim.port = p;
     }
@@ -203,6 +206,11 @@ pub async fn configure_log_shipping(
     Ok(())
 }
 
+/// A server-local time at `offset_minutes` from UTC, in UTC.
+fn to_utc(local: chrono::NaiveDateTime, offset_minutes: i32) -> chrono::NaiveDateTime {
+    local - chrono::TimeDelta::minutes(i64::from(offset_minutes))
+}
+
 /// A log backup restored into the backup `mgc` (msdb restore history).
 #[derive(Debug, Clone)]
 pub struct RestoredLog {
@@ -225,7 +233,7 @@ pub async fn last_restored_log(sim: &SqlSim) -> anyhow::Result<Option<RestoredLo
     let rows = batch(
         sim,
         "master",
-        "SELECT TOP 1 m.physical_device_name, b.backup_start_date, b.last_lsn \
+        "SELECT TOP 1 m.physical_device_name, b.backup_start_date, b.last_lsn, b.time_zone \
          FROM msdb.dbo.restorehistory r \
          JOIN msdb.dbo.backupset b ON b.backup_set_id = r.backup_set_id \
          JOIN msdb.dbo.backupmediafamily m ON m.media_set_id = b.media_set_id \
@@ -241,9 +249,17 @@ pub async fn last_restored_log(sim: &SqlSim) -> anyhow::Result<Option<RestoredLo
         .try_get::<chrono::NaiveDateTime, _>(1)?
         .context("backupset.backup_start_date is NULL")?;
     let last_lsn = lsn(row, 2)?;
+    // backup_start_date is the writer's local clock; backupset.time_zone says its offset in
+    // 15-minute units (127 unknown: then the writer is taken to be DC1's primary).
+    let zone = row
+        .try_get::<i16, _>(3)
+        .ok()
+        .flatten()
+        .filter(|z| (-48..=48).contains(z))
+        .map_or(topology::DC1_UTC_OFFSET_MINUTES, |z| i32::from(z) * 15);
     Ok(Some(RestoredLog {
         file,
-        backup_start,
+        backup_start: to_utc(backup_start, zone),
         last_lsn,
     }))
 }
@@ -302,7 +318,8 @@ pub async fn newest_log_in(sim: &SqlSim, dir: &Path) -> anyhow::Result<Option<Re
         if best.as_ref().is_none_or(|b| b.last_lsn < last_lsn) {
             best = Some(RestoredLog {
                 file,
-                backup_start,
+                // HEADERONLY shows the writer's clock: DC1's primary wrote every log backup.
+                backup_start: to_utc(backup_start, topology::DC1_UTC_OFFSET_MINUTES),
                 last_lsn,
             });
         }

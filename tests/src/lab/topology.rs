@@ -21,6 +21,22 @@
 
 use std::path::{Path, PathBuf};
 
+/// DC1's hosts run at UTC+1 and DC2's at UTC-5 (sqlsim `--utc-offset-minutes`): what SQL
+/// Server reports in local time differs by six hours between the data centers, so a time taken
+/// as UTC, or converted with the wrong instance's offset, shows in the drill's loss-window checks.
+pub const DC1_UTC_OFFSET_MINUTES: i32 = 60;
+/// See [`DC1_UTC_OFFSET_MINUTES`].
+pub const DC2_UTC_OFFSET_MINUTES: i32 = -300;
+
+/// The UTC offset of the SQL hosts in `dc` (`"dc1"` or `"dc2"`).
+pub fn utc_offset_minutes(dc: &str) -> i32 {
+    if dc == "dc1" {
+        DC1_UTC_OFFSET_MINUTES
+    } else {
+        DC2_UTC_OFFSET_MINUTES
+    }
+}
+
 /// The shell agent of DC1.
 pub const SHELL_DC1: &str = "fe01.dc1.lab";
 /// The shell agent of DC2.

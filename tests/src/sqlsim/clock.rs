@@ -2,7 +2,17 @@
 //! 0001-01-01 (DATETIME2) or 1900-01-01 (DATETIME), and the statement log wants RFC 3339 text.
 //! [`Timestamp`] is the one in-memory form (UTC, 100 ns ticks); the civil-date conversions are
 //! Howard Hinnant's well-known algorithms.
+//!
+//! Server-local time: SQL Server reports most times in the host's local time (GETDATE,
+//! SYSDATETIME, CURRENT_TIMESTAMP, the backup header's BackupStartDate/BackupFinishDate, msdb's
+//! date columns without `_utc`, Agent's run_date/run_time and schedules) and only a few in UTC
+//! (GETUTCDATE, SYSUTCDATETIME, msdb's `_utc` columns). The sim keeps every [`Timestamp`] in UTC
+//! and converts at the edges with [`Timestamp::local`]; the host's offset is
+//! `--utc-offset-minutes` (a fixed offset: the sim has no daylight saving time). It is
+//! process-wide, not per engine, because one sqlsim process is one instance; in-process unit
+//! tests leave it at 0.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +23,19 @@ pub const TICKS_PER_DAY: u64 = 864_000_000_000;
 const UNIX_EPOCH_DAYS: i64 = 719_162;
 /// Days from 0001-01-01 to 1900-01-01 (DATETIME's epoch).
 pub const DATETIME_EPOCH_DAYS: i64 = 693_595;
+
+/// The instance's local time minus UTC, in minutes (`--utc-offset-minutes`).
+static UTC_OFFSET_MINUTES: AtomicI32 = AtomicI32::new(0);
+
+/// Sets the instance's UTC offset (once, at start).
+pub fn set_utc_offset_minutes(minutes: i32) {
+    UTC_OFFSET_MINUTES.store(minutes, Ordering::Relaxed);
+}
+
+/// The instance's local time minus UTC, in minutes.
+pub fn utc_offset_minutes() -> i32 {
+    UTC_OFFSET_MINUTES.load(Ordering::Relaxed)
+}
 
 /// A UTC point in time: days since 0001-01-01 and 100 ns ticks since midnight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,6 +58,23 @@ impl Timestamp {
             days: UNIX_EPOCH_DAYS + days,
             ticks: (total_ticks % TICKS_PER_DAY as u128) as u64,
         }
+    }
+
+    /// The current server-local time (what GETDATE() says).
+    pub fn now_local() -> Self {
+        Timestamp::now().local()
+    }
+
+    /// This UTC instant on the server's local wall clock.
+    #[must_use]
+    pub fn local(&self) -> Timestamp {
+        self.plus_seconds(i64::from(utc_offset_minutes()) * 60)
+    }
+
+    /// The UTC instant of this server-local wall-clock time.
+    #[must_use]
+    pub fn utc_from_local(&self) -> Timestamp {
+        self.plus_seconds(-i64::from(utc_offset_minutes()) * 60)
     }
 
     /// Builds a timestamp from civil fields; `None` when a field is out of range.

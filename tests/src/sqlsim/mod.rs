@@ -34,7 +34,8 @@
 //! `sqlsim --listen ADDR --data-dir DIR --sa-password PW [--server-name NAME]
 //! [--tls-cert PEM --tls-key PEM] [--admin-login L --admin-password P] [--db-size-mb N]
 //! [--path-map PREFIX=DIR]… [--mirror-registry FILE] [--fault SPEC]… [--agent-access PATH=MODE]…
-//! [--lab-short-schedules] [--product-version X.Y.Z.W] [--stale-server-name HOST\INST]`. The
+//! [--lab-short-schedules] [--product-version X.Y.Z.W] [--stale-server-name HOST\INST]
+//! [--utc-offset-minutes N]`. The
 //! admin login is the only one that can run the sim-only `sqlsim.*` procedures; for every other
 //! login, `sa` included, they do not exist (2812), so the agent can never reach them.
 //!
@@ -49,6 +50,16 @@
 //!   ('ServerName') / ('MachineName') return the real name (`--server-name`), as on a host that
 //!   was renamed or rebuilt from an image without fixing `sys.servers` (`sp_dropserver` /
 //!   `sp_addserver`). Rust: `SqlSim::with_stale_server_name`.
+//!
+//! The host's clock: `--utc-offset-minutes N` (default 0; not kept in the state file, a host's
+//! zone is configuration) makes the host N minutes ahead of UTC. Everything SQL Server reports in
+//! local time is then local (GETDATE(), SYSDATETIME(), CURRENT_TIMESTAMP, HEADERONLY's dates —
+//! the writer's, wherever read — msdb's date columns without `_utc`, Agent schedules and
+//! run_date/run_time), GETUTCDATE(), SYSUTCDATETIME() and the `_utc` columns stay UTC,
+//! DATEPART(TZOFFSET, SYSDATETIMEOFFSET()) is N, and a restore's backupset row carries the
+//! writer's zone in `time_zone` (see `clock.rs`, `engine/backup/format.rs`). A fixed offset: no
+//! daylight saving time. SYSDATETIMEOFFSET() is answered only inside DATEPART(TZOFFSET, …): the
+//! sim's wire types have no datetimeoffset. Rust: `SqlSim::with_utc_offset_minutes`.
 //!
 //! # Lab-only deviations from SQL Server
 //!

@@ -54,6 +54,9 @@ pub struct Config {
     /// `@@SERVERNAME` different from the real name (`HOST\INST`), as on a rebuilt host whose
     /// `sys.servers` entry was never fixed; `None` keeps the saved setting.
     pub stale_server_name: Option<String>,
+    /// The host's local time minus UTC in minutes (`--utc-offset-minutes`, default 0): what
+    /// SQL Server reports in local time is shifted by it (see `clock`).
+    pub utc_offset_minutes: i32,
 }
 
 /// Default size of a full backup's payload, in MB: small, yet several I/O chunks.
@@ -78,6 +81,7 @@ impl Config {
             agent_access: Vec::new(),
             product_version: None,
             stale_server_name: None,
+            utc_offset_minutes: 0,
         }
     }
 
@@ -123,6 +127,8 @@ impl Config {
 /// Serves TDS on `listener` until `shutdown` is cancelled.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
+    // Process-wide: one sqlsim process is one instance (see clock.rs).
+    super::clock::set_utc_offset_minutes(config.utc_offset_minutes);
     let engine = Engine::open(
         &config.data_dir,
         config.server_name.as_deref(),

@@ -24,7 +24,7 @@ use failback_proto::pb;
 use tiberius::Row;
 
 use super::tsql::{self, BackupOptions};
-use super::{Conn, SqlBackend, flag, int, text};
+use super::{Conn, SqlBackend, flag, int, text, times};
 use crate::error::Error;
 use crate::exec::files::Files;
 
@@ -40,17 +40,10 @@ fn lsn(row: &Row, col: &str) -> String {
     int(row, col).map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn when(row: &Row, col: &str) -> u64 {
-    row.try_get::<chrono::NaiveDateTime, _>(col)
-        .ok()
-        .flatten()
-        .map_or(0, |t| {
-            u64::try_from(t.and_utc().timestamp_millis()).unwrap_or(0)
-        })
-}
-
-/// A HEADERONLY row as the wire type.
-pub(crate) fn header(row: &Row) -> pb::BackupHeader {
+/// A HEADERONLY row as the wire type; its dates are the writing server's local time at
+/// `writer_offset` minutes from UTC (see [`times`]), reported in UTC.
+pub(crate) fn header(row: &Row, writer_offset: i32) -> pb::BackupHeader {
+    let when = |row: &Row, col: &str| times::col_unix_ms(row, col, writer_offset);
     pb::BackupHeader {
         database: text(row, "DatabaseName"),
         backup_type: int(row, "BackupType")
@@ -201,15 +194,44 @@ fn describe_sets(headers: &[pb::BackupHeader]) -> String {
 impl SqlBackend {
     /// Reads HEADERONLY of `file` (every backup set; no CHECKSUM option, so it works on log
     /// shipping's `.trn` files, which have no backup checksums).
+    ///
+    /// Dates come back in UTC: a set this instance wrote converts with its own offset, a set
+    /// another server wrote with that server's zone from msdb's backupset when this instance
+    /// has restored its backups, else with this instance's offset ([`times`] says why).
     pub(crate) async fn headers(
         conn: &mut Conn,
         file: &str,
     ) -> Result<Vec<pb::BackupHeader>, Error> {
-        Ok(Self::rows(conn, &tsql::header_only(file))
+        let rows = Self::rows(conn, &tsql::header_only(file)).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let own = times::own_offset(conn).await?;
+        // HEADERONLY's ServerName is the writer's name; match either of ours (they differ on a
+        // host renamed without fixing sys.servers).
+        let me: Vec<String> = Self::rows(conn, &tsql::instance_properties())
             .await?
-            .iter()
-            .map(header)
-            .collect())
+            .first()
+            .map(|r| vec![text(r, "server_name"), text(r, "at_servername")])
+            .unwrap_or_default();
+        let mut zones: Vec<(String, i32)> = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let writer = text(r, "ServerName");
+            let offset = if writer.is_empty() || me.iter().any(|m| m.eq_ignore_ascii_case(&writer))
+            {
+                own
+            } else if let Some((_, z)) = zones.iter().find(|(s, _)| s.eq_ignore_ascii_case(&writer))
+            {
+                *z
+            } else {
+                let z = times::writer_offset(conn, &writer).await?.unwrap_or(own);
+                zones.push((writer.clone(), z));
+                z
+            };
+            out.push(header(r, offset));
+        }
+        Ok(out)
     }
 
     /// FILELISTONLY of backup set `position` of `file`.

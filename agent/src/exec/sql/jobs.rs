@@ -20,7 +20,7 @@ use failback_proto::pb;
 use tiberius::Row;
 
 use super::tsql::logship::{self as ls, CmdAction};
-use super::{Conn, SqlBackend, guid_col, int, text};
+use super::{Conn, SqlBackend, guid_col, int, text, times};
 use crate::error::Error;
 
 /// How often a wait for a job outcome polls msdb.
@@ -37,8 +37,9 @@ fn run_status(v: i64) -> pb::JobRunStatus {
     }
 }
 
-/// A sysjobhistory row.
-fn job_run(r: &Row) -> pb::JobRun {
+/// A sysjobhistory row; run_date/run_time are this instance's local time at `offset` minutes
+/// from UTC, reported as RFC 3339 UTC.
+fn job_run(r: &Row, offset: i32) -> pb::JobRun {
     let date = int(r, "run_date").unwrap_or(0);
     let time = int(r, "run_time").unwrap_or(0);
     let dur = int(r, "run_duration").unwrap_or(0);
@@ -48,15 +49,7 @@ fn job_run(r: &Row) -> pb::JobRun {
             .unwrap_or(0),
         status: run_status(int(r, "run_status").unwrap_or(-1)).into(),
         message: text(r, "message"),
-        started_at: format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            date / 10000,
-            date / 100 % 100,
-            date % 100,
-            time / 10000,
-            time / 100 % 100,
-            time % 100
-        ),
+        started_at: times::agent_run_utc_text(date, time, offset),
         // run_duration is hhmmss as an int.
         duration_seconds: u32::try_from(dur / 10000 * 3600 + dur / 100 % 100 * 60 + dur % 100)
             .unwrap_or(0),
@@ -151,12 +144,13 @@ impl SqlBackend {
         let mut conn = self.connect(false).await?;
         let job_id = Self::job_id(&mut conn, name).await?;
         let running = Self::job_running(&mut conn, &job_id).await?;
+        let offset = times::own_offset(&mut conn).await?;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let outcome = Self::rows(&mut conn, &ls::job_history(&job_id, after))
             .await?
             .iter()
             .find(|r| int(r, "step_id") == Some(0))
-            .map(job_run);
+            .map(|r| job_run(r, offset));
         Ok(pb::JobOutcomeInfo {
             job_name: name.to_string(),
             running,
@@ -242,16 +236,17 @@ impl SqlBackend {
         Self::call(conn, &ls::start_job_id(job)).await?;
         let id = super::guid_text(&job);
         let deadline = tokio::time::Instant::now() + timeout;
+        let offset = times::own_offset(conn).await?;
         loop {
             let rows = Self::rows(conn, &ls::job_history(&id, 0)).await?;
             if let Some(outcome) = rows.iter().find(|r| int(r, "step_id") == Some(0)) {
                 let mut steps: Vec<pb::JobRun> = rows
                     .iter()
                     .filter(|r| int(r, "step_id") != Some(0))
-                    .map(job_run)
+                    .map(|r| job_run(r, offset))
                     .collect();
                 steps.sort_by_key(|s| s.step_id);
-                return Ok((job_run(outcome), steps));
+                return Ok((job_run(outcome, offset), steps));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(job_error(

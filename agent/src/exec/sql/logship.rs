@@ -27,7 +27,7 @@ use failback_proto::pb;
 use tiberius::Row;
 
 use super::tsql::{self, logship as ls};
-use super::{Conn, SqlBackend, date_col, flag, guid_col, guid_text, int, text};
+use super::{Conn, SqlBackend, flag, guid_col, guid_text, int, text, times};
 use crate::error::Error;
 
 fn opt_i32(row: &Row, col: &str) -> Option<i32> {
@@ -95,6 +95,8 @@ impl SqlBackend {
         let Some(r) = rows.first() else {
             return Ok(None);
         };
+        // last_backup_date is this instance's local time (its own backup job wrote it).
+        let offset = times::own_offset(conn).await?;
         let primary_id = guid_col(r, "primary_id");
         let secondaries = Self::rows(conn, &ls::primary_secondaries(&primary_id))
             .await?
@@ -112,7 +114,7 @@ impl SqlBackend {
             backup_retention_minutes: i32_or0(r, "backup_retention_period"),
             backup_job_id: guid_col(r, "backup_job_id"),
             last_backup_file: text(r, "last_backup_file"),
-            last_backup_date: date_col(r, "last_backup_date"),
+            last_backup_date: times::col_utc_text(r, "last_backup_date", offset),
             secondaries,
         }))
     }
@@ -122,6 +124,11 @@ impl SqlBackend {
         db: &DatabaseName,
     ) -> Result<Option<pb::LogShippingSecondaryConfig>, Error> {
         let rows = Self::rows(conn, &ls::secondary_config(db)).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        // last_copied_date / last_restored_date: this instance's local time (its own jobs).
+        let offset = times::own_offset(conn).await?;
         Ok(rows.first().map(|r| pb::LogShippingSecondaryConfig {
             secondary_id: guid_col(r, "secondary_id"),
             database: text(r, "secondary_database"),
@@ -133,9 +140,9 @@ impl SqlBackend {
             copy_job_id: guid_col(r, "copy_job_id"),
             restore_job_id: guid_col(r, "restore_job_id"),
             last_copied_file: text(r, "last_copied_file"),
-            last_copied_date: date_col(r, "last_copied_date"),
+            last_copied_date: times::col_utc_text(r, "last_copied_date", offset),
             last_restored_file: text(r, "last_restored_file"),
-            last_restored_date: date_col(r, "last_restored_date"),
+            last_restored_date: times::col_utc_text(r, "last_restored_date", offset),
             restore_delay_minutes: i32_or0(r, "restore_delay"),
             standby: flag(r, "restore_mode"),
         }))

@@ -25,6 +25,7 @@ mod engine_access;
 mod jobs;
 mod logship;
 mod restore;
+mod times;
 pub use restore::RestoreRequest;
 mod tls;
 pub mod tsql;
@@ -200,15 +201,6 @@ pub(crate) fn guid_col(row: &Row, col: &str) -> String {
         Ok(Some(g)) => guid_text(&g),
         _ => text(row, col).to_uppercase(),
     }
-}
-
-/// A datetime column as `YYYY-MM-DDTHH:MM:SS` (msdb's local time; empty when NULL).
-pub(crate) fn date_col(row: &Row, col: &str) -> String {
-    row.try_get::<chrono::NaiveDateTime, _>(col)
-        .ok()
-        .flatten()
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
-        .unwrap_or_default()
 }
 
 /// The backend.

@@ -300,6 +300,25 @@ pub fn verify_only(file: &str, position: u32, checksums: Checksums) -> Statement
     }
 }
 
+/// The instance's current UTC offset in minutes (local = UTC + offset; SQL Server 2008 and
+/// later). One read of one clock, unlike `DATEDIFF(minute, GETUTCDATE(), GETDATE())`, whose two
+/// reads can straddle a minute boundary.
+pub fn utc_offset() -> Statement {
+    Statement::plain("SELECT DATEPART(TZOFFSET, SYSDATETIMEOFFSET()) AS offset_minutes;")
+}
+
+/// The UTC offset, in 15-minute units, that msdb recorded for the newest backup set written by
+/// `server` (backupset.time_zone: -48..48, 127 unknown). A restore copies the set's zone from
+/// the media, so a secondary knows its primary's zone from the log backups it restored.
+pub fn backupset_time_zone(server: &str) -> Statement {
+    Statement {
+        text: "SELECT TOP 1 time_zone FROM msdb.dbo.backupset WHERE server_name = @P1 \
+AND time_zone >= -48 AND time_zone <= 48 ORDER BY backup_set_id DESC;"
+            .into(),
+        params: vec![Param::Text(server.to_string())],
+    }
+}
+
 /// `RESTORE HEADERONLY`.
 pub fn header_only(file: &str) -> Statement {
     Statement {

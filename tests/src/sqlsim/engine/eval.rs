@@ -89,6 +89,10 @@ pub fn eval(e: &Expr, ctx: &EvalCtx<'_>, scope: &Scope<'_>) -> EResult<Value> {
             .cloned()
             .ok_or_else(|| errors::undeclared_variable(name)),
         Expr::Global(name) => global(name, ctx),
+        // CURRENT_TIMESTAMP is a niladic function written without parentheses.
+        Expr::Column(parts) if is_current_timestamp(parts) => {
+            Ok(Value::DateTime(Timestamp::now_local()))
+        }
         Expr::Column(parts) => {
             let (bi, ci) = scope.resolve(parts)?;
             Ok(scope.bindings[bi]
@@ -101,6 +105,9 @@ pub fn eval(e: &Expr, ctx: &EvalCtx<'_>, scope: &Scope<'_>) -> EResult<Value> {
         Expr::Function { name, args } => {
             if is_aggregate_name(name) {
                 return Err(aggregate_misuse(name));
+            }
+            if let Some(v) = date_part_function(name, args, ctx, scope)? {
+                return Ok(v);
             }
             let vals = args
                 .iter()
@@ -432,8 +439,20 @@ fn function(name: &str, args: &[Value], ctx: &EvalCtx<'_>) -> EResult<Value> {
             };
             db.map_or(Value::Null, |d| Value::Str(d.name.clone()))
         }
-        "GETDATE" | "GETUTCDATE" | "SYSDATETIME" | "SYSUTCDATETIME" | "CURRENT_TIMESTAMP" => {
-            Value::DateTime(Timestamp::now())
+        // GETDATE, SYSDATETIME and CURRENT_TIMESTAMP are the host's local time; the UTC pair is
+        // the same instant without the offset (sql-docs GETDATE / GETUTCDATE).
+        "GETDATE" | "SYSDATETIME" | "CURRENT_TIMESTAMP" => Value::DateTime(Timestamp::now_local()),
+        "GETUTCDATE" | "SYSUTCDATETIME" => Value::DateTime(Timestamp::now()),
+        // The sim's wire types have no datetimeoffset; SYSDATETIMEOFFSET() is answered only
+        // inside DATEPART(TZOFFSET, …) (see `date_part_function`). Anything else is refused
+        // rather than answered with a different type.
+        "SYSDATETIMEOFFSET" => {
+            return Err(ServerMessage::new(
+                50000,
+                1,
+                16,
+                "sqlsim: SYSDATETIMEOFFSET() is supported only as DATEPART(TZOFFSET, SYSDATETIMEOFFSET())",
+            ));
         }
         "SUSER_SNAME" | "SUSER_NAME" | "ORIGINAL_LOGIN" => Value::Str(ctx.session.login.clone()),
         "HOST_NAME" => Value::Str(ctx.session.host_name.clone()),
@@ -450,6 +469,118 @@ fn function(name: &str, args: &[Value], ctx: &EvalCtx<'_>) -> EResult<Value> {
         }),
         _ => return Err(errors::unknown_function(name)),
     })
+}
+
+/// `CURRENT_TIMESTAMP`, which the parser sees as a column name.
+pub fn is_current_timestamp(parts: &[String]) -> bool {
+    matches!(parts, [p] if p.eq_ignore_ascii_case("CURRENT_TIMESTAMP"))
+}
+
+/// How many leading arguments of `name` are keywords, not expressions (DATEDIFF's and
+/// DATEPART's datepart), so column checks skip them.
+pub fn keyword_args(name: &str) -> usize {
+    usize::from(name.eq_ignore_ascii_case("DATEDIFF") || name.eq_ignore_ascii_case("DATEPART"))
+}
+
+/// The datepart keyword of DATEDIFF/DATEPART (`minute`, `mi`, `n`, …), lower-cased.
+fn datepart_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Column(parts) if parts.len() == 1 => Some(parts[0].to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// 100 ns ticks since 0001-01-01.
+fn total_ticks(t: &Timestamp) -> i128 {
+    t.days as i128 * crate::sqlsim::clock::TICKS_PER_DAY as i128 + t.ticks as i128
+}
+
+/// DATEDIFF and DATEPART, whose first argument is a keyword, not an expression. DATEDIFF counts
+/// the datepart boundaries crossed from the start date to the end date (so
+/// `DATEDIFF(minute, '12:00:59', '12:01:00')` is 1), as sql-docs describes. `None`: another
+/// function.
+fn date_part_function(
+    name: &str,
+    args: &[Expr],
+    ctx: &EvalCtx<'_>,
+    scope: &Scope<'_>,
+) -> EResult<Option<Value>> {
+    let upper = name.to_ascii_uppercase();
+    if upper != "DATEDIFF" && upper != "DATEPART" {
+        return Ok(None);
+    }
+    let part = args.first().and_then(datepart_name).unwrap_or_default();
+    let unknown = || {
+        ServerMessage::new(
+            155,
+            15,
+            16,
+            format!(
+                "'{part}' is not a recognized {} option.",
+                upper.to_lowercase()
+            ),
+        )
+    };
+    let date = |e: Option<&Expr>| -> EResult<Option<Timestamp>> {
+        match e.map(|e| eval(e, ctx, scope)).transpose()? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::DateTime(t)) => Ok(Some(t)),
+            Some(Value::Str(s)) => Timestamp::parse(&s)
+                .map(Some)
+                .ok_or_else(errors::datetime_conversion),
+            Some(_) => Err(errors::datetime_conversion()),
+        }
+    };
+    if upper == "DATEPART" {
+        if part == "tzoffset" || part == "tz" {
+            // The offset SYSDATETIMEOFFSET() carries; a value without one (datetime, datetime2)
+            // has offset 0.
+            let own = matches!(args.get(1), Some(Expr::Function { name, .. })
+                if name.eq_ignore_ascii_case("SYSDATETIMEOFFSET"));
+            return Ok(Some(Value::Int(if own {
+                i64::from(crate::sqlsim::clock::utc_offset_minutes())
+            } else {
+                0
+            })));
+        }
+        let Some(t) = date(args.get(1))? else {
+            return Ok(Some(Value::Null));
+        };
+        let (y, m, d) = t.civil_date();
+        let s = t.second_of_day() as i64;
+        return Ok(Some(Value::Int(match part.as_str() {
+            "year" | "yy" | "yyyy" => y,
+            "month" | "mm" | "m" => m as i64,
+            "day" | "dd" | "d" => d as i64,
+            "hour" | "hh" => s / 3600,
+            "minute" | "mi" | "n" => s / 60 % 60,
+            "second" | "ss" | "s" => s % 60,
+            _ => return Err(unknown()),
+        })));
+    }
+    let (Some(a), Some(b)) = (date(args.get(1))?, date(args.get(2))?) else {
+        return Ok(Some(Value::Null));
+    };
+    let unit: i128 = match part.as_str() {
+        "day" | "dd" | "d" => 864_000_000_000,
+        "hour" | "hh" => 36_000_000_000,
+        "minute" | "mi" | "n" => 600_000_000,
+        "second" | "ss" | "s" => 10_000_000,
+        "millisecond" | "ms" => 10_000,
+        "year" | "yy" | "yyyy" | "month" | "mm" | "m" => {
+            let (ya, ma, _) = a.civil_date();
+            let (yb, mb, _) = b.civil_date();
+            let months = (yb - ya) * 12 + mb as i64 - ma as i64;
+            return Ok(Some(Value::Int(if part.starts_with('y') {
+                yb - ya
+            } else {
+                months
+            })));
+        }
+        _ => return Err(unknown()),
+    };
+    let diff = total_ticks(&b).div_euclid(unit) - total_ticks(&a).div_euclid(unit);
+    Ok(Some(Value::Int(diff as i64)))
 }
 
 fn server_property(prop: &str, ctx: &EvalCtx<'_>) -> Value {
@@ -489,13 +620,14 @@ pub fn infer_type(e: &Expr, ctx: &EvalCtx<'_>, scope: &Scope<'_>) -> SqlType {
             "@@TRANCOUNT" | "@@ERROR" | "@@ROWCOUNT" => SqlType::Int,
             _ => SqlType::NVarChar(Some(128)),
         },
+        Expr::Column(parts) if is_current_timestamp(parts) => SqlType::DateTime,
         Expr::Column(parts) => scope
             .resolve(parts)
             .map(|(bi, ci)| scope.bindings[bi].columns[ci].ty)
             .unwrap_or(SqlType::Int),
         Expr::CountStar => SqlType::Int,
         Expr::Function { name, args } => match name.to_ascii_uppercase().as_str() {
-            "COUNT" | "DB_ID" | "LEN" => SqlType::Int,
+            "COUNT" | "DB_ID" | "LEN" | "DATEDIFF" | "DATEPART" => SqlType::Int,
             "COUNT_BIG" | "SUM" => SqlType::BigInt,
             "MAX" | "MIN" | "ISNULL" | "COALESCE" | "UPPER" | "LOWER" => args
                 .first()

@@ -291,8 +291,12 @@ fn order_key(
 
 fn check_columns(e: &Expr, scope: &Scope<'_>) -> QResult<()> {
     match e {
+        Expr::Column(parts) if super::eval::is_current_timestamp(parts) => Ok(()),
         Expr::Column(parts) => scope.resolve(parts).map(|_| ()),
-        Expr::Function { args, .. } => args.iter().try_for_each(|a| check_columns(a, scope)),
+        Expr::Function { name, args } => args
+            .iter()
+            .skip(super::eval::keyword_args(name))
+            .try_for_each(|a| check_columns(a, scope)),
         Expr::Neg(x) | Expr::Not(x) => check_columns(x, scope),
         Expr::Binary { left, right, .. } => {
             check_columns(left, scope)?;

@@ -17,6 +17,16 @@
 //! backup: only the rows of its LSN range); a full backup is padded with deterministic filler to
 //! the configured database size so that backup and restore do real, measurable I/O.
 //!
+//! Dates: the header holds BackupStartDate, BackupFinishDate and DatabaseCreationDate as the
+//! writing server's local wall clock, without an offset, as SQL Server's datetime columns do, so
+//! HEADERONLY (and msdb's backupset after a restore) shows the writer's local time wherever the
+//! file is read. [`write_backup`] converts the in-memory UTC times at that edge. The header also
+//! records the writer's UTC offset (sql-docs backupset.time_zone: "difference between local time
+//! (where the backup operation is taking place) and UTC … at the time the backup operation
+//! started"), which a restoring server copies into its backupset row. It sits in the file's
+//! JSON next to the header's fields, not in [`BackupHeader`] (whose literal lives in create.rs,
+//! another change's file); reading a set notes it per BackupSetGUID, see [`writer_offset`].
+//!
 //! Format 1 (one set, no media header, before multiple sets existed) is refused like any file
 //! that is not a backup (3241), with the reason in sqlsim's log: those files came from test
 //! runs, never from a real server, so reading them has no value worth a second code path.
@@ -320,7 +330,17 @@ pub async fn write_backup(
     }
     header.payload_len = gen_.total;
     header.payload_crc = !crc;
-    let head = serde_json::to_vec(header).map_err(std::io::Error::other)?;
+    let on_disk = BackupHeader {
+        start: header.start.local(),
+        finish: header.finish.local(),
+        database_creation_date: header.database_creation_date.local(),
+        ..header.clone()
+    };
+    let head = serde_json::to_vec(&OnDisk {
+        header: &on_disk,
+        writer_utc_offset_minutes: Some(crate::sqlsim::clock::utc_offset_minutes()),
+    })
+    .map_err(std::io::Error::other)?;
     let mut pre = Vec::with_capacity(head.len() + 256);
     let mut file = match base {
         Base::New(media) => {
@@ -415,6 +435,7 @@ pub async fn read_media(path: &Path) -> Result<Media, ReadError> {
         let json = read_block(&mut file).await.ok_or(ReadError::Malformed)?;
         let header: BackupHeader =
             serde_json::from_slice(&json).map_err(|_| ReadError::Malformed)?;
+        note_writer_offset(&header, &json);
         let offset = pos + 8 + json.len() as u64;
         let end = offset.saturating_add(header.payload_len);
         sets.push(SetInfo { header, offset });
@@ -502,6 +523,44 @@ pub async fn read_payload(
     let n = content_len.ok_or(ReadError::Damaged)?;
     serde_json::from_slice(head.get(4..4 + n).ok_or(ReadError::Damaged)?)
         .map_err(|_| ReadError::Damaged)
+}
+
+/// A set header as written: the header's fields plus the writer's UTC offset.
+#[derive(Serialize)]
+struct OnDisk<'a> {
+    #[serde(flatten)]
+    header: &'a BackupHeader,
+    writer_utc_offset_minutes: Option<i32>,
+}
+
+/// The writer's offset as read back (absent in files written before it was recorded).
+#[derive(Deserialize)]
+struct WriterZone {
+    #[serde(default)]
+    writer_utc_offset_minutes: Option<i32>,
+}
+
+/// Writer offsets of the sets this process has read, by BackupSetGUID.
+static WRITER_OFFSETS: std::sync::Mutex<Option<std::collections::HashMap<String, i32>>> =
+    std::sync::Mutex::new(None);
+
+fn note_writer_offset(header: &BackupHeader, json: &[u8]) {
+    let Ok(WriterZone {
+        writer_utc_offset_minutes: Some(m),
+    }) = serde_json::from_slice::<WriterZone>(json)
+    else {
+        return;
+    };
+    let mut map = WRITER_OFFSETS.lock().unwrap_or_else(|p| p.into_inner());
+    map.get_or_insert_with(Default::default)
+        .insert(header.backup_set_guid.clone(), m);
+}
+
+/// The UTC offset (minutes) of the server that wrote the set `header` describes, when the file
+/// recorded it and this process has read that set.
+pub fn writer_offset(header: &BackupHeader) -> Option<i32> {
+    let map = WRITER_OFFSETS.lock().unwrap_or_else(|p| p.into_inner());
+    map.as_ref()?.get(&header.backup_set_guid).copied()
 }
 
 /// `(header start, header length, payload start, payload length)` of the last set in `bytes`.

@@ -164,6 +164,7 @@ fn header_row(h: &BackupHeader, position: usize) -> Vec<(Column, Value)> {
         (lsn_col("LastLSN"), lsn(h.last_lsn)),
         (lsn_col("CheckpointLSN"), lsn(h.checkpoint_lsn)),
         (lsn_col("DatabaseBackupLSN"), lsn(h.database_backup_lsn)),
+        // As stored: the writing server's local time (format.rs), not this server's.
         (
             Column::new("BackupStartDate", SqlType::DateTime),
             Value::DateTime(h.start),

@@ -284,7 +284,9 @@ impl Engine {
     }
 
     fn fire_due_schedules(&self, next: &mut HashMap<(String, i32), Timestamp>, just_started: bool) {
-        let now = Timestamp::now();
+        // Schedules (active_start_time, next_run_date/time) are the host's local wall clock, as
+        // SQL Server Agent's are: `next` holds local times.
+        let now = Timestamp::now_local();
         let mut due = Vec::new();
         {
             let mut st = lock(&self.state);
@@ -476,8 +478,8 @@ impl Engine {
             sql_severity: 0,
             message,
             run_status: status,
-            run_date: started.agent_date(),
-            run_time: started.agent_time(),
+            run_date: started.local().agent_date(),
+            run_time: started.local().agent_time(),
             run_duration: duration_int(end.seconds_since(&started)),
             server,
         });
@@ -510,8 +512,8 @@ impl Engine {
         };
         if let Some(s) = j.steps.iter_mut().find(|s| s.step_id == step.step_id) {
             s.last_run_outcome = status;
-            s.last_run_date = start.agent_date();
-            s.last_run_time = start.agent_time();
+            s.last_run_date = start.local().agent_date();
+            s.last_run_time = start.local().agent_time();
         }
         st.msdb.add_history(HistoryRow {
             instance_id: 0,
@@ -522,8 +524,8 @@ impl Engine {
             sql_severity: severity,
             message,
             run_status: status,
-            run_date: start.agent_date(),
-            run_time: start.agent_time(),
+            run_date: start.local().agent_date(),
+            run_time: start.local().agent_time(),
             run_duration: duration_int(end.seconds_since(&start)),
             server,
         });

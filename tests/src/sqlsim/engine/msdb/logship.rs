@@ -347,7 +347,7 @@ fn ls_change(
                         freq_subday_interval: 2,
                         freq_relative_interval: 0,
                         freq_recurrence_factor: 0,
-                        active_start_date: Timestamp::now().agent_date(),
+                        active_start_date: Timestamp::now_local().agent_date(),
                         active_end_date: 99_991_231,
                         active_start_time: 0,
                         active_end_time: 235_900,

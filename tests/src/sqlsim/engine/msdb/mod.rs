@@ -356,7 +356,10 @@ pub struct RestoreRecord {
     pub first_lsn: u64,
     /// `backupset.last_lsn`.
     pub last_lsn: u64,
-    /// `backupset.backup_start_date`.
+    /// `backupset.time_zone`: the writer's UTC offset in 15-minute intervals (127 unknown).
+    #[serde(default = "unknown_zone")]
+    pub time_zone: i32,
+    /// `backupset.backup_start_date` (from the backup header: the writer's local time).
     pub backup_start_date: Timestamp,
     /// `backupset.backup_finish_date`.
     pub backup_finish_date: Timestamp,
@@ -519,6 +522,9 @@ pub fn record_restore(
         database_name: header.database_name.clone(),
         first_lsn: header.first_lsn,
         last_lsn: header.last_lsn,
+        // backupset.time_zone: the writer's offset in 15-minute units, 127 = unknown.
+        time_zone: crate::sqlsim::engine::backup::format::writer_offset(header)
+            .map_or(127, |m| m.div_euclid(15)),
         backup_start_date: header.start,
         backup_finish_date: header.finish,
         backup_type: kind.to_string(),
@@ -528,4 +534,9 @@ pub fn record_restore(
     if msdb.restores.len() > HISTORY_MAX_ROWS {
         msdb.restores.remove(0);
     }
+}
+
+/// backupset.time_zone's "unknown" (rows saved before the column existed).
+fn unknown_zone() -> i32 {
+    127
 }

@@ -34,7 +34,7 @@ pub const LAB_MIN_SECONDS: i32 = 1;
 
 /// The schedule parameters of sp_add_schedule / sp_add_jobschedule, unchecked.
 pub(super) fn schedule_from(b: &Bound<'_>, name: String, id: i32) -> Schedule {
-    let today = Timestamp::now().agent_date();
+    let today = Timestamp::now_local().agent_date();
     Schedule {
         schedule_id: id,
         schedule_uid: new_guid(),

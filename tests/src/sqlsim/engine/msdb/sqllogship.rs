@@ -1,7 +1,9 @@
 //! `sqllogship.exe`, the program the log shipping jobs run (as the Agent account):
 //!
 //! - `-backup <primary_id>`: `BACKUP LOG [db] TO DISK = N'<backup_directory>\<db>_yyyymmddhhmmss.trn'`
-//!   (UTC stamp), then deletes this database's `.trn` files in that folder older than
+//!   (UTC stamp: the behaviour sqlsim has always had and what the lead recalls of SQL Server
+//!   2008 and later; no Microsoft page found states it either way, so it stays, and nothing in
+//!   failback parses the stamp — the agent orders files by HEADERONLY LSNs), then deletes this database's `.trn` files in that folder older than
 //!   backup_retention_period; records last_backup_file / date.
 //! - `-copy <secondary_id>`: lists `<db>_*.trn` in backup_source_directory (Agent read access),
 //!   copies those newer than last_copied_file and not yet in backup_destination_directory
@@ -38,7 +40,8 @@ impl RunLog {
     }
 
     fn line(&mut self, text: impl Into<String>) {
-        let t = Timestamp::now().to_rfc3339();
+        // The program prints the host's local clock.
+        let t = Timestamp::now_local().to_rfc3339();
         let text = text.into();
         self.lines
             .push(format!("{} {}\t{text}", &t[..10], &t[11..22]));
@@ -498,8 +501,21 @@ impl Engine {
                 if h.first_lsn > db_lsn {
                     return log.error(format!("The file '{file}' is too recent to apply to the secondary database '{name}'."), "Microsoft.SqlServer.Management.LogShipping");
                 }
+                // The delay counts from the backup's creation. The header's finish time is the
+                // primary's local clock (another data center may have another offset): undo the
+                // writer's offset the file records, else trust the name's UTC stamp, else read
+                // the header as this server's local time.
+                let made = format::writer_offset(h)
+                    .map(|m| h.finish.plus_seconds(-i64::from(m) * 60))
+                    .or_else(|| {
+                        file.rsplit(['\\', '/'])
+                            .next()
+                            .and_then(|n| stamp_of(&cfg.primary_database, n))
+                            .and_then(parse_stamp)
+                    })
+                    .unwrap_or_else(|| h.finish.utc_from_local());
                 if sdb.restore_delay > 0
-                    && h.finish.plus_seconds(sdb.restore_delay as i64 * 60) > Timestamp::now()
+                    && made.plus_seconds(sdb.restore_delay as i64 * 60) > Timestamp::now()
                 {
                     log.line(format!("Skipped log backup file '{file}': restore delay of {} minutes not reached.", sdb.restore_delay));
                     break;

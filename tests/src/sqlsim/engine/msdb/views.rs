@@ -40,10 +40,19 @@ fn s(text: &str) -> Value {
 fn os(text: &Option<String>) -> Value {
     text.clone().map_or(Value::Null, Value::Str)
 }
+/// msdb's date columns are the server's local time (sql-docs: `last_backup_date` vs
+/// `last_backup_date_utc`, "expressed in Coordinated Universal Time"); state keeps UTC.
 fn t(v: Timestamp) -> Value {
-    Value::DateTime(v)
+    Value::DateTime(v.local())
 }
 fn ot(v: Option<Timestamp>) -> Value {
+    v.map_or(Value::Null, |v| Value::DateTime(v.local()))
+}
+/// The `_utc` columns.
+fn t_utc(v: Timestamp) -> Value {
+    Value::DateTime(v)
+}
+fn ot_utc(v: Option<Timestamp>) -> Value {
     v.map_or(Value::Null, Value::DateTime)
 }
 fn i(v: impl Into<i64>) -> Value {
@@ -355,7 +364,7 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                             Value::Bit(p.threshold_alert_enabled),
                             os(&p.last_backup_file),
                             ot(p.last_backup_date),
-                            ot(p.last_backup_date),
+                            ot_utc(p.last_backup_date),
                             i(p.history_retention_period),
                         ]
                     })
@@ -468,10 +477,10 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                             Value::Bit(d.threshold_alert_enabled),
                             sec.map_or(Value::Null, |x| os(&x.last_copied_file)),
                             sec.map_or(Value::Null, |x| ot(x.last_copied_date)),
-                            sec.map_or(Value::Null, |x| ot(x.last_copied_date)),
+                            sec.map_or(Value::Null, |x| ot_utc(x.last_copied_date)),
                             os(&d.last_restored_file),
                             ot(d.last_restored_date),
-                            ot(d.last_restored_date),
+                            ot_utc(d.last_restored_date),
                             d.last_restored_latency.map_or(Value::Null, i),
                             i(d.history_retention_period),
                         ]
@@ -502,7 +511,7 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                                 s(&h.database_name),
                                 i(h.session_status),
                                 t(h.log_time),
-                                t(h.log_time),
+                                t_utc(h.log_time),
                                 s(&h.message),
                             ]
                         })
@@ -543,6 +552,7 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                     lsn("last_lsn"),
                     dt("backup_start_date"),
                     dt("backup_finish_date"),
+                    Column::new("time_zone", SqlType::SmallInt),
                 ],
                 m.restores
                     .iter()
@@ -555,8 +565,11 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                             s(&r.backup_type),
                             Value::Numeric(r.first_lsn as i128, 0),
                             Value::Numeric(r.last_lsn as i128, 0),
-                            t(r.backup_start_date),
-                            t(r.backup_finish_date),
+                            // Copied from the backup header: already the writing server's
+                            // local time (see backup/format.rs), not this server's.
+                            Value::DateTime(r.backup_start_date),
+                            Value::DateTime(r.backup_finish_date),
+                            i(r.time_zone),
                         ]
                     })
                     .collect(),
