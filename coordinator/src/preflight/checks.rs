@@ -461,6 +461,9 @@ fn databases(f: &Facts, d: Direction, next: bool) -> Vec<pb::PreflightCheck> {
                 let t = format!("{MGC} on {}", role_target(backup));
                 out.push(match backup.database(MGC) {
                     Some(db) if db.state == "ONLINE" && !db.is_read_only && !db.is_in_standby => ok(NAME, t, describe(db)),
+                    // ONLINE but read-only: what FB-4's freeze leaves when a failback stopped
+                    // after it (issue #12): the data is all there, only writes are off.
+                    Some(db) if db.state == "ONLINE" && db.is_read_only && !db.is_in_standby => check(NAME, t, St::Fail, describe(db), "ONLINE, read-write", format!("{MGC} on the backup instance is read-only, as FB-4 leaves it before restoring the primary: if the pool is to keep serving from the backup, run ALTER DATABASE [{MGC}] SET READ_WRITE on {} (never RESTORE … WITH RECOVERY: the database is already recovered)", backup.instance)),
                     Some(db) => check(NAME, t, St::Fail, describe(db), "ONLINE, read-write", format!("FB-3 backs up {MGC} on the backup instance, which serves the pool: finish the failover (RESTORE DATABASE [{MGC}] WITH RECOVERY)")),
                     None => check(NAME, t, St::Fail, "absent", "ONLINE, read-write", format!("the pool is failed over but {} holds no {MGC}: find where the pool's data is before failing back", backup.instance)),
                 });

@@ -304,6 +304,25 @@ fn failed_over_pool_checks_failback() {
         St::Fail
     );
 
+    // The backup mgc frozen read-only by a failback that stopped after FB-4's freeze: the fix
+    // is SET READ_WRITE, not a recovery.
+    let mut g = f.clone();
+    g.sql[1].databases = Ok(vec![pb::DatabaseInfo {
+        is_read_only: true,
+        ..db("ONLINE")
+    }]);
+    let p = evaluate(&g, &settings());
+    assert_eq!(status(&p, "failback", "database", "backup"), St::Fail);
+    let c = p.directions[1]
+        .checks
+        .iter()
+        .find(|c| c.name == "database" && c.target.contains("backup"))
+        .unwrap();
+    assert!(
+        c.fix.contains("SET READ_WRITE") && !c.fix.starts_with("finish the failover"),
+        "{c:?}"
+    );
+
     // The backup mgc is the MIRROR (its own mirror took over): failback must start from the
     // principal, so preflight fails the check and says how to swap the roles back.
     let mut g = f.clone();
