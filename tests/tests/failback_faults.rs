@@ -116,7 +116,9 @@ async fn an_instance_killed_mid_restore_is_probed_not_restored_again() {
         .as_str()
         .unwrap_or_default();
     assert!(
-        msg.contains("outcome is unknown") && msg.contains("not repeated automatically"),
+        msg.contains("outcome is unknown")
+            && msg.contains("not repeated automatically")
+            && msg.contains("SET READ_WRITE"),
         "{detail:#}"
     );
     let restores = statements_starting(&lab.pools[0].primary, "RESTORE DATABASE");

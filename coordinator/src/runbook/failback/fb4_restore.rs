@@ -183,7 +183,15 @@ impl Step for RestorePrimary {
                 })),
                 ctx.config.data_step_timeout,
             )
-            .await?;
+            .await
+            .map_err(|mut e| {
+                // The freeze above stays: say so where the operator reads the failure.
+                e.message = format!(
+                    "{}; the backup {MGC} was set READ_ONLY by this step and stays so: to keep serving the pool from it, run ALTER DATABASE [{MGC}] SET READ_WRITE on the backup instance",
+                    e.message
+                );
+                e
+            })?;
         let r = expect_output!(out, Restore, "restore_database")?;
         let h = r.header.unwrap_or_default();
         Ok(json!({
