@@ -1,7 +1,8 @@
 //! The agent's side of `AgentSession.Open`: dial the coordinators (mTLS, our certificate), say
 //! Hello, accept the Welcome's epoch through fencing, heartbeat, and answer instructions — and when
 //! anything breaks, reconnect with jittered exponential backoff, trying the next coordinator or
-//! the one a leader hint names.
+//! the one a leader hint names (at once only for the first hint; never a hint naming the
+//! coordinator that gave it).
 //!
 //! Retried: every connection and stream failure (forever, with backoff; the agent's purpose is to
 //! be reachable). Not retried against the same coordinator: a Welcome with an epoch older than one
@@ -64,6 +65,7 @@ pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
     let mut hint: Option<Endpoint> = None;
     let mut backoff = ctx.config.reconnect.initial;
     loop {
+        let from_hint = hint.is_some();
         let endpoint = hint
             .take()
             .unwrap_or_else(|| endpoints[next % endpoints.len()].clone());
@@ -77,6 +79,19 @@ pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
             Ok(Ended::Closed(why)) => {
                 tracing::warn!(coordinator = %endpoint, "session closed: {why}; reconnecting");
                 backoff = ctx.config.reconnect.initial;
+            }
+            // Issue #12, reconnect storm: a deposed coordinator named itself and agents came
+            // straight back, hundreds of times a second. A hint naming the refusing coordinator
+            // is ignored; a hint is followed at once only when it did not itself come from a
+            // hint — a chain of refusals waits out the backoff like any other failure.
+            Err(Error::NotLeader(leader)) if leader == endpoint => {
+                tracing::warn!(coordinator = %endpoint, "refused as not the leader, yet names itself as the leader: ignoring the hint");
+                ctx.metrics.session_error("self_hint");
+                next += 1;
+            }
+            Err(Error::NotLeader(leader)) if from_hint => {
+                tracing::info!(coordinator = %endpoint, %leader, "the hinted coordinator is not the leader either; following its hint after the backoff");
+                hint = Some(leader);
             }
             Err(Error::NotLeader(leader)) => {
                 tracing::info!(coordinator = %endpoint, %leader, "following leader hint");

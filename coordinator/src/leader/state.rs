@@ -118,14 +118,22 @@ impl State {
             },
             role => match &self.observed {
                 // While Elected, etcd names us but we do not act yet: give no hint rather than
-                // send clients to a coordinator that will refuse them.
-                Some(o) if !matches!(role, Role::Elected(f) if f.key == o.key) => LeaderView {
-                    is_leader: false,
-                    leader_id: Some(endpoint_name(&o.endpoint)),
-                    leader_endpoint: Some(o.endpoint.clone()),
-                    epoch: o.epoch,
-                    mode: "etcd",
-                },
+                // send clients to a coordinator that will refuse them. Likewise a deposed
+                // coordinator whose last observation is its own key (quorum lost, the key not
+                // yet expired) must not name itself: agents followed that hint back to it in a
+                // tight loop (issue #12, reconnect storm).
+                Some(o)
+                    if !matches!(role, Role::Elected(f) if f.key == o.key)
+                        && o.endpoint != own_endpoint =>
+                {
+                    LeaderView {
+                        is_leader: false,
+                        leader_id: Some(endpoint_name(&o.endpoint)),
+                        leader_endpoint: Some(o.endpoint.clone()),
+                        epoch: o.epoch,
+                        mode: "etcd",
+                    }
+                }
                 _ => LeaderView::unknown("etcd"),
             },
         }
@@ -283,6 +291,18 @@ mod tests {
         assert_eq!(v.leader_endpoint.as_deref(), Some("c2@10.0.0.2:7443"));
         assert_eq!(v.leader_id.as_deref(), Some("c2"));
         assert_eq!(v.epoch, Epoch(12));
+        // Deposed (keep-alive lost) while the last observation is still our own key: no hint
+        // naming ourselves.
+        let leader = {
+            let (s, _) = next(&State::new(), Event::Won(fence(5)));
+            next(&s, Event::KeepAliveOk).0
+        };
+        let (s, _) = next(
+            &leader,
+            Event::Observed(Some(observed(&fence(5), "me@h:1"))),
+        );
+        let (s, _) = next(&s, Event::KeepAliveLost);
+        assert_eq!(s.view("me@h:1"), LeaderView::unknown("etcd"));
         // Elected on our own key: etcd names us, but we give no hint until we act.
         let (s, _) = next(&State::new(), Event::Won(fence(13)));
         let (s, _) = next(&s, Event::Observed(Some(observed(&fence(13), "me@h:1"))));

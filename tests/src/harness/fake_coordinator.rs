@@ -4,6 +4,8 @@
 //! and repeated ones a correct coordinator never would.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use failback_proto::pb;
@@ -125,6 +127,10 @@ impl FakeSession {
 
 struct Service {
     sessions: mpsc::Sender<FakeSession>,
+    /// Refuse every session as "not the leader", naming this endpoint as the leader.
+    refuse_with_hint: Option<String>,
+    /// Sessions refused so far.
+    refusals: Arc<AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -143,6 +149,16 @@ impl pb::agent_session_server::AgentSession for Service {
             })
             .map(|id| id.name)
             .unwrap_or_default();
+        if let Some(hint) = &self.refuse_with_hint {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+            let mut status = Status::unavailable("not the leader (fake)");
+            if let Ok(v) = hint.parse() {
+                status
+                    .metadata_mut()
+                    .insert(failback_proto::LEADER_HINT_METADATA, v);
+            }
+            return Err(status);
+        }
         let mut rx = request.into_inner();
         let hello = match rx.message().await? {
             Some(pb::AgentMessage {
@@ -168,13 +184,36 @@ impl pb::agent_session_server::AgentSession for Service {
 pub struct FakeCoordinator {
     /// Sessions as agents open them.
     pub sessions: mpsc::Receiver<FakeSession>,
+    /// Sessions refused (see [`FakeCoordinator::start_refusing`]).
+    pub refusals: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
 
 impl FakeCoordinator {
     /// Serves on `127.0.0.1:port` with the certificate `name` from `certs`.
     pub async fn start(certs: &std::path::Path, name: &str, port: u16) -> anyhow::Result<Self> {
+        Self::serve(certs, name, port, None).await
+    }
+
+    /// Like [`FakeCoordinator::start`], but refuses every session as not the leader with a
+    /// leader hint naming `hint` (a deposed coordinator that names itself, issue #12).
+    pub async fn start_refusing(
+        certs: &std::path::Path,
+        name: &str,
+        port: u16,
+        hint: &str,
+    ) -> anyhow::Result<Self> {
+        Self::serve(certs, name, port, Some(hint.to_string())).await
+    }
+
+    async fn serve(
+        certs: &std::path::Path,
+        name: &str,
+        port: u16,
+        refuse_with_hint: Option<String>,
+    ) -> anyhow::Result<Self> {
         failback_proto::install_crypto_provider();
+        let refusals = Arc::new(AtomicUsize::new(0));
         let tls = TlsMaterial::load(&TlsFiles::in_dir(certs, name))?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let (stx, srx) = mpsc::channel(8);
@@ -183,6 +222,8 @@ impl FakeCoordinator {
             .tls_config(tls.server_config())?
             .add_service(pb::agent_session_server::AgentSessionServer::new(Service {
                 sessions: stx,
+                refuse_with_hint,
+                refusals: refusals.clone(),
             }));
         let token = stop.clone();
         tokio::spawn(async move {
@@ -195,6 +236,7 @@ impl FakeCoordinator {
         });
         Ok(FakeCoordinator {
             sessions: srx,
+            refusals,
             stop,
         })
     }
