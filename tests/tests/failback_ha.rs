@@ -20,7 +20,7 @@ mod failback_checks;
 use failback_checks::assert_failed_back;
 use failback_tests::harness::etcd::{EtcdCluster, unique_cluster};
 use failback_tests::harness::failed_over::{Options, failed_over, statements_starting};
-use failback_tests::harness::fleet::{APPROVER, COORDINATOR, COORDINATOR2};
+use failback_tests::harness::fleet::{APPROVER, COORDINATOR, COORDINATOR2, OPERATOR};
 use failback_tests::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use failback_tests::harness::wait_for;
 
@@ -122,6 +122,20 @@ async fn failback_on_etcd_survives_leader_kills_during_fb3_and_fb4() {
             "{c} never drove the run: {drivers:?}\n{detail:#}"
         );
     }
+    // The evidence report names both leaders and where the second took over (issue #12).
+    let out = lab
+        .fleet
+        .ctl(OPERATOR, &["report", &run, "--format", "json"])
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let leaders = report["leaders"].as_array().unwrap();
+    assert!(leaders.len() >= 2, "{report:#}");
+    assert!(
+        leaders.iter().skip(1).all(|l| l["took_over"] == true),
+        "{report:#}"
+    );
     // Each interrupted step was resumed by the coordinator that took over, in the same
     // attempt (so with the same op ids), never started afresh.
     let audit = detail["audit"].as_array().unwrap();

@@ -8,6 +8,7 @@
 pub mod inspect_view;
 pub mod output;
 pub mod preflight_view;
+pub mod report_leaders;
 pub mod report_view;
 pub mod runs_view;
 pub mod watch;

@@ -298,6 +298,7 @@ pub fn report_json(d: &pb::RunDetail) -> Value {
         },
         "pools": pools,
         "approvals": approvals,
+        "leaders": super::report_leaders::leaders(&d.audit),
         "operator_calls": calls,
     })
 }
@@ -444,6 +445,30 @@ pub fn report_md(d: &pb::RunDetail) -> String {
                             " (--yes at start)"
                         } else {
                             ""
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    );
+    let leaders = doc["leaders"].as_array().cloned().unwrap_or_default();
+    row(
+        "Coordinators",
+        if leaders.is_empty() {
+            "none recorded".into()
+        } else {
+            leaders
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} from {}{}",
+                        s(&l["coordinator"]),
+                        ms(&l["from_unix_ms"]),
+                        if l["took_over"] == true {
+                            format!(" (took over: {})", s(&l["first_event"]))
+                        } else {
+                            String::new()
                         }
                     )
                 })
