@@ -11,13 +11,14 @@
 //! 4. become leader only after the first keep-alive sent after the confirmation succeeds, then
 //!    call the listeners' `on_leader_start(epoch)`;
 //! 5. step down (`on_leader_stop`, lease revoked, back to 1) when etcd says the lease is gone, when
-//!    no keep-alive has succeeded for ttl/2 (so leader-only work stops well before another
-//!    coordinator can win at ttl), or when `observe` shows a newer leader;
+//!    no keep-alive has succeeded for 3/4 of the TTL (so leader-only work stops before another
+//!    coordinator can win at ttl, yet an etcd re-election does not depose us), or when
+//!    `observe` shows a newer leader;
 //! 6. on shutdown or [`Leadership::resign`]: `on_leader_stop`, then `resign` the election and
 //!    revoke the lease, so the next candidate wins at once instead of after the TTL.
 //!
 //! A transport error on the keep-alive stream is retried (a new stream, possibly to another
-//! member) until the ttl/2 budget runs out: losing one etcd member must not depose a healthy
+//! member) until the budget (3/4 of the TTL) runs out: losing one etcd member must not depose a healthy
 //! leader, while losing etcd altogether does, in bounded time.
 //!
 //! Every decision is a transition of [`super::state`]; this file only does the I/O. Followers
@@ -92,6 +93,7 @@ impl EtcdLeadership {
             view_tx,
             fence_tx,
             stop: stop.clone(),
+            unrevoked: Arc::new(std::sync::Mutex::new(Vec::new())),
         };
         let task = tokio::spawn(campaigner.run());
         EtcdLeadership {
@@ -168,7 +170,7 @@ impl TermEnd {
 enum KeepAlive {
     /// A keep-alive sent at this instant succeeded.
     Ok(Instant),
-    /// The lease is lost (etcd said so, or the ttl/2 budget ran out).
+    /// The lease is lost (etcd said so, or the keep-alive budget ran out).
     Lost(String),
 }
 
@@ -183,9 +185,34 @@ struct Campaigner {
     view_tx: watch::Sender<LeaderView>,
     fence_tx: watch::Sender<Option<Fence>>,
     stop: CancellationToken,
+    /// Leases of earlier terms whose revoke failed (etcd unreachable): their candidate keys
+    /// would make our next campaign queue behind ourselves until they expire (issue #12), so
+    /// each term tries to revoke them first.
+    unrevoked: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 impl Campaigner {
+    /// Revokes what earlier terms could not; keeps what still fails.
+    async fn revoke_leftovers(&self) {
+        let leases: Vec<i64> = match self.unrevoked.lock() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(_) => return,
+        };
+        for lease in leases {
+            let mut client = self.members.pick().client.lease_client();
+            match tokio::time::timeout(CALL_TIMEOUT, client.revoke(lease)).await {
+                Ok(Ok(_)) => tracing::info!(lease, "revoked a lease an earlier term left behind"),
+                // Gone already (expired): nothing to do.
+                Ok(Err(e)) if e.to_string().contains("not found") => {}
+                _ => {
+                    if let Ok(mut l) = self.unrevoked.lock() {
+                        l.push(lease);
+                    }
+                }
+            }
+        }
+    }
+
     async fn run(mut self) {
         let (obs_tx, mut observed) = mpsc::channel(16);
         let observer_stop = self.stop.child_token();
@@ -250,6 +277,7 @@ impl Campaigner {
         client: &Client,
         observed: &mut mpsc::Receiver<Option<ObservedLeader>>,
     ) -> Result<TermEnd, Error> {
+        self.revoke_leftovers().await;
         let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let granted_at = Instant::now();
         let lease = bounded("grant a lease", client.lease_client().grant(ttl_secs, None))
@@ -260,6 +288,7 @@ impl Campaigner {
             members: self.members.clone(),
             lease,
             armed: true,
+            unrevoked: self.unrevoked.clone(),
         };
         let (ka_tx, mut keepalive) = mpsc::channel(8);
         let kick = Arc::new(Notify::new());
@@ -410,6 +439,8 @@ struct LeaseGuard {
     members: Members,
     lease: i64,
     armed: bool,
+    /// Where a failed revoke leaves the lease for the next term to retry.
+    unrevoked: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 impl LeaseGuard {
@@ -421,9 +452,23 @@ impl LeaseGuard {
         let mut client = self.members.pick().client.lease_client();
         match tokio::time::timeout(CALL_TIMEOUT, client.revoke(self.lease)).await {
             Ok(Ok(_)) => tracing::debug!(lease = self.lease, "lease revoked"),
-            // Already expired, or etcd unreachable: it expires on its own after the TTL.
-            Ok(Err(e)) => tracing::debug!(lease = self.lease, "lease not revoked: {e}"),
-            Err(_) => tracing::debug!(lease = self.lease, "lease not revoked: timeout"),
+            Ok(Err(e)) if e.to_string().contains("not found") => {}
+            // etcd unreachable: the next term retries before it campaigns (else the key lives
+            // until the TTL and our own next campaign waits behind it).
+            Ok(Err(e)) => {
+                tracing::debug!(lease = self.lease, "lease not revoked: {e}");
+                self.remember();
+            }
+            Err(_) => {
+                tracing::debug!(lease = self.lease, "lease not revoked: timeout");
+                self.remember();
+            }
+        }
+    }
+
+    fn remember(&self) {
+        if let Ok(mut l) = self.unrevoked.lock() {
+            l.push(self.lease);
         }
     }
 }
@@ -444,13 +489,16 @@ impl Drop for LeaseGuard {
 }
 
 /// When the keep-alive budget of a lease whose last successful keep-alive was *sent* at
-/// `last_ok` runs out: half the TTL, so a leader that cannot renew stops acting while its lease
-/// (renewed no later than `last_ok`) still has at least ttl/2 to live.
+/// `last_ok` runs out: three quarters of the TTL. etcd renewed the lease when it received that
+/// keep-alive, after `last_ok`, so no rival can win before `last_ok + ttl`: stopping at 3/4
+/// leaves a quarter of the TTL for our own stop, and the fenced writes fail anyway once the
+/// key is gone. Decided over ttl/2 (issue #12): half a 10 s TTL is barely longer than an etcd
+/// re-election after its raft leader is lost, which deposed a healthy coordinator.
 pub fn keep_alive_deadline(last_ok: Instant, ttl: Duration) -> Instant {
-    last_ok + ttl / 2
+    last_ok + ttl - ttl / 4
 }
 
-/// The pause between keep-alive rounds: four per TTL, so the ttl/2 budget always covers two
+/// The pause between keep-alive rounds: four per TTL, so the budget always covers three
 /// rounds and one slow answer does not depose a healthy leader.
 pub fn keep_alive_interval(ttl: Duration) -> Duration {
     ttl / 4
@@ -498,8 +546,8 @@ async fn keep_alive_loop(
                 )),
             }
         };
-        // A member that hangs (frozen, partitioned) gets a quarter of the budget, then the next
-        // member is tried: the budget covers a retry.
+        // A member that hangs (frozen, partitioned) gets an eighth of the TTL, then the next
+        // member is tried: the budget covers several retries.
         let round_deadline = deadline.min(sent_at + ttl / 8);
         let lost = match tokio::time::timeout_at(round_deadline, round).await {
             Ok(Ok(true)) => {
@@ -518,7 +566,7 @@ async fn keep_alive_loop(
                 members.failed(member);
                 if Instant::now() >= deadline {
                     Some(format!(
-                        "keep-alive failed until the ttl/2 budget ran out: {e}"
+                        "keep-alive failed until the budget (3/4 of the TTL) ran out: {e}"
                     ))
                 } else {
                     tracing::debug!(lease, "keep-alive failed, retrying: {e}");
@@ -527,8 +575,8 @@ async fn keep_alive_loop(
                 }
             }
             Err(_) if Instant::now() >= deadline => Some(format!(
-                "no keep-alive succeeded within ttl/2 ({:?})",
-                ttl / 2
+                "no keep-alive succeeded within 3/4 of the TTL ({:?})",
+                ttl - ttl / 4
             )),
             Err(_) => {
                 tracing::debug!(lease, "keep-alive unanswered; trying the next member");
@@ -620,9 +668,10 @@ mod tests {
     fn keep_alive_timing_leaves_half_the_ttl() {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(4);
-        assert_eq!(keep_alive_deadline(t0, ttl), t0 + Duration::from_secs(2));
+        assert_eq!(keep_alive_deadline(t0, ttl), t0 + Duration::from_secs(3));
         assert_eq!(keep_alive_interval(ttl), Duration::from_secs(1));
-        // Two rounds fit in the budget.
-        assert!(keep_alive_interval(ttl) * 2 <= ttl / 2);
+        // Three rounds fit in the budget, and it ends before the lease can expire.
+        assert!(keep_alive_interval(ttl) * 3 <= keep_alive_deadline(t0, ttl) - t0);
+        assert!(keep_alive_deadline(t0, ttl) < t0 + ttl);
     }
 }

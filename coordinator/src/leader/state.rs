@@ -72,7 +72,7 @@ pub enum Event {
     Won(Fence),
     /// A keep-alive sent after the current role began succeeded.
     KeepAliveOk,
-    /// The lease is gone, or no keep-alive succeeded within ttl/2.
+    /// The lease is gone, or no keep-alive succeeded within the budget (3/4 of the TTL).
     KeepAliveLost,
     /// We resign (graceful shutdown).
     Resigned,
