@@ -198,6 +198,8 @@ impl AgentConfig {
             caps.push("lync".to_string());
         }
         caps.push("host".to_string());
+        // Not a backend: tells the coordinator this agent checks its liveness (session.rs).
+        caps.push("liveness".to_string());
         caps
     }
 

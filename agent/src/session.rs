@@ -207,9 +207,23 @@ async fn session(
     let mut seq = 0u64;
     let mut tick = tokio::time::interval(welcome.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Liveness of the coordinator (issue #12): a hung leader (SIGSTOP, a wedged process) keeps
+    // its TCP connections, so only silence tells. With a timeout in the Welcome, every message
+    // from the coordinator (its heartbeats included) resets it; silence ends the session and
+    // the next coordinator is tried.
+    let liveness = welcome.liveness_timeout;
+    let mut heard = tokio::time::Instant::now();
     loop {
+        let silent_until = heard + liveness.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+            _ = tokio::time::sleep_until(silent_until), if liveness.is_some() => {
+                return Err(Error::Session(format!(
+                    "no message from coordinator {} for {:?} (hung or cut off); trying the next coordinator",
+                    welcome.coordinator_id,
+                    liveness.unwrap_or_default()
+                )));
+            }
             _ = tick.tick() => {
                 seq += 1;
                 let hb = pb::AgentMessage { body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat { seq })) };
@@ -220,7 +234,9 @@ async fn session(
             }
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.body {
+                    Some(pb::coordinator_message::Body::Heartbeat(_)) => heard = tokio::time::Instant::now(),
                     Some(pb::coordinator_message::Body::Instruction(i)) => {
+                        heard = tokio::time::Instant::now();
                         let dispatcher = ctx.dispatcher.clone();
                         let outbox = ctx.outbox.clone();
                         tokio::spawn(async move {

@@ -13,7 +13,7 @@ fn example_agent_config_parses() {
     let c = AgentConfig::load(&path).unwrap();
     assert_eq!(c.coordinators.len(), 2);
     assert_eq!(c.coordinators[0].name, "coord1.contoso.com");
-    assert_eq!(c.capabilities(), vec!["sql", "files", "host"]);
+    assert_eq!(c.capabilities(), vec!["sql", "files", "host", "liveness"]);
     let roots = c.files.map(|f| f.roots).unwrap_or_default();
     assert_eq!(
         roots,

@@ -128,6 +128,10 @@ pub async fn run(
         leadership: leadership.clone(),
         coordinator_id: id.clone(),
         heartbeat_interval: config.heartbeat_interval,
+        liveness_timeout: api::agent_session::liveness_timeout(
+            config.heartbeat_interval,
+            config.etcd.as_ref().map(|e| e.lease_ttl),
+        ),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };

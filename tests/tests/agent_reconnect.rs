@@ -44,3 +44,35 @@ async fn a_self_naming_leader_hint_does_not_cause_a_reconnect_storm() {
     );
     assert!(n >= 1, "the agent stopped trying");
 }
+
+/// A coordinator that goes silent after its Welcome (hung: SIGSTOP keeps the TCP connection) is
+/// left once its liveness timeout passes, and the agent opens a new session (issue #12: agents
+/// stayed on a stopped leader until HTTP/2 keepalive gave up, 12-17 s). The agent advertises
+/// the capability that makes a real coordinator send its heartbeats.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_coordinator_is_left_after_its_liveness_timeout() {
+    failback_proto::install_crypto_provider();
+    let (agents, topology) = three_agent_topology();
+    let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let mut fake = FakeCoordinator::start(&fleet.certs, COORDINATOR, fleet.coordinator_port)
+        .await
+        .unwrap();
+    fleet.start_agent(AGENT).unwrap();
+    let first = fake
+        .session_of(AGENT, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        first.hello.capabilities.iter().any(|c| c == "liveness"),
+        "{:?}",
+        first.hello.capabilities
+    );
+    first.welcome_with_liveness(3, 1000).await.unwrap();
+    // The agent keeps heartbeating but hears nothing: within a few seconds it gives up on this
+    // session and dials again (the same fake, the only coordinator it knows).
+    let second = fake.session_of(AGENT, Duration::from_secs(10)).await;
+    assert!(second.is_ok(), "the agent stayed on a silent coordinator");
+    drop(first);
+}

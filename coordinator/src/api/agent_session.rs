@@ -39,6 +39,9 @@ pub struct AgentSessionService {
     pub coordinator_id: String,
     /// Heartbeat interval agents must keep.
     pub heartbeat_interval: Duration,
+    /// How long an agent with the "liveness" capability waits for a message from us before it
+    /// leaves (see [`liveness_timeout`]); we beat every third of it.
+    pub liveness_timeout: Duration,
     /// Metrics.
     pub metrics: Metrics,
     /// Cancelled at coordinator shutdown; ends every session.
@@ -46,6 +49,19 @@ pub struct AgentSessionService {
 }
 
 type OpenStream = Pin<Box<dyn Stream<Item = Outbound> + Send>>;
+
+/// The capability an agent advertises when it checks the coordinator's liveness.
+pub const LIVENESS_CAPABILITY: &str = "liveness";
+
+/// How long an agent may go without hearing from us (issue #12: after a SIGSTOP of the leader,
+/// agents stayed attached until HTTP/2 keepalive gave up, 12-17 s, and the new leader could not
+/// act). Three heartbeat intervals, and with etcd at most half the lease TTL, so agents leave a
+/// hung leader before a new one can win; never under 300 ms.
+pub fn liveness_timeout(heartbeat: Duration, lease_ttl: Option<Duration>) -> Duration {
+    let t = heartbeat * 3;
+    let t = lease_ttl.map_or(t, |ttl| t.min(ttl / 2));
+    t.max(Duration::from_millis(300))
+}
 
 impl AgentSessionService {
     async fn accept(
@@ -112,7 +128,9 @@ impl AgentSessionService {
                 )),
             ));
         }
+        let beats = hello.capabilities.iter().any(|c| c == LIVENESS_CAPABILITY);
         let (tx, rx) = mpsc::channel::<Outbound>(64);
+        let beat_tx = tx.clone();
         let welcome = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
                 coordinator_id: self.coordinator_id.clone(),
@@ -121,6 +139,11 @@ impl AgentSessionService {
                     .unwrap_or(u32::MAX),
                 agent_id: agent.to_string(),
                 datacenter,
+                liveness_timeout_ms: if beats {
+                    u32::try_from(self.liveness_timeout.as_millis()).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
             })),
         };
         tx.send(Ok(welcome)).await.map_err(|_| {
@@ -141,10 +164,22 @@ impl AgentSessionService {
         let registry = self.registry.clone();
         let metrics = self.metrics.clone();
         let shutdown = self.shutdown.clone();
+        let beat_every = self.liveness_timeout / 3;
         tokio::spawn(async move {
+            let mut beat = tokio::time::interval(beat_every);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seq = 0u64;
             let end = loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break "detached",
+                    _ = beat.tick(), if beats => {
+                        seq += 1;
+                        // try_send: a full channel means instructions are queued, which the
+                        // agent hears as liveness anyway.
+                        let _ = beat_tx.try_send(Ok(pb::CoordinatorMessage {
+                            body: Some(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat { seq })),
+                        }));
+                    }
                     _ = shutdown.cancelled() => {
                         registry.detach(&agent, session_id, Some(Status::unavailable("coordinator shutting down")));
                         break "coordinator shutdown";
@@ -208,5 +243,25 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 Err(e.into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_is_three_beats_and_under_half_the_lease() {
+        let s = Duration::from_secs;
+        assert_eq!(liveness_timeout(s(2), None), s(6));
+        assert_eq!(
+            liveness_timeout(s(2), Some(s(5))),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(liveness_timeout(s(1), Some(s(10))), s(3));
+        assert_eq!(
+            liveness_timeout(Duration::from_millis(50), None),
+            Duration::from_millis(300)
+        );
     }
 }

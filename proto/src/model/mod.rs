@@ -190,8 +190,10 @@ pub struct Hello {
     pub highest_epoch_seen: Epoch,
 }
 
-/// Backends an agent may announce.
-pub const CAPABILITIES: [&str; 4] = ["sql", "files", "lync", "host"];
+/// What an agent may announce: its backends, and `liveness` (it checks the coordinator's
+/// heartbeats, see `Welcome.liveness_timeout_ms`). A coordinator refuses names it does not know,
+/// so coordinators are upgraded before agents.
+pub const CAPABILITIES: [&str; 5] = ["sql", "files", "lync", "host", "liveness"];
 
 impl TryFrom<pb::Hello> for Hello {
     type Error = ProtocolError;
@@ -274,6 +276,8 @@ pub struct Welcome {
     pub agent_id: String,
     /// Our data center per the topology.
     pub datacenter: String,
+    /// End the session after this long without a coordinator message (`None`: no check).
+    pub liveness_timeout: Option<std::time::Duration>,
 }
 
 impl TryFrom<pb::Welcome> for Welcome {
@@ -288,6 +292,13 @@ impl TryFrom<pb::Welcome> for Welcome {
                 reason: format!("{} is outside 50..=600000", w.heartbeat_interval_ms),
             });
         }
+        // 0 = no check; otherwise long enough for a beat every third of it over a real network.
+        if w.liveness_timeout_ms != 0 && !(300..=600_000).contains(&w.liveness_timeout_ms) {
+            return Err(ProtocolError::Invalid {
+                field: "liveness_timeout_ms",
+                reason: format!("{} is outside 300..=600000 (or 0)", w.liveness_timeout_ms),
+            });
+        }
         Ok(Welcome {
             coordinator_id: w.coordinator_id,
             epoch: Epoch(w.epoch),
@@ -296,6 +307,8 @@ impl TryFrom<pb::Welcome> for Welcome {
             )),
             agent_id: w.agent_id,
             datacenter: w.datacenter,
+            liveness_timeout: (w.liveness_timeout_ms != 0)
+                .then(|| std::time::Duration::from_millis(u64::from(w.liveness_timeout_ms))),
         })
     }
 }

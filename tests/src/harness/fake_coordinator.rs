@@ -29,14 +29,21 @@ pub struct FakeSession {
 }
 
 impl FakeSession {
-    /// Sends a Welcome at `epoch`.
+    /// Sends a Welcome at `epoch` (no liveness check: the fake sends no heartbeats).
     pub async fn welcome(&self, epoch: u64) -> anyhow::Result<()> {
+        self.welcome_with_liveness(epoch, 0).await
+    }
+
+    /// Sends a Welcome at `epoch` asking the agent to leave after `liveness_ms` of silence (0 =
+    /// no check); the fake itself never beats, so it plays a hung coordinator.
+    pub async fn welcome_with_liveness(&self, epoch: u64, liveness_ms: u32) -> anyhow::Result<()> {
         let w = pb::Welcome {
             coordinator_id: "coord1".into(),
             epoch,
             heartbeat_interval_ms: 500,
             agent_id: String::new(),
             datacenter: String::new(),
+            liveness_timeout_ms: liveness_ms,
         };
         self.tx
             .send(Ok(pb::CoordinatorMessage {
