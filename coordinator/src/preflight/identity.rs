@@ -14,17 +14,13 @@
 //! it needs equal majors; failover restores the primary's logs on the backup (primary not
 //! newer than backup).
 
+use failback_proto::model::sql_major_version as major;
 use failback_proto::pb;
 use failback_proto::pb::PreflightStatus as St;
 
 use super::checks::{Direction, check, ok, skip};
 use super::facts::{Facts, SqlFacts};
 use crate::topology::SqlRole;
-
-/// The major version in a `ProductVersion` text (`13.0.6300.2` → 13).
-pub fn major(product_version: &str) -> Option<u32> {
-    product_version.trim().split('.').next()?.parse().ok()
-}
 
 /// `@@SERVERNAME` against `SERVERPROPERTY('ServerName')` on one instance.
 pub fn server_name(sql: &SqlFacts, d: Direction) -> pb::PreflightCheck {

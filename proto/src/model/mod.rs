@@ -190,6 +190,13 @@ pub struct Hello {
     pub highest_epoch_seen: Epoch,
 }
 
+/// The major version in a SQL Server `ProductVersion` text (`13.0.6300.2` → 13, `10.50.6000.34`
+/// → 10); `None` when it is not a version. The agent (which session catalog to read) and the
+/// coordinator (version checks before a restore or log shipping) read versions the same way.
+pub fn sql_major_version(product_version: &str) -> Option<u32> {
+    product_version.trim().split('.').next()?.parse().ok()
+}
+
 /// What an agent may announce: its backends, and `liveness` (it checks the coordinator's
 /// heartbeats, see `Welcome.liveness_timeout_ms`). A coordinator refuses names it does not know,
 /// so coordinators are upgraded before agents.

@@ -559,7 +559,7 @@ impl SqlBackend {
             .first()
             .map(|r| text(r, "product_version"))
             .unwrap_or_default();
-        let major = tsql::major_version(&version).ok_or_else(|| Error::Sql {
+        let major = failback_proto::model::sql_major_version(&version).ok_or_else(|| Error::Sql {
             number: None,
             message: format!(
                 "SERVERPROPERTY('ProductVersion') returned {version:?}, not a version: cannot tell which session catalog to read"

@@ -147,11 +147,6 @@ pub fn product_version() -> Statement {
     Statement::plain("SELECT SERVERPROPERTY(N'ProductVersion') AS product_version;")
 }
 
-/// The major version in a `ProductVersion` text (`13.0.6300.2` → 13, `10.50.6000.34` → 10).
-pub fn major_version(product_version: &str) -> Option<u32> {
-    product_version.trim().split('.').next()?.parse().ok()
-}
-
 /// User sessions in a database other than our own, one row per session (pchat-dr.md §6.10,
 /// issue #11 item 3). `sys.sysprocesses` has one row per execution context (a parallel request
 /// repeats its SPID) and lists the background tasks, whose KILL is Msg 6107; so: from SQL
@@ -468,6 +463,7 @@ mod tests {
 
     #[test]
     fn session_catalog_follows_the_major_version() {
+        use failback_proto::model::sql_major_version as major_version;
         assert_eq!(major_version("13.0.6300.2"), Some(13));
         assert_eq!(major_version(" 10.50.6000.34 "), Some(10));
         assert_eq!(major_version(""), None);

@@ -21,9 +21,9 @@
 use failback_proto::pb;
 
 use super::{expect_output, op, sql};
-use crate::preflight::identity::major;
 use crate::runbook::{StepCtx, StepError};
 use crate::topology::SqlRole;
+use failback_proto::model::sql_major_version as major;
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]

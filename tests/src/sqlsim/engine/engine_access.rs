@@ -19,48 +19,18 @@ use std::path::Path;
 
 use super::files::PathMap;
 use super::msdb::AccessRule;
-use super::query::RowSet;
+use super::msdb::access::{self, Access};
 use super::{Engine, StatementResult, lock};
-use crate::sqlsim::tokens::{Column, ServerMessage};
-use crate::sqlsim::types::{SqlType, Value};
+use crate::sqlsim::tokens::ServerMessage;
+use crate::sqlsim::types::Value;
 
 fn sim_error(text: impl Into<String>) -> ServerMessage {
     ServerMessage::new(50000, 1, 16, text)
 }
 
-/// Parses `rw` / `read` / `write` / `none` into (read, write).
-fn parse_mode(mode: &str) -> Option<(bool, bool)> {
-    match mode.trim().to_ascii_lowercase().as_str() {
-        "rw" | "readwrite" | "full" => Some((true, true)),
-        "read" | "r" | "ro" => Some((true, false)),
-        "write" | "w" => Some((false, true)),
-        "none" | "deny" => Some((false, false)),
-        _ => None,
-    }
-}
-
-fn mode_text(r: &AccessRule) -> &'static str {
-    match (r.read, r.write) {
-        (true, true) => "rw",
-        (true, false) => "read",
-        (false, true) => "write",
-        (false, false) => "none",
-    }
-}
-
-fn same_path(a: &str, b: &str) -> bool {
-    let norm = |p: &str| p.replace('/', "\\").trim_end_matches('\\').to_lowercase();
-    norm(a) == norm(b)
-}
-
 /// Whether the engine's account may create a file at `local` (a mapped path).
 pub fn may_write(rules: &[AccessRule], paths: &PathMap, local: &Path) -> bool {
-    rules
-        .iter()
-        .map(|r| (paths.resolve(&r.path), r))
-        .filter(|(root, _)| local.starts_with(root))
-        .max_by_key(|(root, _)| root.components().count())
-        .is_none_or(|(_, r)| r.write)
+    access::allows(rules, paths, local, Access::Write)
 }
 
 /// Msg 3201 for a backup file the engine's account may not create (state 1: create backup file).
@@ -100,19 +70,8 @@ impl Engine {
         let mut st = lock(&self.state);
         match (arg(0), arg(1)) {
             (Some(path), Some(mode)) => {
-                st.engine_access.retain(|r| !same_path(&r.path, &path));
-                if !mode.trim().eq_ignore_ascii_case("default") {
-                    let (read, write) = parse_mode(&mode).ok_or_else(|| {
-                        sim_error(format!(
-                            "sqlsim.engine_access: mode '{mode}' is not rw, read, write, none or default"
-                        ))
-                    })?;
-                    st.engine_access.push(AccessRule {
-                        path: path.clone(),
-                        read,
-                        write,
-                    });
-                }
+                access::set_rule(&mut st.engine_access, &path, &mode)
+                    .map_err(|e| sim_error(format!("sqlsim.engine_access: {e}")))?;
                 self.persist(&st)?;
                 tracing::info!(path, mode, "engine account access changed");
             }
@@ -123,17 +82,9 @@ impl Engine {
                 ));
             }
         }
-        Ok(StatementResult::rows(RowSet {
-            columns: vec![
-                Column::new("path", SqlType::NVarChar(Some(400))),
-                Column::new("access", SqlType::NVarChar(Some(10))),
-            ],
-            rows: st
-                .engine_access
-                .iter()
-                .map(|r| vec![Value::Str(r.path.clone()), Value::Str(mode_text(r).into())])
-                .collect(),
-        }))
+        Ok(StatementResult::rows(access::rules_table(
+            &st.engine_access,
+        )))
     }
 }
 

@@ -8,7 +8,7 @@
 //! table lives in msdb state and survives a restart. xp_fileexist / xp_dirtree, BACKUP and
 //! RESTORE act as the engine account and ignore it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::AccessRule;
 use crate::sqlsim::engine::files::PathMap;
@@ -46,6 +46,35 @@ fn mode_text(r: &AccessRule) -> &'static str {
     }
 }
 
+/// Whether the rules let the account do `want` at the mapped local path `local`: the longest
+/// matching rule decides, no rule means allowed. Shared by the Agent's table and the engine's
+/// (`engine/engine_access.rs`).
+pub fn allows(rules: &[AccessRule], paths: &PathMap, local: &Path, want: Access) -> bool {
+    rules
+        .iter()
+        .map(|r| (paths.resolve(&r.path), r))
+        .filter(|(root, _)| local.starts_with(root))
+        .max_by_key(|(root, _)| root.components().count())
+        .is_none_or(|(_, r)| match want {
+            Access::Read => r.read,
+            Access::Write => r.write,
+        })
+}
+
+/// The table as `sqlsim.*_access` lists it.
+pub fn rules_table(rules: &[AccessRule]) -> RowSet {
+    RowSet {
+        columns: vec![
+            Column::new("path", SqlType::NVarChar(Some(400))),
+            Column::new("access", SqlType::NVarChar(Some(10))),
+        ],
+        rows: rules
+            .iter()
+            .map(|r| vec![Value::Str(r.path.clone()), Value::Str(mode_text(r).into())])
+            .collect(),
+    }
+}
+
 /// Checks a SQL Server path against the rules; the local path when allowed.
 pub fn check(
     rules: &[AccessRule],
@@ -54,15 +83,7 @@ pub fn check(
     want: Access,
 ) -> Result<PathBuf, String> {
     let local = paths.resolve(sql_path);
-    let rule = rules
-        .iter()
-        .map(|r| (paths.resolve(&r.path), r))
-        .filter(|(root, _)| local.starts_with(root))
-        .max_by_key(|(root, _)| root.components().count());
-    let allowed = rule.is_none_or(|(_, r)| match want {
-        Access::Read => r.read,
-        Access::Write => r.write,
-    });
+    let allowed = allows(rules, paths, &local, want);
     if allowed {
         Ok(local)
     } else {
@@ -117,18 +138,7 @@ impl Engine {
                 ));
             }
         }
-        Ok(StatementResult::rows(RowSet {
-            columns: vec![
-                Column::new("path", SqlType::NVarChar(Some(400))),
-                Column::new("access", SqlType::NVarChar(Some(10))),
-            ],
-            rows: st
-                .msdb
-                .agent_access
-                .iter()
-                .map(|r| vec![Value::Str(r.path.clone()), Value::Str(mode_text(r).into())])
-                .collect(),
-        }))
+        Ok(StatementResult::rows(rules_table(&st.msdb.agent_access)))
     }
 
     /// Applies `--agent-access PATH=MODE` rules given at start.

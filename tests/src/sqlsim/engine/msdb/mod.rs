@@ -15,7 +15,7 @@
 //! | `sqllogship` | the backup, copy and restore agents the log shipping jobs run |
 //! | `views` | msdb tables as SELECT sees them |
 
-mod access;
+pub mod access;
 mod agent;
 mod args;
 mod jobs;
