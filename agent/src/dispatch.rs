@@ -157,7 +157,10 @@ impl Dispatcher {
             Err(e) => return self.refused(&op_id, e),
         };
         if let Err(e) = self.epochs.accept(instruction.epoch) {
-            return self.refused(&op_id, e);
+            // Test-only mutation (never in release builds): the scenarios show §9.1 breaks.
+            if !failback_proto::test_break::broken("agent-epoch-check") {
+                return self.refused(&op_id, e);
+            }
         }
         let now = now_ms();
         if instruction.deadline_unix_ms != 0 && instruction.deadline_unix_ms <= now {
@@ -171,7 +174,17 @@ impl Dispatcher {
                 ),
             );
         }
-        match self.journal.begin(&instruction.op_id, instruction.epoch, instruction.operation.name()) {
+        let begun = self.journal.begin(
+            &instruction.op_id,
+            instruction.epoch,
+            instruction.operation.name(),
+        );
+        // Test-only mutation (never in release builds): forget the journal, run the op again.
+        let begun = match begun {
+            Ok(Some(_)) if failback_proto::test_break::broken("agent-journal-replay") => Ok(None),
+            other => other,
+        };
+        match begun {
             Err(e) => error_result(&op_id, pb::ErrorKind::Backend, true, format!("not run: {e}")),
             Ok(Some(Entry::Finished(r))) => {
                 tracing::info!(%op_id, "repeated op id answered from the journal");

@@ -184,7 +184,12 @@ async fn session(
             .into());
         }
     };
-    ctx.epochs.accept(welcome.epoch)?;
+    if let Err(e) = ctx.epochs.accept(welcome.epoch) {
+        // Test-only mutation (never in release builds): the scenarios show §9.1 breaks.
+        if !failback_proto::test_break::broken("agent-epoch-check") {
+            return Err(e);
+        }
+    }
     ctx.metrics.set_epoch(welcome.epoch.0);
     ctx.outbox.set(Some(tx.clone()));
     // Clear the outbox however this session ends.

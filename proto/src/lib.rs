@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod identity;
 pub mod model;
 pub mod telemetry;
+pub mod test_break;
 pub mod tls;
 
 /// Generated protobuf and gRPC code for package `failback.v1`.

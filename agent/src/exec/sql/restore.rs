@@ -70,6 +70,10 @@ impl SqlBackend {
         let Some(expected) = expected else {
             return Ok(());
         };
+        // Test-only mutation (never in release builds): DESIGN §9.3's scenario.
+        if failback_proto::test_break::broken("fb4-checksum") {
+            return Ok(());
+        }
         let f = files.ok_or_else(|| refuse(format!("cannot check the SHA-256 of '{file}': this agent has no [files] roots; not restoring")))?;
         let sum = f.checksum(file, |_| {}).await?;
         if !sum.sha256.eq_ignore_ascii_case(expected) {

@@ -469,7 +469,8 @@ impl Engine {
                 Probe::Needed => {}
             }
         }
-        if step.destructive() {
+        // The approval gate; `approval-gate` is a test-only mutation (never in release builds).
+        if step.destructive() && !failback_proto::test_break::broken("approval-gate") {
             self.wait_approval(h, step, tracker)
                 .await
                 .map_err(|_| StepError {

@@ -149,7 +149,10 @@ impl Step for RestorePrimary {
             )
             .await?;
         let sum = expect_output!(out, Checksum, "file_checksum")?;
-        if !sum.sha256.eq_ignore_ascii_case(&sha) {
+        // `fb4-checksum` is a test-only mutation (never in release builds): DESIGN §9.3's scenario.
+        if !sum.sha256.eq_ignore_ascii_case(&sha)
+            && !failback_proto::test_break::broken("fb4-checksum")
+        {
             return Err(StepError::fatal(format!(
                 "refusing to restore: backup file '{file}' has SHA-256 {} on the primary, but FB-3 recorded {sha}; \
                  nothing was changed (the backup mgc is still writable). Start a new failback run: FB-3 writes a new file",
@@ -157,18 +160,24 @@ impl Step for RestorePrimary {
             )));
         }
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
-        let frozen = ctx
-            .act(
-                &backup,
-                "freeze-backup-mgc",
-                op(pb::operation::Kind::SetReadOnly(pb::SetReadOnly {
-                    database: MGC.into(),
-                    read_only: true,
-                })),
-                ctx.config.step_timeout,
-            )
-            .await?;
-        let frozen = expect_output!(frozen, Done, "set_read_only")?;
+        // `fb4-freeze` is a test-only mutation (never in release builds): DESIGN §9.7's scenario.
+        let frozen_detail = if failback_proto::test_break::broken("fb4-freeze") {
+            "not frozen (test-only mutation fb4-freeze)".to_string()
+        } else {
+            let frozen = ctx
+                .act(
+                    &backup,
+                    "freeze-backup-mgc",
+                    op(pb::operation::Kind::SetReadOnly(pb::SetReadOnly {
+                        database: MGC.into(),
+                        read_only: true,
+                    })),
+                    ctx.config.step_timeout,
+                )
+                .await?;
+            let frozen = expect_output!(frozen, Done, "set_read_only")?;
+            frozen.detail
+        };
         let out = ctx
             .act(
                 &primary,
@@ -202,7 +211,7 @@ impl Step for RestorePrimary {
             "checkpoint_lsn": h.checkpoint_lsn,
             "moves": r.moves.iter().map(|m| json!({ "logical_name": m.logical_name, "physical_name": m.physical_name })).collect::<Vec<_>>(),
             "ended_sessions": r.ended_sessions.len(),
-            "backup_frozen": frozen.detail,
+            "backup_frozen": frozen_detail,
         }))
     }
 
