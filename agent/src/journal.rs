@@ -27,18 +27,27 @@ use crate::error::Error;
 /// Operations kept after compaction.
 pub const MAX_ENTRIES: usize = 10_000;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// One line of `journal.jsonl`. Public so that readers outside the agent (the reliability
+/// scenarios' fencing and no-repeat checkers) parse the same format rather than a copy of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-enum Record {
+pub enum Record {
+    /// An instruction accepted and started.
     Started {
+        /// Its op id.
         op: String,
+        /// The epoch it carried.
         epoch: u64,
+        /// When (Unix ms).
         at_ms: u64,
         /// Human summary of the operation (kind), for people reading the file.
         what: String,
     },
+    /// Its outcome recorded.
     Finished {
+        /// Its op id.
         op: String,
+        /// When (Unix ms).
         at_ms: u64,
         /// base64 of the protobuf `OperationResult`.
         result: String,

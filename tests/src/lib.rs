@@ -17,4 +17,5 @@ pub mod harness;
 /// The one-command drill behind `failback-lab` (failover, then failback, with a report).
 pub mod lab;
 pub mod lyncsim;
+pub mod scenario;
 pub mod sqlsim;

@@ -225,6 +225,13 @@ impl EtcdCluster {
         self.wait_ready(i).await
     }
 
+    /// Starts a killed member again without waiting (start several, then wait for each: a
+    /// lone member of a lost majority never becomes ready).
+    pub fn start_member(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill(i);
+        self.spawn(i)
+    }
+
     /// The last `lines` of member `i`'s log, for failure messages.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();

@@ -73,6 +73,8 @@ pub struct Options {
     pub heartbeat: Duration,
     /// Mirror each backup `mgc` to a third instance (as a long failed-over period leaves it).
     pub mirrored: bool,
+    /// Environment of every coordinator and agent (the scenarios' test-only breaks).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             primary_args: Vec::new(),
             heartbeat: Duration::from_millis(500),
             mirrored: false,
+            env: Vec::new(),
         }
     }
 }
@@ -190,6 +193,7 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
         fleet.use_etcd(endpoints.clone(), cluster, *ttl)?;
     }
     fleet.configure_coordinators(FAST_RUNBOOK)?;
+    fleet.process_env = opts.env.clone();
     let pw = fleet.dir.join("sql-password");
     std::fs::write(&pw, SA_PASSWORD)?;
 

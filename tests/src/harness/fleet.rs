@@ -128,6 +128,9 @@ pub struct Fleet {
     /// Extra TOML appended to every coordinator's config (`[runbook]`).
     coordinator_extra: String,
     etcd: Option<EtcdMode>,
+    /// Environment given to every coordinator and agent started from now on (the scenarios'
+    /// test-only breaks, `FAILBACK_TEST_BREAK`).
+    pub process_env: Vec<(String, String)>,
     coordinators: Vec<CoordinatorSlot>,
     agents: BTreeMap<String, Proc>,
 }
@@ -192,6 +195,7 @@ impl Fleet {
             agent_specs: agents,
             agent_extra: BTreeMap::new(),
             coordinator_extra: String::new(),
+            process_env: Vec::new(),
             etcd: None,
             coordinators: vec![CoordinatorSlot {
                 name: COORDINATOR.into(),
@@ -427,7 +431,7 @@ key = "{certs}/{id}.key"
             name,
             &bin("failback-coordinator")?,
             &["--config", &config.display().to_string()],
-            &[],
+            &env_refs(&self.process_env),
             &log,
         )?;
         slot.proc = Some(p);
@@ -479,6 +483,25 @@ key = "{certs}/{id}.key"
         }
     }
 
+    /// The process id of a running coordinator (for SIGSTOP / SIGCONT faults).
+    pub fn coordinator_pid(&self, name: &str) -> Option<u32> {
+        self.coordinators
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.proc.as_ref())
+            .and_then(Proc::pid)
+    }
+
+    /// The names of the fleet's coordinators.
+    pub fn coordinator_names(&self) -> Vec<String> {
+        self.coordinators.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// An agent's state directory (its journal and persisted epoch).
+    pub fn agent_state_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("agents").join(id).join("state")
+    }
+
     /// Which coordinator leads now (`failbackctl leader`), once one does.
     pub async fn leader(&self, deadline: Duration) -> anyhow::Result<String> {
         wait_for("a coordinator to lead", deadline, || async {
@@ -501,7 +524,7 @@ key = "{certs}/{id}.key"
             &format!("agent {id}"),
             &bin("failback-agent")?,
             &["--config", &config.display().to_string()],
-            &[],
+            &env_refs(&self.process_env),
             &log,
         )?;
         self.agents.insert(id.to_string(), p);
@@ -611,4 +634,8 @@ pub async fn run_ctl(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }

@@ -30,6 +30,9 @@ pub struct SqlSim {
 /// One line of sqlsim's statement log.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct LoggedStatement {
+    /// When sqlsim received it (RFC 3339, UTC).
+    #[serde(default)]
+    pub time: String,
     /// Session id.
     pub spid: i64,
     /// Database in use.
@@ -40,6 +43,9 @@ pub struct LoggedStatement {
     pub kind: String,
     /// The statement text.
     pub text: String,
+    /// Its `@Pn` parameters as text.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 impl SqlSim {

@@ -1,5 +1,6 @@
 //! The statement log: every statement sqlsim receives is appended to `<data-dir>/statements.jsonl`
-//! as one JSON object per line (`time`, `spid`, `database`, `kind`, `text`), so tests and the lab can
+//! as one JSON object per line (`time`, `spid`, `database`, `kind`, `text`, and for parameterized
+//! statements `params`: the `@P1…` values as text), so tests and the lab can
 //! assert exactly what the agent sent and how often. Statements are logged before they run, so a
 //! statement that fails (or crashes the process) is still recorded.
 
@@ -25,6 +26,10 @@ struct Line<'a> {
     /// `batch` (SQL batch), `rpc` (sp_executesql text) or `dynamic` (EXEC of a string).
     kind: &'a str,
     text: &'a str,
+    /// The statement's `@Pn` parameters (database names, file paths: what the scenarios'
+    /// invariant checkers need to say which database a RESTORE replaced, from which file).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    params: std::collections::BTreeMap<String, String>,
 }
 
 /// Appends statements to the log file.
@@ -53,12 +58,41 @@ impl StatementLog {
 
     /// Appends one statement. A failure to write is logged, not returned: the statement still runs.
     pub fn record(&self, spid: u16, database: &str, kind: &str, text: &str) {
+        self.record_with(
+            spid,
+            database,
+            kind,
+            text,
+            &super::engine::eval::Params::new(),
+        );
+    }
+
+    /// Appends one statement with the `@Pn` values among `vars`.
+    pub fn record_with(
+        &self,
+        spid: u16,
+        database: &str,
+        kind: &str,
+        text: &str,
+        vars: &super::engine::eval::Params,
+    ) {
+        let params = vars
+            .iter()
+            .filter(|(k, _)| {
+                let k = k.trim_start_matches('@');
+                k.len() > 1
+                    && k[..1].eq_ignore_ascii_case("p")
+                    && k[1..].bytes().all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|(k, v)| Some((k.to_ascii_uppercase(), v.to_text()?)))
+            .collect();
         let line = Line {
             time: Timestamp::now().to_rfc3339(),
             spid,
             database,
             kind,
             text,
+            params,
         };
         let Ok(mut json) = serde_json::to_vec(&line) else {
             return;

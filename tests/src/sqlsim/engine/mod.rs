@@ -552,8 +552,13 @@ impl Engine {
                     }
                     _ => {}
                 }
-                self.log
-                    .record(session.spid, &session.database, run.kind, stmt_text);
+                self.log.record_with(
+                    session.spid,
+                    &session.database,
+                    run.kind,
+                    stmt_text,
+                    &run.vars,
+                );
                 self.requests.start(
                     session.spid,
                     requests::command_of(&p.stmt),

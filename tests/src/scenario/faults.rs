@@ -1,0 +1,232 @@
+//! Firing a scenario's faults on the real processes of a failed-over lab: SIGKILL and
+//! SIGSTOP/SIGCONT of the leading coordinator, SIGKILL of an agent, a SQL instance or etcd
+//! members (each restarted later), damage to the backup file FB-3 wrote, and the operator's
+//! approve/abort. Restarts are returned as [`Later`] actions the runner performs when due, so the
+//! runner's one loop keeps sampling and watching the run while a process is down.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::evidence::{Evidence, Fired, now_ms, read_journals};
+use super::spec::{Action, Fault, Role};
+use crate::harness::etcd::EtcdCluster;
+use crate::harness::failed_over::FailedOverLab;
+use crate::harness::fleet::APPROVER;
+
+/// Something to do later (a restart, a SIGCONT).
+#[derive(Debug, Clone)]
+pub enum Later {
+    /// Start this coordinator again.
+    StartCoordinator(String),
+    /// SIGCONT this pid.
+    Continue(u32),
+    /// Start this agent again.
+    StartAgent(String),
+    /// Start this SQL instance again.
+    StartSql(Role),
+    /// Restart these etcd members.
+    StartEtcd(Vec<usize>),
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid` with kill(1): no libc binding needed for two
+/// signals.
+fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .context("run kill(1)")?;
+    if !st.success() {
+        bail!("kill -{signal} {pid} failed: {st}");
+    }
+    Ok(())
+}
+
+/// The raft leader among the running members of `etcd`.
+async fn raft_leader(etcd: &EtcdCluster) -> anyhow::Result<usize> {
+    for i in 0..etcd.endpoints().len() {
+        let Ok(mut c) = etcd_client::Client::connect([etcd.endpoint(i)], None).await else {
+            continue;
+        };
+        let Ok(s) = c.status().await else { continue };
+        let me = s.header().map(|h| h.member_id()).unwrap_or(0);
+        if me != 0 && s.leader() == me {
+            return Ok(i);
+        }
+    }
+    bail!("no etcd member says it is the raft leader")
+}
+
+/// Fires `fault`; returns what fired and what to do later (at the given delay).
+pub async fn fire(
+    fault: &Fault,
+    lab: &mut FailedOverLab,
+    etcd: Option<&mut EtcdCluster>,
+    run: &str,
+    detail: &serde_json::Value,
+) -> anyhow::Result<(Fired, Vec<(Duration, Later)>)> {
+    let at_ms = now_ms();
+    let mut fired = Fired {
+        label: fault.label.clone(),
+        at_ms,
+        note: String::new(),
+        epoch_before: None,
+        damaged_file: None,
+    };
+    let mut later = Vec::new();
+    let pool = &lab.pools[0];
+    let agent_of = |r: Role| match r {
+        Role::Primary => pool.primary_agent.clone(),
+        Role::Backup => pool.backup_agent.clone(),
+    };
+    match &fault.action {
+        Action::KillLeader { restart_after } => {
+            let leader = lab.fleet.leader(Duration::from_secs(10)).await?;
+            fired.epoch_before = Some(Evidence::epoch_before(&read_journals(&lab.fleet), at_ms));
+            lab.fleet.kill_coordinator_named(&leader);
+            fired.note = format!("killed {leader}");
+            later.push((*restart_after, Later::StartCoordinator(leader)));
+        }
+        Action::StopLeader { for_ } => {
+            let leader = lab.fleet.leader(Duration::from_secs(10)).await?;
+            let pid = lab
+                .fleet
+                .coordinator_pid(&leader)
+                .with_context(|| format!("{leader} is not running"))?;
+            fired.epoch_before = Some(Evidence::epoch_before(&read_journals(&lab.fleet), at_ms));
+            signal(pid, "STOP")?;
+            fired.note = format!("stopped {leader} (pid {pid})");
+            later.push((*for_, Later::Continue(pid)));
+        }
+        Action::KillAgent {
+            role,
+            restart_after,
+        } => {
+            let id = agent_of(*role);
+            lab.fleet.kill_agent(&id);
+            fired.note = format!("killed agent {id}");
+            later.push((*restart_after, Later::StartAgent(id)));
+        }
+        Action::KillSql {
+            role,
+            restart_after,
+        } => {
+            let p = &mut lab.pools[0];
+            let sim = match role {
+                Role::Primary => &mut p.primary,
+                Role::Backup => &mut p.backup,
+            };
+            sim.kill();
+            fired.note = format!("killed sqlsim {}", sim.name);
+            later.push((*restart_after, Later::StartSql(*role)));
+        }
+        Action::KillEtcdMember {
+            raft_leader: leader,
+            restart_after,
+        } => {
+            let etcd = etcd.context("no etcd in this scenario")?;
+            let i = if *leader { raft_leader(etcd).await? } else { 0 };
+            etcd.kill(i);
+            fired.note = format!(
+                "killed etcd member {i}{}",
+                if *leader { " (raft leader)" } else { "" }
+            );
+            later.push((*restart_after, Later::StartEtcd(vec![i])));
+        }
+        Action::KillEtcdQuorum { restart_after } => {
+            let etcd = etcd.context("no etcd in this scenario")?;
+            etcd.kill(0);
+            etcd.kill(1);
+            fired.note = "killed etcd members 0 and 1 of 3".into();
+            later.push((*restart_after, Later::StartEtcd(vec![0, 1])));
+        }
+        Action::CorruptBackup | Action::TruncateBackup => {
+            let file = backup_file(detail)?;
+            let mut bytes =
+                std::fs::read(&file).with_context(|| format!("read FB-3's file {file}"))?;
+            if bytes.is_empty() {
+                bail!("FB-3's file {file} is empty");
+            }
+            if fault.action == Action::CorruptBackup {
+                let mid = bytes.len() / 2;
+                let end = (mid + 64).min(bytes.len());
+                bytes[mid..end].iter_mut().for_each(|b| *b ^= 0xA5);
+                fired.note = format!("flipped {} bytes of {file}", end - mid);
+            } else {
+                let half = bytes.len() / 2;
+                bytes.truncate(half);
+                fired.note = format!("cut {file} to {half} bytes");
+            }
+            std::fs::write(&file, bytes).with_context(|| format!("write {file}"))?;
+            fired.damaged_file = Some(file);
+        }
+        Action::Approve | Action::Abort => {
+            let verb = if fault.action == Action::Approve {
+                "approve"
+            } else {
+                "abort"
+            };
+            let out = lab.fleet.ctl(APPROVER, &[verb, run]).await?;
+            if out.code != 0 {
+                bail!(
+                    "failbackctl {verb} {run} failed ({}): {}",
+                    out.code,
+                    out.stderr
+                );
+            }
+            fired.note = format!("failbackctl {verb} by {APPROVER}");
+        }
+    }
+    Ok((fired, later))
+}
+
+/// The file FB-3 wrote, from the run record.
+fn backup_file(detail: &serde_json::Value) -> anyhow::Result<String> {
+    detail["pools"][0]["outputs"]["fb3_backup"]["output"]["file"]
+        .as_str()
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .context("FB-3 recorded no backup file yet")
+}
+
+/// Performs a [`Later`].
+pub async fn perform(
+    later: &Later,
+    lab: &mut FailedOverLab,
+    etcd: Option<&mut EtcdCluster>,
+) -> anyhow::Result<String> {
+    Ok(match later {
+        Later::StartCoordinator(n) => {
+            lab.fleet.start_coordinator_named(n).await?;
+            format!("started {n} again")
+        }
+        Later::Continue(pid) => {
+            signal(*pid, "CONT")?;
+            format!("continued pid {pid}")
+        }
+        Later::StartAgent(id) => {
+            lab.fleet.start_agent(id)?;
+            format!("started agent {id} again")
+        }
+        Later::StartSql(role) => {
+            let p = &mut lab.pools[0];
+            let sim = match role {
+                Role::Primary => &mut p.primary,
+                Role::Backup => &mut p.backup,
+            };
+            sim.start().await?;
+            format!("started sqlsim {} again", sim.name)
+        }
+        Later::StartEtcd(members) => {
+            let etcd = etcd.context("no etcd in this scenario")?;
+            // Start every member before waiting on any: one alone has no quorum to be ready.
+            for i in members {
+                etcd.start_member(*i)?;
+            }
+            for i in members {
+                etcd.wait_ready(*i).await?;
+            }
+            format!("started etcd members {members:?} again")
+        }
+    })
+}

@@ -1,0 +1,424 @@
+//! The DESIGN §9 invariants as checkers over a scenario's [`Evidence`]: each its own function,
+//! each failure a sentence that names the invariant and where it broke ("§9.5: 2 RESTORE
+//! DATABASE … REPLACE of mgc on sql01.dc1.lab in 1 attempt of fb4_restore"). They run after every
+//! scenario, whatever its faults, so a scenario written for one defect still guards the rest.
+//!
+//! §9.8 (bad input) is judged by the input suites (refusals, topology_check, sqlsim_robustness),
+//! not here: a scenario has no bad input to judge; it is reported as not exercised.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::evidence::{Evidence, JournalRecord};
+
+/// One checker's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// DESIGN §9 number.
+    pub invariant: u8,
+    /// Short name.
+    pub name: &'static str,
+    /// Held (or was not exercised).
+    pub ok: bool,
+    /// Whether the scenario exercised it (false: nothing it guards happened).
+    pub exercised: bool,
+    /// What was seen: the violation, or what held.
+    pub detail: String,
+}
+
+fn verdict(
+    invariant: u8,
+    name: &'static str,
+    problems: Vec<String>,
+    held: String,
+    exercised: bool,
+) -> Verdict {
+    Verdict {
+        invariant,
+        name,
+        ok: problems.is_empty(),
+        exercised,
+        detail: if problems.is_empty() {
+            held
+        } else {
+            problems.join("; ")
+        },
+    }
+}
+
+/// Every checker, in invariant order.
+pub fn check_all(ev: &Evidence) -> Vec<Verdict> {
+    vec![
+        fencing(ev),
+        no_restore_while_active(ev),
+        checksums(ev),
+        approvals(ev),
+        no_blind_repeat(ev),
+        no_message_lost(ev),
+        one_writable_mgc(ev),
+        Verdict {
+            invariant: 8,
+            name: "bad input",
+            ok: true,
+            exercised: false,
+            detail: "judged by the input suites (refusals, topology_check, sqlsim_robustness)"
+                .into(),
+        },
+    ]
+}
+
+/// A destructive statement: what replaces, removes or takes a database out of service.
+fn destructive(norm: &str) -> bool {
+    (norm.starts_with("RESTORE DATABASE")
+        && (norm.contains("REPLACE") || norm.contains("WITH RECOVERY")))
+        || (norm.starts_with("ALTER DATABASE") && norm.contains("SET PARTNER OFF"))
+        || norm.contains("SP_DELETE_LOG_SHIPPING")
+}
+
+/// §9.1: agents accept one leader's instructions at a time. Every agent's accepted instructions
+/// (journal `started` records, in time order across all agents) carry non-decreasing epochs: once
+/// any agent ran an instruction of epoch N, none runs one of an older epoch.
+fn fencing(ev: &Evidence) -> Verdict {
+    let mut all: Vec<(u64, u64, &str, &str)> = Vec::new();
+    for (agent, records) in &ev.journals {
+        for r in records {
+            if let JournalRecord::Started {
+                op, epoch, at_ms, ..
+            } = r
+            {
+                all.push((*at_ms, *epoch, agent.as_str(), op.as_str()));
+            }
+        }
+    }
+    all.sort();
+    let mut problems = Vec::new();
+    let mut highest: Option<(u64, &str, &str)> = None;
+    for (at, epoch, agent, op) in &all {
+        if let Some((h, ha, hop)) = highest
+            && *epoch < h
+        {
+            problems.push(format!(
+                "§9.1: {agent} ran {op} of epoch {epoch} at {at} after {ha} had run {hop} of epoch {h}"
+            ));
+        }
+        if highest.is_none_or(|(h, _, _)| *epoch > h) {
+            highest = Some((*epoch, agent, op));
+        }
+    }
+    let epochs: std::collections::BTreeSet<u64> = all.iter().map(|a| a.1).collect();
+    verdict(
+        1,
+        "fencing",
+        problems,
+        format!("{} instructions, epochs {epochs:?} in order", all.len()),
+        epochs.len() > 1,
+    )
+}
+
+/// §9.2: no restore over the pool's database while a chat server of the pool is active. The
+/// active list follows the Lync shell's script log (the lab starts with DC2's server active):
+/// `-ActiveServers $null` clears it, any other Set-CsPersistentChatActiveServer sets it.
+fn no_restore_while_active(ev: &Evidence) -> Verdict {
+    let pool = ev.pool.to_ascii_lowercase();
+    let mut changes: Vec<(u64, bool)> = ev
+        .scripts
+        .iter()
+        .filter(|s| {
+            s.script.contains("Set-CsPersistentChatActiveServer")
+                && s.script.to_ascii_lowercase().contains(&pool)
+        })
+        .map(|s| {
+            let cleared = s.script.lines().any(|l| {
+                l.contains("Set-CsPersistentChatActiveServer") && l.contains("-ActiveServers $null")
+            });
+            (super::evidence::rfc3339_ms(&s.time), !cleared)
+        })
+        .collect();
+    changes.sort();
+    let mut problems = Vec::new();
+    let mut n = 0;
+    for s in ev
+        .primary
+        .starting("RESTORE DATABASE")
+        .filter(|s| destructive(&s.norm))
+    {
+        n += 1;
+        let active = changes
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= s.at_ms)
+            .is_none_or(|(_, a)| *a);
+        if active {
+            problems.push(format!(
+                "§9.2: '{}' on {} at {} while a chat server of {} was active (last Set-CsPersistentChatActiveServer did not clear it)",
+                s.raw.text, ev.primary.name, s.at_ms, ev.pool
+            ));
+        }
+    }
+    verdict(
+        2,
+        "no restore while a chat server is active",
+        problems,
+        format!("{n} restores, each after the active servers were cleared"),
+        n > 0,
+    )
+}
+
+/// Every (file, sha256) the run recorded in its outputs.
+fn recorded_files(v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let (Some(f), Some(s)) = (
+                m.get("file").and_then(|f| f.as_str()),
+                m.get("sha256").and_then(|s| s.as_str()),
+            ) {
+                out.insert(f.to_string(), s.to_string());
+            }
+            m.values().for_each(|v| recorded_files(v, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| recorded_files(v, out)),
+        _ => {}
+    }
+}
+
+/// §9.3: no restore from a file whose checksum differs from the one recorded when it was
+/// written. A file the scenario damaged counts as differing from its damage on; a file still
+/// on disk is hashed again.
+fn checksums(ev: &Evidence) -> Verdict {
+    let mut recorded = BTreeMap::new();
+    recorded_files(ev.outputs(), &mut recorded);
+    let damaged: BTreeMap<&str, u64> = ev
+        .fired
+        .iter()
+        .filter_map(|f| Some((f.damaged_file.as_deref()?, f.at_ms)))
+        .collect();
+    let mut problems = Vec::new();
+    let mut n = 0;
+    for inst in [&ev.primary, &ev.backup] {
+        for s in inst
+            .starting("RESTORE DATABASE")
+            .filter(|s| s.param(2).is_some())
+        {
+            let Some(file) = s.param(2) else { continue };
+            n += 1;
+            if let Some(t) = damaged.get(file).filter(|t| **t <= s.at_ms) {
+                problems.push(format!(
+                    "§9.3: RESTORE DATABASE on {} at {} from '{file}', damaged at {t} after its SHA-256 was recorded",
+                    inst.name, s.at_ms
+                ));
+                continue;
+            }
+            if let (Some(want), Ok(bytes)) = (recorded.get(file), std::fs::read(file)) {
+                let got = sha256_hex(&bytes);
+                if !got.eq_ignore_ascii_case(want) && !damaged.contains_key(file) {
+                    problems.push(format!(
+                        "§9.3: RESTORE DATABASE on {} from '{file}' whose SHA-256 is {got}, recorded {want}",
+                        inst.name
+                    ));
+                }
+            }
+        }
+    }
+    verdict(
+        3,
+        "no restore from a changed file",
+        problems,
+        format!("{n} restores from files, none damaged"),
+        n > 0 || !damaged.is_empty(),
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// §9.4: no destructive statement before the run was approved (`--yes` at start or an
+/// `approve` in the audit trail).
+fn approvals(ev: &Evidence) -> Verdict {
+    let at_start = ev.detail["run"]["approved_at_start"]
+        .as_bool()
+        .unwrap_or(false);
+    let approved_at = if at_start {
+        Some(ev.started_ms)
+    } else {
+        ev.audit()
+            .iter()
+            .filter(|a| a["event"] == "run.approved")
+            .filter_map(|a| a["at_unix_ms"].as_u64())
+            .min()
+    };
+    let mut problems = Vec::new();
+    let mut n = 0;
+    for inst in [&ev.primary, &ev.backup] {
+        for s in inst.statements.iter().filter(|s| destructive(&s.norm)) {
+            n += 1;
+            if approved_at.is_none_or(|t| s.at_ms < t) {
+                problems.push(format!(
+                    "§9.4: '{}' on {} at {} {}",
+                    s.raw.text,
+                    inst.name,
+                    s.at_ms,
+                    match approved_at {
+                        Some(t) => format!("before the approval at {t}"),
+                        None => "in a run nobody approved".into(),
+                    }
+                ));
+            }
+        }
+    }
+    verdict(
+        4,
+        "no destructive step without approval",
+        problems,
+        format!(
+            "{n} destructive statements, all after the approval{}",
+            if at_start { " (--yes at start)" } else { "" }
+        ),
+        n > 0 || approved_at.is_none(),
+    )
+}
+
+/// §9.5: a crash never repeats a destructive operation blindly: per instance, no more
+/// `RESTORE … REPLACE` than the run started attempts of the step that sends it.
+fn no_blind_repeat(ev: &Evidence) -> Verdict {
+    let attempts = |step: &str| -> usize {
+        ev.audit()
+            .iter()
+            .filter(|a| a["event"] == "step.started" && a["details"]["step"] == step)
+            .count()
+            .max(1)
+    };
+    let mut problems = Vec::new();
+    let mut total = 0;
+    for (inst, step) in [
+        (&ev.primary, "fb4_restore"),
+        (&ev.backup, "fb5_log_shipping"),
+    ] {
+        let replaces: Vec<_> = inst
+            .starting("RESTORE DATABASE")
+            .filter(|s| s.norm.contains("REPLACE"))
+            .collect();
+        total += replaces.len();
+        let allowed = attempts(step);
+        if replaces.len() > allowed {
+            problems.push(format!(
+                "§9.5: {} RESTORE DATABASE … REPLACE on {} in {allowed} attempt(s) of {step} of {}",
+                replaces.len(),
+                inst.name,
+                ev.pool
+            ));
+        }
+    }
+    // An op id the journal shows started twice in one process was run again, not replayed.
+    for (agent, records) in &ev.journals {
+        let mut started: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in records {
+            if let JournalRecord::Started { op, .. } = r {
+                *started.entry(op.as_str()).or_default() += 1;
+            }
+        }
+        for (op, n) in started.into_iter().filter(|(_, n)| *n > 1) {
+            problems.push(format!("§9.5: {agent} started op {op} {n} times"));
+        }
+    }
+    verdict(
+        5,
+        "no blind repeat of a destructive operation",
+        problems,
+        format!("{total} RESTORE … REPLACE, one per attempt; no op id run twice"),
+        total > 0 || !ev.fired.is_empty(),
+    )
+}
+
+/// §9.6: a finished failback loses no message written before FB-1.
+fn no_message_lost(ev: &Evidence) -> Verdict {
+    let succeeded = ev.detail["run"]["status"] == "succeeded";
+    let mut problems = Vec::new();
+    if succeeded {
+        match ev.primary_messages {
+            Some(n) if n >= ev.messages_before => {}
+            Some(n) => problems.push(format!(
+                "§9.6: the primary mgc of {} holds {n} messages after the failback, {} were written before FB-1",
+                ev.pool, ev.messages_before
+            )),
+            None => problems.push(format!(
+                "§9.6: the primary mgc of {} could not be counted after a succeeded failback",
+                ev.pool
+            )),
+        }
+    }
+    verdict(
+        6,
+        "no message lost",
+        problems,
+        if succeeded {
+            format!(
+                "{} of {} messages on the primary",
+                ev.primary_messages.unwrap_or(0),
+                ev.messages_before
+            )
+        } else {
+            "the run did not finish a failback".into()
+        },
+        succeeded,
+    )
+}
+
+/// §9.7: never two writable `mgc` for one pool. The primary's copy counts from its first
+/// restore on (before, it is the empty database Topology Builder made, serving nobody); the
+/// backup's copy must then be READ_ONLY or restoring: in its statement log the last change before
+/// the primary's restore must be SET READ_ONLY, and no sample may show both writable.
+fn one_writable_mgc(ev: &Evidence) -> Verdict {
+    let mut problems = Vec::new();
+    let restores: Vec<_> = ev
+        .primary
+        .starting("RESTORE DATABASE")
+        .filter(|s| destructive(&s.norm))
+        .collect();
+    for r in &restores {
+        let last = ev
+            .backup
+            .statements
+            .iter()
+            .filter(|s| s.at_ms <= r.at_ms)
+            .rfind(|s| {
+                s.norm.starts_with("ALTER DATABASE [MGC] SET READ_")
+                    || (s.norm.starts_with("RESTORE DATABASE") && s.norm.contains("'MGC'"))
+            });
+        let frozen = last.is_some_and(|s| !s.norm.contains("READ_WRITE"));
+        if !frozen {
+            problems.push(format!(
+                "§9.7: {} restored mgc at {} while the backup mgc on {} was writable",
+                ev.primary.name, r.at_ms, ev.backup.name
+            ));
+        }
+    }
+    if let Some(first) = restores.first() {
+        for s in ev.samples.iter().filter(|s| s.at_ms > first.at_ms) {
+            let w = s.writable();
+            if w.len() > 1 {
+                problems.push(format!(
+                    "§9.7: at {} both {w:?} had a writable mgc",
+                    s.at_ms
+                ));
+                break;
+            }
+        }
+    }
+    verdict(
+        7,
+        "never two writable mgc",
+        problems,
+        format!(
+            "{} restores of the primary, each with the backup frozen; {} samples",
+            restores.len(),
+            ev.samples.len()
+        ),
+        !restores.is_empty(),
+    )
+}

@@ -1,0 +1,476 @@
+//! Runs one scenario end to end with real processes: builds the failed-over lab (on etcd when
+//! the scenario asks), starts the failback, then one loop every [`TICK`] that samples which `mgc`
+//! copies are writable, fires the next fault when its point is reached, performs due restarts,
+//! and watches the run until it ends. Then it reads the evidence the processes left, runs every
+//! invariant checker and the scenario's expectations, and writes the outcome as JSON for
+//! RELIABILITY.md.
+//!
+//! With a test-only break (`FAILBACK_TEST_BREAK`) the same scenario shows that its checker
+//! catches the broken invariant: the outcome then records whether it did.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::evidence::{Evidence, Fired, Instance, Sample, now_ms, read_journals, read_scripts};
+use super::faults::{Later, fire, perform};
+use super::invariants::{Verdict, check_all};
+use super::spec::{DURING, Point, Role, Scenario};
+use crate::harness::etcd::{EtcdCluster, unique_cluster};
+use crate::harness::failed_over::{FailedOverLab, MESSAGES, Options, failed_over};
+use crate::harness::fleet::APPROVER;
+use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
+
+/// The loop's period.
+const TICK: Duration = Duration::from_millis(250);
+/// How long an `awaiting_approval` run is watched for a destructive statement before the
+/// scenario ends.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// A measured takeover.
+#[derive(Debug, Clone, Serialize)]
+pub struct Takeover {
+    /// The fault.
+    pub fault: String,
+    /// From the fault to the new leader's first completed agent operation, ms.
+    pub ms: Option<u64>,
+    /// That operation.
+    pub first_op: Option<String>,
+    /// The lease TTL, ms.
+    pub ttl_ms: u64,
+}
+
+/// One expectation's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was expected.
+    pub what: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was seen.
+    pub seen: String,
+}
+
+/// What a scenario run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Scenario name.
+    pub scenario: String,
+    /// Its one-line description.
+    pub about: String,
+    /// The issue #12 finding it covers.
+    pub defect: Option<String>,
+    /// The test-only break active, if any.
+    #[serde(rename = "break")]
+    pub break_name: Option<String>,
+    /// The run's final status.
+    pub status: String,
+    /// Run duration, ms.
+    pub duration_ms: u64,
+    /// Faults as fired, with restarts.
+    pub fired: Vec<Fired>,
+    /// Invariant verdicts.
+    pub invariants: Vec<Verdict>,
+    /// Expectation results.
+    pub expectations: Vec<Check>,
+    /// Takeover measurements.
+    pub takeovers: Vec<Takeover>,
+}
+
+impl Outcome {
+    /// Every invariant held and every expectation held.
+    pub fn passed(&self) -> bool {
+        self.invariants.iter().all(|v| v.ok) && self.expectations.iter().all(|c| c.ok)
+    }
+
+    /// The verdict of invariant `n`.
+    pub fn invariant(&self, n: u8) -> Option<&Verdict> {
+        self.invariants.iter().find(|v| v.invariant == n)
+    }
+
+    /// A readable account for a failing test.
+    pub fn explain(&self) -> String {
+        let mut s = format!("scenario {} (status {}):\n", self.scenario, self.status);
+        for v in &self.invariants {
+            s.push_str(&format!(
+                "  §9.{} {}: {} — {}\n",
+                v.invariant,
+                v.name,
+                if v.ok { "held" } else { "BROKEN" },
+                v.detail
+            ));
+        }
+        for c in &self.expectations {
+            s.push_str(&format!(
+                "  expect {}: {} — {}\n",
+                c.what,
+                if c.ok { "ok" } else { "FAILED" },
+                c.seen
+            ));
+        }
+        for f in &self.fired {
+            s.push_str(&format!("  fired {} at {}: {}\n", f.label, f.at_ms, f.note));
+        }
+        s
+    }
+}
+
+/// Where outcomes are written: `target/scenarios` (next to the binaries the scenarios ran).
+pub fn results_dir() -> anyhow::Result<PathBuf> {
+    let bin = crate::harness::process::bin_dir()?;
+    Ok(bin
+        .parent()
+        .map_or_else(|| bin.join("scenarios"), |t| t.join("scenarios")))
+}
+
+async fn mgc_state(sim: &SqlSim) -> Option<(String, bool)> {
+    let q = sim.batch_as(
+        ("sa", SA_PASSWORD),
+        "master",
+        "SELECT state_desc, is_read_only FROM sys.databases WHERE name = 'mgc'",
+    );
+    let rows = tokio::time::timeout(Duration::from_secs(2), q)
+        .await
+        .ok()?
+        .ok()?;
+    let r = rows.first()?;
+    Some((r.get::<&str, _>(0)?.to_string(), r.get::<bool, _>(1)?))
+}
+
+async fn sample(lab: &FailedOverLab) -> Sample {
+    let p = &lab.pools[0];
+    let mut mgc = BTreeMap::new();
+    for sim in [&p.primary, &p.backup] {
+        if let Some(s) = mgc_state(sim).await {
+            mgc.insert(sim.name.clone(), s);
+        }
+    }
+    Sample {
+        at_ms: now_ms(),
+        mgc,
+    }
+}
+
+fn step_done(detail: &serde_json::Value, step: &str) -> bool {
+    let s = &detail["pools"][0]["outputs"][step]["status"];
+    s == "succeeded" || s == "skipped"
+}
+
+fn reached(
+    point: &Point,
+    lab: &FailedOverLab,
+    detail: &serde_json::Value,
+    last_fire: Instant,
+) -> bool {
+    match point {
+        Point::Start => true,
+        Point::AwaitingApproval => detail["run"]["status"] == "awaiting_approval",
+        Point::After(step) => step_done(detail, step),
+        Point::Delay(d) => last_fire.elapsed() >= *d,
+        Point::During(step) => {
+            let Some((_, role, prefix)) = DURING.iter().find(|(n, _, _)| n == step) else {
+                return false;
+            };
+            let p = &lab.pools[0];
+            let (sim, skip) = match role {
+                Role::Primary => (&p.primary, p.setup_statements.0),
+                Role::Backup => (&p.backup, p.setup_statements.1),
+            };
+            Instance::read(&sim.name, sim, skip)
+                .starting(prefix)
+                .next()
+                .is_some()
+        }
+    }
+}
+
+const FINAL: &[&str] = &["succeeded", "failed", "aborted"];
+
+/// Runs `s`, with test-only break `breaks` if given.
+pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outcome> {
+    let mut etcd = if s.on_etcd() {
+        Some(
+            EtcdCluster::start(s.fleet.etcd_members)
+                .await
+                .with_context(|| {
+                    format!(
+                        "scenario {}: start a {}-member etcd (Debian's etcd-server)",
+                        s.name, s.fleet.etcd_members
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
+    let env = break_name
+        .map(|b| vec![(failback_proto::test_break::ENV.to_string(), b.to_string())])
+        .unwrap_or_default();
+    let mut lab = failed_over(Options {
+        etcd: etcd
+            .as_ref()
+            .map(|e| (e.endpoints(), unique_cluster(&s.name), s.fleet.lease_ttl)),
+        primary_args: vec![(0, s.fleet.primary_sql_args.clone())],
+        backup_args: vec![(0, s.fleet.backup_sql_args.clone())],
+        heartbeat: s.fleet.heartbeat,
+        mirrored: s.fleet.mirrored,
+        env,
+        ..Options::default()
+    })
+    .await
+    .with_context(|| format!("scenario {}: build the failed-over lab", s.name))?;
+    if etcd.is_some() {
+        lab.fleet.leader(Duration::from_secs(30)).await?;
+    }
+    let pool = lab.pools[0].fqdn.clone();
+    let started_ms = now_ms();
+    let began = Instant::now();
+    let mut args = vec!["--pool", pool.as_str()];
+    if s.run.yes {
+        args.push("--yes");
+    }
+    let run = lab.start_failback(APPROVER, &args).await?;
+
+    let mut samples = Vec::new();
+    let mut fired: Vec<Fired> = Vec::new();
+    let mut pending: Vec<(Instant, Later)> = Vec::new();
+    let mut next = 0;
+    let mut last_fire = Instant::now();
+    let mut detail = serde_json::Value::Null;
+    let mut settled: Option<Instant> = None;
+    loop {
+        samples.push(sample(&lab).await);
+        if let Ok(d) = lab.status(&run).await {
+            detail = d;
+        }
+        let now = Instant::now();
+        let due: Vec<Later> = pending
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, l)| l.clone())
+            .collect();
+        pending.retain(|(t, _)| *t > now);
+        for l in due {
+            let note = perform(&l, &mut lab, etcd.as_mut()).await?;
+            fired.push(Fired {
+                label: "restore".into(),
+                at_ms: now_ms(),
+                note,
+                epoch_before: None,
+                damaged_file: None,
+            });
+        }
+        if let Some(f) = s.faults.get(next)
+            && reached(&f.at, &lab, &detail, last_fire)
+        {
+            let (done, later) = fire(f, &mut lab, etcd.as_mut(), &run, &detail)
+                .await
+                .with_context(|| format!("scenario {}: fire {}", s.name, f.label))?;
+            fired.push(done);
+            pending.extend(later.into_iter().map(|(d, l)| (Instant::now() + d, l)));
+            last_fire = Instant::now();
+            next += 1;
+            continue;
+        }
+        let status = detail["run"]["status"].as_str().unwrap_or_default();
+        let faults_done = next == s.faults.len() && pending.is_empty();
+        if FINAL.contains(&status) && (faults_done || pending.is_empty()) {
+            break;
+        }
+        if faults_done && s.expect.status == "awaiting_approval" && status == "awaiting_approval" {
+            let t = *settled.get_or_insert_with(Instant::now);
+            if t.elapsed() >= SETTLE {
+                break;
+            }
+        }
+        if began.elapsed() > s.expect.deadline {
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+    // Whatever is still down comes back before the evidence is read.
+    for (_, l) in std::mem::take(&mut pending) {
+        let _ = perform(&l, &mut lab, etcd.as_mut()).await;
+    }
+    if let Ok(d) = lab.status(&run).await {
+        detail = d;
+    }
+    samples.push(sample(&lab).await);
+    let duration_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+    let p = &lab.pools[0];
+    let primary_messages = p
+        .primary
+        .batch_as(
+            ("sa", SA_PASSWORD),
+            "mgc",
+            "SELECT COUNT(*) FROM dbo.Messages",
+        )
+        .await
+        .ok()
+        .and_then(|r| r.first().and_then(|r| r.get::<i32, _>(0)))
+        .and_then(|n| usize::try_from(n).ok());
+    let ev = Evidence {
+        pool: pool.clone(),
+        primary: Instance::read(&p.primary.name, &p.primary, p.setup_statements.0),
+        backup: Instance::read(&p.backup.name, &p.backup, p.setup_statements.1),
+        scripts: read_scripts(&lab.fleet.cms_store()),
+        journals: read_journals(&lab.fleet),
+        detail: detail.clone(),
+        fired: fired.clone(),
+        samples,
+        primary_messages,
+        messages_before: MESSAGES,
+        started_ms,
+    };
+    let invariants = check_all(&ev);
+    let (expectations, takeovers) = expectations(s, &lab, &ev).await;
+    let outcome = Outcome {
+        scenario: s.name.clone(),
+        about: s.about.clone(),
+        defect: s.defect.clone(),
+        break_name: break_name.map(str::to_string),
+        status: detail["run"]["status"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
+        duration_ms,
+        fired,
+        invariants,
+        expectations,
+        takeovers,
+    };
+    write_outcome(&outcome)?;
+    drop(lab);
+    drop(etcd);
+    Ok(outcome)
+}
+
+fn write_outcome(o: &Outcome) -> anyhow::Result<()> {
+    let dir = results_dir()?;
+    std::fs::create_dir_all(&dir)?;
+    let name = match &o.break_name {
+        Some(b) => format!("{}+{b}.json", o.scenario),
+        None => format!("{}.json", o.scenario),
+    };
+    std::fs::write(dir.join(name), serde_json::to_vec_pretty(o)?)?;
+    Ok(())
+}
+
+async fn expectations(
+    s: &Scenario,
+    lab: &FailedOverLab,
+    ev: &Evidence,
+) -> (Vec<Check>, Vec<Takeover>) {
+    let e = &s.expect;
+    let mut out = Vec::new();
+    let status = ev.detail["run"]["status"].as_str().unwrap_or("unknown");
+    out.push(Check {
+        what: format!("run ends {}", e.status),
+        ok: status == e.status,
+        seen: format!(
+            "{status} {}",
+            ev.detail["run"]["reason"].as_str().unwrap_or_default()
+        ),
+    });
+    let fault_fires = ev.fired.iter().filter(|f| f.label != "restore").count();
+    out.push(Check {
+        what: format!("all {} faults fire", s.faults.len()),
+        ok: fault_fires == s.faults.len(),
+        seen: format!("{fault_fires} fired"),
+    });
+    if let Some(step) = &e.failed_step {
+        let o = &ev.outputs()[step.as_str()];
+        out.push(Check {
+            what: format!("{step} failed"),
+            ok: o["status"] == "failed",
+            seen: o["status"].to_string(),
+        });
+    }
+    if !e.error_contains.is_empty() {
+        let errors: Vec<String> = ev
+            .outputs()
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|o| o["error"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all = errors.join(" | ");
+        for want in &e.error_contains {
+            out.push(Check {
+                what: format!("the error says '{want}'"),
+                ok: all.contains(want.as_str()),
+                seen: all.clone(),
+            });
+        }
+    }
+    if e.no_restore {
+        let n = ev.primary.starting("RESTORE DATABASE").count();
+        out.push(Check {
+            what: "no RESTORE DATABASE reached the primary".into(),
+            ok: n == 0,
+            seen: format!("{n}"),
+        });
+    }
+    if let Some(want) = e.backup_writable {
+        let st = mgc_state(&lab.pools[0].backup).await;
+        let writable = st.as_ref().is_some_and(|(s, ro)| s == "ONLINE" && !ro);
+        out.push(Check {
+            what: format!(
+                "the backup mgc is {}writable at the end",
+                if want { "" } else { "not " }
+            ),
+            ok: writable == want,
+            seen: format!("{st:?}"),
+        });
+    }
+    if e.same_leader {
+        let epochs: std::collections::BTreeSet<u64> = ev
+            .journals
+            .values()
+            .flatten()
+            .filter_map(|r| match r {
+                super::evidence::JournalRecord::Started { epoch, at_ms, .. }
+                    if *at_ms >= ev.started_ms =>
+                {
+                    Some(*epoch)
+                }
+                _ => None,
+            })
+            .collect();
+        out.push(Check {
+            what: "one leader epoch for the whole run".into(),
+            ok: epochs.len() == 1,
+            seen: format!("{epochs:?}"),
+        });
+    }
+    let mut takeovers = Vec::new();
+    let ttl_ms = u64::try_from(s.fleet.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+    for f in ev.fired.iter().filter(|f| f.epoch_before.is_some()) {
+        let first = ev.first_finished_after(f.at_ms, f.epoch_before.unwrap_or(0));
+        let t = Takeover {
+            fault: f.label.clone(),
+            ms: first.as_ref().map(|x| x.2.saturating_sub(f.at_ms)),
+            first_op: first.map(|x| format!("{} on {}", x.1, x.0)),
+            ttl_ms,
+        };
+        if let Some(plus) = e.takeover_within_ttl_plus {
+            let limit = ttl_ms + u64::try_from(plus.as_millis()).unwrap_or(0);
+            out.push(Check {
+                what: format!(
+                    "takeover after {} within TTL + {} ms",
+                    f.label,
+                    plus.as_millis()
+                ),
+                ok: t.ms.is_some_and(|ms| ms <= limit),
+                seen: format!("{:?} ms ({:?})", t.ms, t.first_op),
+            });
+        }
+        takeovers.push(t);
+    }
+    (out, takeovers)
+}

@@ -1,0 +1,122 @@
+//! The reliability scenarios of `tests/scenarios/` (issue #12, DESIGN §9), one test each, on
+//! real processes: every scenario must end as it expects with every invariant held; and each
+//! scenario that names a test-only break (`[[catches]]`) runs once more with that check broken,
+//! where its invariant's checker must report the violation — the proof that the scenario would
+//! catch the bug. Outcomes land in `target/scenarios/` for `failback-lab reliability`.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use failback_tests::scenario::runner::run;
+use failback_tests::scenario::spec::{Scenario, scenario_dir};
+
+async fn scenario(name: &str) -> Scenario {
+    Scenario::load(&scenario_dir().join(format!("{name}.toml"))).unwrap()
+}
+
+async fn holds(name: &str) {
+    let s = scenario(name).await;
+    let o = run(&s, None).await.unwrap();
+    assert!(o.passed(), "{}", o.explain());
+}
+
+async fn catches(name: &str, break_name: &str) {
+    let s = scenario(name).await;
+    let c = s
+        .catches
+        .iter()
+        .find(|c| c.break_name == break_name)
+        .unwrap_or_else(|| panic!("{name} does not list the break {break_name}"))
+        .clone();
+    let o = run(&s, Some(break_name)).await.unwrap();
+    let v = o.invariant(c.invariant).unwrap();
+    assert!(
+        !v.ok,
+        "with {break_name} broken, §9.{}'s checker saw nothing:\n{}",
+        c.invariant,
+        o.explain()
+    );
+    assert!(
+        v.detail.contains(&format!("§9.{}", c.invariant)),
+        "{}",
+        v.detail
+    );
+}
+
+macro_rules! scenarios {
+    ($($f:ident => $name:literal),* $(,)?) => {
+        const NAMES: &[&str] = &[$($name),*];
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $f() {
+                holds($name).await;
+            }
+        )*
+    };
+}
+
+scenarios! {
+    clean_failback => "clean-failback",
+    agent_restart_mid_restore => "agent-restart-mid-restore",
+    sql_killed_mid_restore => "sql-killed-mid-restore",
+    abort_mid_restore => "abort-mid-restore",
+    corrupt_backup => "corrupt-backup",
+    truncated_backup => "truncated-backup",
+    no_approval => "no-approval",
+    kill_leader_fb3 => "kill-leader-fb3",
+    kill_leader_fb4 => "kill-leader-fb4",
+    stop_leader_fb4 => "stop-leader-fb4",
+    etcd_leader_lost => "etcd-leader-lost",
+    etcd_quorum_lost => "etcd-quorum-lost",
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_checksum_check_is_caught_by_corrupt_backup() {
+    catches("corrupt-backup", "fb4-checksum").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_approval_gate_is_caught_by_no_approval() {
+    catches("no-approval", "approval-gate").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_freeze_is_caught_by_clean_failback() {
+    catches("clean-failback", "fb4-freeze").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_that_runs_a_repeated_op_again_is_caught_by_kill_leader_fb4() {
+    catches("kill-leader-fb4", "agent-journal-replay").await;
+}
+
+/// Every scenario file has its test above, and every `[[catches]]` its break run.
+#[test]
+fn every_scenario_file_runs() {
+    let mut files: Vec<String> = std::fs::read_dir(scenario_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "toml")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        files, listed,
+        "tests/scenarios/ and the scenarios! list differ"
+    );
+    let src = include_str!("scenarios.rs");
+    for f in &files {
+        let s = Scenario::load(&scenario_dir().join(format!("{f}.toml"))).unwrap();
+        for c in &s.catches {
+            assert!(
+                src.contains(&format!("catches(\"{f}\", \"{}\")", c.break_name)),
+                "{f} catches {} but no test runs it",
+                c.break_name
+            );
+        }
+    }
+}
