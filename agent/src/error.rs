@@ -49,6 +49,17 @@ pub enum Error {
     /// The coordinator is not the leader and named one.
     #[error("coordinator is not the leader; the leader is {0}")]
     NotLeader(failback_proto::endpoint::Endpoint),
+    /// The coordinator of an open session sent nothing for its liveness timeout: hung (SIGSTOP,
+    /// a wedged process) or cut off. The agent leaves it for the next coordinator.
+    #[error(
+        "no message from coordinator {coordinator} for {after:?} (hung or cut off); trying the next coordinator"
+    )]
+    CoordinatorSilent {
+        /// Its id.
+        coordinator: String,
+        /// The liveness timeout it gave in its Welcome.
+        after: std::time::Duration,
+    },
     /// A statement that changes data was sent and the connection to SQL Server ended before
     /// its answer (the instance died or the network cut): whether it ran is unknown. Reported
     /// as `INTERRUPTED`, never retryable, so the coordinator probes instead of sending it again
@@ -408,6 +419,7 @@ impl Error {
         match self {
             Error::Session(_)
             | Error::NotLeader(_)
+            | Error::CoordinatorSilent { .. }
             | Error::Io { .. }
             | Error::ShellTimeout { .. } => true,
             Error::Backend { retryable, .. } | Error::Sql { retryable, .. } => *retryable,

@@ -7,6 +7,16 @@
 //! Retried: every connection and stream failure (forever, with backoff; the agent's purpose is to
 //! be reachable). Not retried against the same coordinator: a Welcome with an epoch older than one
 //! we accepted (that coordinator is deposed; we move on to the next endpoint).
+//!
+//! A coordinator we left because it went silent (hung: issue #12's SIGSTOP of the leader) still
+//! holds its etcd lease for up to one TTL, so the standby names it in its hints, and the kernel
+//! still accepts TCP connections for it, so a dial only fails when the handshake times out.
+//! Following that hint cost 5 s per dial and the new leader waited for its agents. So: once a
+//! Welcome has told us the liveness timeout, every dial and Welcome wait is bounded by it (a
+//! coordinator that cannot answer in that time is as dead as one that goes silent), and for two
+//! liveness timeouts after the silence the silent coordinator is skipped — in hints and in the
+//! rotation, while there is another to try. After that it is dialed again like any other, so a
+//! leader that was only paused (SIGCONT before its lease ran out) gets its agents back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,20 +68,51 @@ enum Ended {
     Closed(String),
 }
 
+/// What the dialer remembers between sessions about coordinators' liveness.
+#[derive(Default)]
+struct Liveness {
+    /// The liveness timeout of the last Welcome that gave one.
+    timeout: Option<Duration>,
+    /// The coordinator we last left for silence, and until when it is skipped.
+    silent: Option<(Endpoint, tokio::time::Instant)>,
+}
+
+impl Liveness {
+    /// The bound on a dial and on the wait for a Welcome.
+    fn dial_timeout(&self, default: Duration) -> Duration {
+        self.timeout.map_or(default, |t| t.min(default))
+    }
+
+    /// Whether `e` went silent recently enough to be skipped.
+    fn skips(&self, e: &Endpoint) -> bool {
+        self.silent
+            .as_ref()
+            .is_some_and(|(s, until)| s == e && tokio::time::Instant::now() < *until)
+    }
+}
+
 /// Keeps a session to the leader open until `shutdown`.
 pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
     let endpoints = ctx.config.coordinators.clone();
     let mut next = 0usize;
     let mut hint: Option<Endpoint> = None;
     let mut backoff = ctx.config.reconnect.initial;
+    let mut live = Liveness::default();
     loop {
         let from_hint = hint.is_some();
-        let endpoint = hint
-            .take()
-            .unwrap_or_else(|| endpoints[next % endpoints.len()].clone());
+        let endpoint = match hint.take() {
+            Some(h) => h,
+            None => {
+                // Skip a recently silent coordinator while another is configured.
+                if endpoints.len() > 1 && live.skips(&endpoints[next % endpoints.len()]) {
+                    next += 1;
+                }
+                endpoints[next % endpoints.len()].clone()
+            }
+        };
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => Ok(Ended::Shutdown),
-            r = session(&ctx, &endpoint, &shutdown) => r,
+            r = session(&ctx, &endpoint, &shutdown, &mut live) => r,
         };
         ctx.metrics.set_connected(false);
         match outcome {
@@ -79,6 +120,19 @@ pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
             Ok(Ended::Closed(why)) => {
                 tracing::warn!(coordinator = %endpoint, "session closed: {why}; reconnecting");
                 backoff = ctx.config.reconnect.initial;
+            }
+            Err(e @ Error::CoordinatorSilent { after, .. }) => {
+                tracing::warn!(coordinator = %endpoint, "session failed: {e}");
+                ctx.metrics.session_error("silent");
+                live.silent = Some((endpoint.clone(), tokio::time::Instant::now() + after * 2));
+                next += 1;
+                // Straight to the next coordinator: the silence was the wait.
+                backoff = ctx.config.reconnect.initial;
+                continue;
+            }
+            Err(Error::NotLeader(leader)) if live.skips(&leader) => {
+                tracing::info!(coordinator = %endpoint, %leader, "not the leader, and names one that just went silent: trying the next coordinator");
+                next += 1;
             }
             // Issue #12, reconnect storm: a deposed coordinator named itself and agents came
             // straight back, hundreds of times a second. A hint naming the refusing coordinator
@@ -157,10 +211,16 @@ async fn session(
     ctx: &SessionContext,
     endpoint: &Endpoint,
     shutdown: &CancellationToken,
+    live: &mut Liveness,
 ) -> Result<Ended, Error> {
-    let channel = tls::connect(endpoint, ctx.tls.clone(), CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| Error::Session(format!("cannot connect: {}", tls::explain(&e))))?;
+    let welcome_timeout = live.dial_timeout(WELCOME_TIMEOUT);
+    let channel = tls::connect(
+        endpoint,
+        ctx.tls.clone(),
+        live.dial_timeout(CONNECT_TIMEOUT),
+    )
+    .await
+    .map_err(|e| Error::Session(format!("cannot connect: {}", tls::explain(&e))))?;
     let mut client = AgentSessionClient::new(channel);
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
     tx.send(hello(ctx))
@@ -171,9 +231,9 @@ async fn session(
         .await
         .map_err(|s| refused(&s))?;
     let mut inbound = response.into_inner();
-    let first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message())
+    let first = tokio::time::timeout(welcome_timeout, inbound.message())
         .await
-        .map_err(|_| Error::Session(format!("no Welcome within {WELCOME_TIMEOUT:?}")))?
+        .map_err(|_| Error::Session(format!("no Welcome within {welcome_timeout:?}")))?
         .map_err(|s| refused(&s))?;
     let welcome = match first.and_then(|m| m.body) {
         Some(pb::coordinator_message::Body::Welcome(w)) => Welcome::try_from(w)?,
@@ -191,6 +251,8 @@ async fn session(
         }
     }
     ctx.metrics.set_epoch(welcome.epoch.0);
+    live.timeout = welcome.liveness_timeout.or(live.timeout);
+    live.silent = None;
     ctx.outbox.set(Some(tx.clone()));
     // Clear the outbox however this session ends.
     struct ClearOnDrop<'a>(&'a Outbox);
@@ -223,11 +285,10 @@ async fn session(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
             _ = tokio::time::sleep_until(silent_until), if liveness.is_some() => {
-                return Err(Error::Session(format!(
-                    "no message from coordinator {} for {:?} (hung or cut off); trying the next coordinator",
-                    welcome.coordinator_id,
-                    liveness.unwrap_or_default()
-                )));
+                return Err(Error::CoordinatorSilent {
+                    coordinator: welcome.coordinator_id.to_string(),
+                    after: liveness.unwrap_or_default(),
+                });
             }
             _ = tick.tick() => {
                 seq += 1;

@@ -153,7 +153,15 @@ impl Fleet {
                 let t = tempfile::Builder::new()
                     .prefix("failback-fleet-")
                     .tempdir()?;
-                (t.path().to_path_buf(), Some(t))
+                // FAILBACK_KEEP_FLEET=1 keeps the directory (logs, journals, statement logs)
+                // for whoever debugs a failed test; it is printed on stderr.
+                if std::env::var_os("FAILBACK_KEEP_FLEET").is_some() {
+                    let d = t.keep();
+                    eprintln!("fleet directory kept: {}", d.display());
+                    (d, None)
+                } else {
+                    (t.path().to_path_buf(), Some(t))
+                }
             }
         };
         let certs = dir.join("certs");
