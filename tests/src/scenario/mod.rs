@@ -4,6 +4,7 @@
 //! every scenario from what the processes left behind ([`evidence`], [`invariants`]); and
 //! `failback-lab reliability` turns the last outcomes into docs/RELIABILITY.md ([`reliability`]).
 
+pub mod drill;
 pub mod evidence;
 pub mod faults;
 pub mod invariants;

@@ -87,6 +87,16 @@ pub fn render(results: &Path) -> anyhow::Result<String> {
         .filter_map(|p| Scenario::load(&p).ok())
         .map(|s| (s.name.clone(), s))
         .collect();
+    // Only the suite's scenarios: an operator's `failback-lab --fault` drill also leaves an
+    // outcome (`drill.json`), but the document states what the suite proves.
+    let outcomes: Vec<serde_json::Value> = outcomes
+        .into_iter()
+        .filter(|o| {
+            o["scenario"]
+                .as_str()
+                .is_some_and(|n| scenarios.contains_key(n))
+        })
+        .collect();
     let plain: Vec<&serde_json::Value> = outcomes.iter().filter(|o| o["break"].is_null()).collect();
     let broken: Vec<&serde_json::Value> =
         outcomes.iter().filter(|o| !o["break"].is_null()).collect();

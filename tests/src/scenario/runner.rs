@@ -369,7 +369,7 @@ async fn expectations(
     let status = ev.detail["run"]["status"].as_str().unwrap_or("unknown");
     out.push(Check {
         what: format!("run ends {}", e.status),
-        ok: status == e.status,
+        ok: status == e.status || (e.status == "ended" && FINAL.contains(&status)),
         seen: format!(
             "{status} {}",
             ev.detail["run"]["reason"].as_str().unwrap_or_default()

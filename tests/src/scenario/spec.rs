@@ -217,7 +217,9 @@ pub struct Fault {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Expect {
-    /// The run's final status (`succeeded`, `failed`, `aborted`, `awaiting_approval`).
+    /// The run's final status (`succeeded`, `failed`, `aborted`, `awaiting_approval`), or
+    /// `ended`: any of the final three (an operator's `failback-lab --fault` drill, where the
+    /// invariants are the verdict).
     pub status: String,
     /// Texts the failing step's error must contain.
     pub error_contains: Vec<String>,
@@ -412,7 +414,13 @@ impl Scenario {
                 raw.fleet.etcd_members
             );
         }
-        const STATUSES: &[&str] = &["succeeded", "failed", "aborted", "awaiting_approval"];
+        const STATUSES: &[&str] = &[
+            "succeeded",
+            "failed",
+            "aborted",
+            "awaiting_approval",
+            "ended",
+        ];
         if !STATUSES.contains(&raw.expect.status.as_str()) {
             bail!(
                 "scenario '{name}': expect.status '{}' is not one of {STATUSES:?}",
