@@ -15,6 +15,10 @@ pub const ENV: &str = "FAILBACK_TEST_BREAK";
 /// RELIABILITY.md).
 pub const KNOWN: &[(&str, &str)] = &[
     (
+        "active-servers-guard",
+        "FB-1 leaves the chat servers active and FB-1 and FB-4 do not check the active list",
+    ),
+    (
         "agent-epoch-check",
         "the agent accepts instructions of any epoch (DESIGN §4 fencing)",
     ),

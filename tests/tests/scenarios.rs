@@ -86,6 +86,11 @@ async fn a_missing_freeze_is_caught_by_clean_failback() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn chat_servers_left_active_are_caught_by_clean_failback() {
+    catches("clean-failback", "active-servers-guard").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_journal_that_runs_a_repeated_op_again_is_caught_by_kill_leader_fb4() {
     catches("kill-leader-fb4", "agent-journal-replay").await;
 }

@@ -230,19 +230,23 @@ impl Step for ClearActiveServers {
             );
         }
         let before = pool_servers(ctx, &shell).await?;
-        ctx.act(
-            &shell,
-            "clear-active",
-            op(pb::operation::Kind::SetActiveServers(
-                pb::SetActiveServers {
-                    pool_fqdn: ctx.pool.fqdn.clone(),
-                    change: pb::ActiveServersChange::Clear as i32,
-                    servers: Vec::new(),
-                },
-            )),
-            ctx.config.step_timeout,
-        )
-        .await?;
+        // Test-only mutation (never in release builds): the scenarios show §9.2 breaks.
+        let guard = !failback_proto::test_break::broken("active-servers-guard");
+        if guard {
+            ctx.act(
+                &shell,
+                "clear-active",
+                op(pb::operation::Kind::SetActiveServers(
+                    pb::SetActiveServers {
+                        pool_fqdn: ctx.pool.fqdn.clone(),
+                        change: pb::ActiveServersChange::Clear as i32,
+                        servers: Vec::new(),
+                    },
+                )),
+                ctx.config.step_timeout,
+            )
+            .await?;
+        }
         let instance = ctx
             .read(
                 &backup,
@@ -306,7 +310,9 @@ impl Step for ClearActiveServers {
     async fn verify(&self, ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
         let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
         let servers = pool_servers(ctx, &shell).await?;
-        if !servers.active_servers.is_empty() {
+        if !servers.active_servers.is_empty()
+            && !failback_proto::test_break::broken("active-servers-guard")
+        {
             return Err(StepError::retry(format!(
                 "active servers still listed after clearing: {}",
                 servers.active_servers.join(", ")

@@ -128,7 +128,9 @@ impl Step for RestorePrimary {
         }
         let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.primary_dc))?;
         let servers = pool_servers(ctx, &shell).await?;
-        if !servers.active_servers.is_empty() {
+        if !servers.active_servers.is_empty()
+            && !failback_proto::test_break::broken("active-servers-guard")
+        {
             return Err(StepError::fatal(format!(
                 "refusing to restore: active servers {} (FB-1 no longer holds)",
                 servers.active_servers.join(", ")
