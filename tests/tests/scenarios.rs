@@ -68,6 +68,8 @@ scenarios! {
     stop_leader_fb4 => "stop-leader-fb4",
     etcd_leader_lost => "etcd-leader-lost",
     etcd_quorum_lost => "etcd-quorum-lost",
+    zombie_leader => "zombie-leader",
+    share_lost => "share-lost",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,6 +90,11 @@ async fn a_missing_freeze_is_caught_by_clean_failback() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_servers_left_active_are_caught_by_clean_failback() {
     catches("clean-failback", "active-servers-guard").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_accepts_an_older_epoch_is_caught_by_zombie_leader() {
+    catches("zombie-leader", "agent-epoch-check").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -500,6 +500,14 @@ key = "{certs}/{id}.key"
             .and_then(Proc::pid)
     }
 
+    /// The port a coordinator listens on.
+    pub fn coordinator_port_of(&self, name: &str) -> Option<u16> {
+        self.coordinators
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.port)
+    }
+
     /// The names of the fleet's coordinators.
     pub fn coordinator_names(&self) -> Vec<String> {
         self.coordinators.iter().map(|c| c.name.clone()).collect()

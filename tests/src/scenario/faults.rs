@@ -1,7 +1,8 @@
 //! Firing a scenario's faults on the real processes of a failed-over lab: SIGKILL and
 //! SIGSTOP/SIGCONT of the leading coordinator, SIGKILL of an agent, a SQL instance or etcd
-//! members (each restarted later), damage to the backup file FB-3 wrote, and the operator's
-//! approve/abort. Restarts are returned as [`Later`] actions the runner performs when due, so the
+//! members (each restarted later), a deposed leader coming back (a scripted coordinator with a
+//! stale epoch), damage to the backup file FB-3 wrote or the loss of its share, and the
+//! operator's approve/abort. Restarts are returned as [`Later`] actions the runner performs when due, so the
 //! runner's one loop keeps sampling and watching the run while a process is down.
 
 use std::time::Duration;
@@ -160,6 +161,34 @@ pub async fn fire(
             std::fs::write(&file, bytes).with_context(|| format!("write {file}"))?;
             fired.damaged_file = Some(file);
         }
+        Action::ZombieLeader => {
+            let names = lab.fleet.coordinator_names();
+            let first = names.first().context("no coordinator")?.clone();
+            let port = lab
+                .fleet
+                .coordinator_port_of(&first)
+                .context("no port for the first coordinator")?;
+            let highest = Evidence::epoch_before(&read_journals(&lab.fleet), at_ms);
+            let stale = highest.saturating_sub(1);
+            fired.epoch_before = Some(highest);
+            for n in &names {
+                lab.fleet.kill_coordinator_named(n);
+            }
+            let answered = zombie(lab, &first, port, stale).await?;
+            fired.note = format!(
+                "killed {names:?}; a scripted {first} offered epoch {stale} (agents had {highest}): {answered}"
+            );
+            for n in names {
+                later.push((Duration::ZERO, Later::StartCoordinator(n)));
+            }
+        }
+        Action::LoseShare => {
+            let share = lab.fleet.files_root().join("pool01").join("share");
+            let lost = share.with_extension("lost");
+            std::fs::rename(&share, &lost)
+                .with_context(|| format!("rename {} away", share.display()))?;
+            fired.note = format!("renamed {} to {}", share.display(), lost.display());
+        }
         Action::Approve | Action::Abort => {
             let verb = if fault.action == Action::Approve {
                 "approve"
@@ -178,6 +207,70 @@ pub async fn fire(
         }
     }
     Ok((fired, later))
+}
+
+/// Plays a deposed leader on `port` with `name`'s certificate for a few seconds: each agent
+/// that opens a session is welcomed at `stale` and sent a ping at that epoch. Returns what each
+/// agent did (refused, or answered — which would break fencing).
+async fn zombie(lab: &FailedOverLab, name: &str, port: u16, stale: u64) -> anyhow::Result<String> {
+    use crate::harness::fake_coordinator::FakeCoordinator;
+    // The killed coordinator's port can take a moment to be free.
+    let mut fake = None;
+    for _ in 0..20 {
+        match FakeCoordinator::start(&lab.fleet.certs, name, port).await {
+            Ok(f) => {
+                fake = Some(f);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut fake = fake.with_context(|| format!("listen as {name} on port {port}"))?;
+    let agents: Vec<String> = lab.fleet.agent_specs.iter().map(|a| a.id.clone()).collect();
+    let mut seen = std::collections::BTreeMap::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
+    while seen.len() < agents.len() && tokio::time::Instant::now() < until {
+        let Ok(mut session) = fake.next_session(Duration::from_secs(2)).await else {
+            continue;
+        };
+        if seen.contains_key(&session.agent) {
+            continue;
+        }
+        let op = format!("zombie/{}/ping", session.agent);
+        let outcome = match session.welcome(stale).await {
+            Err(_) => "refused the Welcome".to_string(),
+            Ok(()) => match session.ping(&op, stale).await {
+                Err(_) => "refused the Welcome".to_string(),
+                Ok(()) => answer(&mut session).await,
+            },
+        };
+        seen.insert(session.agent.clone(), outcome);
+    }
+    Ok(seen
+        .iter()
+        .map(|(a, o)| format!("{a} {o}"))
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// What an agent answered the zombie's ping (its heartbeats skipped).
+async fn answer(session: &mut crate::harness::fake_coordinator::FakeSession) -> String {
+    use failback_proto::pb::{agent_message::Body, operation_result::Outcome};
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, session.rx.message()).await {
+            Ok(Ok(Some(m))) => match m.body {
+                Some(Body::Result(r)) if matches!(r.outcome, Some(Outcome::Output(_))) => {
+                    return "ran the ping".into();
+                }
+                Some(Body::Result(_)) => return "refused the ping".into(),
+                _ => continue,
+            },
+            Ok(_) => return "closed the session".into(),
+            Err(_) => return "did not answer".into(),
+        }
+    }
 }
 
 /// The file FB-3 wrote, from the run record.

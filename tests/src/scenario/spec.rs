@@ -196,6 +196,13 @@ pub enum Action {
     CorruptBackup,
     /// Cut the file FB-3 wrote to half its length.
     TruncateBackup,
+    /// A deposed leader comes back: every coordinator is killed, and a scripted coordinator
+    /// with the first coordinator's certificate and port welcomes each agent with an epoch
+    /// older than the one it accepted and sends it a ping (what a leader that missed its
+    /// deposition would do); then the coordinators start again. Agents must refuse it (§9.1).
+    ZombieLeader,
+    /// Rename the pool's share folder away (the share lost); it is not given back.
+    LoseShare,
     /// `failbackctl approve` by an approver.
     Approve,
     /// `failbackctl abort`.
@@ -374,10 +381,12 @@ fn parse_action(f: &RawFault) -> anyhow::Result<Action> {
         },
         "corrupt-backup" => Action::CorruptBackup,
         "truncate-backup" => Action::TruncateBackup,
+        "zombie-leader" => Action::ZombieLeader,
+        "lose-share" => Action::LoseShare,
         "approve" => Action::Approve,
         "abort" => Action::Abort,
         other => bail!(
-            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, corrupt-backup, truncate-backup, approve or abort"
+            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, zombie-leader, corrupt-backup, truncate-backup, lose-share, approve or abort"
         ),
     })
 }

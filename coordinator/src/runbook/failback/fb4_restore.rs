@@ -149,7 +149,16 @@ impl Step for RestorePrimary {
                 })),
                 ctx.config.data_step_timeout,
             )
-            .await?;
+            .await
+            .map_err(|mut e| {
+                // Nothing has changed yet: say so, so the operator knows chat still has a
+                // writable database (a lost share, an unreadable file).
+                e.message = format!(
+                    "{}; nothing was changed (the backup mgc is still writable)",
+                    e.message
+                );
+                e
+            })?;
         let sum = expect_output!(out, Checksum, "file_checksum")?;
         // `fb4-checksum` is a test-only mutation (never in release builds): DESIGN §9.3's scenario.
         if !sum.sha256.eq_ignore_ascii_case(&sha)
