@@ -352,3 +352,45 @@ async fn losing_one_etcd_member_leaves_a_leader() {
     assert_eq!(trail.len(), 3, "{trail:?}");
     a.leadership.resign().await.unwrap();
 }
+
+/// Issue #12 (truth): during a quorum loss a follower went on naming the last leader it had
+/// seen (`failbackctl leader` showed a stale leader). Now it says it does not know, and names
+/// the leader again once etcd has a quorum.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_names_no_leader_while_etcd_has_no_quorum() {
+    let Some(mut etcd) = EtcdCluster::start_or_skip(3, "quorum_view").await else {
+        return;
+    };
+    let cluster = unique_cluster("quorum-view");
+    let ttl = Duration::from_secs(4);
+    let a = node(&etcd, &cluster, "c1", ttl).await;
+    let leader = sole_leader(&[&a], Duration::from_secs(15)).await;
+    assert_eq!(leader, 0);
+    let b = node(&etcd, &cluster, "c2", ttl).await;
+    names_leader(&b, &a).await;
+    etcd.kill(0);
+    etcd.kill(1);
+    // Within the keep-alive budget plus a re-check and a call timeout, neither names a leader.
+    let last = Mutex::new(String::new());
+    let r = wait_for(
+        "no leader named while quorum is lost",
+        Duration::from_secs(15),
+        || async {
+            let (va, vb) = (a.leadership.view(), b.leadership.view());
+            *last.lock().unwrap() = format!("c1: {va:?}; c2: {vb:?}");
+            (!va.is_leader
+                && va.leader_endpoint.is_none()
+                && !vb.is_leader
+                && vb.leader_endpoint.is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(r.is_ok(), "last views: {}", last.lock().unwrap());
+    etcd.restart(0).await.unwrap();
+    etcd.restart(1).await.unwrap();
+    let i = sole_leader(&[&a, &b], Duration::from_secs(30)).await;
+    let (leader, follower) = if i == 0 { (&a, &b) } else { (&b, &a) };
+    names_leader(follower, leader).await;
+    leader.leadership.resign().await.unwrap();
+}

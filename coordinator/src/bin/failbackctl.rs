@@ -595,6 +595,12 @@ async fn execute_other(command: Command, settings: ClientSettings) -> Result<Str
                     "answered_by": r.answered_by, "answered_by_leader": r.answered_by_leader, "mode": r.mode,
                 })
                 .to_string(),
+                // Unknown is said as such (issue #12: a stale leader was named during a quorum
+                // loss): the answering coordinator cannot confirm anyone leads.
+                Format::Table if r.leader_id.is_empty() => format!(
+                    "no leader known: {} cannot confirm who leads (mode {}; with etcd: quorum lost, or an election under way)",
+                    r.answered_by, r.mode
+                ),
                 Format::Table => format!(
                     "leader {} ({}) at epoch {}, mode {}; answered by {}",
                     r.leader_id, r.leader_endpoint, r.epoch, r.mode, r.answered_by

@@ -221,6 +221,7 @@ impl Campaigner {
         tokio::spawn(observe_loop(
             self.members.clone(),
             self.election.clone(),
+            keep_alive_interval(self.ttl),
             obs_tx,
             observer_stop,
         ));
@@ -238,9 +239,22 @@ impl Campaigner {
                     // Make sure nothing leader-only keeps running on an error path.
                     self.apply(Event::KeepAliveLost).await;
                     tracing::warn!("failed to campaign: {e:#}; retrying in {backoff:?}");
-                    tokio::select! {
-                        _ = self.stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                    // Keep the view current while etcd refuses us (issue #12: during a quorum
+                    // loss every term failed before its campaign, where observations are read,
+                    // and the view named the last leader seen for as long as the loss lasted).
+                    while let Ok(o) = observed.try_recv() {
+                        self.apply(Event::Observed(o)).await;
+                    }
+                    let wake = tokio::time::Instant::now() + backoff;
+                    loop {
+                        tokio::select! {
+                            _ = self.stop.cancelled() => break,
+                            _ = tokio::time::sleep_until(wake) => break,
+                            Some(o) = observed.recv() => self.apply(Event::Observed(o)).await,
+                        }
+                    }
+                    if self.stop.is_cancelled() {
+                        break;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -604,9 +618,16 @@ fn observed_from(kv: &etcd_client::KeyValue) -> ObservedLeader {
 
 /// Follows the election: the current leader first (`observe` alone never says "no leader"),
 /// then every change. Restarts with backoff when the stream breaks.
+///
+/// Issue #12 (truth): during a quorum loss the stream on a surviving member neither breaks nor
+/// speaks, and `failbackctl leader` went on naming the last leader seen. So every `recheck` the
+/// leader is asked for again (a linearizable read, which fails without quorum); a failed check
+/// reports "unknown" (`None`: the view then names no leader) and restarts the observer, which
+/// names the leader again once etcd can say who it is.
 async fn observe_loop(
     members: Members,
     election: String,
+    recheck: Duration,
     events: mpsc::Sender<Option<ObservedLeader>>,
     stop: CancellationToken,
 ) {
@@ -630,20 +651,46 @@ async fn observe_loop(
                 .observe(election.clone())
                 .await
                 .map_err(|e| e.to_string())?;
-            while let Some(r) = stream.message().await.map_err(|e| e.to_string())? {
-                if let Some(kv) = r.kv()
-                    && events.send(Some(observed_from(kv))).await.is_err()
-                {
-                    return Ok(());
+            let mut checker = client.clone();
+            let mut tick = tokio::time::interval(recheck);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    m = stream.message() => match m.map_err(|e| e.to_string())? {
+                        Some(r) => {
+                            if let Some(kv) = r.kv()
+                                && events.send(Some(observed_from(kv))).await.is_err()
+                            {
+                                return Ok(());
+                            }
+                        }
+                        None => return Err("observe stream ended".to_string()),
+                    },
+                    _ = tick.tick() => {
+                        match tokio::time::timeout(CALL_TIMEOUT, checker.leader(election.clone())).await {
+                            Ok(Ok(r)) => {
+                                if events.send(r.kv().map(observed_from)).await.is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            Ok(Err(e)) if e.to_string().contains("no leader") => {
+                                let _ = events.send(None).await;
+                            }
+                            Ok(Err(e)) => return Err(format!("leader() re-check: {e}")),
+                            Err(_) => return Err("leader() re-check: no answer".to_string()),
+                        }
+                    }
                 }
             }
-            Err("observe stream ended".to_string())
         };
         tokio::select! {
             _ = stop.cancelled() => return,
             r = follow => {
                 if let Err(e) = r {
                     members.failed(pick.index);
+                    // Whoever led may be gone, and etcd cannot say: report "unknown" rather
+                    // than the last leader seen.
+                    let _ = events.send(None).await;
                     tracing::debug!("observing the election failed: {e}; retrying in {backoff:?}");
                 }
             }
