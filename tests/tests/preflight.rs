@@ -145,10 +145,22 @@ async fn assert_fails(
     let c = failed(&doc, direction, name, target).unwrap().clone();
     assert!(!c["fix"].as_str().unwrap().is_empty(), "{c:#}");
     assert!(!c["observed"].as_str().unwrap().is_empty(), "{c:#}");
-    // The table names the problem and the fix too.
+    // The table names the problem and the fix too. Polled like the JSON above: a job run
+    // already under way when a test disabled its job (SQL Server does not stop it) can land
+    // one more file between the two invocations and briefly make the pool ready again.
     let mut args = vec!["preflight", "--pool", POOL, "--max-log-age", MAX_LOG_AGE];
     args.extend_from_slice(extra);
-    let out = lab.fleet.ctl(OPERATOR, &args).await.unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = lab.fleet.ctl(OPERATOR, &args).await.unwrap();
+        if out.code == 3 && out.stdout.contains(&format!("FAIL {name}")) {
+            break out;
+        }
+        if std::time::Instant::now() > until {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stdout.contains("NOT READY"), "{}", out.stdout);
     assert!(

@@ -58,6 +58,7 @@ where
     refuses_bad_runs(fresh().await).await;
     run_status(fresh().await).await;
     pool_states(fresh().await).await;
+    pool_state_with_its_audit_record(fresh().await).await;
     audit_trail(fresh().await).await;
     concurrent_audit_appends(fresh().await).await;
     history_and_unfinished(fresh().await).await;
@@ -171,6 +172,71 @@ pub async fn pool_states(store: RunStoreRef) {
         "fb2_remove_mirroring",
         "refused writes change nothing"
     );
+}
+
+/// A pool's state and the audit record of the change are one write: both or neither.
+pub async fn pool_state_with_its_audit_record(store: RunStoreRef) {
+    let r = id("run-pa");
+    store.create_run(&r, spec(&["p1"])).await.unwrap();
+    store
+        .append_audit(&r, "operator1", "run.created", json!({}))
+        .await
+        .unwrap();
+    let rec = store
+        .save_pool_state_audited(
+            &r,
+            pool_state("p1", "fb1_clear_active", StepStatus::Running),
+            "engine",
+            "step.started",
+            json!({ "pool": "p1", "step": "fb1_clear_active" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!((rec.seq, rec.event.as_str()), (2, "step.started"));
+    let snap = store.get_run(&r).await.unwrap().unwrap();
+    assert_eq!(snap.pools["p1"].step, "fb1_clear_active");
+    assert!(snap.pools["p1"].updated_unix_ms > 0);
+    assert_eq!(store.audit(&r).await.unwrap().last(), Some(&rec));
+
+    // Refused state: no audit record either.
+    let e = store
+        .save_pool_state_audited(
+            &r,
+            pool_state("p9", "fb1", StepStatus::Pending),
+            "engine",
+            "step.started",
+            json!({}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    let mut big = pool_state("p1", "fb3", StepStatus::Running);
+    big.outputs = json!({ "blob": "x".repeat(MAX_VALUE_BYTES) });
+    let e = store
+        .save_pool_state_audited(&r, big, "engine", "step.started", json!({}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    assert_eq!(
+        store.audit(&r).await.unwrap().len(),
+        2,
+        "refused writes add no record"
+    );
+    assert_eq!(
+        store.get_run(&r).await.unwrap().unwrap().pools["p1"].step,
+        "fb1_clear_active"
+    );
+    let e = store
+        .save_pool_state_audited(
+            &id("nope"),
+            pool_state("p1", "fb1", StepStatus::Pending),
+            "engine",
+            "x",
+            json!({}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
 }
 
 pub async fn audit_trail(store: RunStoreRef) {

@@ -194,6 +194,77 @@ impl EtcdRunStore {
         });
         Ok(out)
     }
+
+    /// Appends an audit record to run `id` in one fenced transaction with the writes `with`
+    /// returns for the run (validated against it); retried when another append took the
+    /// sequence number.
+    async fn audited(
+        &self,
+        id: &RunId,
+        caller: &str,
+        event: &str,
+        details: serde_json::Value,
+        with: impl Fn(&RunRecord) -> Result<Vec<TxnOp>, Error>,
+    ) -> Result<AuditRecord, Error> {
+        let fence = self.fence()?;
+        let (run, run_create_rev, _) = self.load_run(id).await?;
+        let prefix = self.keys.audit_prefix(id);
+        for _ in 0..CONFLICT_RETRIES {
+            let last = {
+                let options = GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Key, SortOrder::Descend)
+                    .with_limit(1)
+                    .with_keys_only();
+                let from = prefix.clone();
+                let resp = self
+                    .call(&format!("read '{prefix}*'"), |c| async move {
+                        c.kv_client().get(from, Some(options)).await
+                    })
+                    .await?;
+                resp.kvs()
+                    .first()
+                    .and_then(|kv| self.keys.parse_audit_seq(id, kv.key()))
+                    .unwrap_or(0)
+            };
+            let record = AuditRecord {
+                seq: last + 1,
+                at_unix_ms: unix_ms(),
+                caller: caller.to_string(),
+                event: event.to_string(),
+                details: details.clone(),
+            };
+            let key = self.keys.audit(id, record.seq);
+            let value = encode("audit record", &record)?;
+            match self
+                .fenced_txn(
+                    &fence,
+                    vec![
+                        Compare::create_revision(
+                            self.keys.run(id),
+                            CompareOp::Equal,
+                            run_create_rev,
+                        ),
+                        Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                    ],
+                    {
+                        let mut ops = with(&run)?;
+                        ops.push(TxnOp::put(key, value, None));
+                        ops
+                    },
+                )
+                .await?
+            {
+                Ok(()) => return Ok(record),
+                Err(Failed::Deposed) => return Err(self.deposed(&fence)),
+                // Another writer of this leader took the number (or the run went): look again.
+                Err(Failed::Condition) => continue,
+            }
+        }
+        Err(Error::Store(format!(
+            "run {id}: audit record not appended after {CONFLICT_RETRIES} concurrent appends"
+        )))
+    }
 }
 
 #[async_trait]
@@ -300,60 +371,30 @@ impl RunStore for EtcdRunStore {
         event: &str,
         details: serde_json::Value,
     ) -> Result<AuditRecord, Error> {
-        let fence = self.fence()?;
-        let (_, run_create_rev, _) = self.load_run(id).await?;
-        let prefix = self.keys.audit_prefix(id);
-        for _ in 0..CONFLICT_RETRIES {
-            let last = {
-                let options = GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Key, SortOrder::Descend)
-                    .with_limit(1)
-                    .with_keys_only();
-                let from = prefix.clone();
-                let resp = self
-                    .call(&format!("read '{prefix}*'"), |c| async move {
-                        c.kv_client().get(from, Some(options)).await
-                    })
-                    .await?;
-                resp.kvs()
-                    .first()
-                    .and_then(|kv| self.keys.parse_audit_seq(id, kv.key()))
-                    .unwrap_or(0)
-            };
-            let record = AuditRecord {
-                seq: last + 1,
-                at_unix_ms: unix_ms(),
-                caller: caller.to_string(),
-                event: event.to_string(),
-                details: details.clone(),
-            };
-            let key = self.keys.audit(id, record.seq);
-            let value = encode("audit record", &record)?;
-            match self
-                .fenced_txn(
-                    &fence,
-                    vec![
-                        Compare::create_revision(
-                            self.keys.run(id),
-                            CompareOp::Equal,
-                            run_create_rev,
-                        ),
-                        Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-                    ],
-                    vec![TxnOp::put(key, value, None)],
-                )
-                .await?
-            {
-                Ok(()) => return Ok(record),
-                Err(Failed::Deposed) => return Err(self.deposed(&fence)),
-                // Another writer of this leader took the number (or the run went): look again.
-                Err(Failed::Condition) => continue,
-            }
-        }
-        Err(Error::Store(format!(
-            "run {id}: audit record not appended after {CONFLICT_RETRIES} concurrent appends"
-        )))
+        self.audited(id, caller, event, details, |_| Ok(Vec::new()))
+            .await
+    }
+
+    async fn save_pool_state_audited(
+        &self,
+        id: &RunId,
+        state: PoolState,
+        caller: &str,
+        event: &str,
+        details: serde_json::Value,
+    ) -> Result<AuditRecord, Error> {
+        self.audited(id, caller, event, details, |run| {
+            validate_pool_state(run, &state)?;
+            let mut state = state.clone();
+            state.updated_unix_ms = unix_ms();
+            let value = encode("pool state", &state)?;
+            Ok(vec![TxnOp::put(
+                self.keys.pool(id, &state.pool),
+                value,
+                None,
+            )])
+        })
+        .await
     }
 
     async fn get_run(&self, id: &RunId) -> Result<Option<RunSnapshot>, Error> {

@@ -140,6 +140,25 @@ impl FileRunStore {
     }
 }
 
+/// Appends the next audit record to `f`.
+fn push_audit(
+    f: &mut RunFile,
+    caller: &str,
+    event: &str,
+    details: serde_json::Value,
+) -> Result<AuditRecord, Error> {
+    let record = AuditRecord {
+        seq: f.audit.last().map_or(0, |r| r.seq) + 1,
+        at_unix_ms: unix_ms(),
+        caller: caller.to_string(),
+        event: event.to_string(),
+        details,
+    };
+    encode("audit record", &record)?;
+    f.audit.push(record.clone());
+    Ok(record)
+}
+
 /// tmp + fsync + rename + fsync(dir).
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
@@ -231,17 +250,25 @@ impl RunStore for FileRunStore {
         event: &str,
         details: serde_json::Value,
     ) -> Result<AuditRecord, Error> {
+        self.update(id, |f| push_audit(f, caller, event, details))
+            .await
+    }
+
+    async fn save_pool_state_audited(
+        &self,
+        id: &RunId,
+        mut state: PoolState,
+        caller: &str,
+        event: &str,
+        details: serde_json::Value,
+    ) -> Result<AuditRecord, Error> {
+        // One file per run holds both: one atomic rename writes them together.
         self.update(id, |f| {
-            let record = AuditRecord {
-                seq: f.audit.last().map_or(0, |r| r.seq) + 1,
-                at_unix_ms: unix_ms(),
-                caller: caller.to_string(),
-                event: event.to_string(),
-                details,
-            };
-            encode("audit record", &record)?;
-            f.audit.push(record.clone());
-            Ok(record)
+            validate_pool_state(&f.run, &state)?;
+            state.updated_unix_ms = unix_ms();
+            encode("pool state", &state)?;
+            f.pools.insert(state.pool.clone(), state);
+            push_audit(f, caller, event, details)
         })
         .await
     }

@@ -333,6 +333,18 @@ pub trait RunStore: Send + Sync {
         details: serde_json::Value,
     ) -> Result<AuditRecord, Error>;
 
+    /// Saves one pool's step state and appends the audit record of that change in one write:
+    /// both land or neither (issue #12, truth: a crash or deposition between a save and its
+    /// append left a step's state without its audit record). Fails as the two would.
+    async fn save_pool_state_audited(
+        &self,
+        id: &RunId,
+        state: PoolState,
+        caller: &str,
+        event: &str,
+        details: serde_json::Value,
+    ) -> Result<AuditRecord, Error>;
+
     /// One run with its pools, if it exists.
     async fn get_run(&self, id: &RunId) -> Result<Option<RunSnapshot>, Error>;
 

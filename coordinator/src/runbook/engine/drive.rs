@@ -78,6 +78,24 @@ impl Engine {
             .await
     }
 
+    /// Saves a pool's state with the audit record of the change, in one store write (issue
+    /// #12: a record could be lost between a save and its append).
+    pub(super) async fn save_audited(
+        &self,
+        id: &RunId,
+        state: &PoolState,
+        event: &str,
+        details: Value,
+    ) -> Result<(), Stopped> {
+        let store = self.store().map_err(|_| Stopped)?;
+        let caller = self.engine_caller();
+        self.persist(|| {
+            store.save_pool_state_audited(id, state.clone(), &caller, event, details.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Runs a store write, waiting out transient store failures; `Stopped` when deposed.
     pub(super) async fn persist<T, F, Fut>(&self, f: F) -> Result<T, Stopped>
     where
@@ -312,13 +330,12 @@ impl Engine {
                         updated_unix_ms: 0,
                     }),
                 });
-                tracker.save().await?;
-                self.audit(
-                    &h.id,
-                    if resumed { "step.resumed" } else { "step.started" },
-                    json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "op_ids": op_ids, "epoch": epoch.0 }),
-                )
-                .await?;
+                tracker
+                    .save_audited(
+                        if resumed { "step.resumed" } else { "step.started" },
+                        json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "op_ids": op_ids, "epoch": epoch.0 }),
+                    )
+                    .await?;
                 self.run_metrics().step_attempt(&runbook, step.name());
                 let prior = prior_outputs(&outputs);
                 let ctx = StepCtx::new(
@@ -361,7 +378,12 @@ impl Engine {
                         outputs[step.name()] =
                             record("succeeded", json!({ "output": output, "how": how }));
                         tracker
-                            .finish(StepStatus::Succeeded, outputs.clone())
+                            .finish_audited(
+                                StepStatus::Succeeded,
+                                outputs.clone(),
+                                "step.succeeded",
+                                json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "how": how }),
+                            )
                             .await?;
                         self.run_metrics().step_finished(
                             &runbook,
@@ -370,17 +392,18 @@ impl Engine {
                             took,
                             None,
                         );
-                        self.audit(
-                            &h.id,
-                            "step.succeeded",
-                            json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "how": how }),
-                        )
-                        .await?;
                         break;
                     }
                     Ok(AttemptEnd::Skipped(reason)) => {
                         outputs[step.name()] = record("skipped", json!({ "reason": reason }));
-                        tracker.finish(StepStatus::Skipped, outputs.clone()).await?;
+                        tracker
+                            .finish_audited(
+                                StepStatus::Skipped,
+                                outputs.clone(),
+                                "step.skipped",
+                                json!({ "pool": pool.fqdn, "step": step.name(), "reason": reason }),
+                            )
+                            .await?;
                         self.run_metrics().step_finished(
                             &runbook,
                             step.name(),
@@ -388,12 +411,6 @@ impl Engine {
                             took,
                             None,
                         );
-                        self.audit(
-                            &h.id,
-                            "step.skipped",
-                            json!({ "pool": pool.fqdn, "step": step.name(), "reason": reason }),
-                        )
-                        .await?;
                         break;
                     }
                     Err(e) => match e.class {
@@ -418,7 +435,14 @@ impl Engine {
                         _ => {
                             outputs[step.name()] =
                                 record("failed", json!({ "error": e.message, "class": e.class }));
-                            tracker.finish(StepStatus::Failed, outputs.clone()).await?;
+                            tracker
+                                .finish_audited(
+                                    StepStatus::Failed,
+                                    outputs.clone(),
+                                    "step.failed",
+                                    json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "error": e.message, "class": e.class }),
+                                )
+                                .await?;
                             let class = metric_label(&e.class);
                             self.run_metrics().step_finished(
                                 &runbook,
@@ -427,12 +451,6 @@ impl Engine {
                                 took,
                                 Some(&class),
                             );
-                            self.audit(
-                                &h.id,
-                                "step.failed",
-                                json!({ "pool": pool.fqdn, "step": step.name(), "attempt": attempt, "error": e.message, "class": e.class }),
-                            )
-                            .await?;
                             return Ok(PoolEnd::Failed(format!("{}: {}", step.name(), e.message)));
                         }
                     },
@@ -448,8 +466,7 @@ impl Engine {
             outputs,
             updated_unix_ms: 0,
         };
-        self.save(&h.id, &done).await?;
-        self.audit(&h.id, "pool.succeeded", json!({ "pool": pool.fqdn }))
+        self.save_audited(&h.id, &done, "pool.succeeded", json!({ "pool": pool.fqdn }))
             .await?;
         Ok(PoolEnd::Succeeded)
     }
@@ -637,11 +654,6 @@ struct PoolTracker {
 }
 
 impl PoolTracker {
-    pub(super) async fn save(&self) -> Result<(), Stopped> {
-        let state = self.state.lock().await.clone();
-        self.engine.save(&self.run, &state).await
-    }
-
     async fn pool(&self) -> String {
         self.state.lock().await.pool.clone()
     }
@@ -655,14 +667,31 @@ impl PoolTracker {
         self.engine.save(&self.run, &state).await
     }
 
-    async fn finish(&self, status: StepStatus, outputs: Value) -> Result<(), Stopped> {
+    /// Saves the state with the audit record `event` of the change, in one write.
+    async fn save_audited(&self, event: &str, details: Value) -> Result<(), Stopped> {
+        let state = self.state.lock().await.clone();
+        self.engine
+            .save_audited(&self.run, &state, event, details)
+            .await
+    }
+
+    /// Ends the step in `status` with `outputs`, audited as `event`, in one write.
+    async fn finish_audited(
+        &self,
+        status: StepStatus,
+        outputs: Value,
+        event: &str,
+        details: Value,
+    ) -> Result<(), Stopped> {
         let state = {
             let mut s = self.state.lock().await;
             s.status = status;
             s.outputs = outputs;
             s.clone()
         };
-        self.engine.save(&self.run, &state).await
+        self.engine
+            .save_audited(&self.run, &state, event, details)
+            .await
     }
 }
 
