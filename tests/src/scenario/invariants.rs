@@ -99,7 +99,8 @@ fn fencing(ev: &Evidence) -> Verdict {
             && *epoch < h
         {
             problems.push(format!(
-                "§9.1: {agent} ran {op} of epoch {epoch} at {at} after {ha} had run {hop} of epoch {h}"
+                "§9.1: {agent} ran {op} of epoch {epoch} at {} after {ha} had run {hop} of epoch {h}",
+                when(*at)
             ));
         }
         if highest.is_none_or(|(h, _, _)| *epoch > h) {
@@ -152,7 +153,10 @@ fn no_restore_while_active(ev: &Evidence) -> Verdict {
         if active {
             problems.push(format!(
                 "§9.2: '{}' on {} at {} while a chat server of {} was active (last Set-CsPersistentChatActiveServer did not clear it)",
-                s.raw.text, ev.primary.name, s.at_ms, ev.pool
+                s.raw.text,
+                ev.primary.name,
+                when(s.at_ms),
+                ev.pool
             ));
         }
     }
@@ -204,8 +208,10 @@ fn checksums(ev: &Evidence) -> Verdict {
             n += 1;
             if let Some(t) = damaged.get(file).filter(|t| **t <= s.at_ms) {
                 problems.push(format!(
-                    "§9.3: RESTORE DATABASE on {} at {} from '{file}', damaged at {t} after its SHA-256 was recorded",
-                    inst.name, s.at_ms
+                    "§9.3: RESTORE DATABASE on {} at {} from '{file}', damaged at {} after its SHA-256 was recorded",
+                    inst.name,
+                    when(s.at_ms),
+                    when(*t)
                 ));
                 continue;
             }
@@ -262,9 +268,9 @@ fn approvals(ev: &Evidence) -> Verdict {
                     "§9.4: '{}' on {} at {} {}",
                     s.raw.text,
                     inst.name,
-                    s.at_ms,
+                    when(s.at_ms),
                     match approved_at {
-                        Some(t) => format!("before the approval at {t}"),
+                        Some(t) => format!("before the approval at {}", when(t)),
                         None => "in a run nobody approved".into(),
                     }
                 ));
@@ -394,7 +400,9 @@ fn one_writable_mgc(ev: &Evidence) -> Verdict {
         if !frozen {
             problems.push(format!(
                 "§9.7: {} restored mgc at {} while the backup mgc on {} was writable",
-                ev.primary.name, r.at_ms, ev.backup.name
+                ev.primary.name,
+                when(r.at_ms),
+                ev.backup.name
             ));
         }
     }
@@ -404,7 +412,7 @@ fn one_writable_mgc(ev: &Evidence) -> Verdict {
             if w.len() > 1 {
                 problems.push(format!(
                     "§9.7: at {} both {w:?} had a writable mgc",
-                    s.at_ms
+                    when(s.at_ms)
                 ));
                 break;
             }
@@ -420,5 +428,17 @@ fn one_writable_mgc(ev: &Evidence) -> Verdict {
             ev.samples.len()
         ),
         !restores.is_empty(),
+    )
+}
+
+/// A Unix-ms time as UTC time of day (`07:42:31.204Z`), for the checkers' messages.
+fn when(ms: u64) -> String {
+    let (secs, milli) = (ms / 1000, ms % 1000);
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{milli:03}Z",
+        day / 3600,
+        day % 3600 / 60,
+        day % 60
     )
 }
