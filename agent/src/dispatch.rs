@@ -158,7 +158,7 @@ impl Dispatcher {
         };
         if let Err(e) = self.epochs.accept(instruction.epoch) {
             // Test-only mutation (never in release builds): the scenarios show §9.1 breaks.
-            if !failback_proto::test_break::broken("agent-epoch-check") {
+            if !failback_proto::test_break::broken(failback_proto::test_break::AGENT_EPOCH_CHECK) {
                 return self.refused(&op_id, e);
             }
         }
@@ -181,7 +181,13 @@ impl Dispatcher {
         );
         // Test-only mutation (never in release builds): forget the journal, run the op again.
         let begun = match begun {
-            Ok(Some(_)) if failback_proto::test_break::broken("agent-journal-replay") => Ok(None),
+            Ok(Some(_))
+                if failback_proto::test_break::broken(
+                    failback_proto::test_break::AGENT_JOURNAL_REPLAY,
+                ) =>
+            {
+                Ok(None)
+            }
             other => other,
         };
         match begun {

@@ -246,7 +246,7 @@ async fn session(
     };
     if let Err(e) = ctx.epochs.accept(welcome.epoch) {
         // Test-only mutation (never in release builds): the scenarios show §9.1 breaks.
-        if !failback_proto::test_break::broken("agent-epoch-check") {
+        if !failback_proto::test_break::broken(failback_proto::test_break::AGENT_EPOCH_CHECK) {
             return Err(e);
         }
     }

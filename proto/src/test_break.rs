@@ -11,31 +11,46 @@
 /// The environment variable naming the checks to break.
 pub const ENV: &str = "FAILBACK_TEST_BREAK";
 
+// One name per break, used by the code it disables and by [`KNOWN`], so a misspelt name
+// cannot silently disable nothing.
+/// The `active-servers-guard` break.
+pub const ACTIVE_SERVERS_GUARD: &str = "active-servers-guard";
+/// The `agent-epoch-check` break.
+pub const AGENT_EPOCH_CHECK: &str = "agent-epoch-check";
+/// The `agent-journal-replay` break.
+pub const AGENT_JOURNAL_REPLAY: &str = "agent-journal-replay";
+/// The `approval-gate` break.
+pub const APPROVAL_GATE: &str = "approval-gate";
+/// The `fb4-checksum` break.
+pub const FB4_CHECKSUM: &str = "fb4-checksum";
+/// The `fb4-freeze` break.
+pub const FB4_FREEZE: &str = "fb4-freeze";
+
 /// The breaks the code knows, with what each disables (for the scenario files' validation and
 /// RELIABILITY.md).
 pub const KNOWN: &[(&str, &str)] = &[
     (
-        "active-servers-guard",
+        ACTIVE_SERVERS_GUARD,
         "FB-1 leaves the chat servers active and FB-1 and FB-4 do not check the active list",
     ),
     (
-        "agent-epoch-check",
+        AGENT_EPOCH_CHECK,
         "the agent accepts instructions of any epoch (DESIGN §4 fencing)",
     ),
     (
-        "agent-journal-replay",
+        AGENT_JOURNAL_REPLAY,
         "the agent runs a repeated op id again instead of answering from its journal",
     ),
     (
-        "approval-gate",
+        APPROVAL_GATE,
         "the coordinator runs destructive steps without an approval",
     ),
     (
-        "fb4-checksum",
+        FB4_CHECKSUM,
         "FB-4 and the agent's RESTORE skip the comparison of the file's SHA-256 with FB-3's",
     ),
     (
-        "fb4-freeze",
+        FB4_FREEZE,
         "FB-4 leaves the backup mgc writable while it restores the primary",
     ),
 ];

@@ -616,6 +616,21 @@ fn observed_from(kv: &etcd_client::KeyValue) -> ObservedLeader {
     }
 }
 
+/// Asks etcd who leads and reports it (`None`: nobody); `Ok(true)` when the receiver is gone.
+async fn ask_leader(
+    client: &mut etcd_client::ElectionClient,
+    election: &str,
+    events: &mpsc::Sender<Option<ObservedLeader>>,
+) -> Result<bool, String> {
+    let seen = match tokio::time::timeout(CALL_TIMEOUT, client.leader(election)).await {
+        Ok(Ok(r)) => r.kv().map(observed_from),
+        Ok(Err(e)) if e.to_string().contains("no leader") => None,
+        Ok(Err(e)) => return Err(format!("leader(): {e}")),
+        Err(_) => return Err("no answer to leader()".to_string()),
+    };
+    Ok(events.send(seen).await.is_err())
+}
+
 /// Follows the election: the current leader first (`observe` alone never says "no leader"),
 /// then every change. Restarts with backoff when the stream breaks.
 ///
@@ -637,15 +652,8 @@ async fn observe_loop(
         let pick = members.pick();
         let mut client = pick.client.election_client();
         let follow = async {
-            match tokio::time::timeout(CALL_TIMEOUT, client.leader(election.clone())).await {
-                Ok(Ok(r)) => {
-                    let _ = events.send(r.kv().map(observed_from)).await;
-                }
-                Ok(Err(e)) if e.to_string().contains("no leader") => {
-                    let _ = events.send(None).await;
-                }
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err("no answer to leader()".to_string()),
+            if ask_leader(&mut client, &election, &events).await? {
+                return Ok(());
             }
             let mut stream = client
                 .observe(election.clone())
@@ -667,17 +675,8 @@ async fn observe_loop(
                         None => return Err("observe stream ended".to_string()),
                     },
                     _ = tick.tick() => {
-                        match tokio::time::timeout(CALL_TIMEOUT, checker.leader(election.clone())).await {
-                            Ok(Ok(r)) => {
-                                if events.send(r.kv().map(observed_from)).await.is_err() {
-                                    return Ok(());
-                                }
-                            }
-                            Ok(Err(e)) if e.to_string().contains("no leader") => {
-                                let _ = events.send(None).await;
-                            }
-                            Ok(Err(e)) => return Err(format!("leader() re-check: {e}")),
-                            Err(_) => return Err("leader() re-check: no answer".to_string()),
+                        if ask_leader(&mut checker, &election, &events).await? {
+                            return Ok(());
                         }
                     }
                 }

@@ -240,7 +240,7 @@ async fn zombie(lab: &FailedOverLab, name: &str, port: u16, stale: u64) -> anyho
         let outcome = match session.welcome(stale).await {
             Err(_) => "refused the Welcome".to_string(),
             Ok(()) => match session.ping(&op, stale).await {
-                Err(_) => "refused the Welcome".to_string(),
+                Err(_) => "closed the session".to_string(),
                 Ok(()) => answer(&mut session).await,
             },
         };

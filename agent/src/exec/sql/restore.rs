@@ -71,7 +71,7 @@ impl SqlBackend {
             return Ok(());
         };
         // Test-only mutation (never in release builds): DESIGN §9.3's scenario.
-        if failback_proto::test_break::broken("fb4-checksum") {
+        if failback_proto::test_break::broken(failback_proto::test_break::FB4_CHECKSUM) {
             return Ok(());
         }
         let f = files.ok_or_else(|| refuse(format!("cannot check the SHA-256 of '{file}': this agent has no [files] roots; not restoring")))?;

@@ -487,7 +487,9 @@ impl Engine {
             }
         }
         // The approval gate; `approval-gate` is a test-only mutation (never in release builds).
-        if step.destructive() && !failback_proto::test_break::broken("approval-gate") {
+        if step.destructive()
+            && !failback_proto::test_break::broken(failback_proto::test_break::APPROVAL_GATE)
+        {
             self.wait_approval(h, step, tracker)
                 .await
                 .map_err(|_| StepError {

@@ -231,8 +231,7 @@ impl Step for ClearActiveServers {
         }
         let before = pool_servers(ctx, &shell).await?;
         // Test-only mutation (never in release builds): the scenarios show §9.2 breaks.
-        let guard = !failback_proto::test_break::broken("active-servers-guard");
-        if guard {
+        if !failback_proto::test_break::broken(failback_proto::test_break::ACTIVE_SERVERS_GUARD) {
             ctx.act(
                 &shell,
                 "clear-active",
@@ -311,7 +310,7 @@ impl Step for ClearActiveServers {
         let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.backup_dc))?;
         let servers = pool_servers(ctx, &shell).await?;
         if !servers.active_servers.is_empty()
-            && !failback_proto::test_break::broken("active-servers-guard")
+            && !failback_proto::test_break::broken(failback_proto::test_break::ACTIVE_SERVERS_GUARD)
         {
             return Err(StepError::retry(format!(
                 "active servers still listed after clearing: {}",

@@ -129,7 +129,7 @@ impl Step for RestorePrimary {
         let shell = ctx.pick_agent(&shell_agents(&ctx.pool, &ctx.pool.primary_dc))?;
         let servers = pool_servers(ctx, &shell).await?;
         if !servers.active_servers.is_empty()
-            && !failback_proto::test_break::broken("active-servers-guard")
+            && !failback_proto::test_break::broken(failback_proto::test_break::ACTIVE_SERVERS_GUARD)
         {
             return Err(StepError::fatal(format!(
                 "refusing to restore: active servers {} (FB-1 no longer holds)",
@@ -162,7 +162,7 @@ impl Step for RestorePrimary {
         let sum = expect_output!(out, Checksum, "file_checksum")?;
         // `fb4-checksum` is a test-only mutation (never in release builds): DESIGN §9.3's scenario.
         if !sum.sha256.eq_ignore_ascii_case(&sha)
-            && !failback_proto::test_break::broken("fb4-checksum")
+            && !failback_proto::test_break::broken(failback_proto::test_break::FB4_CHECKSUM)
         {
             return Err(StepError::fatal(format!(
                 "refusing to restore: backup file '{file}' has SHA-256 {} on the primary, but FB-3 recorded {sha}; \
@@ -172,23 +172,24 @@ impl Step for RestorePrimary {
         }
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         // `fb4-freeze` is a test-only mutation (never in release builds): DESIGN §9.7's scenario.
-        let frozen_detail = if failback_proto::test_break::broken("fb4-freeze") {
-            "not frozen (test-only mutation fb4-freeze)".to_string()
-        } else {
-            let frozen = ctx
-                .act(
-                    &backup,
-                    "freeze-backup-mgc",
-                    op(pb::operation::Kind::SetReadOnly(pb::SetReadOnly {
-                        database: MGC.into(),
-                        read_only: true,
-                    })),
-                    ctx.config.step_timeout,
-                )
-                .await?;
-            let frozen = expect_output!(frozen, Done, "set_read_only")?;
-            frozen.detail
-        };
+        let frozen_detail =
+            if failback_proto::test_break::broken(failback_proto::test_break::FB4_FREEZE) {
+                "not frozen (test-only mutation fb4-freeze)".to_string()
+            } else {
+                let frozen = ctx
+                    .act(
+                        &backup,
+                        "freeze-backup-mgc",
+                        op(pb::operation::Kind::SetReadOnly(pb::SetReadOnly {
+                            database: MGC.into(),
+                            read_only: true,
+                        })),
+                        ctx.config.step_timeout,
+                    )
+                    .await?;
+                let frozen = expect_output!(frozen, Done, "set_read_only")?;
+                frozen.detail
+            };
         let out = ctx
             .act(
                 &primary,
