@@ -74,6 +74,7 @@ scenarios! {
     etcd_quorum_lost => "etcd-quorum-lost",
     zombie_leader => "zombie-leader",
     share_lost => "share-lost",
+    stale_log_shipping => "stale-log-shipping",
 }
 
 #[tokio::test(flavor = "multi_thread")]

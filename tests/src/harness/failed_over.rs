@@ -75,6 +75,9 @@ pub struct Options {
     pub mirrored: bool,
     /// Environment of every coordinator and agent (the scenarios' test-only breaks).
     pub env: Vec<(String, String)>,
+    /// DC2 keeps the log shipping secondary configuration of before the disaster, its monitor
+    /// naming a log restored then ([`super::stale_shipping`]: a failover done by hand).
+    pub stale_secondary: bool,
 }
 
 impl Default for Options {
@@ -87,6 +90,7 @@ impl Default for Options {
             heartbeat: Duration::from_millis(500),
             mirrored: false,
             env: Vec::new(),
+            stale_secondary: false,
         }
     }
 }
@@ -243,23 +247,37 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
 
         // Failed over: the backup instance holds the pool's data, the primary was rebuilt empty.
         let sa = ("sa", SA_PASSWORD);
-        backup
-            .batch_as(
-                sa,
-                "master",
-                "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
-            )
-            .await?;
-        for m in 0..MESSAGES {
+        if opts.stale_secondary {
+            let stage = super::stale_shipping::Stage {
+                primary_name: &primary_agent,
+                old_dc1_dir: &fleet
+                    .dir
+                    .join(format!("sql-{primary_agent}-before-the-disaster")),
+                dc1_utc_offset_minutes: DC1_UTC_OFFSET_MINUTES,
+                share: &dir.join("share"),
+                copy_dir: &dir.join("copy"),
+                messages: MESSAGES,
+            };
+            super::stale_shipping::stage(&stage, &backup).await?;
+        } else {
             backup
                 .batch_as(
                     sa,
-                    "mgc",
-                    &format!(
-                        "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'message {m}')"
-                    ),
+                    "master",
+                    "CREATE DATABASE mgc; ALTER DATABASE mgc SET RECOVERY FULL",
                 )
                 .await?;
+            for m in 0..MESSAGES {
+                backup
+                    .batch_as(
+                        sa,
+                        "mgc",
+                        &format!(
+                            "INSERT INTO dbo.Messages (room, author, body) VALUES (N'r', N'a', N'message {m}')"
+                        ),
+                    )
+                    .await?;
+            }
         }
         primary
             .batch_as(sa, "master", "CREATE DATABASE mgc")

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod process;
 pub mod sqlsim;
 pub mod ssms;
+pub mod stale_shipping;
 
 use std::future::Future;
 use std::time::Duration;

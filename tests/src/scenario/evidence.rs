@@ -189,10 +189,21 @@ pub struct Evidence {
     pub samples: Vec<Sample>,
     /// Messages in the primary's `mgc` at the end, when it answered.
     pub primary_messages: Option<usize>,
+    /// The backup `mgc` at the end, as log shipping left it.
+    pub backup_shipping: Option<ShippingSeen>,
     /// Messages the pool held before FB-1.
     pub messages_before: usize,
     /// When the run was started (Unix ms).
     pub started_ms: u64,
+}
+
+/// The backup `mgc` at the end of a run.
+#[derive(Debug, Clone)]
+pub struct ShippingSeen {
+    /// `sys.databases.state_desc`.
+    pub state: String,
+    /// `restorehistory.restore_type` of the newest restore into it (`D` full, `L` log).
+    pub last_restore_type: String,
 }
 
 impl Evidence {

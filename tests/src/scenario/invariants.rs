@@ -357,6 +357,28 @@ fn no_message_lost(ev: &Evidence) -> Verdict {
                 ev.pool
             )),
         }
+        // The failover half of §9.6 holds after a failback only if log shipping primary →
+        // backup really works (issue #12, false proof): the backup mgc restoring, and a log
+        // restored into it after its last full restore (FB-5's seed). Otherwise the next
+        // failover loses every message written since the failback, whatever the report says.
+        match &ev.backup_shipping {
+            Some(b) if b.state == "RESTORING" && b.last_restore_type == "L" => {}
+            Some(b) => problems.push(format!(
+                "§9.6: the failback of {} succeeded but the backup mgc on {} is {} and its last restore was {}: no log shipped after the seed, so a failover now would lose every message written since",
+                ev.pool,
+                ev.backup.name,
+                if b.state.is_empty() { "absent" } else { &b.state },
+                match b.last_restore_type.as_str() {
+                    "D" => "a full backup",
+                    "" => "none",
+                    other => other,
+                }
+            )),
+            None => problems.push(format!(
+                "§9.6: the backup mgc on {} could not be read after a succeeded failback",
+                ev.backup.name
+            )),
+        }
     }
     verdict(
         6,
@@ -364,7 +386,7 @@ fn no_message_lost(ev: &Evidence) -> Verdict {
         problems,
         if succeeded {
             format!(
-                "{} of {} messages on the primary",
+                "{} of {} messages on the primary; the backup mgc restoring, a log shipped after its seed",
                 ev.primary_messages.unwrap_or(0),
                 ev.messages_before
             )

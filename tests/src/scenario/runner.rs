@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::evidence::{Evidence, Fired, Instance, Sample, now_ms, read_journals, read_scripts};
+use super::evidence::{
+    Evidence, Fired, Instance, Sample, ShippingSeen, now_ms, read_journals, read_scripts,
+};
 use super::faults::{Later, fire, perform};
 use super::invariants::{Verdict, check_all};
 use super::spec::{DURING, Point, Role, Scenario};
@@ -216,6 +218,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         backup_args: vec![(0, s.fleet.backup_sql_args.clone())],
         heartbeat: s.fleet.heartbeat,
         mirrored: s.fleet.mirrored,
+        stale_secondary: s.fleet.stale_secondary,
         env,
         ..Options::default()
     })
@@ -312,6 +315,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         .ok()
         .and_then(|r| r.first().and_then(|r| r.get::<i32, _>(0)))
         .and_then(|n| usize::try_from(n).ok());
+    let backup_shipping = shipping_seen(&p.backup).await;
     let ev = Evidence {
         pool: pool.clone(),
         primary: Instance::read(&p.primary.name, &p.primary, p.setup_statements.0),
@@ -322,6 +326,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         fired: fired.clone(),
         samples,
         primary_messages,
+        backup_shipping,
         messages_before: MESSAGES,
         started_ms,
     };
@@ -473,4 +478,36 @@ async fn expectations(
         takeovers.push(t);
     }
     (out, takeovers)
+}
+
+/// The backup `mgc` as log shipping leaves it: its state and what the last restore into it
+/// restored (msdb restorehistory); None when the instance does not answer.
+async fn shipping_seen(sim: &SqlSim) -> Option<ShippingSeen> {
+    let text = |rows: Vec<tiberius::Row>| {
+        rows.first()
+            .and_then(|r| r.get::<&str, _>(0))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let sa = ("sa", SA_PASSWORD);
+    let state = sim
+        .batch_as(
+            sa,
+            "master",
+            "SELECT state_desc FROM sys.databases WHERE name = N'mgc'",
+        )
+        .await
+        .ok()?;
+    let last = sim
+        .batch_as(
+            sa,
+            "master",
+            "SELECT TOP 1 restore_type FROM msdb.dbo.restorehistory WHERE destination_database_name = N'mgc' ORDER BY restore_history_id DESC",
+        )
+        .await
+        .ok()?;
+    Some(ShippingSeen {
+        state: text(state),
+        last_restore_type: text(last),
+    })
 }

@@ -77,6 +77,9 @@ pub struct FleetSpec {
     pub primary_sql_args: Vec<String>,
     /// Extra sqlsim arguments for the backup (DC2) instance.
     pub backup_sql_args: Vec<String>,
+    /// DC2 keeps the log shipping secondary configuration of before the disaster (a failover
+    /// done by hand; `harness::stale_shipping`).
+    pub stale_secondary: bool,
 }
 
 impl Default for FleetSpec {
@@ -88,6 +91,7 @@ impl Default for FleetSpec {
             mirrored: false,
             primary_sql_args: Vec::new(),
             backup_sql_args: Vec::new(),
+            stale_secondary: false,
         }
     }
 }

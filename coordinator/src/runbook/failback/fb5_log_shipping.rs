@@ -18,7 +18,9 @@
 //!    `sp_add_log_shipping_secondary_database`, enable), then `sp_add_log_shipping_primary_secondary`;
 //! 4. [`LogShippingSetup::run_cycle`]: run the backup, copy and restore jobs once and check the
 //!    monitor tables (§6.8).
-//! - Probe: [`LogShippingSetup::configured`] (shipping already set up and healthy → done).
+//! - Probe: [`LogShippingSetup::configured`] (shipping already set up and healthy → done; for the
+//!   agent setup that means the backup `mgc` RESTORING and its last restored log ending after
+//!   FB-4's restore point, not merely a `last_restored_file` a stale configuration left).
 //! - Verify: log shipping reports healthy, and the cycle's last restored log ends after the seed
 //!   (its header's LastLSN beyond the seed's LastLSN), not merely "some log was restored".
 //!
@@ -194,22 +196,7 @@ async fn proves_shipping_after_seed(ctx: &StepCtx, output: &Value) -> Result<(),
             "the seed backup's LastLSN {seed_lsn:?} is unknown: cannot prove the new log shipping restores logs newer than it"
         )));
     };
-    let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
-    let out = ctx
-        .read(
-            &backup,
-            op(pb::operation::Kind::ReadBackupHeader(
-                pb::ReadBackupHeader {
-                    file: restored.clone(),
-                },
-            )),
-        )
-        .await?;
-    let headers = expect_output!(out, Verify, "read_backup_header")?.headers;
-    let last = headers
-        .iter()
-        .filter_map(|h| crate::preflight::chain::lsn(&h.last_lsn))
-        .max();
+    let last = restored_log_end(ctx, &restored).await?;
     match last {
         Some(l) if l > seed => Ok(()),
         _ => Err(StepError::retry(format!(
@@ -217,6 +204,38 @@ async fn proves_shipping_after_seed(ctx: &StepCtx, output: &Value) -> Result<(),
             last.map_or_else(|| "unknown".to_string(), |l| l.to_string())
         ))),
     }
+}
+
+/// The LastLSN of log backup `file` as the backup instance reads its header (None: no header
+/// names one).
+async fn restored_log_end(ctx: &StepCtx, file: &str) -> Result<Option<u128>, StepError> {
+    let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
+    let out = ctx
+        .read(
+            &backup,
+            op(pb::operation::Kind::ReadBackupHeader(
+                pb::ReadBackupHeader {
+                    file: file.to_string(),
+                },
+            )),
+        )
+        .await?;
+    let headers = expect_output!(out, Verify, "read_backup_header")?.headers;
+    Ok(headers
+        .iter()
+        .filter_map(|h| crate::preflight::chain::lsn(&h.last_lsn))
+        .max())
+}
+
+/// The restore point FB-4 gave the primary (its LastLSN; FB-3's when FB-4 recorded none):
+/// every log the new primary ships ends after it.
+fn restore_point(ctx: &StepCtx) -> Option<u128> {
+    ["fb4_restore", "fb3_backup"].into_iter().find_map(|step| {
+        ctx.prior(step)
+            .and_then(|v| v.get("last_lsn"))
+            .and_then(Value::as_str)
+            .and_then(crate::preflight::chain::lsn)
+    })
 }
 
 /// The name shown in `plan` (no agent is asked): the topology's host part, which the run
@@ -378,9 +397,32 @@ impl LogShippingSetup for AgentLogShipping {
             return Ok(false);
         }
         let b = Self::status(ctx, &backup).await?;
-        Ok(b.secondary.is_some_and(|c| {
-            c.primary_server.eq_ignore_ascii_case(&ps) && !c.last_restored_file.is_empty()
-        }))
+        let Some(restored) = b
+            .secondary
+            .filter(|c| c.primary_server.eq_ignore_ascii_case(&ps))
+            .map(|c| c.last_restored_file)
+            .filter(|f| !f.is_empty())
+        else {
+            return Ok(false);
+        };
+        // A secondary configuration outlives the shipping it describes (issue #12, false
+        // proof): a failover done by hand that skipped sp_delete_log_shipping_secondary_database
+        // leaves DC2's msdb naming a log restored before the disaster. Shipping counts as set up
+        // only when the backup mgc is restoring logs and its last restored log ends after the
+        // restore point FB-4 gave the primary: only the new primary can have written that log.
+        // Anything unproven (no restore point, a header that cannot be read) means "not set up",
+        // and the step seeds again, which this destructive, approved step may do.
+        let Some(floor) = restore_point(ctx) else {
+            return Ok(false);
+        };
+        let states = super::database_states(ctx, &backup, &[super::mgc()]).await?;
+        let restoring = states
+            .first()
+            .is_some_and(|d| d.exists && (d.state == "RESTORING" || d.is_in_standby));
+        if !restoring {
+            return Ok(false);
+        }
+        Ok(matches!(restored_log_end(ctx, &restored).await, Ok(Some(end)) if end > floor))
     }
 
     async fn configure(&self, ctx: &StepCtx, _seed: &Value) -> Result<Value, StepError> {
