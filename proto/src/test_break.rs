@@ -25,6 +25,8 @@ pub const APPROVAL_GATE: &str = "approval-gate";
 pub const FB4_CHECKSUM: &str = "fb4-checksum";
 /// The `fb4-freeze` break.
 pub const FB4_FREEZE: &str = "fb4-freeze";
+/// The `fb5-stale-proof` break.
+pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
 
 /// The breaks the code knows, with what each disables (for the scenario files' validation and
 /// RELIABILITY.md).
@@ -52,6 +54,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         FB4_FREEZE,
         "FB-4 leaves the backup mgc writable while it restores the primary",
+    ),
+    (
+        FB5_STALE_PROOF,
+        "FB-5's probe takes any last_restored_file of the backup's monitor for working log shipping (the probe before issue #12)",
     ),
 ];
 

@@ -93,6 +93,11 @@ async fn a_missing_freeze_is_caught_by_clean_failback() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_probe_fooled_by_a_stale_monitor_is_caught_by_stale_log_shipping() {
+    catches("stale-log-shipping", "fb5-stale-proof").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn chat_servers_left_active_are_caught_by_clean_failback() {
     catches("clean-failback", "active-servers-guard").await;
 }

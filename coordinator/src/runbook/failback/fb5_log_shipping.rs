@@ -412,6 +412,9 @@ impl LogShippingSetup for AgentLogShipping {
         // restore point FB-4 gave the primary: only the new primary can have written that log.
         // Anything unproven (no restore point, a header that cannot be read) means "not set up",
         // and the step seeds again, which this destructive, approved step may do.
+        if failback_proto::test_break::broken(failback_proto::test_break::FB5_STALE_PROOF) {
+            return Ok(true);
+        }
         let Some(floor) = restore_point(ctx) else {
             return Ok(false);
         };
