@@ -75,6 +75,7 @@ scenarios! {
     zombie_leader => "zombie-leader",
     share_lost => "share-lost",
     stale_log_shipping => "stale-log-shipping",
+    chat_traffic => "chat-traffic",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,6 +91,11 @@ async fn a_broken_approval_gate_is_caught_by_no_approval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_freeze_is_caught_by_clean_failback() {
     catches("clean-failback", "fb4-freeze").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_servers_left_active_lose_messages_caught_by_chat_traffic() {
+    catches("chat-traffic", "active-servers-guard").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -189,12 +189,23 @@ pub struct Evidence {
     pub samples: Vec<Sample>,
     /// Messages in the primary's `mgc` at the end, when it answered.
     pub primary_messages: Option<usize>,
+    /// Chat traffic during the run, when the scenario ran chat servers.
+    pub chat: Option<ChatSeen>,
     /// The backup `mgc` at the end, as log shipping left it.
     pub backup_shipping: Option<ShippingSeen>,
     /// Messages the pool held before FB-1.
     pub messages_before: usize,
     /// When the run was started (Unix ms).
     pub started_ms: u64,
+}
+
+/// What the chat servers wrote during a run.
+#[derive(Debug, Clone)]
+pub struct ChatSeen {
+    /// Every message SQL Server acknowledged, and whether it went to the backup `mgc`.
+    pub acked: Vec<(String, bool)>,
+    /// The message bodies in the primary `mgc` at the end (None: it did not answer).
+    pub held: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The backup `mgc` at the end of a run.

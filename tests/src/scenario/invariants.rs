@@ -357,6 +357,38 @@ fn no_message_lost(ev: &Evidence) -> Verdict {
                 ev.pool
             )),
         }
+        // Messages the chat servers wrote during the run (a scenario with traffic): each one
+        // SQL Server acknowledged must be in the primary mgc, wherever it was written.
+        if let Some(chat) = &ev.chat {
+            match &chat.held {
+                Some(held) => {
+                    let lost: Vec<&str> = chat
+                        .acked
+                        .iter()
+                        .filter(|(b, _)| !held.contains(b))
+                        .map(|(b, _)| b.as_str())
+                        .collect();
+                    if !lost.is_empty() {
+                        let to_backup = chat
+                            .acked
+                            .iter()
+                            .filter(|(b, dc2)| *dc2 && !held.contains(b))
+                            .count();
+                        problems.push(format!(
+                            "§9.6: {} of {} acknowledged chat messages are not in the primary mgc of {} after the failback ({to_backup} of them written to the backup mgc), e.g. '{}'",
+                            lost.len(),
+                            chat.acked.len(),
+                            ev.pool,
+                            lost[0]
+                        ));
+                    }
+                }
+                None => problems.push(format!(
+                    "§9.6: the messages of the primary mgc of {} could not be read after a succeeded failback",
+                    ev.pool
+                )),
+            }
+        }
         // The failover half of §9.6 holds after a failback only if log shipping primary →
         // backup really works (issue #12, false proof): the backup mgc restoring, and a log
         // restored into it after its last full restore (FB-5's seed). Otherwise the next
@@ -386,9 +418,13 @@ fn no_message_lost(ev: &Evidence) -> Verdict {
         problems,
         if succeeded {
             format!(
-                "{} of {} messages on the primary; the backup mgc restoring, a log shipped after its seed",
+                "{} messages on the primary, all {} written before the run among them{}; the backup mgc restoring, a log shipped after its seed",
                 ev.primary_messages.unwrap_or(0),
-                ev.messages_before
+                ev.messages_before,
+                ev.chat.as_ref().map_or(String::new(), |c| format!(
+                    "; all {} chat messages acknowledged during the run",
+                    c.acked.len()
+                ))
             )
         } else {
             "the run did not finish a failback".into()

@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::evidence::{
-    Evidence, Fired, Instance, Sample, ShippingSeen, now_ms, read_journals, read_scripts,
+    ChatSeen, Evidence, Fired, Instance, Sample, ShippingSeen, now_ms, read_journals, read_scripts,
 };
 use super::faults::{Later, fire, perform};
 use super::invariants::{Verdict, check_all};
@@ -25,6 +25,8 @@ use crate::harness::etcd::{EtcdCluster, unique_cluster};
 use crate::harness::failed_over::{FailedOverLab, MESSAGES, Options, failed_over};
 use crate::harness::fleet::APPROVER;
 use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
+use crate::lab::topology::PoolLayout;
+use crate::lab::traffic::{Ledger, PoolTarget, Target, Traffic};
 
 /// The loop's period.
 const TICK: Duration = Duration::from_millis(250);
@@ -234,6 +236,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
     if s.run.yes {
         args.push("--yes");
     }
+    let mut traffic = s.fleet.traffic.then(|| chat_traffic(&lab));
     let run = lab.start_failback(APPROVER, &args).await?;
 
     let mut samples = Vec::new();
@@ -316,6 +319,13 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         .and_then(|r| r.first().and_then(|r| r.get::<i32, _>(0)))
         .and_then(|n| usize::try_from(n).ok());
     let backup_shipping = shipping_seen(&p.backup).await;
+    let chat = match traffic.as_mut() {
+        Some(t) => {
+            t.stop().await;
+            Some(chat_seen(&t.ledger, &p.primary).await)
+        }
+        None => None,
+    };
     let ev = Evidence {
         pool: pool.clone(),
         primary: Instance::read(&p.primary.name, &p.primary, p.setup_statements.0),
@@ -327,6 +337,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         samples,
         primary_messages,
         backup_shipping,
+        chat,
         messages_before: MESSAGES,
         started_ms,
     };
@@ -510,4 +521,51 @@ async fn shipping_seen(sim: &SqlSim) -> Option<ShippingSeen> {
         state: text(state),
         last_restore_type: text(last),
     })
+}
+
+/// Chat servers writing to the pool as the CMS tells them (the lab's traffic): DC2's while the
+/// pool is failed over and it is active, DC1's once FB-6/FB-7 make the pool normal again.
+fn chat_traffic(lab: &FailedOverLab) -> Traffic {
+    let p = &lab.pools[0];
+    let dir = lab.fleet.files_root().join("pool01");
+    let layout = PoolLayout {
+        index: 1,
+        fqdn: p.fqdn.clone(),
+        primary: p.primary_agent.clone(),
+        backup: p.backup_agent.clone(),
+        primary_mirror: None,
+        backup_mirror: None,
+        chat_dc1: "pc01.dc1.lab".into(),
+        chat_dc2: "pc01.dc2.lab".into(),
+        share: dir.join("share"),
+        copy_dir: dir.join("copy"),
+    };
+    Traffic::start(
+        lab.fleet.cms_store(),
+        &[PoolTarget {
+            layout,
+            primary_port: p.primary.port,
+            backup_port: p.backup.port,
+        }],
+    )
+}
+
+/// The messages SQL Server acknowledged to the chat servers, and which of them the primary
+/// `mgc` holds at the end.
+async fn chat_seen(ledger: &Ledger, primary: &SqlSim) -> ChatSeen {
+    let acked: Vec<(String, bool)> = ledger
+        .acks()
+        .into_iter()
+        .map(|a| (a.body, a.target == Target::Backup))
+        .collect();
+    let held = primary
+        .batch_as(("sa", SA_PASSWORD), "mgc", "SELECT body FROM dbo.Messages")
+        .await
+        .ok()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
+                .collect()
+        });
+    ChatSeen { acked, held }
 }

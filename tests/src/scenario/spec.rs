@@ -80,6 +80,9 @@ pub struct FleetSpec {
     /// DC2 keeps the log shipping secondary configuration of before the disaster (a failover
     /// done by hand; `harness::stale_shipping`).
     pub stale_secondary: bool,
+    /// Chat servers write to the pool throughout, as the CMS tells them (the lab's traffic):
+    /// every message acknowledged must survive the failback (§9.6).
+    pub traffic: bool,
 }
 
 impl Default for FleetSpec {
@@ -92,6 +95,7 @@ impl Default for FleetSpec {
             primary_sql_args: Vec::new(),
             backup_sql_args: Vec::new(),
             stale_secondary: false,
+            traffic: false,
         }
     }
 }
