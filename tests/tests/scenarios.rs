@@ -76,6 +76,7 @@ scenarios! {
     share_lost => "share-lost",
     stale_log_shipping => "stale-log-shipping",
     chat_traffic => "chat-traffic",
+    cut_leader_from_etcd => "cut-leader-from-etcd",
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,6 +55,9 @@ pub struct FailedOverLab {
     pub fleet: Fleet,
     /// The pools, in topology order (the first is the canary).
     pub pools: Vec<PoolLab>,
+    /// Each coordinator's links to the etcd members, when the lab was built with
+    /// [`Options::cuttable_etcd`].
+    pub etcd_links: std::collections::BTreeMap<String, Vec<super::net_cut::Link>>,
 }
 
 /// How to build the lab.
@@ -78,6 +81,9 @@ pub struct Options {
     /// DC2 keeps the log shipping secondary configuration of before the disaster, its monitor
     /// naming a log restored then ([`super::stale_shipping`]: a failover done by hand).
     pub stale_secondary: bool,
+    /// Each coordinator reaches each etcd member through its own [`super::net_cut::Link`],
+    /// so a scenario can cut one coordinator off etcd while it still reaches the agents.
+    pub cuttable_etcd: bool,
 }
 
 impl Default for Options {
@@ -91,6 +97,7 @@ impl Default for Options {
             mirrored: false,
             env: Vec::new(),
             stale_secondary: false,
+            cuttable_etcd: false,
         }
     }
 }
@@ -193,8 +200,24 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
     let files = fleet.files_root();
     let (_, text) = topology(opts.pools, &files);
     std::fs::write(fleet.dir.join("topology.toml"), text)?;
+    let mut etcd_links = std::collections::BTreeMap::new();
     if let Some((endpoints, cluster, ttl)) = &opts.etcd {
         fleet.use_etcd(endpoints.clone(), cluster, *ttl)?;
+        if opts.cuttable_etcd {
+            for name in fleet.coordinator_names() {
+                let mut links = Vec::new();
+                for e in endpoints {
+                    let addr = e
+                        .trim_start_matches("http://")
+                        .parse()
+                        .with_context(|| format!("etcd endpoint {e}"))?;
+                    links.push(super::net_cut::Link::start(addr).await?);
+                }
+                let routed = links.iter().map(|l| format!("http://{}", l.addr)).collect();
+                fleet.route_etcd(&name, routed)?;
+                etcd_links.insert(name, links);
+            }
+        }
     }
     fleet.configure_coordinators(FAST_RUNBOOK)?;
     fleet.process_env = opts.env.clone();
@@ -330,7 +353,11 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
         .wait_connected(&ids, true, Duration::from_secs(60))
         .await
         .context("agents did not connect")?;
-    Ok(FailedOverLab { fleet, pools })
+    Ok(FailedOverLab {
+        fleet,
+        pools,
+        etcd_links,
+    })
 }
 
 impl FailedOverLab {

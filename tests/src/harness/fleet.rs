@@ -26,6 +26,8 @@ struct EtcdMode {
     endpoints: Vec<String>,
     cluster: String,
     lease_ttl: Duration,
+    /// Endpoints a coordinator reaches etcd by instead (links a test can cut).
+    per_coordinator: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One coordinator process of the fleet (one in standalone mode, two on etcd).
@@ -248,6 +250,7 @@ impl Fleet {
             endpoints,
             cluster: cluster.to_string(),
             lease_ttl,
+            per_coordinator: std::collections::BTreeMap::new(),
         });
         if self.coordinators.len() < 2 {
             self.coordinators.push(CoordinatorSlot {
@@ -263,6 +266,17 @@ impl Fleet {
             self.write_agent_config(&id)?;
         }
         Ok(())
+    }
+
+    /// Gives coordinator `name` its own way to etcd (`endpoints` instead of the cluster's, e.g.
+    /// [`super::net_cut::Link`]s); after [`Fleet::use_etcd`], before the coordinator starts.
+    pub fn route_etcd(&mut self, name: &str, endpoints: Vec<String>) -> anyhow::Result<()> {
+        let e = self
+            .etcd
+            .as_mut()
+            .context("route_etcd: the fleet is not on etcd")?;
+        e.per_coordinator.insert(name.to_string(), endpoints);
+        self.write_coordinator_configs()
     }
 
     /// Appends TOML (a `[runbook]` section) to every coordinator's config.
@@ -298,7 +312,9 @@ key = "certs/{name}.key"
             );
             if let Some(e) = &self.etcd {
                 let eps = e
-                    .endpoints
+                    .per_coordinator
+                    .get(&c.name)
+                    .unwrap_or(&e.endpoints)
                     .iter()
                     .map(|x| format!("\"{x}\""))
                     .collect::<Vec<_>>()

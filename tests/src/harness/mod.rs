@@ -4,6 +4,7 @@ pub mod etcd;
 pub mod failed_over;
 pub mod fake_coordinator;
 pub mod fleet;
+pub mod net_cut;
 pub mod normal_pool;
 pub mod ops;
 pub mod process;

@@ -48,11 +48,15 @@ pub fn scenario(faults: &[String]) -> anyhow::Result<Scenario> {
         }
         if matches!(
             kind,
-            "kill-leader" | "stop-leader" | "kill-etcd-member" | "kill-etcd-quorum"
+            "kill-leader"
+                | "stop-leader"
+                | "cut-leader-etcd"
+                | "kill-etcd-member"
+                | "kill-etcd-quorum"
         ) {
             etcd = true;
         }
-        leader_fault |= matches!(kind, "kill-leader" | "stop-leader");
+        leader_fault |= matches!(kind, "kill-leader" | "stop-leader" | "cut-leader-etcd");
         let at = if STEPS.contains(&point) {
             match DURING.iter().find(|(n, _, _)| *n == point) {
                 Some(_) => format!("during {point}"),
@@ -77,7 +81,7 @@ pub fn scenario(faults: &[String]) -> anyhow::Result<Scenario> {
         if let Some(r) = role {
             blocks.push_str(&format!("role = \"{r}\"\n"));
         }
-        if kind == "stop-leader" {
+        if matches!(kind, "stop-leader" | "cut-leader-etcd") {
             blocks.push_str("for = \"10s\"\n");
         }
         if damage {

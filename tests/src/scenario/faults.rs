@@ -1,6 +1,6 @@
 //! Firing a scenario's faults on the real processes of a failed-over lab: SIGKILL and
 //! SIGSTOP/SIGCONT of the leading coordinator, SIGKILL of an agent, a SQL instance or etcd
-//! members (each restarted later), a deposed leader coming back (a scripted coordinator with a
+//! members (each restarted later), the leader cut off etcd (its links silent, then healed), a deposed leader coming back (a scripted coordinator with a
 //! stale epoch), damage to the backup file FB-3 wrote or the loss of its share, and the
 //! operator's approve/abort. Restarts are returned as [`Later`] actions the runner performs when due, so the
 //! runner's one loop keeps sampling and watching the run while a process is down.
@@ -28,6 +28,8 @@ pub enum Later {
     StartSql(Role),
     /// Restart these etcd members.
     StartEtcd(Vec<usize>),
+    /// Heal this coordinator's links to etcd.
+    HealEtcd(String),
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pid` with kill(1): no libc binding needed for two
@@ -98,6 +100,17 @@ pub async fn fire(
             signal(pid, "STOP")?;
             fired.note = format!("stopped {leader} (pid {pid})");
             later.push((*for_, Later::Continue(pid)));
+        }
+        Action::CutLeaderEtcd { for_ } => {
+            let leader = lab.fleet.leader(Duration::from_secs(10)).await?;
+            let links = lab
+                .etcd_links
+                .get(&leader)
+                .with_context(|| format!("{leader} has no cuttable links to etcd"))?;
+            fired.epoch_before = Some(Evidence::epoch_before(&read_journals(&lab.fleet), at_ms));
+            links.iter().for_each(crate::harness::net_cut::Link::cut);
+            fired.note = format!("cut {leader} off {} etcd members", links.len());
+            later.push((*for_, Later::HealEtcd(leader)));
         }
         Action::KillAgent {
             role,
@@ -292,6 +305,12 @@ pub async fn perform(
         Later::StartCoordinator(n) => {
             lab.fleet.start_coordinator_named(n).await?;
             format!("started {n} again")
+        }
+        Later::HealEtcd(name) => {
+            if let Some(links) = lab.etcd_links.get(name) {
+                links.iter().for_each(crate::harness::net_cut::Link::heal);
+            }
+            format!("healed {name}'s links to etcd")
         }
         Later::Continue(pid) => {
             signal(*pid, "CONT")?;

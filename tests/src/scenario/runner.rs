@@ -20,7 +20,7 @@ use super::evidence::{
 };
 use super::faults::{Later, fire, perform};
 use super::invariants::{Verdict, check_all};
-use super::spec::{DURING, Point, Role, Scenario};
+use super::spec::{Action, DURING, Point, Role, Scenario};
 use crate::harness::etcd::{EtcdCluster, unique_cluster};
 use crate::harness::failed_over::{FailedOverLab, MESSAGES, Options, failed_over};
 use crate::harness::fleet::APPROVER;
@@ -221,6 +221,10 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         heartbeat: s.fleet.heartbeat,
         mirrored: s.fleet.mirrored,
         stale_secondary: s.fleet.stale_secondary,
+        cuttable_etcd: s
+            .faults
+            .iter()
+            .any(|f| matches!(f.action, Action::CutLeaderEtcd { .. })),
         env,
         ..Options::default()
     })

@@ -200,6 +200,12 @@ pub enum Action {
         /// Delay before the restart.
         restart_after: Duration,
     },
+    /// Cut the leading coordinator off every etcd member for `for_` (its links to etcd go
+    /// silent; its agents still reach it), then heal the links.
+    CutLeaderEtcd {
+        /// How long the links stay cut.
+        for_: Duration,
+    },
     /// Flip bytes in the middle of the file FB-3 wrote.
     CorruptBackup,
     /// Cut the file FB-3 wrote to half its length.
@@ -387,6 +393,11 @@ fn parse_action(f: &RawFault) -> anyhow::Result<Action> {
         "kill-etcd-quorum" => Action::KillEtcdQuorum {
             restart_after: restart,
         },
+        "cut-leader-etcd" => Action::CutLeaderEtcd {
+            for_: f
+                .for_
+                .context("'cut-leader-etcd' needs for = \"…\" (how long the links stay cut)")?,
+        },
         "corrupt-backup" => Action::CorruptBackup,
         "truncate-backup" => Action::TruncateBackup,
         "zombie-leader" => Action::ZombieLeader,
@@ -394,7 +405,7 @@ fn parse_action(f: &RawFault) -> anyhow::Result<Action> {
         "approve" => Action::Approve,
         "abort" => Action::Abort,
         other => bail!(
-            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, zombie-leader, corrupt-backup, truncate-backup, lose-share, approve or abort"
+            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, cut-leader-etcd, zombie-leader, corrupt-backup, truncate-backup, lose-share, approve or abort"
         ),
     })
 }
