@@ -72,6 +72,11 @@ pub struct RunbookConfig {
     /// Pause between attempts of a step after a retryable failure.
     #[serde(with = "humantime_serde")]
     pub retry_backoff: Duration,
+    /// FB-8: the failback backups (FB-3's file, FB-5's seeds) of how many failbacks of a pool
+    /// stay on its share, this one included; those of older succeeded failbacks are deleted.
+    /// 0 keeps every file. Default 3: two older restore points besides the
+    /// current one, at the price of up to six full backups of `mgc` on the share.
+    pub backup_retention_runs: u32,
 }
 
 impl Default for RunbookConfig {
@@ -84,6 +89,7 @@ impl Default for RunbookConfig {
             step_timeout: Duration::from_secs(15 * 60),
             data_step_timeout: Duration::from_secs(8 * 3600),
             retry_backoff: Duration::from_secs(5),
+            backup_retention_runs: 3,
         }
     }
 }

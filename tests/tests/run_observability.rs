@@ -165,14 +165,15 @@ async fn watch_report_and_metrics_of_a_failback() {
     assert_eq!(lines[0], run);
     // Every step is shown once finished, however short (in a log, not a terminal).
     for step in [
-        "1/7 fb1_clear_active",
-        "2/7 fb2_remove_mirroring",
-        "3/7 fb3_backup",
-        "4/7 fb4_restore",
-        "5/7 fb5_log_shipping",
+        "1/8 fb1_clear_active",
+        "2/8 fb2_remove_mirroring",
+        "3/8 fb3_backup",
+        "4/8 fb4_restore",
+        "5/8 fb5_log_shipping",
         // The default order sets the pool Normal before activating servers (FB-7, then FB-6).
-        "6/7 fb7_pool_normal",
-        "7/7 fb6_activate",
+        "6/8 fb7_pool_normal",
+        "7/8 fb6_activate",
+        "8/8 fb8_prune_backups",
     ] {
         let done = lines
             .iter()
@@ -180,9 +181,9 @@ async fn watch_report_and_metrics_of_a_failback() {
             .count();
         assert_eq!(done, 1, "{step} not shown once finished:\n{shown}");
     }
-    assert!(shown.contains("7/7 done"), "{shown}");
+    assert!(shown.contains("8/8 done"), "{shown}");
     assert!(
-        lines.iter().any(|l| l.contains("3/7 fb3_backup")
+        lines.iter().any(|l| l.contains("3/8 fb3_backup")
             && l.contains("%")
             && l.contains("running backup_database on sql01.dc2.lab")),
         "no progress bar for FB-3:\n{shown}"
@@ -198,7 +199,7 @@ async fn watch_report_and_metrics_of_a_failback() {
     // `watch RUN` of a finished run prints the final state and exits 0 at once.
     let out = fleet.ctl(OPERATOR, &["watch", &run]).await.unwrap();
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("7/7 done"), "{out:?}");
+    assert!(out.stdout.contains("8/8 done"), "{out:?}");
 
     // The evidence report, JSON: FB-3's file, SHA-256 and LSNs as the run recorded them.
     let d = status(&lab, &run).await.unwrap();
@@ -384,7 +385,7 @@ async fn watch_rides_out_a_leader_change() {
     let (code, lines) = watch.finish(Duration::from_secs(120)).await;
     let shown = lines.join("\n");
     assert_eq!(code, 0, "{shown}");
-    assert!(shown.contains("7/7 done"), "{shown}");
+    assert!(shown.contains("8/8 done"), "{shown}");
     assert!(
         lines
             .last()

@@ -60,6 +60,19 @@ pub struct StepCtx {
     reads: Arc<AtomicU64>,
     cancel: CancellationToken,
     accepted_gap: Option<AcceptedGap>,
+    earlier: Arc<Vec<EarlierRun>>,
+}
+
+/// A finished, succeeded run of the same kind for the same pool, as the run store recorded it:
+/// what a step may clean up after (FB-8's retention).
+#[derive(Debug, Clone)]
+pub struct EarlierRun {
+    /// Its id.
+    pub id: RunId,
+    /// When it was created, Unix ms.
+    pub created_unix_ms: u64,
+    /// This pool's step outputs in it, by step name.
+    pub outputs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl StepCtx {
@@ -91,7 +104,21 @@ impl StepCtx {
             reads,
             cancel,
             accepted_gap: None,
+            earlier: Arc::new(Vec::new()),
         }
+    }
+
+    /// The pool's earlier succeeded runs of this kind, newest first.
+    #[must_use]
+    pub fn with_earlier_runs(mut self, earlier: Arc<Vec<EarlierRun>>) -> Self {
+        self.earlier = earlier;
+        self
+    }
+
+    /// The pool's earlier succeeded runs of this kind, newest first (empty when the engine
+    /// could not read them: nothing that depends on them is then done).
+    pub fn earlier_runs(&self) -> &[EarlierRun] {
+        &self.earlier
     }
 
     /// The run's accepted gap in the log chain (an approver's decision recorded in its spec).

@@ -57,6 +57,10 @@ use crate::store::{
 use crate::topology::{Pool, Topology};
 
 mod drive;
+mod history;
+
+/// How long a start waits for a finished run to let go of its pools.
+const FINISHING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Step name saved for a pool that finished every step.
 pub const END_STEP: &str = "done";
@@ -339,22 +343,37 @@ impl Engine {
             )));
         }
         let store = self.store()?;
-        let (epoch, cancel) = self.term(|t| {
-            if t.loading {
-                return Err(Error::Store(
-                    "the leader is still loading unfinished runs; try again".into(),
-                ));
-            }
-            for h in t.runs.values() {
-                if let Some(p) = h.spec.pools.iter().find(|p| pools.contains(p)) {
-                    return Err(Error::InvalidInput(format!(
-                        "pool '{p}' is already part of unfinished run {}; wait for it, or abort it",
-                        h.id
-                    )));
+        // A run whose end is already saved still holds its pools until its task has let go of
+        // them (an aborted run's last operation may still be in flight). A start right after
+        // "succeeded" waits for that, briefly, rather than being refused by a run the operator
+        // was just told is finished.
+        let deadline = tokio::time::Instant::now() + FINISHING_WAIT;
+        let (epoch, cancel) = loop {
+            let may_wait = tokio::time::Instant::now() < deadline;
+            let free = self.term(|t| {
+                if t.loading {
+                    return Err(Error::Store(
+                        "the leader is still loading unfinished runs; try again".into(),
+                    ));
                 }
+                for h in t.runs.values() {
+                    if let Some(p) = h.spec.pools.iter().find(|p| pools.contains(p)) {
+                        if may_wait && h.finished.load(std::sync::atomic::Ordering::SeqCst) {
+                            return Ok(None);
+                        }
+                        return Err(Error::InvalidInput(format!(
+                            "pool '{p}' is already part of unfinished run {}; wait for it, or abort it",
+                            h.id
+                        )));
+                    }
+                }
+                Ok(Some((t.epoch, t.cancel.clone())))
+            })?;
+            match free {
+                Some(f) => break f,
+                None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
-            Ok((t.epoch, t.cancel.clone()))
-        })?;
+        };
         let id = RunId::generate();
         let spec = RunSpec {
             kind,

@@ -20,6 +20,7 @@ use crate::store::{RunId, RunOptions, RunStatus, RunbookKind, StepStatus};
 use crate::topology::{Pool, Topology};
 
 mod fake;
+mod retention;
 use fake::*;
 
 #[tokio::test]
@@ -231,7 +232,7 @@ async fn plan_sends_nothing() {
         .unwrap()
         .insert("fe01.dc2.lab".into());
     let plan = s.engine.plan(RunbookKind::Failback, Vec::new(), 1).unwrap();
-    assert_eq!(plan.steps.len(), 7);
+    assert_eq!(plan.steps.len(), 8);
     assert!(
         plan.steps
             .iter()

@@ -149,6 +149,7 @@ pub const STEPS: &[&str] = &[
     "fb5_log_shipping",
     "fb6_activate",
     "fb7_pool_normal",
+    "fb8_prune_backups",
 ];
 
 /// A SQL instance or agent of the pool.

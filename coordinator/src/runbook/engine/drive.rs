@@ -308,6 +308,10 @@ impl Engine {
         let epoch = self.term(|t| Ok(t.epoch)).map_err(|_| Stopped)?;
         let runbook = metric_label(&h.spec.kind);
         let mut resume = saved.filter(|s| s.step != END_STEP);
+        let earlier = match self.store() {
+            Ok(store) => super::history::earlier_runs(&store, &h.id, h.spec.kind, &pool.fqdn).await,
+            Err(_) => Arc::new(Vec::new()),
+        };
         for step in &steps[start..] {
             self.wait_runnable(h).await?;
             let (mut attempt, mut op_ids) = match resume.take() {
@@ -351,7 +355,8 @@ impl Engine {
                     self.inner.reads.clone(),
                     h.cancel.clone(),
                 )
-                .with_accepted_gap(h.spec.accepted_gap.clone());
+                .with_accepted_gap(h.spec.accepted_gap.clone())
+                .with_earlier_runs(earlier.clone());
                 let result = tokio::time::timeout(
                     step.timeout(&self.inner.config),
                     self.attempt(h, step, &ctx, resumed, &tracker),

@@ -248,6 +248,19 @@ impl FleetWorld for World {
                 samples_us: vec![w.latency_us],
                 median_us: w.latency_us,
             }),
+            Op::FileStat(f) => Out::FileInfo(pb::FileInfo {
+                exists: w.files.contains_key(&f.path),
+                size: 1024,
+                path: f.path,
+                ..Default::default()
+            }),
+            Op::FileDelete(f) => {
+                let deleted = w.files.remove(&f.path).is_some();
+                Out::Done(pb::Done {
+                    changed: deleted,
+                    detail: if deleted { "deleted" } else { "already absent" }.into(),
+                })
+            }
             Op::SetReadOnly(r) => Out::Done(pb::Done {
                 changed: true,
                 detail: format!("{} set READ_ONLY={}", r.database, r.read_only),
@@ -271,10 +284,19 @@ pub(super) fn failback_without_log_shipping() -> RunbookFactory {
 }
 
 pub(super) async fn setup_with(factory: Option<RunbookFactory>, topo: Arc<Topology>) -> Setup {
+    setup_configured(factory, topo, config()).await
+}
+
+/// [`setup_with`] with a runbook configuration of the test's.
+pub(super) async fn setup_configured(
+    factory: Option<RunbookFactory>,
+    topo: Arc<Topology>,
+    config: RunbookConfig,
+) -> Setup {
     let factory = factory.unwrap_or_else(failback_without_log_shipping);
     let fake = Fake::new(World::default(), &topology());
     Setup::lead(fake, |agents| {
-        Engine::with_factory("c1", topo, agents, config(), factory)
+        Engine::with_factory("c1", topo, agents, config, factory)
     })
     .await
 }

@@ -9,8 +9,9 @@
 //! | FB-5 | [`fb5_log_shipping`] | both SQL (destructive; through [`fb5_log_shipping::AgentLogShipping`]) |
 //! | FB-6 | [`fb6_activate`] | Lync shell, chat servers |
 //! | FB-7 | [`fb7_pool_normal`] | Lync shell |
+//! | FB-8 | [`fb8_prune_backups`] | primary SQL host's files (destructive; not in the Microsoft runbook: backup retention on the share) |
 //!
-//! Order: FB-1..FB-5, then FB-7 before FB-6 by default — see
+//! Order: FB-1..FB-5, then FB-7 before FB-6 by default, FB-8 last — see
 //! [`crate::config::RunbookConfig::activate_before_normal`]: the documented order activates
 //! servers while the pool still points at the backup databases (pchat-dr.md §9 item 3); a server
 //! that accepts a connection in that window writes into the backup `mgc`, which is no longer the
@@ -29,6 +30,7 @@ pub mod fb4_restore;
 pub mod fb5_log_shipping;
 pub mod fb6_activate;
 pub mod fb7_pool_normal;
+pub mod fb8_prune_backups;
 pub mod instances;
 pub mod principal;
 
@@ -79,6 +81,7 @@ pub fn steps(
         s.push(Arc::new(fb7_pool_normal::PoolNormal));
         s.push(Arc::new(fb6_activate::ActivateServers));
     }
+    s.push(Arc::new(fb8_prune_backups::PruneBackups));
     s
 }
 
@@ -235,11 +238,12 @@ mod tests {
                 "fb4_restore",
                 "fb5_log_shipping",
                 "fb7_pool_normal",
-                "fb6_activate"
+                "fb6_activate",
+                "fb8_prune_backups"
             ]
         );
         c.activate_before_normal = true;
-        assert_eq!(names(&c)[5..], ["fb6_activate", "fb7_pool_normal"]);
+        assert_eq!(names(&c)[5..7], ["fb6_activate", "fb7_pool_normal"]);
         assert_eq!(join_path(r"\\fs\ls\", "a.bak"), r"\\fs\ls\a.bak");
         assert_eq!(join_path("/srv/ls", "a.bak"), "/srv/ls/a.bak");
         assert!(same_servers(
