@@ -150,7 +150,47 @@ async fn sql_operations_against_sqlsim_with_tls() {
         "{d:?}"
     );
     assert!(!d.databases[1].exists);
+    // No full backup recorded yet; after one, its size and age (preflight sizes FB-3's and
+    // FB-5's backups by it).
+    assert_eq!(d.databases[0].last_full_backup_bytes, 0, "{d:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mgc_full.bak");
+    let mut c = client(&sim, "test", "master").await;
+    c.simple_query(format!(
+        "BACKUP DATABASE mgc TO DISK = N'{}' WITH INIT",
+        file.display()
+    ))
+    .await
+    .unwrap()
+    .into_results()
+    .await
+    .unwrap();
+    let Out::DatabaseStates(d) = output(
+        session
+            .call(
+                "s/state2",
+                2,
+                K::DatabaseState(pb::DatabaseState {
+                    databases: vec!["mgc".into()],
+                }),
+            )
+            .await
+            .unwrap(),
+    ) else {
+        panic!()
+    };
+    let on_disk = std::fs::metadata(&file).unwrap().len();
+    let recorded = d.databases[0].last_full_backup_bytes;
+    assert!(
+        recorded > 0 && recorded.abs_diff(on_disk) < on_disk / 10,
+        "backup_size {recorded} for a {on_disk}-byte file: {d:?}"
+    );
+    assert_eq!(d.databases[0].last_full_backup_age_hours, 0);
     let sent: Vec<String> = sim.statements().into_iter().map(|s| s.text).collect();
+    assert!(
+        sent.iter().any(|t| t.starts_with("SELECT TOP (1) backup_size, DATEDIFF(HOUR, backup_finish_date, GETDATE()) AS age_hours FROM msdb.dbo.backupset WHERE database_name = @P1 AND type = 'D'")),
+        "{sent:#?}"
+    );
     assert!(
         sent.iter().any(|t| t
             == "SELECT name, state_desc, user_access_desc, recovery_model_desc, is_in_standby, is_read_only FROM sys.databases WHERE name IN (@P1, @P2)"),

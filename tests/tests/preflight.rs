@@ -286,7 +286,14 @@ async fn healthy_pool_is_ready_and_nothing_changes() {
         space["observed"]
             .as_str()
             .unwrap()
-            .contains("mgc data 8.0 MiB"),
+            .contains("newest full backup of mgc 2.0 MiB"),
+        "sized by the seed the backup instance restored (the lab's 2 MB database): {space:#}"
+    );
+    assert!(
+        space["threshold"]
+            .as_str()
+            .unwrap()
+            .contains("FB-3's backup and FB-5's seed: 2 × 2.0 MiB"),
         "{space:#}"
     );
     // Failback applies after a failover: its state checks are skipped, the rest hold.

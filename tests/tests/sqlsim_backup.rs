@@ -477,3 +477,80 @@ async fn damaged_missing_and_unwritable_files() {
     .unwrap_err();
     assert_eq!(common::sql_error_code(&err), Some(911));
 }
+
+/// SQL Server records every backup it writes in msdb (`backupset` with `backup_size`,
+/// `compressed_backup_size`, `is_copy_only`; `backupmediafamily` with the device), as it does a
+/// restored set: what preflight sizes the next full backup by (issue #12).
+#[tokio::test]
+async fn backups_and_restores_are_recorded_in_backupset_with_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let a = start(&dir.path().join("a"), &share, "SRVA");
+    let b = start(&dir.path().join("b"), &share, "SRVB");
+    let mut ca = a.connect().await;
+    ok(&mut ca, "CREATE DATABASE mgc").await;
+    ok(&mut ca, "ALTER DATABASE mgc SET RECOVERY FULL").await;
+    insert(&mut ca, 1, 3).await;
+    ok(
+        &mut ca,
+        r"BACKUP DATABASE mgc TO DISK = N'\\fs\ls\full.bak' WITH INIT",
+    )
+    .await;
+    ok(
+        &mut ca,
+        r"BACKUP DATABASE mgc TO DISK = N'\\fs\ls\copy.bak' WITH INIT, COPY_ONLY",
+    )
+    .await;
+    ok(&mut ca, r"BACKUP LOG mgc TO DISK = N'\\fs\ls\log1.trn'").await;
+    let q = "SELECT s.type, s.backup_size, s.compressed_backup_size, s.is_copy_only, s.server_name, f.physical_device_name \
+FROM msdb.dbo.backupset AS s JOIN msdb.dbo.backupmediafamily AS f ON f.media_set_id = s.media_set_id \
+WHERE s.database_name = N'mgc' ORDER BY s.backup_set_id";
+    let got = rows(&mut ca, q).await;
+    let kinds: Vec<(&str, bool, &str)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.get::<&str, _>("type").unwrap(),
+                r.get::<bool, _>("is_copy_only").unwrap(),
+                r.get::<&str, _>("physical_device_name").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("D", false, r"\\fs\ls\full.bak"),
+            ("D", true, r"\\fs\ls\copy.bak"),
+            ("L", false, r"\\fs\ls\log1.trn"),
+        ]
+    );
+    let size = |r: &tiberius::Row, c: &str| r.get::<Numeric, _>(c).unwrap().value() as u64;
+    let on_disk = std::fs::metadata(share.join("full.bak")).unwrap().len();
+    let full = size(&got[0], "backup_size");
+    assert!(
+        full > 1_000_000 && full.abs_diff(on_disk) < on_disk / 10,
+        "backup_size {full} for a file of {on_disk} bytes"
+    );
+    assert_eq!(size(&got[0], "compressed_backup_size"), full);
+    assert!(
+        size(&got[2], "backup_size") < full / 10,
+        "a log backup is small"
+    );
+
+    // The restoring instance records the restored set with the same size.
+    let mut cb = b.connect().await;
+    ok(
+        &mut cb,
+        r"RESTORE DATABASE mgc FROM DISK = N'\\fs\ls\full.bak' WITH RECOVERY",
+    )
+    .await;
+    let r = rows(
+        &mut cb,
+        "SELECT b.backup_size, b.server_name FROM msdb.dbo.restorehistory AS r JOIN msdb.dbo.backupset AS b ON b.backup_set_id = r.backup_set_id WHERE r.destination_database_name = N'mgc'",
+    )
+    .await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(size(&r[0], "backup_size"), full);
+    assert_eq!(r[0].get::<&str, _>("server_name"), Some("SRVA"));
+}

@@ -164,7 +164,7 @@ pub fn direction(f: &Facts, s: &Settings, d: Direction, next: bool) -> Vec<pb::P
                 "",
                 "0: failback is lossless by design (FB-1 stops every writer before FB-3's full backup)",
             ));
-            out.push(free_space_backup(f, s));
+            out.push(super::space::full_backups(f, s));
             out.extend(super::engine_access::checks(f, s));
         }
     }
@@ -739,65 +739,4 @@ fn sql_agent_access(f: &Facts) -> pb::PreflightCheck {
             ),
         },
     }
-}
-
-fn free_space_backup(f: &Facts, s: &Settings) -> pb::PreflightCheck {
-    const NAME: &str = "free_space_full_backup";
-    let target = f.pool.share.clone();
-    let size = [SqlRole::Backup, SqlRole::Primary]
-        .into_iter()
-        .filter_map(|r| f.sql(r)?.database(MGC).map(|d| d.data_size_bytes))
-        .max()
-        .unwrap_or(0);
-    let space = match &f.share_space {
-        Err(e) => {
-            return check(
-                NAME,
-                target,
-                St::Fail,
-                format!("unknown: {e}"),
-                "",
-                "make the share reachable from the backup instance's agent and list it in the agent's [files] roots",
-            );
-        }
-        Ok(sp) => sp,
-    };
-    if size == 0 {
-        return check(
-            NAME,
-            target,
-            St::Warn,
-            format!(
-                "{} free; the size of {MGC} is unknown",
-                bytes(space.available_bytes)
-            ),
-            "",
-            format!("make sure the agents can read sys.master_files so the size of {MGC} is known"),
-        );
-    }
-    let need = (size as f64 * s.free_space_factor).ceil();
-    let observed = format!(
-        "{} free; {MGC} data {}",
-        bytes(space.available_bytes),
-        bytes(size)
-    );
-    let threshold = format!(
-        "≥ {} ({MGC} data × {})",
-        bytes(need.min(u64::MAX as f64) as u64),
-        s.free_space_factor
-    );
-    if (space.available_bytes as f64) < need {
-        return check(
-            NAME,
-            target,
-            St::Fail,
-            observed,
-            threshold,
-            format!(
-                "free at least {} on the share's volume (old full backups of earlier failbacks, log backups past retention) or move the share: FB-3 writes a full backup of {MGC} there",
-                bytes((need - space.available_bytes as f64).max(0.0) as u64)
-            ),
-        );
-    }
-    check(NAME, target, St::Ok, observed, threshold, "")
 }

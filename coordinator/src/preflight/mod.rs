@@ -30,12 +30,10 @@
 //!   Server refuses the option on them, Msg 3187), anchored at the header of msdb's
 //!   `last_restored_file`: the same procedure a failover follows (pchat-dr.md §6.11), so what
 //!   preflight calls a gap is what FO-3 would stop at.
-//! - **Free space for a full backup** = the database's data files' allocated size
-//!   (`database_state`'s `data_size_bytes`) × `free_space_factor` (default 1.5: an uncompressed
-//!   full backup is at most the allocated data plus the active log, and log backups keep
-//!   arriving on the share while FB-3..FB-5 run), compared with the share's free space. A test
-//!   or a cautious operator raises the factor; a pool fails the check when the share cannot hold
-//!   it.
+//! - **Free space for the full backups** (FB-3's and FB-5's seed) = 2 × the newest full backup of
+//!   `mgc` msdb records on the backup instance (`backupset.backup_size`), or without one its
+//!   allocated data size, × `free_space_factor` (default 1.5), against the share's free space:
+//!   the decisions are in [`space`]. A test or a cautious operator raises the factor.
 //! - **The SQL Server Agent account's access** is proved by `check_agent_access` (a one-off Agent
 //!   job that lists the share and writes then deletes a probe file in the copy folder; it leaves
 //!   nothing behind — one of the two operations here that are not pure reads, named in the issue) when
@@ -53,6 +51,7 @@ pub mod engine_access;
 pub mod facts;
 pub mod identity;
 pub mod logship;
+pub mod space;
 
 #[cfg(test)]
 mod checks_tests;

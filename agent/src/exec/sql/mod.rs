@@ -471,16 +471,22 @@ impl SqlBackend {
                 .iter()
                 .find(|r| text(r, "name").eq_ignore_ascii_case(d.as_str()))
             {
-                Some(r) => pb::DatabaseInfo {
-                    name: d.to_string(),
-                    exists: true,
-                    state: text(r, "state_desc"),
-                    recovery_model: text(r, "recovery_model_desc"),
-                    user_access: text(r, "user_access_desc"),
-                    is_in_standby: flag(r, "is_in_standby"),
-                    is_read_only: flag(r, "is_read_only"),
-                    data_size_bytes: Self::data_size(&mut conn, d).await,
-                },
+                Some(r) => {
+                    let (last_full_backup_bytes, last_full_backup_age_hours) =
+                        Self::last_full_backup(&mut conn, d).await;
+                    pb::DatabaseInfo {
+                        name: d.to_string(),
+                        exists: true,
+                        state: text(r, "state_desc"),
+                        recovery_model: text(r, "recovery_model_desc"),
+                        user_access: text(r, "user_access_desc"),
+                        is_in_standby: flag(r, "is_in_standby"),
+                        is_read_only: flag(r, "is_read_only"),
+                        data_size_bytes: Self::data_size(&mut conn, d).await,
+                        last_full_backup_bytes,
+                        last_full_backup_age_hours,
+                    }
+                }
                 None => pb::DatabaseInfo {
                     name: d.to_string(),
                     exists: false,
@@ -504,6 +510,29 @@ impl SqlBackend {
             Err(e) => {
                 tracing::debug!(database = %db, "data file size unknown: {e}");
                 0
+            }
+        }
+    }
+
+    /// Size (bytes) and age (hours) of the newest full backup msdb records; (0, 0) when there is
+    /// none or msdb cannot be read (a planning aid, like [`Self::data_size`]).
+    async fn last_full_backup(conn: &mut Conn, db: &DatabaseName) -> (u64, u32) {
+        match Self::rows(conn, &tsql::last_full_backup(db)).await {
+            Ok(rows) => rows.first().map_or((0, 0), |r| {
+                let size = r
+                    .try_get::<tiberius::numeric::Numeric, _>("backup_size")
+                    .ok()
+                    .flatten()
+                    .and_then(|n| u64::try_from(n.value()).ok())
+                    .unwrap_or(0);
+                let age = int(r, "age_hours")
+                    .and_then(|h| u32::try_from(h).ok())
+                    .unwrap_or(0);
+                (size, age)
+            }),
+            Err(e) => {
+                tracing::debug!(database = %db, "last full backup unknown: {e}");
+                (0, 0)
             }
         }
     }

@@ -129,6 +129,19 @@ pub fn data_pages(db: &DatabaseName) -> Statement {
     }
 }
 
+/// The newest full backup of a database msdb records (sizing a full backup before it is
+/// written: preflight's free-space check). `backup_size` is numeric(20,0) bytes before
+/// compression; the age is in hours on the server's clock (`backup_finish_date` is local time,
+/// as is GETDATE()).
+pub fn last_full_backup(db: &DatabaseName) -> Statement {
+    Statement {
+        text: "SELECT TOP (1) backup_size, DATEDIFF(HOUR, backup_finish_date, GETDATE()) AS age_hours \
+FROM msdb.dbo.backupset WHERE database_name = @P1 AND type = 'D' ORDER BY backup_finish_date DESC;"
+            .into(),
+        params: vec![Param::Text(db.as_str().to_string())],
+    }
+}
+
 /// Mirroring rows for the names (pchat-dr.md §6.1).
 pub fn mirroring_state(dbs: &[DatabaseName]) -> Statement {
     Statement {

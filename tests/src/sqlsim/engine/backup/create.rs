@@ -18,7 +18,9 @@
 use std::path::{Path, PathBuf};
 
 use super::format::{self, BackupContent, BackupFile, BackupHeader, Base, MediaHeader, ReadError};
-use super::{Refusal, Settings, outside_transaction, pages, stats_messages, terminate};
+use super::{
+    LOG_PAGES_IN_FULL, Refusal, Settings, outside_transaction, pages, stats_messages, terminate,
+};
 use crate::sqlsim::clock::Timestamp;
 use crate::sqlsim::engine::eval::Params;
 use crate::sqlsim::engine::files::cannot_open_device;
@@ -29,8 +31,6 @@ use crate::sqlsim::tokens::ServerMessage;
 
 /// Bytes in a MB.
 const MB: u64 = 1 << 20;
-/// Pages a log file contributes to a full backup's message.
-const LOG_PAGES_IN_FULL: u64 = 2;
 
 impl Engine {
     /// BACKUP DATABASE | LOG.
@@ -110,7 +110,7 @@ impl Engine {
             let _ = std::fs::remove_file(&writing);
             return Err(cannot_open_device(&device, &e, &local).into());
         }
-        self.commit_backup(b.kind, &db_name, &header, &set)?;
+        self.commit_backup(b.kind, &db_name, &header, &set, &device)?;
 
         let mut msgs = stats_messages(set.stats);
         let total_pages = match b.kind {
@@ -269,18 +269,20 @@ impl Engine {
         Ok((header, content, data_file, log_file))
     }
 
-    /// Moves the log chain after a successful write; BACKUP LOG WITH NORECOVERY (a tail-log
-    /// backup) leaves the database RESTORING.
+    /// Records the backup in msdb and moves the log chain after a successful write; BACKUP LOG
+    /// WITH NORECOVERY (a tail-log backup) leaves the database RESTORING.
     fn commit_backup(
         &self,
         kind: BackupKind,
         db_name: &str,
         header: &BackupHeader,
         set: &Settings,
+        device: &str,
     ) -> Result<(), ServerMessage> {
         let mut st = lock(&self.state);
+        crate::sqlsim::engine::msdb::record_backup(&mut st, header, device);
         let Some(db) = st.database_mut(db_name) else {
-            return Ok(());
+            return self.persist(&st);
         };
         match kind {
             BackupKind::Database if !header.is_copy_only => {

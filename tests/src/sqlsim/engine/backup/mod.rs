@@ -107,6 +107,20 @@ fn pages(bytes: u64) -> u64 {
     bytes.div_ceil(format::PAGE).max(1)
 }
 
+/// Log pages a full backup reports besides its data pages.
+const LOG_PAGES_IN_FULL: u64 = 2;
+
+/// The set's size as msdb's `backupset.backup_size` shows it: the pages BACKUP reported
+/// processing, × 8 KB.
+pub fn set_bytes(header: &format::BackupHeader) -> u64 {
+    let log = if header.backup_type == 2 {
+        0
+    } else {
+        LOG_PAGES_IN_FULL
+    };
+    (pages(header.payload_len) + log) * format::PAGE
+}
+
 impl Engine {
     /// Evaluates a name, file or option value; NULL or a non-text value is error 102 near it,
     /// roughly what SQL Server says for a NULL device name.

@@ -369,6 +369,42 @@ pub struct RestoreRecord {
     pub server_name: String,
     /// `backupmediafamily.physical_device_name`.
     pub physical_device_name: String,
+    /// `backupset.backup_size` of the restored set.
+    #[serde(default)]
+    pub backup_size: u64,
+}
+
+/// `backupset` + `backupmediafamily`, one row per successful BACKUP (SQL Server records every
+/// backup it writes there, as it does every restore; the backup's size is what preflight sizes
+/// the next full backup by).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    /// `backup_set_id` (one counter with the restores' rows).
+    pub backup_set_id: i64,
+    /// `database_name`.
+    pub database_name: String,
+    /// `server_name`.
+    pub server_name: String,
+    /// `type`: `D` database, `L` log.
+    pub backup_type: String,
+    /// `first_lsn`.
+    pub first_lsn: u64,
+    /// `last_lsn`.
+    pub last_lsn: u64,
+    /// `time_zone` (15-minute units, 127 unknown).
+    pub time_zone: i32,
+    /// `backup_start_date` (this server's local time).
+    pub backup_start_date: Timestamp,
+    /// `backup_finish_date`.
+    pub backup_finish_date: Timestamp,
+    /// `backup_size`: bytes of the set (pages written × 8 KB).
+    pub backup_size: u64,
+    /// `compressed_backup_size`: bytes on disk (the sim never compresses: = `backup_size`).
+    pub compressed_backup_size: u64,
+    /// `is_copy_only`.
+    pub is_copy_only: bool,
+    /// `backupmediafamily.physical_device_name`.
+    pub physical_device_name: String,
 }
 
 /// One rule of the Agent account's access table.
@@ -415,6 +451,12 @@ pub struct Msdb {
     pub last_ls_session_id: i32,
     /// Restore history.
     pub restores: Vec<RestoreRecord>,
+    /// Backup history.
+    #[serde(default)]
+    pub backups: Vec<BackupRecord>,
+    /// Last `backup_set_id` given (backups and restores).
+    #[serde(default)]
+    pub last_backup_set_id: i64,
     /// The Agent account's access table.
     pub agent_access: Vec<AccessRule>,
 }
@@ -493,6 +535,20 @@ impl Msdb {
         self.last_instance_id
     }
 
+    /// A new `backup_set_id`: after every id a saved backup or restore row holds (state saved
+    /// before the counter existed starts after its restores).
+    pub fn next_backup_set_id(&mut self) -> i64 {
+        let used = self
+            .restores
+            .iter()
+            .map(|r| r.backup_set_id)
+            .chain(self.backups.iter().map(|b| b.backup_set_id))
+            .max()
+            .unwrap_or(0);
+        self.last_backup_set_id = self.last_backup_set_id.max(used) + 1;
+        self.last_backup_set_id
+    }
+
     /// Appends a log shipping monitor row, keeping the table bounded.
     pub fn add_ls_history(&mut self, row: LsHistory) {
         self.ls_history.push(row);
@@ -512,10 +568,11 @@ pub fn record_restore(
 ) {
     let msdb = &mut st.msdb;
     let id = msdb.restores.last().map_or(1, |r| r.restore_history_id + 1);
+    let set_id = msdb.next_backup_set_id();
     let kind = if header.backup_type == 2 { "L" } else { "D" };
     msdb.restores.push(RestoreRecord {
         restore_history_id: id,
-        backup_set_id: id,
+        backup_set_id: set_id,
         restore_date: Timestamp::now(),
         destination_database_name: target.to_string(),
         restore_type: kind.to_string(),
@@ -530,9 +587,41 @@ pub fn record_restore(
         backup_type: kind.to_string(),
         server_name: header.server_name.clone(),
         physical_device_name: device.to_string(),
+        backup_size: crate::sqlsim::engine::backup::set_bytes(header),
     });
     if msdb.restores.len() > HISTORY_MAX_ROWS {
         msdb.restores.remove(0);
+    }
+}
+
+/// Records a successful BACKUP in `backupset` and `backupmediafamily`.
+pub fn record_backup(
+    st: &mut crate::sqlsim::engine::state::InstanceState,
+    header: &crate::sqlsim::engine::backup::format::BackupHeader,
+    device: &str,
+) {
+    let size = crate::sqlsim::engine::backup::set_bytes(header);
+    let msdb = &mut st.msdb;
+    let id = msdb.next_backup_set_id();
+    let kind = if header.backup_type == 2 { "L" } else { "D" };
+    msdb.backups.push(BackupRecord {
+        backup_set_id: id,
+        database_name: header.database_name.clone(),
+        server_name: header.server_name.clone(),
+        backup_type: kind.to_string(),
+        first_lsn: header.first_lsn,
+        last_lsn: header.last_lsn,
+        // Written here: this server's offset and local time (the in-memory header is UTC).
+        time_zone: crate::sqlsim::clock::utc_offset_minutes().div_euclid(15),
+        backup_start_date: header.start.local(),
+        backup_finish_date: header.finish.local(),
+        backup_size: size,
+        compressed_backup_size: size,
+        is_copy_only: header.is_copy_only,
+        physical_device_name: device.to_string(),
+    });
+    if msdb.backups.len() > HISTORY_MAX_ROWS {
+        msdb.backups.remove(0);
     }
 }
 

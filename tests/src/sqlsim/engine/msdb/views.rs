@@ -2,9 +2,11 @@
 //! `sysjobs`, `sysjobsteps`, `sysschedules`, `sysjobschedules`, `sysjobhistory`,
 //! `sysjobactivity`, `syssessions`, the log shipping tables (`log_shipping_primary_databases`,
 //! `_primary_secondaries`, `_monitor_primary`, `_secondary`, `_secondary_databases`,
-//! `_monitor_secondary`, `_monitor_history_detail`, `_monitor_error_detail`) and the restore
-//! history (`restorehistory`, `backupset`, `backupmediafamily`). Column names and types follow
-//! SQL Server's for the columns listed in pchat-dr.md §6.8-§6.9 plus their close neighbours.
+//! `_monitor_secondary`, `_monitor_history_detail`, `_monitor_error_detail`) and the backup and
+//! restore history (`restorehistory`; `backupset` and `backupmediafamily`, with a row for every
+//! backup written and every set restored, as SQL Server keeps them). Column names and types
+//! follow SQL Server's for the columns listed in pchat-dr.md §6.8-§6.9 plus their close
+//! neighbours (`backup_size`, `compressed_backup_size`, `is_copy_only` for sizing backups).
 
 use crate::sqlsim::clock::Timestamp;
 use crate::sqlsim::engine::query::Table;
@@ -541,8 +543,8 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                     })
                     .collect(),
             ),
-            "backupset" => (
-                vec![
+            "backupset" => {
+                let columns = vec![
                     int("backup_set_id"),
                     int("media_set_id"),
                     nv("database_name", 128),
@@ -553,10 +555,13 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                     dt("backup_start_date"),
                     dt("backup_finish_date"),
                     Column::new("time_zone", SqlType::SmallInt),
-                ],
-                m.restores
-                    .iter()
-                    .map(|r| {
+                    Column::new("backup_size", SqlType::Numeric(20, 0)),
+                    Column::new("compressed_backup_size", SqlType::Numeric(20, 0)),
+                    Column::new("is_copy_only", SqlType::Bit),
+                ];
+                let restored = m.restores.iter().map(|r| {
+                    (
+                        r.backup_set_id,
                         vec![
                             i(r.backup_set_id),
                             i(r.backup_set_id),
@@ -570,22 +575,61 @@ pub fn msdb_table(name: &ObjectName, st: &InstanceState, current_db: &str) -> Op
                             Value::DateTime(r.backup_start_date),
                             Value::DateTime(r.backup_finish_date),
                             i(r.time_zone),
-                        ]
-                    })
-                    .collect(),
-            ),
-            "backupmediafamily" => (
-                vec![
+                            Value::Numeric(r.backup_size as i128, 0),
+                            Value::Numeric(r.backup_size as i128, 0),
+                            Value::Bit(false),
+                        ],
+                    )
+                });
+                let written = m.backups.iter().map(|b| {
+                    (
+                        b.backup_set_id,
+                        vec![
+                            i(b.backup_set_id),
+                            i(b.backup_set_id),
+                            s(&b.database_name),
+                            s(&b.server_name),
+                            s(&b.backup_type),
+                            Value::Numeric(b.first_lsn as i128, 0),
+                            Value::Numeric(b.last_lsn as i128, 0),
+                            Value::DateTime(b.backup_start_date),
+                            Value::DateTime(b.backup_finish_date),
+                            i(b.time_zone),
+                            Value::Numeric(b.backup_size as i128, 0),
+                            Value::Numeric(b.compressed_backup_size as i128, 0),
+                            Value::Bit(b.is_copy_only),
+                        ],
+                    )
+                });
+                let mut rows: Vec<(i64, Vec<Value>)> = restored.chain(written).collect();
+                rows.sort_by_key(|(id, _)| *id);
+                (columns, rows.into_iter().map(|(_, r)| r).collect())
+            }
+            "backupmediafamily" => {
+                let columns = vec![
                     int("media_set_id"),
                     Column::new("family_sequence_number", SqlType::TinyInt),
                     nv("physical_device_name", 260),
                     Column::new("device_type", SqlType::TinyInt),
-                ],
-                m.restores
+                ];
+                let mut rows: Vec<(i64, &str)> = m
+                    .restores
                     .iter()
-                    .map(|r| vec![i(r.backup_set_id), i(1), s(&r.physical_device_name), i(2)])
-                    .collect(),
-            ),
+                    .map(|r| (r.backup_set_id, r.physical_device_name.as_str()))
+                    .chain(
+                        m.backups
+                            .iter()
+                            .map(|b| (b.backup_set_id, b.physical_device_name.as_str())),
+                    )
+                    .collect();
+                rows.sort_by_key(|(id, _)| *id);
+                (
+                    columns,
+                    rows.into_iter()
+                        .map(|(id, dev)| vec![i(id), i(1), s(dev), i(2)])
+                        .collect(),
+                )
+            }
             _ => return None,
         };
     Some(Table { columns, rows })
