@@ -23,8 +23,8 @@ pub const AGENT_JOURNAL_REPLAY: &str = "agent-journal-replay";
 pub const APPROVAL_GATE: &str = "approval-gate";
 /// The `fb4-checksum` break.
 pub const FB4_CHECKSUM: &str = "fb4-checksum";
-/// The `fb4-freeze` break.
-pub const FB4_FREEZE: &str = "fb4-freeze";
+/// The `backup-freeze` break.
+pub const BACKUP_FREEZE: &str = "backup-freeze";
 /// The `fb5-stale-proof` break.
 pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
 
@@ -33,7 +33,7 @@ pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
 pub const KNOWN: &[(&str, &str)] = &[
     (
         ACTIVE_SERVERS_GUARD,
-        "FB-1 leaves the chat servers active and FB-1 and FB-4 do not check the active list",
+        "FB-1 leaves the chat servers active and ignores clients that reconnect; FB-1 and FB-4 do not check the active list",
     ),
     (
         AGENT_EPOCH_CHECK,
@@ -52,8 +52,8 @@ pub const KNOWN: &[(&str, &str)] = &[
         "FB-4 and the agent's RESTORE skip the comparison of the file's SHA-256 with FB-3's",
     ),
     (
-        FB4_FREEZE,
-        "FB-4 leaves the backup mgc writable while it restores the primary",
+        BACKUP_FREEZE,
+        "FB-3 and FB-4 leave the backup mgc writable (no freeze before FB-3's backup or FB-4's restore)",
     ),
     (
         FB5_STALE_PROOF,

@@ -265,11 +265,12 @@ async fn failback_refuses_a_stale_server_name_and_a_version_skew() {
     }
 }
 
-/// FB-3's file changed before FB-4: FB-4 refuses before it freezes the backup `mgc`, so the
-/// pool keeps a writable database (issue #12, availability). Before the fix the backup `mgc`
-/// was set READ_ONLY first and the refused restore left no writable copy.
+/// FB-3's file changed before FB-4: FB-4 refuses it and lifts FB-3's freeze, so the pool keeps
+/// a writable database (issue #12, availability). Before the fix the refused restore left no
+/// writable copy. The backup `mgc` is READ_ONLY while the run waits for the approval (FB-3
+/// froze it before its backup: a chat server that will not disconnect).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_changed_backup_file_is_refused_before_the_backup_mgc_is_frozen() {
+async fn a_changed_backup_file_is_refused_and_the_backup_mgc_left_writable() {
     let lab = failed_over(Options::default()).await.unwrap();
     let run = lab
         .start_failback(APPROVER, &["--pool", POOL])
@@ -297,11 +298,19 @@ async fn a_changed_backup_file_is_refused_before_the_backup_mgc_is_frozen() {
         .as_str()
         .unwrap();
     assert!(
-        msg.contains("SHA-256") && msg.contains("still writable"),
+        msg.contains("SHA-256") && msg.contains("set READ_WRITE again"),
         "{msg}"
     );
     let pool = &lab.pools[0];
-    assert!(statements_starting(&pool.backup, "ALTER DATABASE [mgc] SET READ_ONLY").is_empty());
+    // Frozen once, by FB-3 before its backup; thawed by FB-4's refusal.
+    assert_eq!(
+        statements_starting(&pool.backup, "ALTER DATABASE [mgc] SET READ_ONLY").len(),
+        1
+    );
+    assert_eq!(
+        statements_starting(&pool.backup, "ALTER DATABASE [mgc] SET READ_WRITE").len(),
+        1
+    );
     assert!(statements_starting(&pool.primary, "RESTORE DATABASE").is_empty());
     let rows = pool
         .backup

@@ -77,6 +77,8 @@ scenarios! {
     stale_log_shipping => "stale-log-shipping",
     chat_traffic => "chat-traffic",
     cut_leader_from_etcd => "cut-leader-from-etcd",
+    stubborn_chat_server => "stubborn-chat-server",
+    stubborn_chat_server_late => "stubborn-chat-server-late",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,12 +93,13 @@ async fn a_broken_approval_gate_is_caught_by_no_approval() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_freeze_is_caught_by_clean_failback() {
-    catches("clean-failback", "fb4-freeze").await;
+    catches("clean-failback", "backup-freeze").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn chat_servers_left_active_lose_messages_caught_by_chat_traffic() {
-    catches("chat-traffic", "active-servers-guard").await;
+async fn a_backup_left_writable_loses_a_late_chat_servers_messages_caught_by_stubborn_chat_server_late()
+ {
+    catches("stubborn-chat-server-late", "backup-freeze").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

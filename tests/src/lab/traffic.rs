@@ -10,6 +10,10 @@
 //! the reference says servers not on the list do (pchat-dr.md §5.2), so FB-1's drain-and-kill
 //! is exercised. A server in a data center the drill has "lost" holds nothing.
 //!
+//! A *stubborn* server (the scenario of a chat server that will not disconnect, issue #12)
+//! stands for one whose copy of the CMS stopped replicating: it keeps writing where it wrote
+//! first, whatever the store says later, and reconnects at once when its session is killed.
+//!
 //! Each insert is a numbered message (`<pool>#<seq> <server>`); the [`Ledger`] keeps every one
 //! SQL Server acknowledged, with the time, so the drill can count written / found / lost per
 //! phase. A write whose acknowledgement never arrived is not in the ledger (it may or may not
@@ -114,6 +118,18 @@ pub struct Traffic {
 impl Traffic {
     /// Starts one writer per chat server of every pool, following the store at `cms`.
     pub fn start(cms: PathBuf, pools: &[PoolTarget]) -> Self {
+        Self::start_with(cms, pools, &[], Duration::ZERO)
+    }
+
+    /// [`Traffic::start`] with the servers named in `stubborn` ignoring every change of the
+    /// store after the first in which they write (a stale CMS replica), reconnecting
+    /// `reconnect_after` after a failed write.
+    pub fn start_with(
+        cms: PathBuf,
+        pools: &[PoolTarget],
+        stubborn: &[&str],
+        reconnect_after: Duration,
+    ) -> Self {
         let ledger = Arc::new(Ledger::default());
         let stop = CancellationToken::new();
         let dc_down = Arc::new(Mutex::new(BTreeMap::new()));
@@ -141,6 +157,8 @@ impl Traffic {
             ] {
                 let w = Writer {
                     pool: p.clone(),
+                    stubborn: stubborn.iter().any(|s| s.eq_ignore_ascii_case(&server)),
+                    reconnect_after,
                     server,
                     dc,
                     seq: seq.clone(),
@@ -197,6 +215,8 @@ type Conn = tiberius::Client<Compat<tokio::net::TcpStream>>;
 struct Writer {
     pool: PoolTarget,
     server: String,
+    stubborn: bool,
+    reconnect_after: Duration,
     dc: &'static str,
     seq: Arc<AtomicU64>,
     ledger: Arc<Ledger>,
@@ -258,12 +278,24 @@ impl Writer {
 
     async fn run(self, stop: CancellationToken) {
         let mut conn: Option<(Target, Conn)> = None;
+        // A stubborn server's frozen view: the first target it wrote to.
+        let mut frozen: Option<Target> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(WRITE_EVERY) => {}
             }
-            let target = match self.duty() {
+            let duty = match (self.duty(), frozen) {
+                (Duty::Gone, _) => Duty::Gone,
+                (_, Some(t)) => Duty::Write(t),
+                (d, None) => d,
+            };
+            if self.stubborn
+                && let Duty::Write(t) = duty
+            {
+                frozen = Some(t);
+            }
+            let target = match duty {
                 Duty::Write(t) => t,
                 // A server taken off the active list stops writing but keeps the connection it
                 // has (pchat-dr.md §5.2): FB-1 must drain or kill it.
@@ -310,6 +342,12 @@ impl Writer {
             } else {
                 self.ledger.failed.fetch_add(1, Ordering::Relaxed);
                 conn = None;
+                if self.stubborn && !self.reconnect_after.is_zero() {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(self.reconnect_after) => {}
+                    }
+                }
             }
         }
     }

@@ -206,6 +206,9 @@ pub struct ChatSeen {
     pub acked: Vec<(String, bool)>,
     /// The message bodies in the primary `mgc` at the end (None: it did not answer).
     pub held: Option<std::collections::BTreeSet<String>>,
+    /// The message bodies in the backup `mgc` at the end (None: it did not answer, or is not
+    /// readable: RESTORING).
+    pub held_backup: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The backup `mgc` at the end of a run.

@@ -218,6 +218,7 @@ pub async fn fire(
             }
             fired.note = format!("failbackctl {verb} by {APPROVER}");
         }
+        Action::Wait => fired.note = "waited (no action)".into(),
     }
     Ok((fired, later))
 }

@@ -411,6 +411,29 @@ fn no_message_lost(ev: &Evidence) -> Verdict {
                 ev.backup.name
             )),
         }
+    } else if let Some(chat) = &ev.chat {
+        // A run that did not finish must not lose an acknowledged message either: each is in
+        // the primary mgc or still in the backup mgc (which then remains the pool's database).
+        let in_one = |b: &String| {
+            chat.held.as_ref().is_some_and(|h| h.contains(b))
+                || chat.held_backup.as_ref().is_some_and(|h| h.contains(b))
+        };
+        let lost: Vec<&str> = chat
+            .acked
+            .iter()
+            .filter(|(b, _)| !in_one(b))
+            .map(|(b, _)| b.as_str())
+            .collect();
+        if !lost.is_empty() {
+            problems.push(format!(
+                "§9.6: {} of {} acknowledged chat messages are in neither mgc of {} after the run ended {}, e.g. '{}'",
+                lost.len(),
+                chat.acked.len(),
+                ev.pool,
+                ev.detail["run"]["status"].as_str().unwrap_or("unknown"),
+                lost[0]
+            ));
+        }
     }
     verdict(
         6,
@@ -426,10 +449,15 @@ fn no_message_lost(ev: &Evidence) -> Verdict {
                     c.acked.len()
                 ))
             )
+        } else if let Some(c) = &ev.chat {
+            format!(
+                "the run did not finish a failback; all {} chat messages acknowledged during it are in one of the mgc copies",
+                c.acked.len()
+            )
         } else {
             "the run did not finish a failback".into()
         },
-        succeeded,
+        succeeded || ev.chat.is_some(),
     )
 }
 

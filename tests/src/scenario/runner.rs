@@ -240,7 +240,8 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
     if s.run.yes {
         args.push("--yes");
     }
-    let mut traffic = s.fleet.traffic.then(|| chat_traffic(&lab));
+    let mut traffic =
+        (s.fleet.traffic || !s.fleet.stubborn_chat.is_empty()).then(|| chat_traffic(&lab, s));
     let run = lab.start_failback(APPROVER, &args).await?;
 
     let mut samples = Vec::new();
@@ -326,7 +327,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
     let chat = match traffic.as_mut() {
         Some(t) => {
             t.stop().await;
-            Some(chat_seen(&t.ledger, &p.primary).await)
+            Some(chat_seen(&t.ledger, &p.primary, &p.backup).await)
         }
         None => None,
     };
@@ -529,7 +530,8 @@ async fn shipping_seen(sim: &SqlSim) -> Option<ShippingSeen> {
 
 /// Chat servers writing to the pool as the CMS tells them (the lab's traffic): DC2's while the
 /// pool is failed over and it is active, DC1's once FB-6/FB-7 make the pool normal again.
-fn chat_traffic(lab: &FailedOverLab) -> Traffic {
+/// The servers of the scenario's `stubborn_chat` ignore the CMS once they write.
+fn chat_traffic(lab: &FailedOverLab, s: &Scenario) -> Traffic {
     let p = &lab.pools[0];
     let dir = lab.fleet.files_root().join("pool01");
     let layout = PoolLayout {
@@ -544,32 +546,41 @@ fn chat_traffic(lab: &FailedOverLab) -> Traffic {
         share: dir.join("share"),
         copy_dir: dir.join("copy"),
     };
-    Traffic::start(
+    let stubborn: Vec<&str> = s.fleet.stubborn_chat.iter().map(String::as_str).collect();
+    Traffic::start_with(
         lab.fleet.cms_store(),
         &[PoolTarget {
             layout,
             primary_port: p.primary.port,
             backup_port: p.backup.port,
         }],
+        &stubborn,
+        s.fleet.stubborn_reconnect_after,
     )
 }
 
-/// The messages SQL Server acknowledged to the chat servers, and which of them the primary
-/// `mgc` holds at the end.
-async fn chat_seen(ledger: &Ledger, primary: &SqlSim) -> ChatSeen {
+/// The messages SQL Server acknowledged to the chat servers, and which of them the primary and
+/// the backup `mgc` hold at the end.
+async fn chat_seen(ledger: &Ledger, primary: &SqlSim, backup: &SqlSim) -> ChatSeen {
     let acked: Vec<(String, bool)> = ledger
         .acks()
         .into_iter()
         .map(|a| (a.body, a.target == Target::Backup))
         .collect();
-    let held = primary
-        .batch_as(("sa", SA_PASSWORD), "mgc", "SELECT body FROM dbo.Messages")
+    ChatSeen {
+        acked,
+        held: bodies(primary).await,
+        held_backup: bodies(backup).await,
+    }
+}
+
+async fn bodies(sim: &SqlSim) -> Option<std::collections::BTreeSet<String>> {
+    sim.batch_as(("sa", SA_PASSWORD), "mgc", "SELECT body FROM dbo.Messages")
         .await
         .ok()
         .map(|rows| {
             rows.iter()
                 .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
                 .collect()
-        });
-    ChatSeen { acked, held }
+        })
 }

@@ -83,6 +83,12 @@ pub struct FleetSpec {
     /// Chat servers write to the pool throughout, as the CMS tells them (the lab's traffic):
     /// every message acknowledged must survive the failback (§9.6).
     pub traffic: bool,
+    /// Chat servers (by FQDN) that keep writing to where they wrote first and reconnect when
+    /// killed, whatever the CMS says (a stale CMS replica); implies `traffic`.
+    pub stubborn_chat: Vec<String>,
+    /// How long a stubborn chat server waits after a failed write before it connects again.
+    #[serde(with = "humantime_serde_opt")]
+    pub stubborn_reconnect_after: Duration,
 }
 
 impl Default for FleetSpec {
@@ -96,6 +102,8 @@ impl Default for FleetSpec {
             backup_sql_args: Vec::new(),
             stale_secondary: false,
             traffic: false,
+            stubborn_chat: Vec::new(),
+            stubborn_reconnect_after: Duration::ZERO,
         }
     }
 }
@@ -222,6 +230,8 @@ pub enum Action {
     Approve,
     /// `failbackctl abort`.
     Abort,
+    /// Nothing: marks a point for the next fault's `+DELAY` (an operator who takes a while).
+    Wait,
 }
 
 /// One fault.
@@ -405,8 +415,9 @@ fn parse_action(f: &RawFault) -> anyhow::Result<Action> {
         "lose-share" => Action::LoseShare,
         "approve" => Action::Approve,
         "abort" => Action::Abort,
+        "wait" => Action::Wait,
         other => bail!(
-            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, cut-leader-etcd, zombie-leader, corrupt-backup, truncate-backup, lose-share, approve or abort"
+            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, cut-leader-etcd, zombie-leader, corrupt-backup, truncate-backup, lose-share, approve, abort or wait"
         ),
     })
 }

@@ -6,6 +6,9 @@
 //!   and a re-asked op id names the same file.
 //! - Probe: always needed: the backup must contain everything written before FB-1, so an older
 //!   file is never reused.
+//! - First the backup `mgc` is frozen (op `freeze-backup-mgc`, `ALTER DATABASE [mgc] SET
+//!   READ_ONLY WITH ROLLBACK IMMEDIATE`; why here and not in FB-4: [`super::freeze`]), so the
+//!   backup holds every message SQL Server acknowledged and nothing can be written after it.
 //! - Action: `BACKUP DATABASE [mgc] TO DISK = @file WITH FORMAT, INIT, CHECKSUM, COPY_ONLY, …`
 //!   (op `backup-mgc`; COPY_ONLY so the backup instance's own backup chain, if any, is left as
 //!   it was), then `RESTORE VERIFYONLY … WITH CHECKSUM` + HEADERONLY + FILELISTONLY (read).
@@ -17,9 +20,10 @@
 //! `mgccomp` is not backed up (see the module docs of `failback`).
 //!
 //! Errors: agent unreachable / no answer → asked again with the same op id; retryable SQL
-//! errors (e.g. share momentarily unreachable) → new attempt with a new file (3 in all);
-//! VERIFYONLY failure, no checksum, wrong database or backup type → abort the pool's run.
-//! An interrupted backup (agent restart) → new attempt with a new file.
+//! errors (e.g. share momentarily unreachable) → new attempt with a new file (3 in all; the
+//! freeze is asserted again, a no-op); VERIFYONLY failure, no checksum, wrong database or
+//! backup type → abort the pool's run, the error saying that the backup `mgc` stays READ_ONLY
+//! and how to lift it. An interrupted backup (agent restart) → new attempt with a new file.
 
 use std::time::Duration;
 
@@ -27,6 +31,7 @@ use async_trait::async_trait;
 use failback_proto::pb;
 use serde_json::{Value, json};
 
+use super::freeze::{set_backup_read_only, still_frozen};
 use super::{MGC, expect_output, join_path, op, sql};
 use crate::config::RunbookConfig;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
@@ -62,6 +67,13 @@ impl Step for BackupMgc {
         vec![
             PlannedOp::new(
                 &b.agent,
+                "set_read_only",
+                format!(
+                    "ALTER DATABASE [{MGC}] SET READ_ONLY WITH ROLLBACK IMMEDIATE (nothing is written after the backup)"
+                ),
+            ),
+            PlannedOp::new(
+                &b.agent,
                 "backup_database",
                 format!(
                     "BACKUP DATABASE [{MGC}] TO DISK = N'{file}' WITH FORMAT, INIT, CHECKSUM, COPY_ONLY, STATS = 10; SHA-256 of the file"
@@ -84,9 +96,52 @@ impl Step for BackupMgc {
     async fn act(&self, ctx: &StepCtx) -> Result<Value, StepError> {
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         let file = backup_file(&ctx.pool, ctx.run.as_str(), ctx.attempt);
+        let frozen = set_backup_read_only(ctx, "freeze-backup-mgc", true).await?;
+        self.backup(ctx, &backup, file, frozen)
+            .await
+            .map_err(|mut e| {
+                e.message = format!("{}; {}", e.message, still_frozen());
+                e
+            })
+    }
+
+    async fn verify(&self, _ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
+        let s = |k: &str| output.get(k).and_then(Value::as_str).unwrap_or_default();
+        let fail = |m: String| StepError::fatal(format!("{m}; {}", still_frozen()));
+        if s("sha256").len() != 64 {
+            return Err(fail(format!(
+                "the agent returned no SHA-256 for '{}': the share must be one of the backup agent's [files] roots, or FB-4 could not check the file it restores",
+                s("file")
+            )));
+        }
+        if !s("database").eq_ignore_ascii_case(MGC) {
+            return Err(fail(format!(
+                "the backup set is of database '{}', not {MGC}",
+                s("database")
+            )));
+        }
+        if output.get("has_checksums").and_then(Value::as_bool) != Some(true) {
+            return Err(fail("the backup set has no checksums".into()));
+        }
+        if s("last_lsn").is_empty() {
+            return Err(fail("HEADERONLY returned no LastLSN".into()));
+        }
+        Ok(output)
+    }
+}
+
+impl BackupMgc {
+    /// The backup, its verification and the record FB-4 checks against.
+    async fn backup(
+        &self,
+        ctx: &StepCtx,
+        backup: &failback_proto::model::AgentId,
+        file: String,
+        frozen: String,
+    ) -> Result<Value, StepError> {
         let out = ctx
             .act(
-                &backup,
+                backup,
                 "backup-mgc",
                 op(pb::operation::Kind::BackupDatabase(pb::BackupDatabase {
                     database: MGC.into(),
@@ -102,7 +157,7 @@ impl Step for BackupMgc {
         let b = expect_output!(out, Backup, "backup_database")?;
         let out = ctx
             .read(
-                &backup,
+                backup,
                 op(pb::operation::Kind::VerifyBackup(pb::VerifyBackup {
                     file: file.clone(),
                 })),
@@ -132,30 +187,8 @@ impl Step for BackupMgc {
             "server": h.server_name,
             "finish_unix_ms": h.finish_unix_ms,
             "verified": true,
+            "backup_frozen": frozen,
             "files": v.files.iter().map(|f| json!({ "logical_name": f.logical_name, "type": f.r#type })).collect::<Vec<_>>(),
         }))
-    }
-
-    async fn verify(&self, _ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
-        let s = |k: &str| output.get(k).and_then(Value::as_str).unwrap_or_default();
-        if s("sha256").len() != 64 {
-            return Err(StepError::fatal(format!(
-                "the agent returned no SHA-256 for '{}': the share must be one of the backup agent's [files] roots, or FB-4 could not check the file it restores",
-                s("file")
-            )));
-        }
-        if !s("database").eq_ignore_ascii_case(MGC) {
-            return Err(StepError::fatal(format!(
-                "the backup set is of database '{}', not {MGC}",
-                s("database")
-            )));
-        }
-        if output.get("has_checksums").and_then(Value::as_bool) != Some(true) {
-            return Err(StepError::fatal("the backup set has no checksums"));
-        }
-        if s("last_lsn").is_empty() {
-            return Err(StepError::fatal("HEADERONLY returned no LastLSN"));
-        }
-        Ok(output)
     }
 }

@@ -11,16 +11,17 @@
 //!   FB-3's (invariant 3) and refuses on a mismatch, takes exclusive access (ends the sessions in
 //!   `mgc` with ROLLBACK IMMEDIATE), and MOVEs each file to the instance's default paths.
 //! - First the primary's agent checks the file's SHA-256 against FB-3's (op `check-file`): a
-//!   mismatch aborts with nothing changed, before the freeze below could leave the pool with no
-//!   writable `mgc`.
+//!   mismatch (or another failure that stops the run) lifts FB-3's freeze of the backup `mgc`
+//!   (op `thaw-backup-mgc`, SET READ_WRITE) so the pool is not left with no writable `mgc`, and
+//!   aborts with nothing restored. A retryable failure keeps the freeze (see the code).
 //! - Before the restore (invariant 7, never two writable `mgc`): the backup instance's `mgc` is
-//!   set READ_ONLY (op `freeze-backup-mgc`, `ALTER DATABASE [mgc] SET READ_ONLY WITH ROLLBACK
-//!   IMMEDIATE`), so the moment the primary copy becomes writable the backup copy no longer is;
-//!   FB-5 then restores the backup WITH NORECOVERY (RESTORING). Decided over leaving it ONLINE
-//!   until FB-5 (the gap a stray client could write into and lose) and over OFFLINE (a restore
-//!   over an offline database needs its files, READ_ONLY keeps it readable for an operator who
-//!   wants to compare). If the run stops between here and FB-5, the backup `mgc` stays
-//!   read-only: to go back to the backup copy, `ALTER DATABASE [mgc] SET READ_WRITE` on it.
+//!   READ_ONLY — FB-3 froze it ([`super::freeze`]); asserted again here (op `freeze-backup-mgc`,
+//!   a no-op unless someone lifted it), so the moment the primary copy becomes writable the
+//!   backup copy no longer is; FB-5 then restores the backup WITH NORECOVERY (RESTORING).
+//!   Decided over OFFLINE (a restore over an offline database needs its files, READ_ONLY keeps
+//!   it readable for an operator who wants to compare). If the run stops between FB-3 and FB-5,
+//!   the backup `mgc` stays read-only: to go back to the backup copy, `ALTER DATABASE [mgc] SET
+//!   READ_WRITE` on it (the error says so).
 //! - Verify: `mgc` is ONLINE on the primary, and the restored set's LastLSN and CheckpointLSN
 //!   equal those FB-3 recorded.
 //!
@@ -39,9 +40,10 @@ use async_trait::async_trait;
 use failback_proto::pb;
 use serde_json::{Value, json};
 
+use super::freeze::{set_backup_read_only, still_frozen};
 use super::{MGC, database_states, expect_output, mgc, op, pool_servers, shell_agents, sql};
 use crate::config::RunbookConfig;
-use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
+use crate::runbook::{ErrorClass, PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
 
 /// FB-4.
@@ -90,7 +92,7 @@ impl Step for RestorePrimary {
             ops.push(PlannedOp::new(
                 &b.agent,
                 "set_read_only",
-                format!("ALTER DATABASE [{MGC}] SET READ_ONLY WITH ROLLBACK IMMEDIATE (the backup copy stops taking writes before the primary copy is restored)"),
+                format!("ALTER DATABASE [{MGC}] SET READ_ONLY WITH ROLLBACK IMMEDIATE, asserting FB-3's freeze (SET READ_WRITE instead if the file is refused)"),
             ));
         }
         ops.push(PlannedOp::new(
@@ -132,15 +134,18 @@ impl Step for RestorePrimary {
             && !failback_proto::test_break::broken(failback_proto::test_break::ACTIVE_SERVERS_GUARD)
         {
             return Err(StepError::fatal(format!(
-                "refusing to restore: active servers {} (FB-1 no longer holds)",
-                servers.active_servers.join(", ")
+                "refusing to restore: active servers {} (FB-1 no longer holds); {}",
+                servers.active_servers.join(", "),
+                still_frozen()
             )));
         }
-        // The file is checked before the freeze: a file refused after it would leave the pool with
-        // no writable mgc (issue #12, availability). The agent checks again inside the restore,
-        // so a file changed in between is still refused.
+        // The file is checked before anything changes here. FB-3 froze the backup mgc; a file
+        // refused for good lifts that freeze, so the pool keeps a writable mgc (issue #12,
+        // availability). A retryable failure keeps the freeze: the next attempt restores FB-3's
+        // file, and a write let in meanwhile would be missing from it. The agent checks the
+        // SHA-256 again inside the restore, so a file changed in between is still refused.
         let primary = sql(&ctx.pool, SqlRole::Primary)?.agent.clone();
-        let out = ctx
+        let checked = ctx
             .act(
                 &primary,
                 "check-file",
@@ -150,46 +155,45 @@ impl Step for RestorePrimary {
                 ctx.config.data_step_timeout,
             )
             .await
-            .map_err(|mut e| {
-                // Nothing has changed yet: say so, so the operator knows chat still has a
-                // writable database (a lost share, an unreadable file).
-                e.message = format!(
-                    "{}; nothing was changed (the backup mgc is still writable)",
+            .and_then(|out| Ok(expect_output!(out, Checksum, "file_checksum")?.sha256));
+        let refused = match checked {
+            // `fb4-checksum` is a test-only mutation (never in release builds): DESIGN §9.3's
+            // scenario.
+            Ok(got)
+                if got.eq_ignore_ascii_case(&sha)
+                    || failback_proto::test_break::broken(
+                        failback_proto::test_break::FB4_CHECKSUM,
+                    ) =>
+            {
+                None
+            }
+            Ok(got) => Some(StepError::fatal(format!(
+                "refusing to restore: backup file '{file}' has SHA-256 {got} on the primary, but FB-3 recorded {sha}; \
+                 nothing was restored. Start a new failback run: FB-3 writes a new file"
+            ))),
+            Err(e) => Some(e),
+        };
+        if let Some(mut e) = refused {
+            if e.class != ErrorClass::Fatal {
+                e.message = format!("{}; nothing was restored; {}", e.message, still_frozen());
+                return Err(e);
+            }
+            e.message = match set_backup_read_only(ctx, "thaw-backup-mgc", false).await {
+                Ok(_) => format!(
+                    "{}; nothing was restored, and the backup {MGC}, frozen by FB-3, was set READ_WRITE again (it is still the pool's database)",
                     e.message
-                );
-                e
-            })?;
-        let sum = expect_output!(out, Checksum, "file_checksum")?;
-        // `fb4-checksum` is a test-only mutation (never in release builds): DESIGN §9.3's scenario.
-        if !sum.sha256.eq_ignore_ascii_case(&sha)
-            && !failback_proto::test_break::broken(failback_proto::test_break::FB4_CHECKSUM)
-        {
-            return Err(StepError::fatal(format!(
-                "refusing to restore: backup file '{file}' has SHA-256 {} on the primary, but FB-3 recorded {sha}; \
-                 nothing was changed (the backup mgc is still writable). Start a new failback run: FB-3 writes a new file",
-                sum.sha256
-            )));
-        }
-        let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
-        // `fb4-freeze` is a test-only mutation (never in release builds): DESIGN §9.7's scenario.
-        let frozen_detail =
-            if failback_proto::test_break::broken(failback_proto::test_break::FB4_FREEZE) {
-                "not frozen (test-only mutation fb4-freeze)".to_string()
-            } else {
-                let frozen = ctx
-                    .act(
-                        &backup,
-                        "freeze-backup-mgc",
-                        op(pb::operation::Kind::SetReadOnly(pb::SetReadOnly {
-                            database: MGC.into(),
-                            read_only: true,
-                        })),
-                        ctx.config.step_timeout,
-                    )
-                    .await?;
-                let frozen = expect_output!(frozen, Done, "set_read_only")?;
-                frozen.detail
+                ),
+                Err(t) => format!(
+                    "{}; nothing was restored, and lifting FB-3's freeze failed ({}): {}",
+                    e.message,
+                    t.message,
+                    still_frozen()
+                ),
             };
+            return Err(e);
+        }
+        // FB-3's freeze, asserted again (a no-op unless someone lifted it since).
+        let frozen_detail = set_backup_read_only(ctx, "freeze-backup-mgc", true).await?;
         let out = ctx
             .act(
                 &primary,
@@ -206,11 +210,8 @@ impl Step for RestorePrimary {
             )
             .await
             .map_err(|mut e| {
-                // The freeze above stays: say so where the operator reads the failure.
-                e.message = format!(
-                    "{}; the backup {MGC} was set READ_ONLY by this step and stays so: to keep serving the pool from it, run ALTER DATABASE [{MGC}] SET READ_WRITE on the backup instance",
-                    e.message
-                );
+                // The freeze stays: say so where the operator reads the failure.
+                e.message = format!("{}; {}", e.message, still_frozen());
                 e
             })?;
         let r = expect_output!(out, Restore, "restore_database")?;

@@ -31,6 +31,7 @@ pub mod fb5_log_shipping;
 pub mod fb6_activate;
 pub mod fb7_pool_normal;
 pub mod fb8_prune_backups;
+pub mod freeze;
 pub mod instances;
 pub mod principal;
 
