@@ -79,6 +79,7 @@ scenarios! {
     cut_leader_from_etcd => "cut-leader-from-etcd",
     stubborn_chat_server => "stubborn-chat-server",
     stubborn_chat_server_late => "stubborn-chat-server-late",
+    agent_account_without_access => "agent-account-without-access",
 }
 
 #[tokio::test(flavor = "multi_thread")]

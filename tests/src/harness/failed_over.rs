@@ -231,8 +231,17 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
         std::fs::create_dir_all(dir.join("copy"))?;
         let (primary_agent, backup_agent) =
             (format!("sql{i:02}.dc1.lab"), format!("sql{i:02}.dc2.lab"));
-        let pa = args_for(&opts.primary_args, i - 1);
-        let mut ba = args_for(&opts.backup_args, i - 1);
+        // `{share}` and `{copy}` in an argument name this pool's folders (known only here).
+        let places = |args: Vec<String>| -> Vec<String> {
+            args.into_iter()
+                .map(|a| {
+                    a.replace("{share}", &dir.join("share").display().to_string())
+                        .replace("{copy}", &dir.join("copy").display().to_string())
+                })
+                .collect()
+        };
+        let pa = places(args_for(&opts.primary_args, i - 1));
+        let mut ba = places(args_for(&opts.backup_args, i - 1));
         let registry = fleet.dir.join(format!("mirroring-{i:02}.json"));
         let mirror_args = [
             "--mirror-registry".to_string(),

@@ -73,9 +73,10 @@ pub struct FleetSpec {
     pub heartbeat: Duration,
     /// Mirror the backup `mgc` to a third instance.
     pub mirrored: bool,
-    /// Extra sqlsim arguments for the primary (DC1) instance.
+    /// Extra sqlsim arguments for the primary (DC1) instance (`{share}` and `{copy}` name the
+    /// pool's folders).
     pub primary_sql_args: Vec<String>,
-    /// Extra sqlsim arguments for the backup (DC2) instance.
+    /// Extra sqlsim arguments for the backup (DC2) instance (as for the primary's).
     pub backup_sql_args: Vec<String>,
     /// DC2 keeps the log shipping secondary configuration of before the disaster (a failover
     /// done by hand; `harness::stale_shipping`).

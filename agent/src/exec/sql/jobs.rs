@@ -146,15 +146,26 @@ impl SqlBackend {
         let running = Self::job_running(&mut conn, &job_id).await?;
         let offset = times::own_offset(&mut conn).await?;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let outcome = Self::rows(&mut conn, &ls::job_history(&job_id, after))
-            .await?
+        let rows = Self::rows(&mut conn, &ls::job_history(&job_id, after)).await?;
+        let outcome = rows
             .iter()
             .find(|r| int(r, "step_id") == Some(0))
             .map(|r| job_run(r, offset));
+        // The rows are newest first; the run's steps are those before its outcome row.
+        let mut steps: Vec<pb::JobRun> = match &outcome {
+            Some(o) => rows
+                .iter()
+                .map(|r| job_run(r, offset))
+                .filter(|s| s.step_id > 0 && s.instance_id < o.instance_id)
+                .collect(),
+            None => Vec::new(),
+        };
+        steps.reverse();
         Ok(pb::JobOutcomeInfo {
             job_name: name.to_string(),
             running,
             outcome,
+            steps,
         })
     }
 

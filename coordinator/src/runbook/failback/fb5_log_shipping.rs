@@ -322,15 +322,49 @@ impl AgentLogShipping {
                     pb::JobRunStatus::Succeeded => Ok(
                         json!({ "job": job, "instance_id": run.instance_id, "message": run.message }),
                     ),
-                    other => Err(StepError::retry(format!(
-                        "job {job} on {agent} ended {other:?}: {}",
-                        run.message
-                    ))),
+                    other => {
+                        // The job's outcome row only says "The job failed."; its steps say why.
+                        let why: Vec<String> = o
+                            .steps
+                            .iter()
+                            .filter(|s| s.status() != pb::JobRunStatus::Succeeded)
+                            .map(|s| format!("step {} ({}): {}", s.step_id, s.step_name, s.message))
+                            .collect();
+                        Err(StepError::retry(format!(
+                            "job {job} on {agent} ended {other:?}: {}{}",
+                            run.message,
+                            if why.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" — {}", why.join("; "))
+                            }
+                        )))
+                    }
                 };
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// What an operator does about a failed copy job: it runs as the backup instance's SQL Server
+/// Agent account (FB-1 recorded it), which must read the share and write the copy folder.
+fn copy_job_hint(ctx: &StepCtx) -> String {
+    let account = ctx
+        .prior("fb1_clear_active")
+        .and_then(|o| o.get("sql_agent_service"))
+        .and_then(|s| s.get("account"))
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+        .map_or_else(
+            || "the SQL Server Agent account".to_string(),
+            |a| format!("the SQL Server Agent account '{a}'"),
+        );
+    format!(
+        "the copy job runs on the backup instance as {account}, which must be able to read {} and write {}: grant it that access. \
+         The primary {MGC} is restored and serves the data; the backup {MGC} is RESTORING from FB-5's seed, and the pool is not Normal yet",
+        ctx.pool.share, ctx.pool.copy_dir
+    )
 }
 
 #[async_trait]
@@ -479,7 +513,12 @@ impl LogShippingSetup for AgentLogShipping {
         let backup = sql(&ctx.pool, SqlRole::Backup)?.agent.clone();
         let [backup_job, copy_job, restore_job] = Self::jobs(&ps);
         let b = Self::run_job(ctx, &primary, "job-backup", &backup_job).await?;
-        let c = Self::run_job(ctx, &backup, "job-copy", &copy_job).await?;
+        let c = Self::run_job(ctx, &backup, "job-copy", &copy_job)
+            .await
+            .map_err(|mut e| {
+                e.message = format!("{}; {}", e.message, copy_job_hint(ctx));
+                e
+            })?;
         let r = Self::run_job(ctx, &backup, "job-restore", &restore_job).await?;
         let st = Self::status(ctx, &backup).await?;
         let restored = st
