@@ -70,16 +70,11 @@ async fn failback_on_etcd_survives_leader_kills_during_fb3_and_fb4() {
     // (a COPY_ONLY backup of model) is the first BACKUP DATABASE of the run; FB-3's follows.
     wait_statement(&lab.pools[0].backup, "BACKUP DATABASE", seeded + 1).await;
     lab.fleet.kill_coordinator_named(&first);
-    let second = wait_for(
-        "the other coordinator to lead",
-        Duration::from_secs(30),
-        || async {
-            let l = lab.fleet.leader(Duration::from_secs(5)).await.ok()?;
-            (l != first).then_some(l)
-        },
-    )
-    .await
-    .unwrap();
+    let second = lab
+        .fleet
+        .other_leader(&first, Duration::from_secs(30))
+        .await
+        .unwrap();
     lab.fleet.start_coordinator_named(&first).await.unwrap();
 
     // FB-4 in flight on the primary: kill -9 the new leader.

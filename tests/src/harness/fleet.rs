@@ -548,6 +548,15 @@ key = "{certs}/{id}.key"
         .await
     }
 
+    /// The coordinator that leads once `first` no longer does (after a kill or a stop).
+    pub async fn other_leader(&self, first: &str, deadline: Duration) -> anyhow::Result<String> {
+        wait_for("the other coordinator to lead", deadline, || async {
+            let l = self.leader(Duration::from_secs(5)).await.ok()?;
+            (l != first).then_some(l)
+        })
+        .await
+    }
+
     /// Starts (or restarts) one agent.
     pub fn start_agent(&mut self, id: &str) -> anyhow::Result<()> {
         let config = self.agent_config(id);

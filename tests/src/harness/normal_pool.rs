@@ -3,8 +3,8 @@
 //! folder under the agents' files root, a primary sqlsim (`mgc` ONLINE, FULL recovery) and a
 //! backup sqlsim seeded from a full backup (RESTORING, or STANDBY), log shipping primary →
 //! backup configured with the SSMS scripts ([`super::ssms`], 1-second schedules, so both sims
-//! run with the lab-only `--lab-short-schedules`) as a DBA runs them, lyncsim's CMS with the pool Normal, and a standalone coordinator with all three
-//! agents connected. Modelled on [`super::failed_over`].
+//! run with the lab-only `--lab-short-schedules`) as a DBA runs them, lyncsim's CMS with the
+//! pool Normal, and a standalone coordinator (or two on etcd) with all three agents connected. Modelled on [`super::failed_over`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +36,10 @@ pub struct Options {
     /// The backup `mgc` in STANDBY between restores (seeded and restored WITH STANDBY) instead
     /// of NORECOVERY.
     pub standby: bool,
+    /// Extra sqlsim arguments for the backup instance only (after `sim_args`).
+    pub backup_sim_args: Vec<String>,
+    /// Two coordinators on etcd (endpoints, cluster name, lease TTL) instead of one standalone.
+    pub etcd: Option<(Vec<String>, String, Duration)>,
 }
 
 /// The pool and the processes behind it.
@@ -58,6 +62,9 @@ pub async fn normal_pool(opts: Options) -> anyhow::Result<NormalPool> {
     failback_proto::install_crypto_provider();
     let (agents, topology) = three_agent_topology();
     let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500)).await?;
+    if let Some((endpoints, cluster, ttl)) = &opts.etcd {
+        fleet.use_etcd(endpoints.clone(), cluster, *ttl)?;
+    }
     let files = fleet.files_root();
     let (share, copy) = (files.join("share"), files.join("copy"));
     let topology = topology
@@ -74,8 +81,13 @@ pub async fn normal_pool(opts: Options) -> anyhow::Result<NormalPool> {
     let mut primary = SqlSim::new(PRIMARY, &fleet.dir.join("sql-primary"))?
         .with_args(&args)
         .with_lab_short_schedules();
+    let backup_args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(opts.backup_sim_args.iter().map(String::as_str))
+        .collect();
     let mut backup = SqlSim::new(BACKUP, &fleet.dir.join("sql-backup"))?
-        .with_args(&args)
+        .with_args(&backup_args)
         .with_lab_short_schedules();
     primary.start().await?;
     backup.start().await?;

@@ -1,0 +1,187 @@
+//! The failover runbook under faults (issue #12: kill -9 of the leader in the middle of a long
+//! step of both runbooks; an agent killed during a copy), with real processes: two coordinators
+//! on a one-member etcd, three agents, two sqlsim instances, lyncsim. The pool starts normal with
+//! log shipping running ([`failover_lab`]); the backup's copy and restore jobs are stopped so
+//! that several log backups wait on the share, then DC1 is lost and an attested failover runs.
+//! - The leader is killed while FO-3 restores those logs (each RESTORE LOG slowed to 1.5 s): the
+//!   other coordinator takes over, FO-3 goes on from SQL Server's restore point, no log backup is
+//!   restored twice, and every message the primary backed up is in the backup `mgc`.
+//! - The backup instance's agent is killed while FO-3's first RESTORE LOG runs and restarted
+//!   2 s later: the outcome is unknown, FO-3 resolves it with SQL Server's LSN check (a log
+//!   already applied is refused with 4326 and skipped), each log is applied once (msdb's
+//!   restorehistory), and nothing is lost.
+//!
+//! Not scenario files: the scenario runner drives failback only (its lab and its invariant
+//! checkers are built around a failed-over pool); these assert the same invariants directly.
+//! Not covered: an agent killed *during* FO-2's copy — the lab's log backups are a few KB and
+//! copied in milliseconds, so a kill lands before or after it, never in it.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod failover_lab;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use failback_tests::harness::etcd::{EtcdCluster, unique_cluster};
+use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR};
+use failback_tests::harness::normal_pool::{BACKUP, Options};
+use failback_tests::harness::sqlsim::SqlSim;
+use failback_tests::harness::wait_for;
+use failover_lab::{Lab, batch, failover_ctl, finished, normal_lab_with};
+
+const LEASE_TTL: Duration = Duration::from_secs(4);
+const ATTEST: &str = "DC1 lost (failover_faults killed it)";
+
+/// A pool on etcd whose backup applies each RESTORE LOG in 1.5 s, `m` messages shipped, then
+/// the copy and restore jobs stopped, `more` messages written and backed up (their logs only on
+/// the share), and DC1 lost.
+async fn lab_with_logs_waiting(etcd: &EtcdCluster, name: &str, m: usize, more: usize) -> Lab {
+    let mut lab = normal_lab_with(
+        m,
+        Options {
+            backup_sim_args: vec!["--fault".into(), "delay restore 1500".into()],
+            etcd: Some((etcd.endpoints(), unique_cluster(name), LEASE_TTL)),
+            ..Options::default()
+        },
+    )
+    .await;
+    lab.backup_job("LSCopy", false).await;
+    lab.backup_job("LSRestore", false).await;
+    // Three log backups' worth: the primary's backup job runs every second.
+    for _ in 0..3 {
+        let mark = lab.write(more / 3).await;
+        lab.backed_up(mark).await;
+    }
+    lab.lose_dc1().await;
+    lab
+}
+
+async fn start_failover(fleet: &Fleet) -> String {
+    let out = failover_ctl(fleet, APPROVER, ATTEST, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    v["run_id"].as_str().unwrap().to_string()
+}
+
+/// How many times msdb says each log backup was restored into the backup `mgc` (restorehistory
+/// ⋈ backupset ⋈ backupmediafamily), by file: each must be once (DESIGN §9.5). A RESTORE LOG
+/// sent again after an unknown outcome is refused by SQL Server (4326, already applied) and
+/// leaves no row: that is FO-3's probe (see its doc), not a repeat.
+async fn applied_logs(sim: &SqlSim) -> BTreeMap<String, usize> {
+    let rows = batch(
+        sim,
+        "master",
+        "SELECT f.physical_device_name FROM msdb.dbo.restorehistory AS r \
+         JOIN msdb.dbo.backupset AS b ON b.backup_set_id = r.backup_set_id \
+         JOIN msdb.dbo.backupmediafamily AS f ON f.media_set_id = b.media_set_id \
+         WHERE r.destination_database_name = N'mgc' AND r.restore_type = N'L'",
+    )
+    .await;
+    let mut by_file = BTreeMap::new();
+    for r in rows {
+        let f = r.get::<&str, _>(0).unwrap_or_default().to_string();
+        *by_file.entry(f).or_insert(0) += 1;
+    }
+    by_file
+}
+
+/// The RESTORE LOG statements the run itself sent to `sim` (not log shipping's restore job).
+fn restore_log_statements(sim: &SqlSim) -> usize {
+    sim.statements()
+        .iter()
+        .filter(|s| s.kind != "agent" && s.text.to_ascii_uppercase().starts_with("RESTORE LOG"))
+        .count()
+}
+
+/// Every message written on the primary is in the backup `mgc`, and it is ONLINE.
+async fn assert_nothing_lost(lab: &Lab, d: &serde_json::Value) {
+    assert_eq!(d["run"]["status"], "succeeded", "{d:#}");
+    assert_eq!(lab.backup_state().await, "ONLINE");
+    assert_eq!(lab.backup_messages().await, lab.written, "{d:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_during_fo3_is_taken_over_and_no_log_is_applied_twice() {
+    let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
+        return;
+    };
+    let mut lab = lab_with_logs_waiting(&etcd, "failover-faults-fo3", 5, 9).await;
+    let first = lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
+    let run = start_failover(&lab.fleet).await;
+
+    // FO-3's first RESTORE LOG reached the backup instance: kill -9 the leader.
+    wait_for("FO-3 to restore a log", Duration::from_secs(90), || async {
+        (restore_log_statements(&lab.backup) > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    lab.fleet.kill_coordinator_named(&first);
+    let second = lab
+        .fleet
+        .other_leader(&first, Duration::from_secs(30))
+        .await
+        .unwrap();
+    lab.fleet.start_coordinator_named(&first).await.unwrap();
+
+    let d = finished(&lab.fleet, &run).await;
+    assert_nothing_lost(&lab, &d).await;
+    let applied = applied_logs(&lab.backup).await;
+    assert!(applied.len() >= 4, "several logs applied: {applied:?}");
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "a log applied twice after the leader change: {applied:?}"
+    );
+    // The new leader finished the run: its audit events are there.
+    let out = lab
+        .fleet
+        .ctl(OPERATOR, &["report", &run, "--format", "json"])
+        .await
+        .unwrap();
+    assert!(out.stdout.contains(&second), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_restore_log_is_resolved_by_the_lsn_check_and_applies_each_log_once() {
+    let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
+        return;
+    };
+    let mut lab = lab_with_logs_waiting(&etcd, "failover-faults-agent", 5, 9).await;
+    lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
+    let before = Lab::logs(&lab.copy);
+    let run = start_failover(&lab.fleet).await;
+
+    // The backup instance's agent dies while FO-3's first RESTORE LOG runs (its outcome is
+    // unknown to the coordinator) and comes back 2 s later.
+    wait_for("FO-3 to restore a log", Duration::from_secs(90), || async {
+        (restore_log_statements(&lab.backup) > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    lab.fleet.kill_agent(BACKUP);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    lab.fleet.start_agent(BACKUP).unwrap();
+
+    let d = finished(&lab.fleet, &run).await;
+    assert_nothing_lost(&lab, &d).await;
+    let copied: Vec<String> = Lab::logs(&lab.copy)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert!(
+        copied.len() >= 3,
+        "FO-2 copied the waiting logs: {copied:?}"
+    );
+    let applied = applied_logs(&lab.backup).await;
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "a log applied twice after the agent restart: {applied:?}"
+    );
+    for f in &copied {
+        assert!(
+            applied.keys().any(|a| a.ends_with(f.as_str())),
+            "{f} never applied: {applied:?}"
+        );
+    }
+}
