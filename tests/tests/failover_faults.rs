@@ -3,8 +3,9 @@
 //! on a one-member etcd, three agents, two sqlsim instances, lyncsim. The pool starts normal with
 //! log shipping running ([`failover_lab`]); the backup's copy and restore jobs are stopped so
 //! that several log backups wait on the share, then DC1 is lost and an attested failover runs.
-//! - The leader is killed while FO-3 restores those logs (each RESTORE LOG slowed to 1.5 s): the
-//!   other coordinator takes over, FO-3 goes on from SQL Server's restore point, no log backup is
+//! - The leader is killed while FO-3 restores those logs (each RESTORE LOG slowed to 1.5 s), or
+//!   at the boundary after FO-1 removed log shipping (destructive): the other coordinator takes
+//!   over, FO-3 goes on from SQL Server's restore point, no log backup is
 //!   restored twice, and every message the primary backed up is in the backup `mgc`.
 //! - The backup instance's agent is killed while FO-3's first RESTORE LOG runs and restarted
 //!   2 s later: the outcome is unknown, FO-3 resolves it with SQL Server's LSN check (a log
@@ -29,7 +30,7 @@ use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR};
 use failback_tests::harness::normal_pool::{BACKUP, Options};
 use failback_tests::harness::sqlsim::SqlSim;
 use failback_tests::harness::wait_for;
-use failover_lab::{Lab, batch, failover_ctl, finished, normal_lab_with};
+use failover_lab::{Lab, batch, failover_ctl, finished, normal_lab_with, status};
 
 const LEASE_TTL: Duration = Duration::from_secs(4);
 const ATTEST: &str = "DC1 lost (failover_faults killed it)";
@@ -102,21 +103,45 @@ async fn assert_nothing_lost(lab: &Lab, d: &serde_json::Value) {
     assert_eq!(lab.backup_messages().await, lab.written, "{d:#}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_leader_killed_during_fo3_is_taken_over_and_no_log_is_applied_twice() {
+/// Where the leader is killed.
+enum KillAt {
+    /// FO-3's first RESTORE LOG reached the backup instance.
+    Fo3Restoring,
+    /// The step shows finished in the run record (a step boundary).
+    After(&'static str),
+}
+
+/// kill -9 of the leader at `at`, restarted once the other leads; the run must succeed with
+/// nothing lost, each log applied once, and the new leader in the report.
+async fn leader_killed(name: &str, at: KillAt) {
     let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
         return;
     };
-    let mut lab = lab_with_logs_waiting(&etcd, "failover-faults-fo3", 5, 9).await;
+    let mut lab = lab_with_logs_waiting(&etcd, name, 5, 9).await;
     let first = lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
     let run = start_failover(&lab.fleet).await;
-
-    // FO-3's first RESTORE LOG reached the backup instance: kill -9 the leader.
-    wait_for("FO-3 to restore a log", Duration::from_secs(90), || async {
-        (restore_log_statements(&lab.backup) > 0).then_some(())
-    })
-    .await
-    .unwrap();
+    match at {
+        KillAt::Fo3Restoring => {
+            wait_for("FO-3 to restore a log", Duration::from_secs(90), || async {
+                (restore_log_statements(&lab.backup) > 0).then_some(())
+            })
+            .await
+            .unwrap();
+        }
+        KillAt::After(step) => {
+            wait_for(
+                &format!("{step} to finish"),
+                Duration::from_secs(90),
+                || async {
+                    let d = status(&lab.fleet, &run).await;
+                    let s = &d["pools"][0]["outputs"][step]["status"];
+                    (s == "succeeded" || s == "skipped").then_some(())
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
     lab.fleet.kill_coordinator_named(&first);
     let second = lab
         .fleet
@@ -133,13 +158,38 @@ async fn a_leader_killed_during_fo3_is_taken_over_and_no_log_is_applied_twice() 
         applied.values().all(|n| *n == 1),
         "a log applied twice after the leader change: {applied:?}"
     );
-    // The new leader finished the run: its audit events are there.
+    // FO-1's removal of log shipping (destructive) ran once: the second leader's probe saw it
+    // done.
+    let removed = lab
+        .backup
+        .statements()
+        .iter()
+        .filter(|s| {
+            s.kind != "agent" && s.text.contains("sp_delete_log_shipping_secondary_database")
+        })
+        .count();
+    assert_eq!(removed, 1, "log shipping removed {removed} times");
+    // The new leader finished the run: the report names it.
     let out = lab
         .fleet
         .ctl(OPERATOR, &["report", &run, "--format", "json"])
         .await
         .unwrap();
     assert!(out.stdout.contains(&second), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_during_fo3_is_taken_over_and_no_log_is_applied_twice() {
+    leader_killed("failover-faults-fo3", KillAt::Fo3Restoring).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_fo1_removed_log_shipping_is_taken_over_without_repeating_it() {
+    leader_killed(
+        "failover-faults-fo1",
+        KillAt::After("fo1_remove_log_shipping"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

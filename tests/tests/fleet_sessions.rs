@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use failback_tests::harness::fleet::{Fleet, three_agent_topology};
+use failback_tests::harness::http_get;
 
 const HB: Duration = Duration::from_millis(1000);
 
@@ -164,14 +165,4 @@ async fn metrics_endpoint_counts_connected_agents() {
     );
     let missing = http_get(port, "/nope").await.unwrap();
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-}
-
-async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
 }

@@ -26,7 +26,7 @@ use failback_tests::harness::failed_over::{
 };
 use failback_tests::harness::fleet::{APPROVER, Fleet, OPERATOR};
 use failback_tests::harness::process::bin;
-use failback_tests::harness::wait_for;
+use failback_tests::harness::{http_get, wait_for};
 use tokio::io::AsyncBufReadExt;
 
 const POOL: &str = "pchat01.lab.local";
@@ -87,16 +87,6 @@ impl Running {
 /// `failbackctl status RUN --output json`, parsed (`None` when no coordinator answered).
 async fn status(lab: &FailedOverLab, run: &str) -> Option<serde_json::Value> {
     lab.status(run).await.ok()
-}
-
-async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread")]

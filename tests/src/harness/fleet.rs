@@ -529,6 +529,22 @@ key = "{certs}/{id}.key"
         self.coordinators.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// The sum of metric `name` over the coordinators that are running and answer `/metrics`.
+    pub async fn coordinators_metric(&self, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for c in self.coordinators.iter().filter(|c| c.proc.is_some()) {
+            if let Ok(Ok(body)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                super::http_get(c.metrics_port, "/metrics"),
+            )
+            .await
+            {
+                sum += super::metric_sum(&body, name);
+            }
+        }
+        sum
+    }
+
     /// An agent's state directory (its journal and persisted epoch).
     pub fn agent_state_dir(&self, id: &str) -> PathBuf {
         self.dir.join("agents").join(id).join("state")

@@ -53,3 +53,48 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (the `/metrics` listeners): the whole response, headers
+/// included.
+pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+/// The sum of every sample of metric `name` (all label sets) in a Prometheus text body.
+pub fn metric_sum(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    #[test]
+    fn metric_sum_adds_every_label_set_of_one_metric_only() {
+        let body = "# HELP failback_agent_session_errors Agent sessions refused\n\
+# TYPE failback_agent_session_errors counter\n\
+failback_agent_session_errors_total{reason=\"not_leader\"} 12\n\
+failback_agent_session_errors_total{reason=\"protocol\"} 1\n\
+failback_agent_session_errors_total_other 100\n\
+failback_agent_heartbeats_total 7\n";
+        assert_eq!(
+            metric_sum(body, "failback_agent_session_errors_total"),
+            13.0
+        );
+        assert_eq!(metric_sum(body, "failback_agent_heartbeats_total"), 7.0);
+        assert_eq!(metric_sum(body, "missing"), 0.0);
+    }
+}

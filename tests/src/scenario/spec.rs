@@ -262,6 +262,9 @@ pub struct Expect {
     pub backup_writable: Option<bool>,
     /// No RESTORE DATABASE reached the primary.
     pub no_restore: bool,
+    /// At most this many agent sessions refused per second by all coordinators together while
+    /// the first fault lasts (from its firing to its restore): no reconnect storm.
+    pub max_refused_sessions_per_second: Option<f64>,
     /// The leader after the run has the same epoch as before (etcd member loss).
     pub same_leader: bool,
     /// When the run ends: the new leader's first completed agent operation came within the
@@ -281,6 +284,7 @@ impl Default for Expect {
             failed_step: None,
             backup_writable: None,
             no_restore: false,
+            max_refused_sessions_per_second: None,
             same_leader: false,
             takeover_within_ttl_plus: None,
             deadline: Duration::from_secs(180),
