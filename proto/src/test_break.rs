@@ -27,6 +27,8 @@ pub const FB4_CHECKSUM: &str = "fb4-checksum";
 pub const BACKUP_FREEZE: &str = "backup-freeze";
 /// The `fb5-stale-proof` break.
 pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
+/// The `identifier-validation` break.
+pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
 
 /// The breaks the code knows, with what each disables (for the scenario files' validation and
 /// RELIABILITY.md).
@@ -58,6 +60,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         FB5_STALE_PROOF,
         "FB-5's probe takes any last_restored_file of the backup's monitor for working log shipping (the probe before issue #12)",
+    ),
+    (
+        IDENTIFIER_VALIDATION,
+        "DatabaseName accepts any text: the one validator of SQL identifiers is skipped, so a hostile name reaches the quoting module and SQL Server",
     ),
 ];
 

@@ -80,6 +80,7 @@ scenarios! {
     stubborn_chat_server => "stubborn-chat-server",
     stubborn_chat_server_late => "stubborn-chat-server-late",
     agent_account_without_access => "agent-account-without-access",
+    hostile_instructions => "hostile-instructions",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,6 +117,11 @@ async fn chat_servers_left_active_are_caught_by_clean_failback() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_that_accepts_an_older_epoch_is_caught_by_zombie_leader() {
     catches("zombie-leader", "agent-epoch-check").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_name_let_through_is_caught_by_hostile_instructions() {
+    catches("hostile-instructions", "identifier-validation").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

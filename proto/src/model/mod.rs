@@ -151,7 +151,10 @@ impl DatabaseName {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
         let rest_ok =
             chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '$' | '#'));
-        if !first_ok || !rest_ok || s.len() > 128 {
+        // Test-only mutation (never in release builds): DESIGN §9.8's scenario.
+        if (!first_ok || !rest_ok || s.len() > 128)
+            && !crate::test_break::broken(crate::test_break::IDENTIFIER_VALIDATION)
+        {
             return Err(format!(
                 "'{}' is not a valid database name (a letter or '_' first, then letters, digits, '_', '@', '$' or '#'; at most 128 characters)",
                 s.escape_default()

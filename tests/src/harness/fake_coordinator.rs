@@ -83,6 +83,17 @@ impl FakeSession {
             .map_err(|_| anyhow::anyhow!("session closed"))
     }
 
+    /// Sends `i` as it is: an instruction no correct coordinator would send (a malformed op id,
+    /// no operation).
+    pub async fn send_raw(&self, i: pb::Instruction) -> anyhow::Result<()> {
+        self.tx
+            .send(Ok(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Instruction(i)),
+            }))
+            .await
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+
     /// Waits for the result of `op_id`, skipping heartbeats and other results.
     pub async fn result(
         &mut self,

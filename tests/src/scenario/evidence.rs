@@ -146,6 +146,8 @@ pub struct Fired {
     pub epoch_before: Option<u64>,
     /// For a damaged backup file: its path.
     pub damaged_file: Option<String>,
+    /// For bad instructions (§9.8): what was sent and answered.
+    pub probes: Option<super::bad_input::Probes>,
 }
 
 /// One look at which copies of `mgc` were writable.

@@ -1,7 +1,7 @@
 //! Firing a scenario's faults on the real processes of a failed-over lab: SIGKILL and
 //! SIGSTOP/SIGCONT of the leading coordinator, SIGKILL of an agent, a SQL instance or etcd
 //! members (each restarted later), the leader cut off etcd (its links silent, then healed), a deposed leader coming back (a scripted coordinator with a
-//! stale epoch), damage to the backup file FB-3 wrote or the loss of its share, and the
+//! stale epoch), bad instructions from a scripted coordinator at the agents' own epoch (§9.8), damage to the backup file FB-3 wrote or the loss of its share, and the
 //! operator's approve/abort. Restarts are returned as [`Later`] actions the runner performs when due, so the
 //! runner's one loop keeps sampling and watching the run while a process is down.
 
@@ -75,6 +75,7 @@ pub async fn fire(
         note: String::new(),
         epoch_before: None,
         damaged_file: None,
+        probes: None,
     };
     let mut later = Vec::new();
     let pool = &lab.pools[0];
@@ -191,6 +192,28 @@ pub async fn fire(
             fired.note = format!(
                 "killed {names:?}; a scripted {first} offered epoch {stale} (agents had {highest}): {answered}"
             );
+            for n in names {
+                later.push((Duration::ZERO, Later::StartCoordinator(n)));
+            }
+        }
+        Action::HostileInstructions => {
+            let names = lab.fleet.coordinator_names();
+            let first = names.first().context("no coordinator")?.clone();
+            let port = lab
+                .fleet
+                .coordinator_port_of(&first)
+                .context("no port for the first coordinator")?;
+            let highest = Evidence::epoch_before(&read_journals(&lab.fleet), at_ms);
+            fired.epoch_before = Some(highest);
+            for n in &names {
+                lab.fleet.kill_coordinator_named(n);
+            }
+            let probes = super::bad_input::send(lab, &first, port, highest).await?;
+            fired.note = format!(
+                "killed {names:?}; a scripted {first} at the agents' epoch {highest} sent {} bad instructions",
+                probes.probes.len()
+            );
+            fired.probes = Some(probes);
             for n in names {
                 later.push((Duration::ZERO, Later::StartCoordinator(n)));
             }

@@ -3,8 +3,8 @@
 //! DATABASE … REPLACE of mgc on sql01.dc1.lab in 1 attempt of fb4_restore"). They run after every
 //! scenario, whatever its faults, so a scenario written for one defect still guards the rest.
 //!
-//! §9.8 (bad input) is judged by the input suites (refusals, topology_check, sqlsim_robustness),
-//! not here: a scenario has no bad input to judge; it is reported as not exercised.
+//! §9.8 (bad input) is checked by [`super::bad_input`], which also sends it; the input suites
+//! (refusals, topology_check, sqlsim_robustness) judge the coordinator's own inputs.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +27,7 @@ pub struct Verdict {
     pub detail: String,
 }
 
-fn verdict(
+pub(super) fn verdict(
     invariant: u8,
     name: &'static str,
     problems: Vec<String>,
@@ -57,14 +57,7 @@ pub fn check_all(ev: &Evidence) -> Vec<Verdict> {
         no_blind_repeat(ev),
         no_message_lost(ev),
         one_writable_mgc(ev),
-        Verdict {
-            invariant: 8,
-            name: "bad input",
-            ok: true,
-            exercised: false,
-            detail: "judged by the input suites (refusals, topology_check, sqlsim_robustness)"
-                .into(),
-        },
+        super::bad_input::check(ev),
     ]
 }
 
@@ -518,7 +511,7 @@ fn one_writable_mgc(ev: &Evidence) -> Verdict {
 }
 
 /// A Unix-ms time as UTC time of day (`07:42:31.204Z`), for the checkers' messages.
-fn when(ms: u64) -> String {
+pub(super) fn when(ms: u64) -> String {
     let (secs, milli) = (ms / 1000, ms % 1000);
     let day = secs % 86_400;
     format!(

@@ -281,6 +281,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
                 note,
                 epoch_before: None,
                 damaged_file: None,
+                probes: None,
             });
         }
         if let Some(f) = s.faults.get(next)

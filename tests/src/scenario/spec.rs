@@ -225,6 +225,11 @@ pub enum Action {
     /// older than the one it accepted and sends it a ping (what a leader that missed its
     /// deposition would do); then the coordinators start again. Agents must refuse it (§9.1).
     ZombieLeader,
+    /// Bad input at the last line (§9.8): every coordinator is killed, and a scripted one with
+    /// the first coordinator's certificate and port welcomes each agent at the epoch it holds
+    /// and sends it malformed instructions, then a valid ping ([`super::bad_input`]); then the
+    /// coordinators start again.
+    HostileInstructions,
     /// Rename the pool's share folder away (the share lost); it is not given back.
     LoseShare,
     /// `failbackctl approve` by an approver.
@@ -417,12 +422,13 @@ fn parse_action(f: &RawFault) -> anyhow::Result<Action> {
         "corrupt-backup" => Action::CorruptBackup,
         "truncate-backup" => Action::TruncateBackup,
         "zombie-leader" => Action::ZombieLeader,
+        "hostile-instructions" => Action::HostileInstructions,
         "lose-share" => Action::LoseShare,
         "approve" => Action::Approve,
         "abort" => Action::Abort,
         "wait" => Action::Wait,
         other => bail!(
-            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, cut-leader-etcd, zombie-leader, corrupt-backup, truncate-backup, lose-share, approve, abort or wait"
+            "'{other}' is not a fault: use kill-leader, stop-leader, kill-agent, kill-sql, kill-etcd-member, kill-etcd-quorum, cut-leader-etcd, zombie-leader, hostile-instructions, corrupt-backup, truncate-backup, lose-share, approve, abort or wait"
         ),
     })
 }
