@@ -111,7 +111,7 @@ pub async fn run(
         .with_listener(Arc::new(registry.clone()))
         .with_listener(Arc::new(engine.clone()));
     let (leadership, store) =
-        start_leadership(&config, &id, &advertise, notifier, &shutdown).await?;
+        start_leadership(&config, &id, &advertise, notifier, &metrics, &shutdown).await?;
     engine.set_store(store.clone());
     tracing::info!(
         coordinator = %id,
@@ -218,6 +218,7 @@ async fn start_leadership(
     id: &str,
     advertise: &Endpoint,
     notifier: LeadershipNotifier,
+    metrics: &metrics::Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(LeadershipRef, RunStoreRef), Error> {
     match &config.etcd {
@@ -235,6 +236,7 @@ async fn start_leadership(
                 etcd,
                 &advertise.to_string(),
                 notifier,
+                metrics.leader_keepalives(),
                 shutdown,
             );
             let store = EtcdRunStore::new(members, &etcd.cluster, leadership.fences());

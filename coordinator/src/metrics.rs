@@ -27,6 +27,7 @@ pub struct ReasonLabel {
 pub struct Metrics {
     connected_agents: Gauge,
     heartbeats: Counter,
+    leader_keepalives: Counter,
     session_errors: Family<ReasonLabel, Counter>,
     runs: RunMetrics,
 }
@@ -47,6 +48,11 @@ impl Metrics {
             m.heartbeats.clone(),
         );
         r.register(
+            "leader_keepalives",
+            "Keep-alives of this coordinator's etcd lease that etcd answered (flat while it cannot reach etcd)",
+            m.leader_keepalives.clone(),
+        );
+        r.register(
             "agent_session_errors",
             "Agent sessions refused or ended abnormally, by reason",
             m.session_errors.clone(),
@@ -58,6 +64,11 @@ impl Metrics {
     /// The run and step metrics exposed by this registry (for the engine).
     pub fn runs(&self) -> RunMetrics {
         self.runs.clone()
+    }
+
+    /// The counter the etcd leadership increments per answered keep-alive.
+    pub fn leader_keepalives(&self) -> Counter {
+        self.leader_keepalives.clone()
     }
 
     /// Sets the number of connected agents.

@@ -27,6 +27,8 @@ pub const FB4_CHECKSUM: &str = "fb4-checksum";
 pub const BACKUP_FREEZE: &str = "backup-freeze";
 /// The `fb5-stale-proof` break.
 pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
+/// The `keepalive-budget` break.
+pub const KEEPALIVE_BUDGET: &str = "keepalive-budget";
 /// The `identifier-validation` break.
 pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
 
@@ -60,6 +62,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         FB5_STALE_PROOF,
         "FB-5's probe takes any last_restored_file of the backup's monitor for working log shipping (the probe before issue #12)",
+    ),
+    (
+        KEEPALIVE_BUDGET,
+        "the etcd leader steps down when no keep-alive succeeded for half the TTL (the budget before issue #12)",
     ),
     (
         IDENTIFIER_VALIDATION,

@@ -74,6 +74,7 @@ async fn node(etcd: &EtcdCluster, cluster: &str, name: &str, ttl: Duration) -> N
         &config,
         &endpoint,
         LeadershipNotifier::new().with_listener(events.clone()),
+        Default::default(),
         &shutdown,
     );
     let store = EtcdRunStore::new(members, cluster, leadership.fences());

@@ -29,18 +29,28 @@ async fn catches(name: &str, break_name: &str) {
         .unwrap_or_else(|| panic!("{name} does not list the break {break_name}"))
         .clone();
     let o = run(&s, Some(break_name)).await.unwrap();
-    let v = o.invariant(c.invariant).unwrap();
-    assert!(
-        !v.ok,
-        "with {break_name} broken, §9.{}'s checker saw nothing:\n{}",
-        c.invariant,
-        o.explain()
-    );
-    assert!(
-        v.detail.contains(&format!("§9.{}", c.invariant)),
-        "{}",
-        v.detail
-    );
+    if let Some(n) = c.invariant {
+        let v = o.invariant(n).unwrap();
+        assert!(
+            !v.ok,
+            "with {break_name} broken, §9.{n}'s checker saw nothing:\n{}",
+            o.explain()
+        );
+        assert!(v.detail.contains(&format!("§9.{n}")), "{}", v.detail);
+    }
+    if let Some(k) = &c.expect {
+        let e: Vec<_> = o
+            .expectations
+            .iter()
+            .filter(|e| e.key == k.as_str())
+            .collect();
+        assert!(!e.is_empty(), "{name} does not check expect.{k}");
+        assert!(
+            e.iter().any(|e| !e.ok),
+            "with {break_name} broken, expect.{k} still held:\n{}",
+            o.explain()
+        );
+    }
 }
 
 macro_rules! scenarios {
@@ -81,6 +91,7 @@ scenarios! {
     stubborn_chat_server_late => "stubborn-chat-server-late",
     agent_account_without_access => "agent-account-without-access",
     hostile_instructions => "hostile-instructions",
+    etcd_reelection_3s => "etcd-reelection-3s",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,6 +133,11 @@ async fn an_agent_that_accepts_an_older_epoch_is_caught_by_zombie_leader() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_name_let_through_is_caught_by_hostile_instructions() {
     catches("hostile-instructions", "identifier-validation").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_old_keepalive_budget_is_caught_by_etcd_reelection_3s() {
+    catches("etcd-reelection-3s", "keepalive-budget").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

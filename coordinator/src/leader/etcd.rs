@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ResignOptions, Txn, TxnOp};
 use failback_proto::model::Epoch;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -72,12 +73,16 @@ impl EtcdLeadership {
     /// value followers hand out as the leader hint). `notifier` holds every listener; register
     /// them before calling this. The loop ends when `shutdown` is cancelled or on [`resign`].
     ///
+    /// `keepalives` counts each keep-alive etcd answered (`failback_leader_keepalives_total`:
+    /// a leader whose count stops rising is about to step down).
+    ///
     /// [`resign`]: Leadership::resign
     pub fn start(
         members: Members,
         config: &EtcdConfig,
         endpoint: &str,
         notifier: LeadershipNotifier,
+        keepalives: Counter,
         shutdown: &CancellationToken,
     ) -> Self {
         let (view_tx, view) = watch::channel(LeaderView::unknown("etcd"));
@@ -94,6 +99,7 @@ impl EtcdLeadership {
             fence_tx,
             stop: stop.clone(),
             unrevoked: Arc::new(std::sync::Mutex::new(Vec::new())),
+            keepalives,
         };
         let task = tokio::spawn(campaigner.run());
         EtcdLeadership {
@@ -189,6 +195,8 @@ struct Campaigner {
     /// would make our next campaign queue behind ourselves until they expire (issue #12), so
     /// each term tries to revoke them first.
     unrevoked: Arc<std::sync::Mutex<Vec<i64>>>,
+    /// Keep-alives answered, for the metrics.
+    keepalives: Counter,
 }
 
 impl Campaigner {
@@ -310,12 +318,15 @@ impl Campaigner {
         let _ka_guard = ka_stop.clone().drop_guard();
         tokio::spawn(keep_alive_loop(
             self.members.clone(),
-            lease,
-            self.ttl,
-            granted_at,
+            TermLease {
+                id: lease,
+                ttl: self.ttl,
+                granted_at,
+            },
             ka_tx,
             kick.clone(),
             ka_stop,
+            self.keepalives.clone(),
         ));
 
         // Campaign, while following the keep-alive and the observed leader.
@@ -509,6 +520,11 @@ impl Drop for LeaseGuard {
 /// key is gone. Decided over ttl/2 (issue #12): half a 10 s TTL is barely longer than an etcd
 /// re-election after its raft leader is lost, which deposed a healthy coordinator.
 pub fn keep_alive_deadline(last_ok: Instant, ttl: Duration) -> Instant {
+    // Test-only mutation (never in release builds): the budget before issue #12, which the
+    // etcd-reelection-3s scenario must catch.
+    if failback_proto::test_break::broken(failback_proto::test_break::KEEPALIVE_BUDGET) {
+        return last_ok + ttl / 2;
+    }
     last_ok + ttl - ttl / 4
 }
 
@@ -518,17 +534,29 @@ pub fn keep_alive_interval(ttl: Duration) -> Duration {
     ttl / 4
 }
 
-/// Keeps `lease` alive, reporting each success and, once, the loss. `kick` asks for a round now
-/// (the campaign loop wants a keep-alive sent after its confirmation).
-async fn keep_alive_loop(
-    members: Members,
-    lease: i64,
+/// One term's lease, as the keep-alive loop needs it.
+struct TermLease {
+    id: i64,
     ttl: Duration,
     granted_at: Instant,
+}
+
+/// Keeps the term's lease alive, reporting each success (to `events`, and counted in
+/// `answered`) and, once, the loss. `kick` asks for a round now (the campaign loop wants a
+/// keep-alive sent after its confirmation).
+async fn keep_alive_loop(
+    members: Members,
+    term: TermLease,
     events: mpsc::Sender<KeepAlive>,
     kick: Arc<Notify>,
     stop: CancellationToken,
+    answered: Counter,
 ) {
+    let TermLease {
+        id: lease,
+        ttl,
+        granted_at,
+    } = term;
     let mut last_ok = granted_at;
     let mut stream = None;
     let mut member = 0;
@@ -566,6 +594,7 @@ async fn keep_alive_loop(
         let lost = match tokio::time::timeout_at(round_deadline, round).await {
             Ok(Ok(true)) => {
                 last_ok = sent_at;
+                answered.inc();
                 pause = keep_alive_interval(ttl);
                 if events.send(KeepAlive::Ok(sent_at)).await.is_err() {
                     return;

@@ -533,16 +533,26 @@ key = "{certs}/{id}.key"
     pub async fn coordinators_metric(&self, name: &str) -> f64 {
         let mut sum = 0.0;
         for c in self.coordinators.iter().filter(|c| c.proc.is_some()) {
-            if let Ok(Ok(body)) = tokio::time::timeout(
-                Duration::from_secs(2),
-                super::http_get(c.metrics_port, "/metrics"),
-            )
-            .await
-            {
-                sum += super::metric_sum(&body, name);
-            }
+            sum += self.coordinator_metric(&c.name, name).await.unwrap_or(0.0);
         }
         sum
+    }
+
+    /// The sum of metric `name` on the running coordinator `coordinator`'s `/metrics` (None:
+    /// not running, or it did not answer within 2 s).
+    pub async fn coordinator_metric(&self, coordinator: &str, name: &str) -> Option<f64> {
+        let c = self
+            .coordinators
+            .iter()
+            .find(|c| c.name == coordinator && c.proc.is_some())?;
+        let body = tokio::time::timeout(
+            Duration::from_secs(2),
+            super::http_get(c.metrics_port, "/metrics"),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        Some(super::metric_sum(&body, name))
     }
 
     /// An agent's state directory (its journal and persisted epoch).

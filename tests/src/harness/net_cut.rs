@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 pub struct Link {
     /// The proxy's address (what the client is given instead of the target).
     pub addr: SocketAddr,
-    cut: watch::Sender<bool>,
+    cut: std::sync::Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
 }
 
@@ -33,12 +33,27 @@ impl Link {
         let addr = listener.local_addr()?;
         let (cut, rx) = watch::channel(false);
         let task = tokio::spawn(accept(listener, target, rx));
-        Ok(Link { addr, cut, task })
+        Ok(Link {
+            addr,
+            cut: std::sync::Arc::new(cut),
+            task,
+        })
     }
 
     /// Cuts the link: open connections go silent, new ones are held silent.
     pub fn cut(&self) {
         self.cut.send_replace(true);
+    }
+
+    /// Cuts the link and heals it `d` later on a timer of its own, so the outage lasts `d`
+    /// whatever the caller is busy with then.
+    pub fn cut_for(&self, d: std::time::Duration) {
+        self.cut();
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            cut.send_replace(false);
+        });
     }
 
     /// Heals it: connections held during the cut are closed, new ones forward again.

@@ -60,6 +60,30 @@ async fn raft_leader(etcd: &EtcdCluster) -> anyhow::Result<usize> {
     bail!("no etcd member says it is the raft leader")
 }
 
+/// Returns once `leader`'s count of answered lease keep-alives rises (polled every 10 ms, so
+/// the fault lands within a few ms of the answer).
+async fn after_next_keepalive(lab: &FailedOverLab, leader: &str) -> anyhow::Result<()> {
+    const KEEPALIVES: &str = "failback_leader_keepalives_total";
+    let first = lab
+        .fleet
+        .coordinator_metric(leader, KEEPALIVES)
+        .await
+        .with_context(|| format!("{leader} does not answer /metrics"))?;
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < until {
+        if lab
+            .fleet
+            .coordinator_metric(leader, KEEPALIVES)
+            .await
+            .is_some_and(|n| n > first)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("{leader}'s {KEEPALIVES} stayed at {first} for 10 s")
+}
+
 /// Fires `fault`; returns what fired and what to do later (at the given delay).
 pub async fn fire(
     fault: &Fault,
@@ -102,14 +126,23 @@ pub async fn fire(
             fired.note = format!("stopped {leader} (pid {pid})");
             later.push((*for_, Later::Continue(pid)));
         }
-        Action::CutLeaderEtcd { for_ } => {
+        Action::CutLeaderEtcd {
+            for_,
+            after_keepalive,
+        } => {
             let leader = lab.fleet.leader(Duration::from_secs(10)).await?;
             let links = lab
                 .etcd_links
                 .get(&leader)
                 .with_context(|| format!("{leader} has no cuttable links to etcd"))?;
+            if *after_keepalive {
+                after_next_keepalive(lab, &leader).await?;
+            }
             fired.epoch_before = Some(Evidence::epoch_before(&read_journals(&lab.fleet), at_ms));
-            links.iter().for_each(crate::harness::net_cut::Link::cut);
+            // Healed on the links' own timer: the runner's loop can be slow while the leader is
+            // cut (its status calls wait on etcd), and a heal it performs late would lengthen
+            // the outage. The later HealEtcd only records it.
+            links.iter().for_each(|l| l.cut_for(*for_));
             fired.note = format!("cut {leader} off {} etcd members", links.len());
             later.push((*for_, Later::HealEtcd(leader)));
         }

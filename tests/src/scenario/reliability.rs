@@ -180,32 +180,28 @@ pub fn render(results: &Path) -> anyhow::Result<String> {
         }
     }
 
-    md.push_str("\n## Breaking the code on purpose\n\nA debug build reads `FAILBACK_TEST_BREAK` and skips the named safety check (`proto/src/test_break.rs`; release builds cannot). Each row ran the scenario with that check broken and shows whether the invariant's checker reported it.\n\n| break | what it disables | scenario | invariant | caught | what the checker said |\n|---|---|---|---|---|---|\n");
+    md.push_str("\n## Breaking the code on purpose\n\nA debug build reads `FAILBACK_TEST_BREAK` and skips the named safety check (`proto/src/test_break.rs`; release builds cannot). Each row ran the scenario with that check broken and shows whether the invariant's checker reported it — or, for a defect that breaks no §9 invariant (a leader deposed, a reconnect storm), whether the scenario's `[expect]` entry failed.\n\n| break | what it disables | scenario | caught by | caught | what the checker said |\n|---|---|---|---|---|---|\n");
     for o in &broken {
         let b = o["break"].as_str().unwrap_or_default();
         let name = o["scenario"].as_str().unwrap_or_default();
-        let inv = scenarios
+        let target = scenarios
             .get(name)
             .and_then(|s| s.catches.iter().find(|c| c.break_name == b))
-            .map_or(0, |c| c.invariant);
-        let v = o["invariants"]
-            .as_array()
-            .and_then(|a| a.iter().find(|v| v["invariant"] == inv));
+            .map_or_else(|| "—".to_string(), super::spec::Catch::target);
+        let said = said(o, &scenarios);
         let what = failback_proto::test_break::KNOWN
             .iter()
             .find(|k| k.0 == b)
             .map_or("", |k| k.1);
         let _ = writeln!(
             md,
-            "| `{b}` | {what} | `{name}` | §9.{inv} | {} | {} |",
+            "| `{b}` | {what} | `{name}` | {target} | {} | {} |",
             if caught(o, &scenarios) {
                 "yes"
             } else {
                 "**NO**"
             },
-            v.and_then(|v| v["detail"].as_str())
-                .unwrap_or("—")
-                .replace('|', "\\|")
+            said.unwrap_or_else(|| "—".into()).replace('|', "\\|")
         );
     }
 
@@ -244,22 +240,55 @@ pub fn render(results: &Path) -> anyhow::Result<String> {
     Ok(md)
 }
 
-fn caught_invariant(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> Option<u8> {
+fn catch_of<'a>(
+    o: &serde_json::Value,
+    scenarios: &'a BTreeMap<String, Scenario>,
+) -> Option<&'a super::spec::Catch> {
     let b = o["break"].as_str()?;
     scenarios
         .get(o["scenario"].as_str()?)?
         .catches
         .iter()
         .find(|c| c.break_name == b)
-        .map(|c| c.invariant)
+}
+
+fn caught_invariant(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> Option<u8> {
+    catch_of(o, scenarios)?.invariant
+}
+
+/// The verdicts or expectation checks of a break run that its `[[catches]]` entry names.
+fn judged<'a>(
+    o: &'a serde_json::Value,
+    scenarios: &BTreeMap<String, Scenario>,
+) -> Vec<&'a serde_json::Value> {
+    let Some(c) = catch_of(o, scenarios) else {
+        return Vec::new();
+    };
+    let (list, field, want) = match (&c.invariant, &c.expect) {
+        (Some(n), _) => ("invariants", "invariant", serde_json::Value::from(*n)),
+        (None, Some(k)) => ("expectations", "key", serde_json::Value::from(k.as_str())),
+        (None, None) => return Vec::new(),
+    };
+    o[list]
+        .as_array()
+        .map(|a| a.iter().filter(|v| v[field] == want).collect())
+        .unwrap_or_default()
 }
 
 fn caught(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> bool {
-    let Some(inv) = caught_invariant(o, scenarios) else {
-        return false;
-    };
-    o["invariants"]
-        .as_array()
-        .and_then(|a| a.iter().find(|v| v["invariant"] == inv))
-        .is_some_and(|v| v["ok"] == false)
+    judged(o, scenarios).iter().any(|v| v["ok"] == false)
+}
+
+/// What the checker (or the failed expectation) said in a break run.
+fn said(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> Option<String> {
+    let j = judged(o, scenarios);
+    let v = j.iter().find(|v| v["ok"] == false).or(j.first())?;
+    Some(match v["detail"].as_str() {
+        Some(d) => d.to_string(),
+        None => format!(
+            "expected {}; saw {}",
+            v["what"].as_str().unwrap_or_default(),
+            v["seen"].as_str().unwrap_or_default()
+        ),
+    })
 }

@@ -53,6 +53,8 @@ pub struct Takeover {
 /// One expectation's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The `[expect]` key it checks (what a `[[catches]]` entry's `expect` names).
+    pub key: &'static str,
     /// What was expected.
     pub what: String,
     /// Whether it held.
@@ -408,6 +410,7 @@ async fn expectations(
     let mut out = Vec::new();
     let status = ev.detail["run"]["status"].as_str().unwrap_or("unknown");
     out.push(Check {
+        key: "status",
         what: format!("run ends {}", e.status),
         ok: status == e.status || (e.status == "ended" && FINAL.contains(&status)),
         seen: format!(
@@ -417,6 +420,7 @@ async fn expectations(
     });
     let fault_fires = ev.fired.iter().filter(|f| f.label != "restore").count();
     out.push(Check {
+        key: "faults",
         what: format!("all {} faults fire", s.faults.len()),
         ok: fault_fires == s.faults.len(),
         seen: format!("{fault_fires} fired"),
@@ -424,6 +428,7 @@ async fn expectations(
     if let Some(step) = &e.failed_step {
         let o = &ev.outputs()[step.as_str()];
         out.push(Check {
+            key: "failed_step",
             what: format!("{step} failed"),
             ok: o["status"] == "failed",
             seen: o["status"].to_string(),
@@ -442,6 +447,7 @@ async fn expectations(
         let all = errors.join(" | ");
         for want in &e.error_contains {
             out.push(Check {
+                key: "error_contains",
                 what: format!("the error says '{want}'"),
                 ok: all.contains(want.as_str()),
                 seen: all.clone(),
@@ -451,6 +457,7 @@ async fn expectations(
     if e.no_restore {
         let n = ev.primary.starting("RESTORE DATABASE").count();
         out.push(Check {
+            key: "no_restore",
             what: "no RESTORE DATABASE reached the primary".into(),
             ok: n == 0,
             seen: format!("{n}"),
@@ -460,6 +467,7 @@ async fn expectations(
         let st = mgc_state(&lab.pools[0].backup).await;
         let writable = st.as_ref().is_some_and(|(s, ro)| s == "ONLINE" && !ro);
         out.push(Check {
+            key: "backup_writable",
             what: format!(
                 "the backup mgc is {}writable at the end",
                 if want { "" } else { "not " }
@@ -480,6 +488,7 @@ async fn expectations(
             ),
         };
         out.push(Check {
+            key: "max_refused_sessions_per_second",
             what: format!("at most {max} agent sessions refused per second during the fault"),
             ok,
             seen,
@@ -500,6 +509,7 @@ async fn expectations(
             })
             .collect();
         out.push(Check {
+            key: "same_leader",
             what: "one leader epoch for the whole run".into(),
             ok: epochs.len() == 1,
             seen: format!("{epochs:?}"),
@@ -518,6 +528,7 @@ async fn expectations(
         if let Some(plus) = e.takeover_within_ttl_plus {
             let limit = ttl_ms + u64::try_from(plus.as_millis()).unwrap_or(0);
             out.push(Check {
+                key: "takeover_within_ttl_plus",
                 what: format!(
                     "takeover after {} within TTL + {} ms",
                     f.label,

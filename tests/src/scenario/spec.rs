@@ -56,7 +56,35 @@ pub struct Catch {
     #[serde(rename = "break")]
     pub break_name: String,
     /// The DESIGN §9 invariant (1–8) whose checker must report it.
-    pub invariant: u8,
+    #[serde(default)]
+    pub invariant: Option<u8>,
+    /// Or the `[expect]` key that must then fail, for a defect that breaks no §9 invariant
+    /// (e.g. `same_leader`: a healthy leader deposed by an etcd re-election).
+    #[serde(default)]
+    pub expect: Option<String>,
+}
+
+/// The `[expect]` keys a `[[catches]]` entry may name.
+pub const EXPECT_KEYS: &[&str] = &[
+    "status",
+    "failed_step",
+    "error_contains",
+    "no_restore",
+    "backup_writable",
+    "max_refused_sessions_per_second",
+    "same_leader",
+    "takeover_within_ttl_plus",
+];
+
+impl Catch {
+    /// What must report the break, as RELIABILITY.md shows it: `§9.N` or `expect.KEY`.
+    pub fn target(&self) -> String {
+        match (&self.invariant, &self.expect) {
+            (Some(n), _) => format!("§9.{n}"),
+            (None, Some(k)) => format!("expect.{k}"),
+            (None, None) => "—".into(),
+        }
+    }
 }
 
 /// Fleet setup.
@@ -215,6 +243,10 @@ pub enum Action {
     CutLeaderEtcd {
         /// How long the links stay cut.
         for_: Duration,
+        /// Cut just after one of the leader's lease keep-alives was answered (its
+        /// `failback_leader_keepalives_total` rose), so the outage starts at a known point of
+        /// the keep-alive budget: what an etcd re-election of exactly `for_` does to it.
+        after_keepalive: bool,
     },
     /// Flip bytes in the middle of the file FB-3 wrote.
     CorruptBackup,
@@ -329,6 +361,8 @@ struct RawFault {
     for_: Option<Duration>,
     #[serde(default)]
     raft_leader: bool,
+    #[serde(default)]
+    after_keepalive: bool,
 }
 
 mod humantime_serde_opt {
@@ -418,6 +452,7 @@ fn parse_action(f: &RawFault) -> anyhow::Result<Action> {
             for_: f
                 .for_
                 .context("'cut-leader-etcd' needs for = \"…\" (how long the links stay cut)")?,
+            after_keepalive: f.after_keepalive,
         },
         "corrupt-backup" => Action::CorruptBackup,
         "truncate-backup" => Action::TruncateBackup,
@@ -487,11 +522,19 @@ impl Scenario {
                     c.break_name
                 );
             }
-            if !(1..=8).contains(&c.invariant) {
-                bail!(
-                    "scenario '{name}': catches invariant {}, DESIGN §9 has 1–8",
-                    c.invariant
-                );
+            match (c.invariant, &c.expect) {
+                (Some(n), None) if (1..=8).contains(&n) => {}
+                (Some(n), None) => {
+                    bail!("scenario '{name}': catches invariant {n}, DESIGN §9 has 1–8")
+                }
+                (None, Some(k)) if EXPECT_KEYS.contains(&k.as_str()) => {}
+                (None, Some(k)) => {
+                    bail!("scenario '{name}': catches expect '{k}', not one of {EXPECT_KEYS:?}")
+                }
+                _ => bail!(
+                    "scenario '{name}': catches break '{}' needs exactly one of invariant = N or expect = \"KEY\"",
+                    c.break_name
+                ),
             }
         }
         Ok(Scenario {
