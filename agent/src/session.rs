@@ -138,12 +138,12 @@ pub async fn maintain(ctx: SessionContext, shutdown: CancellationToken) {
             // straight back, hundreds of times a second. A hint naming the refusing coordinator
             // is ignored; a hint is followed at once only when it did not itself come from a
             // hint — a chain of refusals waits out the backoff like any other failure.
-            Err(Error::NotLeader(leader)) if leader == endpoint => {
+            Err(Error::NotLeader(leader)) if leader == endpoint && !follow_every_hint() => {
                 tracing::warn!(coordinator = %endpoint, "refused as not the leader, yet names itself as the leader: ignoring the hint");
                 ctx.metrics.session_error("self_hint");
                 next += 1;
             }
-            Err(Error::NotLeader(leader)) if from_hint => {
+            Err(Error::NotLeader(leader)) if from_hint && !follow_every_hint() => {
                 tracing::info!(coordinator = %endpoint, %leader, "the hinted coordinator is not the leader either; following its hint after the backoff");
                 hint = Some(leader);
             }
@@ -188,6 +188,12 @@ fn hello(ctx: &SessionContext) -> pb::AgentMessage {
             highest_epoch_seen: ctx.epochs.highest().0,
         })),
     }
+}
+
+/// Test-only mutation (never in release builds): the agent follows every leader hint at once, as
+/// before issue #12's reconnect storm was fixed.
+fn follow_every_hint() -> bool {
+    failback_proto::test_break::broken(failback_proto::test_break::LEADER_HINT)
 }
 
 /// Turns a refused Open into an error, following a leader hint when there is one.

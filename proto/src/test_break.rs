@@ -29,6 +29,8 @@ pub const BACKUP_FREEZE: &str = "backup-freeze";
 pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
 /// The `keepalive-budget` break.
 pub const KEEPALIVE_BUDGET: &str = "keepalive-budget";
+/// The `leader-hint` break.
+pub const LEADER_HINT: &str = "leader-hint";
 /// The `identifier-validation` break.
 pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
 
@@ -66,6 +68,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         KEEPALIVE_BUDGET,
         "the etcd leader steps down when no keep-alive succeeded for half the TTL (the budget before issue #12)",
+    ),
+    (
+        LEADER_HINT,
+        "the leader hints before issue #12: a coordinator that cannot reach etcd keeps naming the last leader it saw, itself included, and agents follow every hint at once",
     ),
     (
         IDENTIFIER_VALIDATION,

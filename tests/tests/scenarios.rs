@@ -141,6 +141,11 @@ async fn the_old_keepalive_budget_is_caught_by_etcd_reelection_3s() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_old_leader_hints_storm_and_are_caught_by_etcd_quorum_lost() {
+    catches("etcd-quorum-lost", "leader-hint").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_journal_that_runs_a_repeated_op_again_is_caught_by_kill_leader_fb4() {
     catches("kill-leader-fb4", "agent-journal-replay").await;
 }

@@ -653,7 +653,14 @@ async fn ask_leader(
 ) -> Result<bool, String> {
     let seen = match tokio::time::timeout(CALL_TIMEOUT, client.leader(election)).await {
         Ok(Ok(r)) => r.kv().map(observed_from),
-        Ok(Err(e)) if e.to_string().contains("no leader") => None,
+        // Test-only mutation (never in release builds): before issue #12 "no leader" kept the
+        // last leader seen.
+        Ok(Err(e))
+            if e.to_string().contains("no leader")
+                && !failback_proto::test_break::broken(failback_proto::test_break::LEADER_HINT) =>
+        {
+            None
+        }
         Ok(Err(e)) => return Err(format!("leader(): {e}")),
         Err(_) => return Err("no answer to leader()".to_string()),
     };
@@ -717,8 +724,12 @@ async fn observe_loop(
                 if let Err(e) = r {
                     members.failed(pick.index);
                     // Whoever led may be gone, and etcd cannot say: report "unknown" rather
-                    // than the last leader seen.
-                    let _ = events.send(None).await;
+                    // than the last leader seen. (Test-only mutation, never in release builds:
+                    // the hint path before issue #12 kept the last leader seen.)
+                    if !failback_proto::test_break::broken(failback_proto::test_break::LEADER_HINT)
+                    {
+                        let _ = events.send(None).await;
+                    }
                     tracing::debug!("observing the election failed: {e}; retrying in {backoff:?}");
                 }
             }

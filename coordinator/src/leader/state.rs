@@ -124,7 +124,11 @@ impl State {
                 // tight loop (issue #12, reconnect storm).
                 Some(o)
                     if !matches!(role, Role::Elected(f) if f.key == o.key)
-                        && o.endpoint != own_endpoint =>
+                        && (o.endpoint != own_endpoint
+                            // Test-only mutation (never in release builds): issue #12's storm.
+                            || failback_proto::test_break::broken(
+                                failback_proto::test_break::LEADER_HINT,
+                            )) =>
                 {
                     LeaderView {
                         is_leader: false,
