@@ -616,19 +616,18 @@ key = "{certs}/{id}.key"
 
     /// Runs failbackctl against this fleet as `identity`.
     pub async fn ctl(&self, identity: &str, args: &[&str]) -> anyhow::Result<CtlOutput> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let ep = self.endpoints();
-        let certs = self.certs.display().to_string();
-        run_ctl(
-            &self.dir,
-            &args,
-            &[
-                ("FAILBACK_COORDINATORS", &ep),
-                ("FAILBACK_CERTS_DIR", &certs),
-                ("FAILBACK_IDENTITY", identity),
-            ],
-        )
-        .await
+        self.ctl_target(identity).run(args).await
+    }
+
+    /// What failbackctl needs to reach this fleet as `identity`, owned, for a task that runs
+    /// beside the test's own loop.
+    pub fn ctl_target(&self, identity: &str) -> CtlTarget {
+        CtlTarget {
+            dir: self.dir.clone(),
+            endpoints: self.endpoints(),
+            certs: self.certs.display().to_string(),
+            identity: identity.to_string(),
+        }
     }
 
     /// `failbackctl agents --output json` as the operator, parsed.
@@ -672,6 +671,32 @@ key = "{certs}/{id}.key"
     /// Log file of an agent.
     pub fn agent_log(&self, id: &str) -> PathBuf {
         self.dir.join("logs").join(format!("agent-{id}.log"))
+    }
+}
+
+/// A fleet as failbackctl reaches it (see [`Fleet::ctl_target`]).
+#[derive(Debug, Clone)]
+pub struct CtlTarget {
+    dir: PathBuf,
+    endpoints: String,
+    certs: String,
+    identity: String,
+}
+
+impl CtlTarget {
+    /// Runs failbackctl with `args`.
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<CtlOutput> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run_ctl(
+            &self.dir,
+            &args,
+            &[
+                ("FAILBACK_COORDINATORS", &self.endpoints),
+                ("FAILBACK_CERTS_DIR", &self.certs),
+                ("FAILBACK_IDENTITY", &self.identity),
+            ],
+        )
+        .await
     }
 }
 

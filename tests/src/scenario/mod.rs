@@ -8,6 +8,7 @@
 pub mod bad_input;
 pub mod drill;
 pub mod evidence;
+pub mod fault_window;
 pub mod faults;
 pub mod invariants;
 pub mod reliability;

@@ -184,10 +184,17 @@ pub fn render(results: &Path) -> anyhow::Result<String> {
     for o in &broken {
         let b = o["break"].as_str().unwrap_or_default();
         let name = o["scenario"].as_str().unwrap_or_default();
-        let target = scenarios
-            .get(name)
-            .and_then(|s| s.catches.iter().find(|c| c.break_name == b))
-            .map_or_else(|| "—".to_string(), super::spec::Catch::target);
+        let target = scenarios.get(name).map_or_else(
+            || "—".to_string(),
+            |s| {
+                s.catches
+                    .iter()
+                    .filter(|c| c.break_name == b)
+                    .map(super::spec::Catch::target)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
         let said = said(o, &scenarios);
         let what = failback_proto::test_break::KNOWN
             .iter()
@@ -240,55 +247,67 @@ pub fn render(results: &Path) -> anyhow::Result<String> {
     Ok(md)
 }
 
-fn catch_of<'a>(
+/// The `[[catches]]` entries of a break run's scenario that name its break.
+fn catches_of<'a>(
     o: &serde_json::Value,
     scenarios: &'a BTreeMap<String, Scenario>,
-) -> Option<&'a super::spec::Catch> {
-    let b = o["break"].as_str()?;
-    scenarios
-        .get(o["scenario"].as_str()?)?
-        .catches
-        .iter()
-        .find(|c| c.break_name == b)
+) -> Vec<&'a super::spec::Catch> {
+    let (Some(b), Some(s)) = (
+        o["break"].as_str(),
+        o["scenario"].as_str().and_then(|n| scenarios.get(n)),
+    ) else {
+        return Vec::new();
+    };
+    s.catches.iter().filter(|c| c.break_name == b).collect()
 }
 
 fn caught_invariant(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> Option<u8> {
-    catch_of(o, scenarios)?.invariant
+    catches_of(o, scenarios).iter().find_map(|c| c.invariant)
 }
 
-/// The verdicts or expectation checks of a break run that its `[[catches]]` entry names.
+/// The verdicts or expectation checks of a break run that its `[[catches]]` entries name, one
+/// list per entry.
 fn judged<'a>(
     o: &'a serde_json::Value,
     scenarios: &BTreeMap<String, Scenario>,
-) -> Vec<&'a serde_json::Value> {
-    let Some(c) = catch_of(o, scenarios) else {
-        return Vec::new();
-    };
-    let (list, field, want) = match (&c.invariant, &c.expect) {
-        (Some(n), _) => ("invariants", "invariant", serde_json::Value::from(*n)),
-        (None, Some(k)) => ("expectations", "key", serde_json::Value::from(k.as_str())),
-        (None, None) => return Vec::new(),
-    };
-    o[list]
-        .as_array()
-        .map(|a| a.iter().filter(|v| v[field] == want).collect())
-        .unwrap_or_default()
+) -> Vec<Vec<&'a serde_json::Value>> {
+    catches_of(o, scenarios)
+        .iter()
+        .map(|c| {
+            let (list, field, want) = match (&c.invariant, &c.expect) {
+                (Some(n), _) => ("invariants", "invariant", serde_json::Value::from(*n)),
+                (None, Some(k)) => ("expectations", "key", serde_json::Value::from(k.as_str())),
+                (None, None) => return Vec::new(),
+            };
+            o[list]
+                .as_array()
+                .map(|a| a.iter().filter(|v| v[field] == want).collect())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
+/// Caught: every entry naming the break saw it.
 fn caught(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> bool {
-    judged(o, scenarios).iter().any(|v| v["ok"] == false)
+    let j = judged(o, scenarios);
+    !j.is_empty() && j.iter().all(|e| e.iter().any(|v| v["ok"] == false))
 }
 
-/// What the checker (or the failed expectation) said in a break run.
+/// What the checkers (or the failed expectations) said in a break run.
 fn said(o: &serde_json::Value, scenarios: &BTreeMap<String, Scenario>) -> Option<String> {
-    let j = judged(o, scenarios);
-    let v = j.iter().find(|v| v["ok"] == false).or(j.first())?;
-    Some(match v["detail"].as_str() {
-        Some(d) => d.to_string(),
-        None => format!(
-            "expected {}; saw {}",
-            v["what"].as_str().unwrap_or_default(),
-            v["seen"].as_str().unwrap_or_default()
-        ),
-    })
+    let parts: Vec<String> = judged(o, scenarios)
+        .iter()
+        .filter_map(|e| {
+            let v = e.iter().find(|v| v["ok"] == false).or(e.first())?;
+            Some(match v["detail"].as_str() {
+                Some(d) => d.to_string(),
+                None => format!(
+                    "expected {}; saw {}",
+                    v["what"].as_str().unwrap_or_default(),
+                    v["seen"].as_str().unwrap_or_default()
+                ),
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

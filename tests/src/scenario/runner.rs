@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::evidence::{
     ChatSeen, Evidence, Fired, Instance, Sample, ShippingSeen, now_ms, read_journals, read_scripts,
 };
+use super::fault_window::FaultWindow;
 use super::faults::{Later, fire, perform};
 use super::invariants::{Verdict, check_all};
 use super::spec::{Action, DURING, Point, Role, Scenario};
@@ -27,9 +28,6 @@ use crate::harness::fleet::APPROVER;
 use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use crate::lab::topology::PoolLayout;
 use crate::lab::traffic::{Ledger, PoolTarget, Target, Traffic};
-
-/// A counter's value, and when it was read.
-type Count = (Instant, f64);
 
 /// The loop's period.
 const TICK: Duration = Duration::from_millis(250);
@@ -256,10 +254,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
     let mut last_fire = Instant::now();
     let mut detail = serde_json::Value::Null;
     let mut settled: Option<Instant> = None;
-    // Agent sessions refused by the coordinators while the first fault lasts (reconnect storm).
-    const REFUSED: &str = "failback_agent_session_errors_total";
-    let watch_refused = s.expect.max_refused_sessions_per_second.is_some();
-    let mut refused: (Option<Count>, Option<Count>) = (None, None);
+    let mut window = FaultWindow::new(&s.expect);
     loop {
         samples.push(sample(&lab).await);
         if let Ok(d) = lab.status(&run).await {
@@ -273,9 +268,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
             .collect();
         pending.retain(|(t, _)| *t > now);
         for l in due {
-            if watch_refused && refused.0.is_some() && refused.1.is_none() {
-                refused.1 = Some((Instant::now(), lab.fleet.coordinators_metric(REFUSED).await));
-            }
+            window.close(&lab).await;
             let note = perform(&l, &mut lab, etcd.as_mut()).await?;
             fired.push(Fired {
                 label: "restore".into(),
@@ -289,8 +282,8 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         if let Some(f) = s.faults.get(next)
             && reached(&f.at, &lab, &detail, last_fire)
         {
-            if watch_refused && next == 0 {
-                refused.0 = Some((Instant::now(), lab.fleet.coordinators_metric(REFUSED).await));
+            if next == 0 {
+                window.open(&lab).await;
             }
             let (done, later) = fire(f, &mut lab, etcd.as_mut(), &run, &detail)
                 .await
@@ -363,11 +356,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         started_ms,
     };
     let invariants = check_all(&ev);
-    let refused_rate = match refused {
-        (Some((t0, n0)), Some((t1, n1))) => Some(((n1 - n0).max(0.0), (t1 - t0).as_secs_f64())),
-        _ => None,
-    };
-    let (expectations, takeovers) = expectations(s, &lab, &ev, refused_rate).await;
+    let (expectations, takeovers) = expectations(s, &lab, &ev, &window).await;
     let outcome = Outcome {
         scenario: s.name.clone(),
         about: s.about.clone(),
@@ -404,7 +393,7 @@ async fn expectations(
     s: &Scenario,
     lab: &FailedOverLab,
     ev: &Evidence,
-    refused_rate: Option<(f64, f64)>,
+    window: &FaultWindow,
 ) -> (Vec<Check>, Vec<Takeover>) {
     let e = &s.expect;
     let mut out = Vec::new();
@@ -476,24 +465,7 @@ async fn expectations(
             seen: format!("{st:?}"),
         });
     }
-    if let Some(max) = e.max_refused_sessions_per_second {
-        let (ok, seen) = match refused_rate {
-            Some((n, secs)) if secs > 0.0 => (
-                n / secs <= max,
-                format!("{n} refused in {secs:.1} s ({:.1}/s)", n / secs),
-            ),
-            _ => (
-                false,
-                "no window measured (the first fault has no restore)".into(),
-            ),
-        };
-        out.push(Check {
-            key: "max_refused_sessions_per_second",
-            what: format!("at most {max} agent sessions refused per second during the fault"),
-            ok,
-            seen,
-        });
-    }
+    out.extend(window.checks(e, s.fleet.lease_ttl));
     if e.same_leader {
         let epochs: std::collections::BTreeSet<u64> = ev
             .journals

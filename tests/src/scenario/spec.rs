@@ -73,6 +73,7 @@ pub const EXPECT_KEYS: &[&str] = &[
     "backup_writable",
     "max_refused_sessions_per_second",
     "same_leader",
+    "leader_unknown_without_quorum",
     "takeover_within_ttl_plus",
 ];
 
@@ -304,6 +305,9 @@ pub struct Expect {
     pub max_refused_sessions_per_second: Option<f64>,
     /// The leader after the run has the same epoch as before (etcd member loss).
     pub same_leader: bool,
+    /// While the first fault lasts (a quorum loss), `failbackctl leader` names no leader once
+    /// one TTL and a second have passed: no coordinator can confirm who leads.
+    pub leader_unknown_without_quorum: bool,
     /// When the run ends: the new leader's first completed agent operation came within the
     /// lease TTL plus this after the leader was killed or stopped.
     #[serde(with = "humantime_serde_opt_option")]
@@ -323,6 +327,7 @@ impl Default for Expect {
             no_restore: false,
             max_refused_sessions_per_second: None,
             same_leader: false,
+            leader_unknown_without_quorum: false,
             takeover_within_ttl_plus: None,
             deadline: Duration::from_secs(180),
         }
