@@ -31,6 +31,8 @@ pub const FB5_STALE_PROOF: &str = "fb5-stale-proof";
 pub const KEEPALIVE_BUDGET: &str = "keepalive-budget";
 /// The `leader-hint` break.
 pub const LEADER_HINT: &str = "leader-hint";
+/// The `backup-retention` break.
+pub const BACKUP_RETENTION: &str = "backup-retention";
 /// The `identifier-validation` break.
 pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
 
@@ -72,6 +74,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         LEADER_HINT,
         "the leader hints before issue #12: a coordinator that cannot reach etcd keeps naming the last leader it saw, itself included, and agents follow every hint at once",
+    ),
+    (
+        BACKUP_RETENTION,
+        "FB-8 removes no earlier failback's backups from the share (as before issue #12)",
     ),
     (
         IDENTIFIER_VALIDATION,

@@ -99,6 +99,7 @@ scenarios! {
     agent_account_without_access => "agent-account-without-access",
     hostile_instructions => "hostile-instructions",
     etcd_reelection_3s => "etcd-reelection-3s",
+    backup_retention => "backup-retention",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,6 +151,11 @@ async fn the_old_keepalive_budget_is_caught_by_etcd_reelection_3s() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_old_leader_hints_storm_and_are_caught_by_etcd_quorum_lost() {
     catches("etcd-quorum-lost", "leader-hint").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_never_removed_are_caught_by_backup_retention() {
+    catches("backup-retention", "backup-retention").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

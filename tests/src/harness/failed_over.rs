@@ -84,6 +84,8 @@ pub struct Options {
     /// Each coordinator reaches each etcd member through its own [`super::net_cut::Link`],
     /// so a scenario can cut one coordinator off etcd while it still reaches the agents.
     pub cuttable_etcd: bool,
+    /// Lines added to the coordinators' `[runbook]` table (after [`FAST_RUNBOOK`]'s).
+    pub runbook_extra: String,
 }
 
 impl Default for Options {
@@ -98,6 +100,7 @@ impl Default for Options {
             env: Vec::new(),
             stale_secondary: false,
             cuttable_etcd: false,
+            runbook_extra: String::new(),
         }
     }
 }
@@ -219,7 +222,7 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
             }
         }
     }
-    fleet.configure_coordinators(FAST_RUNBOOK)?;
+    fleet.configure_coordinators(&format!("{FAST_RUNBOOK}{}", opts.runbook_extra))?;
     fleet.process_env = opts.env.clone();
     let pw = fleet.dir.join("sql-password");
     std::fs::write(&pw, SA_PASSWORD)?;

@@ -211,6 +211,11 @@ impl SqlSim {
         }
     }
 
+    /// The instance's data directory (its databases and statement log).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Every statement received so far.
     pub fn statements(&self) -> Vec<LoggedStatement> {
         std::fs::read_to_string(self.data_dir.join("statements.jsonl"))

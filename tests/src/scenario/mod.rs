@@ -6,6 +6,7 @@
 //! `failback-lab reliability` turns the last outcomes into docs/RELIABILITY.md ([`reliability`]).
 
 pub mod bad_input;
+pub mod cycle;
 pub mod drill;
 pub mod evidence;
 pub mod fault_window;

@@ -229,6 +229,11 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
             .iter()
             .any(|f| matches!(f.action, Action::CutLeaderEtcd { .. })),
         env,
+        runbook_extra: s
+            .fleet
+            .backup_retention_runs
+            .map(|n| format!("backup_retention_runs = {n}\n"))
+            .unwrap_or_default(),
         ..Options::default()
     })
     .await
@@ -236,6 +241,9 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
     if etcd.is_some() {
         lab.fleet.leader(Duration::from_secs(30)).await?;
     }
+    let earlier = super::cycle::earlier_failbacks(&mut lab, s.run.earlier_failbacks)
+        .await
+        .with_context(|| format!("scenario {}: earlier failbacks", s.name))?;
     let pool = lab.pools[0].fqdn.clone();
     let started_ms = now_ms();
     let began = Instant::now();
@@ -356,7 +364,10 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         started_ms,
     };
     let invariants = check_all(&ev);
-    let (expectations, takeovers) = expectations(s, &lab, &ev, &window).await;
+    let (mut expectations, takeovers) = expectations(s, &lab, &ev, &window).await;
+    if let Some(keep) = s.expect.share_holds_failbacks {
+        expectations.push(super::cycle::share_holds(&lab, &earlier, &run, keep));
+    }
     let outcome = Outcome {
         scenario: s.name.clone(),
         about: s.about.clone(),

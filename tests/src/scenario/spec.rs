@@ -73,6 +73,7 @@ pub const EXPECT_KEYS: &[&str] = &[
     "backup_writable",
     "max_refused_sessions_per_second",
     "same_leader",
+    "share_holds_failbacks",
     "leader_unknown_without_quorum",
     "takeover_within_ttl_plus",
 ];
@@ -119,6 +120,8 @@ pub struct FleetSpec {
     /// How long a stubborn chat server waits after a failed write before it connects again.
     #[serde(with = "humantime_serde_opt")]
     pub stubborn_reconnect_after: Duration,
+    /// The coordinators' `[runbook] backup_retention_runs` (None: the product default).
+    pub backup_retention_runs: Option<u32>,
 }
 
 impl Default for FleetSpec {
@@ -134,6 +137,7 @@ impl Default for FleetSpec {
             traffic: false,
             stubborn_chat: Vec::new(),
             stubborn_reconnect_after: Duration::ZERO,
+            backup_retention_runs: None,
         }
     }
 }
@@ -144,11 +148,17 @@ impl Default for FleetSpec {
 pub struct RunSpec {
     /// `--yes` at start (by an approver); otherwise destructive steps wait for `approve`.
     pub yes: bool,
+    /// Whole cycles the pool goes through before the scenario's failback: failed back, DC1
+    /// lost, failed over, DC1 rebuilt ([`super::cycle`]).
+    pub earlier_failbacks: usize,
 }
 
 impl Default for RunSpec {
     fn default() -> Self {
-        RunSpec { yes: true }
+        RunSpec {
+            yes: true,
+            earlier_failbacks: 0,
+        }
     }
 }
 
@@ -305,6 +315,9 @@ pub struct Expect {
     pub max_refused_sessions_per_second: Option<f64>,
     /// The leader after the run has the same epoch as before (etcd member loss).
     pub same_leader: bool,
+    /// After the run, the pool's share holds the `.bak` files of exactly the newest N
+    /// failbacks (this one and the earlier ones of `[run] earlier_failbacks`).
+    pub share_holds_failbacks: Option<usize>,
     /// While the first fault lasts (a quorum loss), `failbackctl leader` names no leader once
     /// one TTL and a second have passed: no coordinator can confirm who leads.
     pub leader_unknown_without_quorum: bool,
@@ -327,6 +340,7 @@ impl Default for Expect {
             no_restore: false,
             max_refused_sessions_per_second: None,
             same_leader: false,
+            share_holds_failbacks: None,
             leader_unknown_without_quorum: false,
             takeover_within_ttl_plus: None,
             deadline: Duration::from_secs(180),

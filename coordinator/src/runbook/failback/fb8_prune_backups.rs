@@ -40,7 +40,9 @@ pub struct PruneBackups;
 /// The files of `earlier` (newest first) that retention removes when `keep` failbacks keep
 /// theirs, this one included: those of the runs past the newest `keep - 1`, in the pool's share.
 pub fn candidates(earlier: &[EarlierRun], keep: u32, share: &str) -> Vec<String> {
-    if keep == 0 {
+    // Test-only mutation (never in release builds): nothing is removed, as before issue #12.
+    if keep == 0 || failback_proto::test_break::broken(failback_proto::test_break::BACKUP_RETENTION)
+    {
         return Vec::new();
     }
     let skip = usize::try_from(keep - 1).unwrap_or(usize::MAX);
