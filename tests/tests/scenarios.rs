@@ -100,6 +100,9 @@ scenarios! {
     hostile_instructions => "hostile-instructions",
     etcd_reelection_3s => "etcd-reelection-3s",
     backup_retention => "backup-retention",
+    kill_leader_fb5 => "kill-leader-fb5",
+    kill_leader_after_fb5 => "kill-leader-after-fb5",
+    kill_leader_after_fb7 => "kill-leader-after-fb7",
 }
 
 #[tokio::test(flavor = "multi_thread")]

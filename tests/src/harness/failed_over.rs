@@ -86,6 +86,8 @@ pub struct Options {
     pub cuttable_etcd: bool,
     /// Lines added to the coordinators' `[runbook]` table (after [`FAST_RUNBOOK`]'s).
     pub runbook_extra: String,
+    /// Every Management Shell script takes at least this long (see `Fleet::lync_delay`).
+    pub lync_delay: Duration,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             stale_secondary: false,
             cuttable_etcd: false,
             runbook_extra: String::new(),
+            lync_delay: Duration::ZERO,
         }
     }
 }
@@ -224,6 +227,7 @@ pub async fn failed_over(opts: Options) -> anyhow::Result<FailedOverLab> {
     }
     fleet.configure_coordinators(&format!("{FAST_RUNBOOK}{}", opts.runbook_extra))?;
     fleet.process_env = opts.env.clone();
+    fleet.lync_delay = opts.lync_delay;
     let pw = fleet.dir.join("sql-password");
     std::fs::write(&pw, SA_PASSWORD)?;
 

@@ -133,6 +133,9 @@ pub struct Fleet {
     /// Environment given to every coordinator and agent started from now on (the scenarios'
     /// test-only breaks, `FAILBACK_TEST_BREAK`).
     pub process_env: Vec<(String, String)>,
+    /// lyncsim's `--delay` in every `[lync]` section written from now on: each Management
+    /// Shell script then takes at least this long (slow steps for faults to land in).
+    pub lync_delay: Duration,
     coordinators: Vec<CoordinatorSlot>,
     agents: BTreeMap<String, Proc>,
 }
@@ -206,6 +209,7 @@ impl Fleet {
             agent_extra: BTreeMap::new(),
             coordinator_extra: String::new(),
             process_env: Vec::new(),
+            lync_delay: Duration::ZERO,
             etcd: None,
             coordinators: vec![CoordinatorSlot {
                 name: COORDINATOR.into(),
@@ -420,8 +424,13 @@ key = "{certs}/{id}.key"
     /// as it would run powershell.exe.
     pub fn lync_section(&self, id: &str) -> anyhow::Result<String> {
         let sim = bin("lyncsim")?;
+        let delay = if self.lync_delay.is_zero() {
+            String::new()
+        } else {
+            format!("\"--delay\", \"{}ms\", ", self.lync_delay.as_millis())
+        };
         Ok(format!(
-            "[lync]\nproduct = \"sfb2015\"\ncommand = [\"{}\", \"--store\", \"{}\", \"--host\", \"{id}\", \"-NoProfile\", \"-NonInteractive\", \"-ExecutionPolicy\", \"Bypass\", \"-Command\"]\ntimeout = \"30s\"\n",
+            "[lync]\nproduct = \"sfb2015\"\ncommand = [\"{}\", \"--store\", \"{}\", \"--host\", \"{id}\", {delay}\"-NoProfile\", \"-NonInteractive\", \"-ExecutionPolicy\", \"Bypass\", \"-Command\"]\ntimeout = \"30s\"\n",
             sim.display(),
             self.cms_store().display()
         ))

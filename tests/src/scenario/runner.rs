@@ -229,6 +229,7 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
             .iter()
             .any(|f| matches!(f.action, Action::CutLeaderEtcd { .. })),
         env,
+        lync_delay: s.fleet.lync_delay,
         runbook_extra: s
             .fleet
             .backup_retention_runs

@@ -122,6 +122,10 @@ pub struct FleetSpec {
     pub stubborn_reconnect_after: Duration,
     /// The coordinators' `[runbook] backup_retention_runs` (None: the product default).
     pub backup_retention_runs: Option<u32>,
+    /// Every Management Shell script takes at least this long (lyncsim `--delay`), so the Lync
+    /// steps (FB-7, then FB-6) last long enough for a fault to land in them.
+    #[serde(with = "humantime_serde_opt")]
+    pub lync_delay: Duration,
 }
 
 impl Default for FleetSpec {
@@ -138,6 +142,7 @@ impl Default for FleetSpec {
             stubborn_chat: Vec::new(),
             stubborn_reconnect_after: Duration::ZERO,
             backup_retention_runs: None,
+            lync_delay: Duration::ZERO,
         }
     }
 }
@@ -186,6 +191,8 @@ pub const DURING: &[(&str, Role, &str)] = &[
         Role::Primary,
         "RESTORE DATABASE 'MGC' FROM DISK",
     ),
+    // FB-5's seed: the only full backup the restored primary takes in a failback.
+    ("fb5_log_shipping", Role::Primary, "BACKUP DATABASE 'MGC'"),
 ];
 
 /// The failback steps, in order (the names `after` accepts).
