@@ -33,6 +33,8 @@ pub const KEEPALIVE_BUDGET: &str = "keepalive-budget";
 pub const LEADER_HINT: &str = "leader-hint";
 /// The `backup-retention` break.
 pub const BACKUP_RETENTION: &str = "backup-retention";
+/// The `report-leaders` break.
+pub const REPORT_LEADERS: &str = "report-leaders";
 /// The `identifier-validation` break.
 pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
 
@@ -78,6 +80,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         BACKUP_RETENTION,
         "FB-8 removes no earlier failback's backups from the share (as before issue #12)",
+    ),
+    (
+        REPORT_LEADERS,
+        "the run's report names only the first coordinator that drove it, not the leader changes (the report before issue #12)",
     ),
     (
         IDENTIFIER_VALIDATION,

@@ -162,6 +162,11 @@ async fn backups_never_removed_are_caught_by_backup_retention() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_report_without_leader_changes_is_caught_by_kill_leader_fb4() {
+    catches("kill-leader-fb4", "report-leaders").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_journal_that_runs_a_repeated_op_again_is_caught_by_kill_leader_fb4() {
     catches("kill-leader-fb4", "agent-journal-replay").await;
 }

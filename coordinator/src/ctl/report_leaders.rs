@@ -11,7 +11,13 @@ use serde_json::{Value, json};
 pub fn leaders(audit: &[pb::AuditEntry]) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
     let mut current: Option<&str> = None;
+    // Test-only mutation (never in release builds): the report before issue #12 named no
+    // leader change.
+    let one = failback_proto::test_break::broken(failback_proto::test_break::REPORT_LEADERS);
     for a in audit {
+        if one && !out.is_empty() {
+            break;
+        }
         let Some(id) = a.caller.strip_prefix("coordinator:") else {
             continue;
         };

@@ -130,8 +130,8 @@ pub struct Fleet {
     /// Extra TOML appended to every coordinator's config (`[runbook]`).
     coordinator_extra: String,
     etcd: Option<EtcdMode>,
-    /// Environment given to every coordinator and agent started from now on (the scenarios'
-    /// test-only breaks, `FAILBACK_TEST_BREAK`).
+    /// Environment given to every coordinator and agent started from now on, and to every
+    /// failbackctl call (the scenarios' test-only breaks, `FAILBACK_TEST_BREAK`).
     pub process_env: Vec<(String, String)>,
     /// lyncsim's `--delay` in every `[lync]` section written from now on: each Management
     /// Shell script then takes at least this long (slow steps for faults to land in).
@@ -636,6 +636,7 @@ key = "{certs}/{id}.key"
             endpoints: self.endpoints(),
             certs: self.certs.display().to_string(),
             identity: identity.to_string(),
+            env: self.process_env.clone(),
         }
     }
 
@@ -690,22 +691,21 @@ pub struct CtlTarget {
     endpoints: String,
     certs: String,
     identity: String,
+    /// The fleet's `process_env` (a scenario's test-only break reaches failbackctl too).
+    env: Vec<(String, String)>,
 }
 
 impl CtlTarget {
     /// Runs failbackctl with `args`.
     pub async fn run(&self, args: &[&str]) -> anyhow::Result<CtlOutput> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        run_ctl(
-            &self.dir,
-            &args,
-            &[
-                ("FAILBACK_COORDINATORS", &self.endpoints),
-                ("FAILBACK_CERTS_DIR", &self.certs),
-                ("FAILBACK_IDENTITY", &self.identity),
-            ],
-        )
-        .await
+        let mut envs = vec![
+            ("FAILBACK_COORDINATORS", self.endpoints.as_str()),
+            ("FAILBACK_CERTS_DIR", self.certs.as_str()),
+            ("FAILBACK_IDENTITY", self.identity.as_str()),
+        ];
+        envs.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        run_ctl(&self.dir, &args, &envs).await
     }
 }
 

@@ -24,7 +24,7 @@ use super::invariants::{Verdict, check_all};
 use super::spec::{Action, DURING, Point, Role, Scenario};
 use crate::harness::etcd::{EtcdCluster, unique_cluster};
 use crate::harness::failed_over::{FailedOverLab, MESSAGES, Options, failed_over};
-use crate::harness::fleet::APPROVER;
+use crate::harness::fleet::{APPROVER, OPERATOR};
 use crate::harness::sqlsim::{SA_PASSWORD, SqlSim};
 use crate::lab::topology::PoolLayout;
 use crate::lab::traffic::{Ledger, PoolTarget, Target, Traffic};
@@ -401,6 +401,46 @@ fn write_outcome(o: &Outcome) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `report_names_takeover`: the report's `leaders` list a coordinator that took over.
+async fn report_names_takeover(lab: &FailedOverLab, ev: &Evidence) -> Check {
+    let run = ev.detail["run"]["run_id"].as_str().unwrap_or_default();
+    let leaders = match lab
+        .fleet
+        .ctl(OPERATOR, &["report", run, "--format", "json"])
+        .await
+    {
+        Ok(o) if o.code == 0 => serde_json::from_str::<serde_json::Value>(&o.stdout)
+            .map(|v| v["leaders"].clone())
+            .map_err(|e| format!("unreadable report: {e}")),
+        Ok(o) => Err(format!(
+            "failbackctl report failed ({}): {}",
+            o.code,
+            o.stderr.trim()
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    let took: Vec<&str> = leaders
+        .as_ref()
+        .ok()
+        .and_then(|l| l.as_array())
+        .map(|a| {
+            a.iter()
+                .filter(|l| l["took_over"] == true)
+                .filter_map(|l| l["coordinator"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    Check {
+        key: "report_names_takeover",
+        what: "the run's report names the coordinator that took over".into(),
+        ok: !took.is_empty(),
+        seen: match &leaders {
+            Ok(l) => format!("leaders {l}"),
+            Err(e) => e.clone(),
+        },
+    }
+}
+
 async fn expectations(
     s: &Scenario,
     lab: &FailedOverLab,
@@ -478,6 +518,9 @@ async fn expectations(
         });
     }
     out.extend(window.checks(e, s.fleet.lease_ttl));
+    if e.report_names_takeover {
+        out.push(report_names_takeover(lab, ev).await);
+    }
     if e.same_leader {
         let epochs: std::collections::BTreeSet<u64> = ev
             .journals

@@ -73,6 +73,7 @@ pub const EXPECT_KEYS: &[&str] = &[
     "backup_writable",
     "max_refused_sessions_per_second",
     "same_leader",
+    "report_names_takeover",
     "share_holds_failbacks",
     "leader_unknown_without_quorum",
     "takeover_within_ttl_plus",
@@ -322,6 +323,9 @@ pub struct Expect {
     pub max_refused_sessions_per_second: Option<f64>,
     /// The leader after the run has the same epoch as before (etcd member loss).
     pub same_leader: bool,
+    /// The run's report (`failbackctl report RUN --format json`) names a coordinator that
+    /// took over during the run (a leader killed or stopped).
+    pub report_names_takeover: bool,
     /// After the run, the pool's share holds the `.bak` files of exactly the newest N
     /// failbacks (this one and the earlier ones of `[run] earlier_failbacks`).
     pub share_holds_failbacks: Option<usize>,
@@ -347,6 +351,7 @@ impl Default for Expect {
             no_restore: false,
             max_refused_sessions_per_second: None,
             same_leader: false,
+            report_names_takeover: false,
             share_holds_failbacks: None,
             leader_unknown_without_quorum: false,
             takeover_within_ttl_plus: None,
