@@ -325,11 +325,39 @@ fn no_blind_repeat(ev: &Evidence) -> Verdict {
             problems.push(format!("§9.5: {agent} started op {op} {n} times"));
         }
     }
+    // No step result without its audit event (issue #12: one could be lost between the state
+    // save and the append, when they were two writes).
+    let mut results = 0;
+    if let Some(outputs) = ev.outputs().as_object() {
+        for (step, o) in outputs {
+            let Some(status) = o["status"]
+                .as_str()
+                .filter(|s| ["succeeded", "skipped", "failed"].contains(s))
+            else {
+                continue;
+            };
+            results += 1;
+            let event = format!("step.{status}");
+            let audited = ev.audit().iter().any(|a| {
+                a["event"] == event.as_str()
+                    && a["details"]["step"] == step.as_str()
+                    && a["details"]["pool"] == ev.pool.as_str()
+            });
+            if !audited {
+                problems.push(format!(
+                    "§9.5: {step} of {} is {status} in the run record, but the audit trail has no {event} for it",
+                    ev.pool
+                ));
+            }
+        }
+    }
     verdict(
         5,
         "no blind repeat of a destructive operation",
         problems,
-        format!("{total} RESTORE … REPLACE, one per attempt; no op id run twice"),
+        format!(
+            "{total} RESTORE … REPLACE, one per attempt; no op id run twice; {results} step results, each with its audit event"
+        ),
         total > 0 || !ev.fired.is_empty(),
     )
 }
