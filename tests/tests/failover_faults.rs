@@ -4,9 +4,12 @@
 //! log shipping running ([`failover_lab`]); the backup's copy and restore jobs are stopped so
 //! that several log backups wait on the share, then DC1 is lost and an attested failover runs.
 //! - The leader is killed while FO-3 restores those logs (each RESTORE LOG slowed to 1.5 s), or
-//!   at the boundary after FO-1 removed log shipping (destructive): the other coordinator takes
-//!   over, FO-3 goes on from SQL Server's restore point, no log backup is
-//!   restored twice, and every message the primary backed up is in the backup `mgc`.
+//!   at a step boundary: after FO-1 removed log shipping (destructive), after FO-2, FO-4, FO-5
+//!   and FO-6 (every Management Shell script then takes 1 s, so the Lync steps FO-5 and FO-7
+//!   outlast the test's look at the run record and the kill lands inside the run). The other
+//!   coordinator takes over (the report names it as having taken over), FO-3 goes on from SQL
+//!   Server's restore point, no log backup is restored twice, log shipping is removed once, and
+//!   every message the primary backed up is in the backup `mgc`.
 //! - The backup instance's agent is killed while FO-3's first RESTORE LOG runs and restarted
 //!   2 s later: the outcome is unknown, FO-3 resolves it with SQL Server's LSN check (a log
 //!   already applied is refused with 4326 and skipped), each log is applied once (msdb's
@@ -38,12 +41,22 @@ const ATTEST: &str = "DC1 lost (failover_faults killed it)";
 /// A pool on etcd whose backup applies each RESTORE LOG in 1.5 s, `m` messages shipped, then
 /// the copy and restore jobs stopped, `more` messages written and backed up (their logs only on
 /// the share), and DC1 lost.
-async fn lab_with_logs_waiting(etcd: &EtcdCluster, name: &str, m: usize, more: usize) -> Lab {
+///
+/// Every Management Shell script takes `lync_delay`: the Lync steps FO-5 and FO-7 then outlast
+/// the test's look at the run record, so a kill at a later step boundary lands inside the run.
+async fn lab_with_logs_waiting(
+    etcd: &EtcdCluster,
+    name: &str,
+    m: usize,
+    more: usize,
+    lync_delay: Duration,
+) -> Lab {
     let mut lab = normal_lab_with(
         m,
         Options {
             backup_sim_args: vec!["--fault".into(), "delay restore 1500".into()],
             etcd: Some((etcd.endpoints(), unique_cluster(name), LEASE_TTL)),
+            lync_delay,
             ..Options::default()
         },
     )
@@ -117,7 +130,11 @@ async fn leader_killed(name: &str, at: KillAt) {
     let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
         return;
     };
-    let mut lab = lab_with_logs_waiting(&etcd, name, 5, 9).await;
+    let lync_delay = match at {
+        KillAt::After(_) => Duration::from_secs(1),
+        KillAt::Fo3Restoring => Duration::ZERO,
+    };
+    let mut lab = lab_with_logs_waiting(&etcd, name, 5, 9, lync_delay).await;
     let first = lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
     let run = start_failover(&lab.fleet).await;
     match at {
@@ -175,7 +192,17 @@ async fn leader_killed(name: &str, at: KillAt) {
         .ctl(OPERATOR, &["report", &run, "--format", "json"])
         .await
         .unwrap();
-    assert!(out.stdout.contains(&second), "{}", out.stdout);
+    // … as the coordinator that took over (so the kill landed inside the run, not after it).
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report["leaders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["coordinator"] == second.as_str() && l["took_over"] == true),
+        "{:#}",
+        report["leaders"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,11 +220,31 @@ async fn a_leader_killed_after_fo1_removed_log_shipping_is_taken_over_without_re
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_fo2_copied_the_logs_is_taken_over() {
+    leader_killed("failover-faults-fo2", KillAt::After("fo2_copy_logs")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_fo4_recovered_the_backup_is_taken_over() {
+    leader_killed("failover-faults-fo4", KillAt::After("fo4_recover")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_fo5_failed_the_pool_over_is_taken_over() {
+    leader_killed("failover-faults-fo5", KillAt::After("fo5_pool_failed_over")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_fo6_is_taken_over_before_fo7_activates() {
+    leader_killed("failover-faults-fo6", KillAt::After("fo6_mirror")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_agent_killed_mid_restore_log_is_resolved_by_the_lsn_check_and_applies_each_log_once() {
     let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
         return;
     };
-    let mut lab = lab_with_logs_waiting(&etcd, "failover-faults-agent", 5, 9).await;
+    let mut lab = lab_with_logs_waiting(&etcd, "failover-faults-agent", 5, 9, Duration::ZERO).await;
     lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
     let before = Lab::logs(&lab.copy);
     let run = start_failover(&lab.fleet).await;

@@ -40,6 +40,8 @@ pub struct Options {
     pub backup_sim_args: Vec<String>,
     /// Two coordinators on etcd (endpoints, cluster name, lease TTL) instead of one standalone.
     pub etcd: Option<(Vec<String>, String, Duration)>,
+    /// Every Management Shell script takes at least this long (`Fleet::lync_delay`).
+    pub lync_delay: Duration,
 }
 
 /// The pool and the processes behind it.
@@ -62,6 +64,7 @@ pub async fn normal_pool(opts: Options) -> anyhow::Result<NormalPool> {
     failback_proto::install_crypto_provider();
     let (agents, topology) = three_agent_topology();
     let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500)).await?;
+    fleet.lync_delay = opts.lync_delay;
     if let Some((endpoints, cluster, ttl)) = &opts.etcd {
         fleet.use_etcd(endpoints.clone(), cluster, *ttl)?;
     }
