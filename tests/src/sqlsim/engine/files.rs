@@ -101,6 +101,10 @@ pub fn os_error(e: &std::io::Error, path: &Path) -> (u32, &'static str) {
         }
         ErrorKind::NotFound => (2, "The system cannot find the file specified."),
         ErrorKind::PermissionDenied | ErrorKind::IsADirectory => (5, "Access is denied."),
+        // Windows' ERROR_DISK_FULL, which SQL Server prints for a full volume (POSIX ENOSPC).
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+            (112, "There is not enough space on the disk.")
+        }
         _ => (
             1117,
             "The request could not be performed because of an I/O device error.",
@@ -116,6 +120,19 @@ pub fn cannot_open_device(device: &str, e: &std::io::Error, local: &Path) -> Ser
         2,
         16,
         format!("Cannot open backup device '{device}'. Operating system error {code}({text})."),
+    )
+}
+
+/// 3202: a write to a backup device that was opened failed, e.g. `Write on "X" failed:
+/// 112(There is not enough space on the disk.)` (state 1, then 3013), as SQL Server reports a
+/// full backup volume.
+pub fn write_failed(device: &str, e: &std::io::Error, local: &Path) -> ServerMessage {
+    let (code, text) = os_error(e, local);
+    ServerMessage::new(
+        3202,
+        1,
+        16,
+        format!("Write on \"{device}\" failed: {code}({text})."),
     )
 }
 
@@ -208,6 +225,20 @@ fn walk(dir: &Path, level: i64, max: i64, files: bool, rows: &mut Vec<Vec<Value>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_volume_is_sql_servers_3202_with_os_error_112() {
+        let full = std::io::Error::from(ErrorKind::StorageFull);
+        let m = write_failed(r"\\fs\share\mgc.bak", &full, Path::new("/tmp/x/mgc.bak"));
+        assert_eq!((m.number, m.state, m.class), (3202, 1, 16));
+        assert_eq!(
+            m.message,
+            r#"Write on "\\fs\share\mgc.bak" failed: 112(There is not enough space on the disk.)."#
+        );
+        // What ENOSPC arrives as from the kernel.
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert_eq!(os_error(&enospc, Path::new("/tmp")).0, 112);
+    }
 
     #[test]
     fn windows_paths_map_under_root_or_rules() {

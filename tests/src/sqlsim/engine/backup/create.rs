@@ -97,8 +97,16 @@ impl Engine {
             })
             .await;
         if let Err(e) = written {
+            // A file that exists was opened: the write failed (3202, e.g. a full volume);
+            // otherwise it could not be created (3201).
+            let opened = writing.exists();
             let _ = std::fs::remove_file(&writing);
-            return Err(cannot_open_device(&device, &e, &local).into());
+            return Err(if opened {
+                crate::sqlsim::engine::files::write_failed(&device, &e, &local)
+            } else {
+                cannot_open_device(&device, &e, &local)
+            }
+            .into());
         }
         if let Some(part) = lock(&self.faults).take_corruption() {
             tracing::info!(file = %local.display(), ?part, "fault: corrupting the backup file");
