@@ -68,6 +68,8 @@ pub fn scenario(faults: &[String]) -> anyhow::Result<Scenario> {
         match at.as_str() {
             "during fb4_restore" => primary_args.extend(["--fault", "delay restore 5000"]),
             "during fb3_backup" => backup_args.extend(["--fault", "delay backup 5000"]),
+            // FB-5's seed is the restored primary's only full backup in a failback.
+            "during fb5_log_shipping" => primary_args.extend(["--fault", "delay backup 3000"]),
             _ => {}
         }
         let damage = matches!(kind, "corrupt-backup" | "truncate-backup");
@@ -122,13 +124,16 @@ mod tests {
     fn a_bare_step_means_during_a_long_one_and_after_the_others() {
         let s = scenario(&[
             "kill-leader@fb4_restore".into(),
-            "abort@fb5_log_shipping".into(),
+            "abort@fb6_activate".into(),
         ])
         .unwrap();
         assert_eq!(s.fleet.etcd_members, 3);
         assert_eq!(s.faults[0].label, "kill-leader @ during fb4_restore");
-        assert_eq!(s.faults[1].label, "abort @ after fb5_log_shipping");
+        assert_eq!(s.faults[1].label, "abort @ after fb6_activate");
         assert_eq!(s.fleet.primary_sql_args, ["--fault", "delay restore 5000"]);
+        let s = scenario(&["kill-leader@fb5_log_shipping".into()]).unwrap();
+        assert_eq!(s.faults[0].label, "kill-leader @ during fb5_log_shipping");
+        assert_eq!(s.fleet.primary_sql_args, ["--fault", "delay backup 3000"]);
     }
 
     #[test]
