@@ -60,7 +60,51 @@ pub struct StepCtx {
     reads: Arc<AtomicU64>,
     cancel: CancellationToken,
     accepted_gap: Option<AcceptedGap>,
-    earlier: Arc<Vec<EarlierRun>>,
+    earlier: EarlierRuns,
+}
+
+/// Reads a pool's earlier runs from the run store (the engine's `history::earlier_runs`).
+pub type EarlierLoader =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Arc<Vec<EarlierRun>>> + Send + Sync>;
+
+/// A pool's earlier runs, read on first use and kept for the rest of its part of the run.
+/// Why lazily: reading them means listing the store and loading every finished run of the
+/// pool, and only FB-8 (the last failback step) needs them; a failover, or a failback that
+/// stops before FB-8, never pays for it.
+#[derive(Clone, Default)]
+pub struct EarlierRuns {
+    loader: Option<EarlierLoader>,
+    cell: Arc<tokio::sync::OnceCell<Arc<Vec<EarlierRun>>>>,
+}
+
+impl EarlierRuns {
+    /// Runs that `loader` reads when a step first asks.
+    pub fn lazy(loader: EarlierLoader) -> Self {
+        EarlierRuns {
+            loader: Some(loader),
+            cell: Arc::default(),
+        }
+    }
+
+    /// Runs known already (tests).
+    pub fn known(runs: Vec<EarlierRun>) -> Self {
+        EarlierRuns {
+            loader: None,
+            cell: Arc::new(tokio::sync::OnceCell::new_with(Some(Arc::new(runs)))),
+        }
+    }
+
+    async fn get(&self) -> Arc<Vec<EarlierRun>> {
+        self.cell
+            .get_or_init(|| async {
+                match &self.loader {
+                    Some(load) => load().await,
+                    None => Arc::new(Vec::new()),
+                }
+            })
+            .await
+            .clone()
+    }
 }
 
 /// A finished, succeeded run of the same kind for the same pool, as the run store recorded it:
@@ -104,21 +148,22 @@ impl StepCtx {
             reads,
             cancel,
             accepted_gap: None,
-            earlier: Arc::new(Vec::new()),
+            earlier: EarlierRuns::default(),
         }
     }
 
     /// The pool's earlier succeeded runs of this kind, newest first.
     #[must_use]
-    pub fn with_earlier_runs(mut self, earlier: Arc<Vec<EarlierRun>>) -> Self {
+    pub fn with_earlier_runs(mut self, earlier: EarlierRuns) -> Self {
         self.earlier = earlier;
         self
     }
 
     /// The pool's earlier succeeded runs of this kind, newest first (empty when the engine
-    /// could not read them: nothing that depends on them is then done).
-    pub fn earlier_runs(&self) -> &[EarlierRun] {
-        &self.earlier
+    /// could not read them: nothing that depends on them is then done). Read from the store on
+    /// the first call of the pool's part of the run.
+    pub async fn earlier_runs(&self) -> Arc<Vec<EarlierRun>> {
+        self.earlier.get().await
     }
 
     /// The run's accepted gap in the log chain (an approver's decision recorded in its spec).

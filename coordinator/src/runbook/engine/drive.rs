@@ -308,9 +308,18 @@ impl Engine {
         let epoch = self.term(|t| Ok(t.epoch)).map_err(|_| Stopped)?;
         let runbook = metric_label(&h.spec.kind);
         let mut resume = saved.filter(|s| s.step != END_STEP);
+        // Read on first use (FB-8), once for the pool's part of the run.
         let earlier = match self.store() {
-            Ok(store) => super::history::earlier_runs(&store, &h.id, h.spec.kind, &pool.fqdn).await,
-            Err(_) => Arc::new(Vec::new()),
+            Ok(store) => {
+                let (id, kind, fqdn) = (h.id.clone(), h.spec.kind, pool.fqdn.clone());
+                crate::runbook::context::EarlierRuns::lazy(Arc::new(move || {
+                    let (store, id, fqdn) = (store.clone(), id.clone(), fqdn.clone());
+                    Box::pin(
+                        async move { super::history::earlier_runs(&store, &id, kind, &fqdn).await },
+                    )
+                }))
+            }
+            Err(_) => crate::runbook::context::EarlierRuns::default(),
         };
         for step in &steps[start..] {
             self.wait_runnable(h).await?;

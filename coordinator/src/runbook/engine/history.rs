@@ -2,8 +2,8 @@
 //! them (FB-8's backup retention): the runs of the same kind, other than the current one, in
 //! which this pool finished every step, newest first, with this pool's step outputs.
 //!
-//! Decided: the store is read once when a pool's part of a run starts, at most
-//! [`HISTORY_LIMIT`] runs deep; a store that cannot be read yields no history (logged), so a
+//! Decided: the store is read once per pool's part of a run, when a step first asks
+//! (`StepCtx::earlier_runs`, only FB-8 does), at most [`HISTORY_LIMIT`] runs deep; a store that cannot be read yields no history (logged), so a
 //! cleanup that depends on it does nothing rather than guess.
 
 use std::sync::Arc;

@@ -111,11 +111,8 @@ async fn exists(ctx: &StepCtx, file: &str) -> Result<bool, StepError> {
 
 async fn existing(ctx: &StepCtx) -> Result<Vec<String>, StepError> {
     let mut out = Vec::new();
-    for f in candidates(
-        ctx.earlier_runs(),
-        ctx.config.backup_retention_runs,
-        &ctx.pool.share,
-    ) {
+    let earlier = ctx.earlier_runs().await;
+    for f in candidates(&earlier, ctx.config.backup_retention_runs, &ctx.pool.share) {
         if exists(ctx, &f).await? {
             out.push(f);
         }
