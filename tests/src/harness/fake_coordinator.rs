@@ -213,6 +213,25 @@ impl FakeCoordinator {
         Self::serve(certs, name, port, None).await
     }
 
+    /// [`FakeCoordinator::start`] on the port of a coordinator just killed, which can take a
+    /// moment to be free: tried for up to 2 s.
+    pub async fn start_in_place_of(
+        certs: &std::path::Path,
+        name: &str,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        let mut last = None;
+        for _ in 0..20 {
+            match Self::start(certs, name, port).await {
+                Ok(f) => return Ok(f),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+            .map_err(|e| e.context(format!("listen as {name} on port {port}")))
+    }
+
     /// Like [`FakeCoordinator::start`], but refuses every session as not the leader with a
     /// leader hint naming `hint` (a deposed coordinator that names itself, issue #12).
     pub async fn start_refusing(

@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
 use failback_proto::pb;
 use serde::Serialize;
 
@@ -234,18 +233,7 @@ pub async fn send(
     port: u16,
     epoch: u64,
 ) -> anyhow::Result<Probes> {
-    // The killed coordinator's port can take a moment to be free.
-    let mut fake = None;
-    for _ in 0..20 {
-        match FakeCoordinator::start(&lab.fleet.certs, name, port).await {
-            Ok(f) => {
-                fake = Some(f);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let mut fake = fake.with_context(|| format!("listen as {name} on port {port}"))?;
+    let mut fake = FakeCoordinator::start_in_place_of(&lab.fleet.certs, name, port).await?;
     let pool = lab.pools[0].fqdn.clone();
     let agents: Vec<String> = lab.fleet.agent_specs.iter().map(|a| a.id.clone()).collect();
     let from_ms = now_ms();

@@ -209,18 +209,9 @@ pub async fn fire(
             fired.damaged_file = Some(file);
         }
         Action::ZombieLeader => {
-            let names = lab.fleet.coordinator_names();
-            let first = names.first().context("no coordinator")?.clone();
-            let port = lab
-                .fleet
-                .coordinator_port_of(&first)
-                .context("no port for the first coordinator")?;
-            let highest = Evidence::epoch_before(&read_journals(&lab.fleet), at_ms);
+            let (names, first, port, highest) = vacate_coordinators(lab, at_ms)?;
             let stale = highest.saturating_sub(1);
             fired.epoch_before = Some(highest);
-            for n in &names {
-                lab.fleet.kill_coordinator_named(n);
-            }
             let answered = zombie(lab, &first, port, stale).await?;
             fired.note = format!(
                 "killed {names:?}; a scripted {first} offered epoch {stale} (agents had {highest}): {answered}"
@@ -230,17 +221,8 @@ pub async fn fire(
             }
         }
         Action::HostileInstructions => {
-            let names = lab.fleet.coordinator_names();
-            let first = names.first().context("no coordinator")?.clone();
-            let port = lab
-                .fleet
-                .coordinator_port_of(&first)
-                .context("no port for the first coordinator")?;
-            let highest = Evidence::epoch_before(&read_journals(&lab.fleet), at_ms);
+            let (names, first, port, highest) = vacate_coordinators(lab, at_ms)?;
             fired.epoch_before = Some(highest);
-            for n in &names {
-                lab.fleet.kill_coordinator_named(n);
-            }
             let probes = super::bad_input::send(lab, &first, port, highest).await?;
             fired.note = format!(
                 "killed {names:?}; a scripted {first} at the agents' epoch {highest} sent {} bad instructions",
@@ -279,23 +261,32 @@ pub async fn fire(
     Ok((fired, later))
 }
 
+/// Kills every coordinator so a scripted one can take the first one's place: returns their
+/// names, the first one's name and port, and the highest epoch the agents had accepted by
+/// `at_ms`.
+fn vacate_coordinators(
+    lab: &mut FailedOverLab,
+    at_ms: u64,
+) -> anyhow::Result<(Vec<String>, String, u16, u64)> {
+    let names = lab.fleet.coordinator_names();
+    let first = names.first().context("no coordinator")?.clone();
+    let port = lab
+        .fleet
+        .coordinator_port_of(&first)
+        .context("no port for the first coordinator")?;
+    let highest = Evidence::epoch_before(&read_journals(&lab.fleet), at_ms);
+    for n in &names {
+        lab.fleet.kill_coordinator_named(n);
+    }
+    Ok((names, first, port, highest))
+}
+
 /// Plays a deposed leader on `port` with `name`'s certificate for a few seconds: each agent
 /// that opens a session is welcomed at `stale` and sent a ping at that epoch. Returns what each
 /// agent did (refused, or answered — which would break fencing).
 async fn zombie(lab: &FailedOverLab, name: &str, port: u16, stale: u64) -> anyhow::Result<String> {
     use crate::harness::fake_coordinator::FakeCoordinator;
-    // The killed coordinator's port can take a moment to be free.
-    let mut fake = None;
-    for _ in 0..20 {
-        match FakeCoordinator::start(&lab.fleet.certs, name, port).await {
-            Ok(f) => {
-                fake = Some(f);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let mut fake = fake.with_context(|| format!("listen as {name} on port {port}"))?;
+    let mut fake = FakeCoordinator::start_in_place_of(&lab.fleet.certs, name, port).await?;
     let agents: Vec<String> = lab.fleet.agent_specs.iter().map(|a| a.id.clone()).collect();
     let mut seen = std::collections::BTreeMap::new();
     let until = tokio::time::Instant::now() + Duration::from_secs(8);
