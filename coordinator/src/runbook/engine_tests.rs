@@ -474,6 +474,19 @@ async fn abort_while_awaiting_approval_leaves_the_step_not_started() {
     wait_status(&s.store, &id, RunStatus::AwaitingApproval).await;
     s.engine.abort(&operator(), &id).await.unwrap();
     wait_status(&s.store, &id, RunStatus::Aborted).await;
+    // The reason says what the abort leaves: FB-1 cleared the active servers, FB-3 froze the
+    // backup mgc (issue #12: it said only "aborted by").
+    let reason = s.store.get_run(&id).await.unwrap().unwrap().run.reason;
+    let reason = reason.unwrap_or_default();
+    assert!(reason.starts_with("aborted by "), "{reason}");
+    assert!(
+        reason.contains("no chat server of the pool is active"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("ALTER DATABASE [mgc] SET READ_WRITE"),
+        "{reason}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let snap = s.store.get_run(&id).await.unwrap().unwrap();

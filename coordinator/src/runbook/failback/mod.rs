@@ -33,6 +33,7 @@ pub mod fb7_pool_normal;
 pub mod fb8_prune_backups;
 pub mod freeze;
 pub mod instances;
+pub mod left;
 pub mod principal;
 
 use std::sync::Arc;
