@@ -549,3 +549,65 @@ pub(super) fn when(ms: u64) -> String {
         day % 60
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::scenario::evidence::Instance;
+
+    fn evidence(detail: serde_json::Value) -> Evidence {
+        let none = |name: &str| Instance {
+            name: name.into(),
+            statements: Vec::new(),
+        };
+        Evidence {
+            pool: "p.lab".into(),
+            primary: none("sql01.dc1.lab"),
+            backup: none("sql01.dc2.lab"),
+            scripts: Vec::new(),
+            journals: BTreeMap::new(),
+            detail,
+            fired: Vec::new(),
+            samples: Vec::new(),
+            primary_messages: None,
+            chat: None,
+            backup_shipping: None,
+            messages_before: 0,
+            started_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_step_result_without_its_audit_event_breaks_9_5() {
+        let outputs = serde_json::json!({
+            "fb1_clear_active": {"status": "succeeded"},
+            "fb2_remove_mirroring": {"status": "skipped"},
+        });
+        let audited = |events: &[(&str, &str)]| {
+            serde_json::json!({
+                "pools": [{"pool": "p.lab", "outputs": outputs}],
+                "audit": events.iter().map(|(e, s)| serde_json::json!({
+                    "event": e, "details": {"pool": "p.lab", "step": s}
+                })).collect::<Vec<_>>(),
+            })
+        };
+        let all = no_blind_repeat(&evidence(audited(&[
+            ("step.succeeded", "fb1_clear_active"),
+            ("step.skipped", "fb2_remove_mirroring"),
+        ])));
+        assert!(all.ok, "{}", all.detail);
+        assert!(all.detail.contains("2 step results"), "{}", all.detail);
+        let lost = no_blind_repeat(&evidence(audited(&[(
+            "step.succeeded",
+            "fb1_clear_active",
+        )])));
+        assert!(!lost.ok);
+        assert!(
+            lost.detail
+                .contains("§9.5: fb2_remove_mirroring of p.lab is skipped in the run record"),
+            "{}",
+            lost.detail
+        );
+    }
+}
