@@ -86,14 +86,6 @@ impl EarlierRuns {
         }
     }
 
-    /// Runs known already (tests).
-    pub fn known(runs: Vec<EarlierRun>) -> Self {
-        EarlierRuns {
-            loader: None,
-            cell: Arc::new(tokio::sync::OnceCell::new_with(Some(Arc::new(runs)))),
-        }
-    }
-
     async fn get(&self) -> Arc<Vec<EarlierRun>> {
         self.cell
             .get_or_init(|| async {

@@ -418,6 +418,11 @@ impl FailedOverLab {
         })
     }
 
+    /// The first pool's share folder (FB-3's and FB-5's backups, log shipping's .trn files).
+    pub fn share(&self) -> std::path::PathBuf {
+        self.fleet.files_root().join("pool01").join("share")
+    }
+
     /// Starts `failbackctl run failback` as `identity` with `args`; returns the run id.
     pub async fn start_failback(&self, identity: &str, args: &[&str]) -> anyhow::Result<String> {
         let mut all = vec!["run", "failback"];

@@ -105,7 +105,7 @@ async fn succeeded(lab: &FailedOverLab, run: &str, what: &str) -> anyhow::Result
 /// `share_holds_failbacks`: the pool's share holds `.bak` files of exactly the newest `keep`
 /// of the failbacks `earlier` (oldest first) and `run`, read from the share's directory.
 pub fn share_holds(lab: &FailedOverLab, earlier: &[String], run: &str, keep: usize) -> Check {
-    let share = lab.fleet.files_root().join("pool01").join("share");
+    let share = lab.share();
     let names: Vec<String> = std::fs::read_dir(&share)
         .map(|d| {
             d.filter_map(Result::ok)

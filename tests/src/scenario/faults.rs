@@ -234,7 +234,7 @@ pub async fn fire(
             }
         }
         Action::LoseShare => {
-            let share = lab.fleet.files_root().join("pool01").join("share");
+            let share = lab.share();
             let lost = share.with_extension("lost");
             std::fs::rename(&share, &lost)
                 .with_context(|| format!("rename {} away", share.display()))?;

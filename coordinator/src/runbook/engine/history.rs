@@ -3,8 +3,9 @@
 //! which this pool finished every step, newest first, with this pool's step outputs.
 //!
 //! Decided: the store is read once per pool's part of a run, when a step first asks
-//! (`StepCtx::earlier_runs`, only FB-8 does), at most [`HISTORY_LIMIT`] runs deep; a store that cannot be read yields no history (logged), so a
-//! cleanup that depends on it does nothing rather than guess.
+//! (`StepCtx::earlier_runs`, only FB-8 does), at most [`HISTORY_LIMIT`] runs deep; a store that
+//! cannot be read yields no history (logged), so a cleanup that depends on it does nothing
+//! rather than guess.
 
 use std::sync::Arc;
 

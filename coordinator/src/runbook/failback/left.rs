@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::MGC;
 
-fn succeeded(outputs: &Value, step: &str) -> bool {
+/// The step reached its goal (acted, or found nothing to do).
+fn done(outputs: &Value, step: &str) -> bool {
     outputs[step]["status"] == "succeeded" || outputs[step]["status"] == "skipped"
 }
 
@@ -20,20 +21,20 @@ fn failed(outputs: &Value, step: &str) -> bool {
 /// when it changed nothing that stays changed).
 pub fn left_behind(outputs: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let cleared = succeeded(outputs, "fb1_clear_active");
-    let restored = succeeded(outputs, "fb4_restore");
-    if cleared && !succeeded(outputs, "fb6_activate") {
+    let cleared = done(outputs, "fb1_clear_active");
+    let restored = done(outputs, "fb4_restore");
+    if cleared && !done(outputs, "fb6_activate") {
         out.push(
             "no chat server of the pool is active (FB-1 cleared the list and FB-6 did not run): chat stays down until Set-CsPersistentChatActiveServer names the servers of the data center that holds the writable mgc"
                 .to_string(),
         );
     }
-    if succeeded(outputs, "fb3_backup") && !restored && !failed(outputs, "fb4_restore") {
+    if done(outputs, "fb3_backup") && !restored && !failed(outputs, "fb4_restore") {
         out.push(format!(
             "the backup {MGC} is READ_ONLY since FB-3's freeze: to serve the pool from DC2 again, run ALTER DATABASE [{MGC}] SET READ_WRITE on the backup instance"
         ));
     }
-    if restored && !succeeded(outputs, "fb7_pool_normal") {
+    if restored && !done(outputs, "fb7_pool_normal") {
         out.push(format!(
             "the primary {MGC} was restored from FB-3's backup and the pool is still FailedOver in the CMS (FB-7 did not run): a new failback resumes from the primary's state"
         ));
