@@ -37,6 +37,8 @@ pub const BACKUP_RETENTION: &str = "backup-retention";
 pub const REPORT_LEADERS: &str = "report-leaders";
 /// The `identifier-validation` break.
 pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
+/// The `free-space-data-size` break.
+pub const FREE_SPACE_DATA_SIZE: &str = "free-space-data-size";
 
 /// The breaks the code knows, with what each disables (for the scenario files' validation and
 /// RELIABILITY.md).
@@ -88,6 +90,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         IDENTIFIER_VALIDATION,
         "DatabaseName accepts any text: the one validator of SQL identifiers is skipped, so a hostile name reaches the quoting module and SQL Server",
+    ),
+    (
+        FREE_SPACE_DATA_SIZE,
+        "preflight sizes what failback writes to the share as the database's data files × the margin, once (the check before issue #12), not as FB-3's and FB-5's two full backups",
     ),
 ];
 

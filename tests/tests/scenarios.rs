@@ -103,6 +103,7 @@ scenarios! {
     kill_leader_fb5 => "kill-leader-fb5",
     kill_leader_after_fb5 => "kill-leader-after-fb5",
     kill_leader_after_fb7 => "kill-leader-after-fb7",
+    free_space_two_backups => "free-space-two-backups",
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,6 +170,11 @@ async fn a_report_without_leader_changes_is_caught_by_kill_leader_fb4() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_journal_that_runs_a_repeated_op_again_is_caught_by_kill_leader_fb4() {
     catches("kill-leader-fb4", "agent-journal-replay").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_free_space_check_by_data_size_is_caught_by_free_space_two_backups() {
+    catches("free-space-two-backups", "free-space-data-size").await;
 }
 
 /// Every scenario file has its test above, and every `[[catches]]` its break run.

@@ -143,8 +143,9 @@ struct PreflightArgs {
     /// Every pool of the topology.
     #[arg(long, conflicts_with = "pools")]
     all: bool,
-    /// Free space needed on the share for a full backup, as a multiple of the database's data
-    /// size.
+    /// Margin on the space a runbook needs: failback's two full backups of `mgc` on the share
+    /// (FB-3's and FB-5's seed, each sized as msdb's newest full backup, else the data files),
+    /// failover's uncopied log backups in the copy folder.
     #[arg(long, default_value_t = failback_coordinator::preflight::DEFAULT_FREE_SPACE_FACTOR)]
     free_space_factor: f64,
     /// Oldest acceptable newest log backup on the share (and RPO), e.g. `5m`; default: the

@@ -131,8 +131,41 @@ pub fn full_backups(f: &Facts, s: &Settings) -> pb::PreflightCheck {
             "",
             "make the share reachable from the backup instance's agent and list it in the agent's [files] roots",
         ),
+        Ok(space)
+            if failback_proto::test_break::broken(
+                failback_proto::test_break::FREE_SPACE_DATA_SIZE,
+            ) =>
+        {
+            judge_as_before_issue_12(target, space.available_bytes, est, s.free_space_factor)
+        }
         Ok(space) => judge(target, space.available_bytes, est, s.free_space_factor),
     }
+}
+
+/// The check issue #12 found (test-only break `free-space-data-size`): the allocated data size
+/// × the margin, once — what the `free-space-two-backups` scenario shows passing a share that
+/// then runs out of space in FB-5.
+fn judge_as_before_issue_12(
+    target: String,
+    available: u64,
+    est: Estimate,
+    factor: f64,
+) -> pb::PreflightCheck {
+    let data = match est {
+        Estimate::LastFullBackup { data_bytes, .. } => data_bytes,
+        Estimate::DataFiles(b) => b,
+        Estimate::Unknown => 0,
+    };
+    let needed = ((data as f64) * factor).ceil().min(u64::MAX as f64) as u64;
+    let status = if available < needed { St::Fail } else { St::Ok };
+    check(
+        NAME,
+        target,
+        status,
+        format!("{} free; data files {}", bytes(available), bytes(data)),
+        format!("≥ {}", bytes(needed)),
+        "",
+    )
 }
 
 /// The check for `available` bytes free on `target` and estimate `est`.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use failback_proto::pb;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::evidence::{Evidence, now_ms};
 use super::invariants::Verdict;
@@ -25,7 +25,7 @@ use crate::harness::failed_over::FailedOverLab;
 use crate::harness::fake_coordinator::{FakeCoordinator, FakeSession};
 
 /// What an agent did with one bad instruction.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Answer {
     /// An error result.
     Refused {
@@ -41,7 +41,7 @@ pub enum Answer {
 }
 
 /// One bad instruction and its answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Probe {
     /// The agent.
     pub agent: String,
@@ -59,7 +59,7 @@ pub struct Probe {
 }
 
 /// Everything the fault sent and saw.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Probes {
     /// When the first bad instruction was sent (Unix ms).
     pub from_ms: u64,

@@ -136,7 +136,7 @@ pub fn share_holds(lab: &FailedOverLab, earlier: &[String], run: &str, keep: usi
         })
         .collect();
     Check {
-        key: "share_holds_failbacks",
+        key: "share_holds_failbacks".into(),
         what: format!(
             "the share holds the backups of the newest {keep} of {} failbacks only",
             all.len()

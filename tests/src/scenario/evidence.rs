@@ -134,7 +134,7 @@ pub fn read_journals(fleet: &crate::harness::fleet::Fleet) -> BTreeMap<String, V
 }
 
 /// A fault as it fired.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Fired {
     /// `do @ at`.
     pub label: String,

@@ -129,7 +129,7 @@ impl FaultWindow {
                 ),
             };
             out.push(Check {
-                key: "max_refused_sessions_per_second",
+                key: "max_refused_sessions_per_second".into(),
                 what: format!("at most {max} agent sessions refused per second during the fault"),
                 ok,
                 seen,
@@ -155,7 +155,7 @@ impl FaultWindow {
                 .filter(|l| matches!(&l.leader, Ok(id) if id.is_empty()))
                 .count();
             out.push(Check {
-                key: "leader_unknown_without_quorum",
+                key: "leader_unknown_without_quorum".into(),
                 what: format!(
                     "from {:.0} s into the quorum loss on, failbackctl leader names no leader",
                     settled.as_secs_f64()

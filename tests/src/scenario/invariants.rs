@@ -8,17 +8,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::evidence::{Evidence, JournalRecord};
 
 /// One checker's verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     /// DESIGN §9 number.
     pub invariant: u8,
     /// Short name.
-    pub name: &'static str,
+    pub name: String,
     /// Held (or was not exercised).
     pub ok: bool,
     /// Whether the scenario exercised it (false: nothing it guards happened).
@@ -36,7 +36,7 @@ pub(super) fn verdict(
 ) -> Verdict {
     Verdict {
         invariant,
-        name,
+        name: name.to_string(),
         ok: problems.is_empty(),
         exercised,
         detail: if problems.is_empty() {

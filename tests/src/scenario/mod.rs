@@ -12,6 +12,8 @@ pub mod evidence;
 pub mod fault_window;
 pub mod faults;
 pub mod invariants;
+pub mod preflight;
 pub mod reliability;
 pub mod runner;
 pub mod spec;
+pub mod volume;

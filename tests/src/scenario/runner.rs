@@ -1,5 +1,7 @@
 //! Runs one scenario end to end with real processes: builds the failed-over lab (on etcd when
-//! the scenario asks), starts the failback, then one loop every [`TICK`] that samples which `mgc`
+//! the scenario asks; in namespaces of its own when the share must be a small volume,
+//! [`super::volume`]), runs preflight if asked ([`super::preflight`]), starts the failback,
+//! then one loop every [`TICK`] that samples which `mgc`
 //! copies are writable, fires the next fault when its point is reached, performs due restarts,
 //! and watches the run until it ends. Then it reads the evidence the processes left, runs every
 //! invariant checker and the scenario's expectations, and writes the outcome as JSON for
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::evidence::{
     ChatSeen, Evidence, Fired, Instance, Sample, ShippingSeen, now_ms, read_journals, read_scripts,
@@ -36,7 +38,7 @@ const TICK: Duration = Duration::from_millis(250);
 const SETTLE: Duration = Duration::from_secs(3);
 
 /// A measured takeover.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Takeover {
     /// The fault.
     pub fault: String,
@@ -49,10 +51,10 @@ pub struct Takeover {
 }
 
 /// One expectation's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     /// The `[expect]` key it checks (what a `[[catches]]` entry's `expect` names).
-    pub key: &'static str,
+    pub key: String,
     /// What was expected.
     pub what: String,
     /// Whether it held.
@@ -62,7 +64,7 @@ pub struct Check {
 }
 
 /// What a scenario run produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     /// Scenario name.
     pub scenario: String,
@@ -198,6 +200,9 @@ const FINAL: &[&str] = &["succeeded", "failed", "aborted"];
 
 /// Runs `s`, with test-only break `breaks` if given.
 pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outcome> {
+    if s.fleet.share_free_mb.is_some() && !super::volume::inside() {
+        return super::volume::run_isolated(s, break_name).await;
+    }
     let mut etcd = if s.on_etcd() {
         Some(
             EtcdCluster::start(s.fleet.etcd_members)
@@ -246,6 +251,20 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         .await
         .with_context(|| format!("scenario {}: earlier failbacks", s.name))?;
     let pool = lab.pools[0].fqdn.clone();
+    let volume = match s.fleet.share_free_mb {
+        Some(mb) => Some(
+            super::volume::shrink(&lab.share(), mb)
+                .with_context(|| format!("scenario {}: a share with {mb} MiB free", s.name))?,
+        ),
+        None => None,
+    };
+    let preflight = if s.run.preflight {
+        super::preflight::run(&lab, &pool)
+            .await
+            .with_context(|| format!("scenario {}: preflight", s.name))?
+    } else {
+        Vec::new()
+    };
     let started_ms = now_ms();
     let began = Instant::now();
     let mut args = vec!["--pool", pool.as_str()];
@@ -369,6 +388,24 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
     if let Some(keep) = s.expect.share_holds_failbacks {
         expectations.push(super::cycle::share_holds(&lab, &earlier, &run, keep));
     }
+    expectations.extend(super::preflight::fails(
+        &s.expect.preflight_fails,
+        &preflight,
+    ));
+    if let (Some(mb), Some(v)) = (s.fleet.share_free_mb, &volume) {
+        // The setup itself is checked: a volume that did not take would make the scenario
+        // pass or fail for the wrong reason.
+        let want = u64::from(mb) << 20;
+        expectations.push(Check {
+            key: "share_free_mb".into(),
+            what: format!("the share's volume has {mb} MiB free when the run starts"),
+            ok: v.free_bytes.abs_diff(want) <= 64 << 10,
+            seen: format!(
+                "{} bytes free, {} bytes of the lab's files on it",
+                v.free_bytes, v.used_bytes
+            ),
+        });
+    }
     let outcome = Outcome {
         scenario: s.name.clone(),
         about: s.about.clone(),
@@ -385,19 +422,29 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
         takeovers,
     };
     write_outcome(&outcome)?;
+    if let Some(v) = volume {
+        v.release();
+    }
     drop(lab);
     drop(etcd);
     Ok(outcome)
 }
 
-fn write_outcome(o: &Outcome) -> anyhow::Result<()> {
-    let dir = results_dir()?;
-    std::fs::create_dir_all(&dir)?;
-    let name = match &o.break_name {
-        Some(b) => format!("{}+{b}.json", o.scenario),
-        None => format!("{}.json", o.scenario),
+/// Where the outcome of `scenario` (with `break_name`) is written.
+pub fn outcome_path(scenario: &str, break_name: Option<&str>) -> anyhow::Result<PathBuf> {
+    let name = match break_name {
+        Some(b) => format!("{scenario}+{b}.json"),
+        None => format!("{scenario}.json"),
     };
-    std::fs::write(dir.join(name), serde_json::to_vec_pretty(o)?)?;
+    Ok(results_dir()?.join(name))
+}
+
+fn write_outcome(o: &Outcome) -> anyhow::Result<()> {
+    let path = outcome_path(&o.scenario, o.break_name.as_deref())?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(o)?)?;
     Ok(())
 }
 
@@ -431,7 +478,7 @@ async fn report_names_takeover(lab: &FailedOverLab, ev: &Evidence) -> Check {
         })
         .unwrap_or_default();
     Check {
-        key: "report_names_takeover",
+        key: "report_names_takeover".into(),
         what: "the run's report names the coordinator that took over".into(),
         ok: !took.is_empty(),
         seen: match &leaders {
@@ -451,7 +498,7 @@ async fn expectations(
     let mut out = Vec::new();
     let status = ev.detail["run"]["status"].as_str().unwrap_or("unknown");
     out.push(Check {
-        key: "status",
+        key: "status".into(),
         what: format!("run ends {}", e.status),
         ok: status == e.status || (e.status == "ended" && FINAL.contains(&status)),
         seen: format!(
@@ -461,7 +508,7 @@ async fn expectations(
     });
     let fault_fires = ev.fired.iter().filter(|f| f.label != "restore").count();
     out.push(Check {
-        key: "faults",
+        key: "faults".into(),
         what: format!("all {} faults fire", s.faults.len()),
         ok: fault_fires == s.faults.len(),
         seen: format!("{fault_fires} fired"),
@@ -469,7 +516,7 @@ async fn expectations(
     if let Some(step) = &e.failed_step {
         let o = &ev.outputs()[step.as_str()];
         out.push(Check {
-            key: "failed_step",
+            key: "failed_step".into(),
             what: format!("{step} failed"),
             ok: o["status"] == "failed",
             seen: o["status"].to_string(),
@@ -488,17 +535,26 @@ async fn expectations(
         let all = errors.join(" | ");
         for want in &e.error_contains {
             out.push(Check {
-                key: "error_contains",
+                key: "error_contains".into(),
                 what: format!("the error says '{want}'"),
                 ok: all.contains(want.as_str()),
                 seen: all.clone(),
             });
         }
     }
+    let reason = ev.detail["run"]["reason"].as_str().unwrap_or_default();
+    for want in &e.reason_contains {
+        out.push(Check {
+            key: "reason_contains".into(),
+            what: format!("the run's reason says '{want}'"),
+            ok: reason.contains(want.as_str()),
+            seen: reason.to_string(),
+        });
+    }
     if e.no_restore {
         let n = ev.primary.starting("RESTORE DATABASE").count();
         out.push(Check {
-            key: "no_restore",
+            key: "no_restore".into(),
             what: "no RESTORE DATABASE reached the primary".into(),
             ok: n == 0,
             seen: format!("{n}"),
@@ -508,7 +564,7 @@ async fn expectations(
         let st = mgc_state(&lab.pools[0].backup).await;
         let writable = st.as_ref().is_some_and(|(s, ro)| s == "ONLINE" && !ro);
         out.push(Check {
-            key: "backup_writable",
+            key: "backup_writable".into(),
             what: format!(
                 "the backup mgc is {}writable at the end",
                 if want { "" } else { "not " }
@@ -536,7 +592,7 @@ async fn expectations(
             })
             .collect();
         out.push(Check {
-            key: "same_leader",
+            key: "same_leader".into(),
             what: "one leader epoch for the whole run".into(),
             ok: epochs.len() == 1,
             seen: format!("{epochs:?}"),
@@ -555,7 +611,7 @@ async fn expectations(
         if let Some(plus) = e.takeover_within_ttl_plus {
             let limit = ttl_ms + u64::try_from(plus.as_millis()).unwrap_or(0);
             out.push(Check {
-                key: "takeover_within_ttl_plus",
+                key: "takeover_within_ttl_plus".into(),
                 what: format!(
                     "takeover after {} within TTL + {} ms",
                     f.label,

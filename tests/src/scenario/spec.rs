@@ -46,6 +46,8 @@ pub struct Scenario {
     /// Test-only breaks this scenario is known to catch (`FAILBACK_TEST_BREAK` names) and the
     /// invariant whose checker must then fail.
     pub catches: Vec<Catch>,
+    /// The file it was read from (None: built in code, e.g. a `failback-lab --fault` drill).
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// A break the scenario catches.
@@ -77,6 +79,8 @@ pub const EXPECT_KEYS: &[&str] = &[
     "share_holds_failbacks",
     "leader_unknown_without_quorum",
     "takeover_within_ttl_plus",
+    "preflight_fails",
+    "reason_contains",
 ];
 
 impl Catch {
@@ -127,6 +131,10 @@ pub struct FleetSpec {
     /// steps (FB-7, then FB-6) last long enough for a fault to land in them.
     #[serde(with = "humantime_serde_opt")]
     pub lync_delay: Duration,
+    /// The pool's share is a volume of its own with this many MiB free when the run starts (a
+    /// tmpfs, in a mount namespace of the scenario's own: [`super::volume`]), so a backup that
+    /// does not fit fails as on a full disk (SQL Server error 3202, OS error 112).
+    pub share_free_mb: Option<u32>,
 }
 
 impl Default for FleetSpec {
@@ -144,6 +152,7 @@ impl Default for FleetSpec {
             stubborn_reconnect_after: Duration::ZERO,
             backup_retention_runs: None,
             lync_delay: Duration::ZERO,
+            share_free_mb: None,
         }
     }
 }
@@ -157,6 +166,10 @@ pub struct RunSpec {
     /// Whole cycles the pool goes through before the scenario's failback: failed back, DC1
     /// lost, failed over, DC1 rebuilt ([`super::cycle`]).
     pub earlier_failbacks: usize,
+    /// `failbackctl preflight --pool P` first, as the runbook tells an operator to; the run
+    /// then starts whatever it said (an operator who did not read it), so the scenario shows
+    /// both what preflight predicted and what happened.
+    pub preflight: bool,
 }
 
 impl Default for RunSpec {
@@ -164,6 +177,7 @@ impl Default for RunSpec {
         RunSpec {
             yes: true,
             earlier_failbacks: 0,
+            preflight: false,
         }
     }
 }
@@ -312,6 +326,8 @@ pub struct Expect {
     pub status: String,
     /// Texts the failing step's error must contain.
     pub error_contains: Vec<String>,
+    /// Texts the run's final reason (`failbackctl status`) must contain.
+    pub reason_contains: Vec<String>,
     /// The step that failed (when `status = "failed"`).
     pub failed_step: Option<String>,
     /// The backup `mgc` must be writable at the end (availability after a refusal).
@@ -336,6 +352,9 @@ pub struct Expect {
     /// lease TTL plus this after the leader was killed or stopped.
     #[serde(with = "humantime_serde_opt_option")]
     pub takeover_within_ttl_plus: Option<Duration>,
+    /// Preflight's checks (by name) that must fail for the failback direction (needs
+    /// `[run] preflight = true`).
+    pub preflight_fails: Vec<String>,
     /// How long the run may take.
     #[serde(with = "humantime_serde_opt")]
     pub deadline: Duration,
@@ -346,6 +365,7 @@ impl Default for Expect {
         Expect {
             status: "succeeded".into(),
             error_contains: Vec::new(),
+            reason_contains: Vec::new(),
             failed_step: None,
             backup_writable: None,
             no_restore: false,
@@ -355,6 +375,7 @@ impl Default for Expect {
             share_holds_failbacks: None,
             leader_unknown_without_quorum: false,
             takeover_within_ttl_plus: None,
+            preflight_fails: Vec::new(),
             deadline: Duration::from_secs(180),
         }
     }
@@ -544,6 +565,14 @@ impl Scenario {
                 raw.expect.status
             );
         }
+        if !raw.expect.preflight_fails.is_empty() && !raw.run.preflight {
+            bail!("scenario '{name}': expect.preflight_fails needs run.preflight = true");
+        }
+        if let Some(mb) = raw.fleet.share_free_mb
+            && !(1..=1024).contains(&mb)
+        {
+            bail!("scenario '{name}': fleet.share_free_mb is {mb}, use 1 to 1024 (MiB)");
+        }
         for c in &raw.catches {
             let known = failback_proto::test_break::KNOWN;
             if !known.iter().any(|(n, _)| *n == c.break_name) {
@@ -577,6 +606,7 @@ impl Scenario {
             faults,
             expect: raw.expect,
             catches: raw.catches,
+            source: None,
         })
     }
 
@@ -588,7 +618,9 @@ impl Scenario {
             .file_stem()
             .and_then(|s| s.to_str())
             .with_context(|| format!("{}: no file name", path.display()))?;
-        Scenario::parse(name, &text)
+        let mut s = Scenario::parse(name, &text)?;
+        s.source = Some(path.to_path_buf());
+        Ok(s)
     }
 
     /// Whether the scenario runs on etcd.

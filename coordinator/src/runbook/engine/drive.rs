@@ -292,7 +292,7 @@ impl Engine {
                     .and_then(Value::as_str)
                     .unwrap_or("failed")
                     .to_string();
-                return Ok(PoolEnd::Failed(format!("{}: {msg}", s.step)));
+                return Ok(failed_end(h.spec.kind, &s.step, &msg, &outputs));
             }
             Some(s) => match steps.iter().position(|x| x.name() == s.step) {
                 Some(i) if matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped) => i + 1,
@@ -465,7 +465,7 @@ impl Engine {
                                 took,
                                 Some(&class),
                             );
-                            return Ok(PoolEnd::Failed(format!("{}: {}", step.name(), e.message)));
+                            return Ok(failed_end(h.spec.kind, step.name(), &e.message, &outputs));
                         }
                     },
                 }
@@ -727,4 +727,21 @@ impl OpLog for PoolTracker {
             .await
             .map_err(|_| Error::Deposed("the run store refused to record the operation".into()))
     }
+}
+
+/// A pool's failure as the run's reason shows it: the step and its error and, for a failback,
+/// what the steps before it left (issue #12: a failback that failed in FB-5 on a full share said
+/// only "disk full", not that chat was down since FB-1 and the primary already restored).
+fn failed_end(kind: RunbookKind, step: &str, error: &str, outputs: &Value) -> PoolEnd {
+    let mut m = format!("{step}: {error}");
+    if kind == RunbookKind::Failback {
+        let left = crate::runbook::failback::left::left_behind(outputs);
+        if !left.is_empty() {
+            m.push_str(&format!(
+                "; the pool is left as follows: {}",
+                left.join("; ")
+            ));
+        }
+    }
+    PoolEnd::Failed(m)
 }

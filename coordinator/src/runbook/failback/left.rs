@@ -1,8 +1,10 @@
 //! What a failback stopped before its end leaves behind, in words an operator can act on: the
-//! abort's reason lists it (issue #12 found that an abort while FB-4 waited for its approval left
-//! the backup `mgc` frozen and the pool without active chat servers, and said only "aborted by").
-//! Read from the steps the pool's record shows succeeded when the abort came; a step that
-//! failed has already said what it left in its own error.
+//! reason of an aborted run and of a failed one lists it (issue #12 found that an abort while
+//! FB-4 waited for its approval left the backup `mgc` frozen and the pool without active chat
+//! servers, and said only "aborted by"; a failure in FB-5 on a full share said only "disk
+//! full"). Read from the steps the pool's record shows done; the step that failed says what it
+//! left in its own error (FB-4's refusal, for one, says the backup stays frozen), so only its
+//! predecessors are described.
 
 use serde_json::Value;
 
