@@ -177,6 +177,11 @@ async fn a_free_space_check_by_data_size_is_caught_by_free_space_two_backups() {
     catches("free-space-two-backups", "free-space-data-size").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_saved_apart_from_its_audit_event_is_caught_by_kill_leader_after_fb3() {
+    catches("kill-leader-after-fb3", "audit-one-write").await;
+}
+
 /// Every scenario file has its test above, and every `[[catches]]` its break run.
 #[test]
 fn every_scenario_file_runs() {

@@ -89,6 +89,15 @@ impl Engine {
     ) -> Result<(), Stopped> {
         let store = self.store().map_err(|_| Stopped)?;
         let caller = self.engine_caller();
+        if failback_proto::test_break::broken(failback_proto::test_break::AUDIT_ONE_WRITE) {
+            self.persist(|| store.save_pool_state(id, state.clone()))
+                .await?;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            return self
+                .persist(|| store.append_audit(id, &caller, event, details.clone()))
+                .await
+                .map(|_| ());
+        }
         self.persist(|| {
             store.save_pool_state_audited(id, state.clone(), &caller, event, details.clone())
         })
