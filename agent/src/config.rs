@@ -49,7 +49,17 @@ pub struct FilesConfig {
     /// Never resolved against the config file's directory: a relative root is an error, as are
     /// `..` and whole volumes (`/`, `D:\`). Roots need not exist at start (a share may be down).
     pub roots: Vec<String>,
+    /// Caps each copy's rate, in bytes per second (at least [`MIN_COPY_BYTES_PER_SECOND`]):
+    /// FO-2 copies log backups from the share across the WAN between the data centers, and a
+    /// site link shared with the chat servers' own traffic may need the room. Default: as fast
+    /// as the disks and the network allow.
+    #[serde(default)]
+    pub copy_bytes_per_second: Option<u64>,
 }
+
+/// The lowest `[files] copy_bytes_per_second` accepted (64 KiB/s): below it a day's log
+/// backups of a busy pool would not copy in a day.
+pub const MIN_COPY_BYTES_PER_SECOND: u64 = 64 << 10;
 
 /// `[lync]`: how the agent runs Lync / Skype for Business Management Shell cmdlets.
 ///
@@ -255,6 +265,13 @@ impl AgentConfig {
                 validate_root(root)
                     .map_err(|why| err(format!("files.roots: '{root}' refused: {why}")))?;
             }
+            if let Some(rate) = files.copy_bytes_per_second
+                && rate < MIN_COPY_BYTES_PER_SECOND
+            {
+                return Err(err(format!(
+                    "files.copy_bytes_per_second: {rate} is below the lowest accepted rate, {MIN_COPY_BYTES_PER_SECOND} bytes per second (remove it for no cap)"
+                )));
+            }
         }
         c.tls = c.tls.relative_to(base);
         if c.state_dir.is_relative() {
@@ -316,6 +333,16 @@ key = "a.key"
         };
         let c = with(r"['/srv/ls', 'D:\PChatLogShipCopy', '\\fs01\pchat-ls']").unwrap();
         assert_eq!(c.files.map(|f| f.roots.len()), Some(3));
+        let rate = |r: u64| with(&format!("['/srv/ls']\ncopy_bytes_per_second = {r}"));
+        assert_eq!(
+            rate(1 << 20).unwrap().files.unwrap().copy_bytes_per_second,
+            Some(1 << 20)
+        );
+        let e = rate(1000).unwrap_err().to_string();
+        assert!(
+            e.contains("files.copy_bytes_per_second") && e.contains("1000"),
+            "{e}"
+        );
         let none = AgentConfig::parse(Path::new("/x/agent.toml"), base).unwrap();
         assert!(none.files.is_none());
         for (roots, needle) in [

@@ -69,9 +69,16 @@ pub async fn run(
     }
     let journal = Arc::new(journal::Journal::open(&config.state_dir)?);
     let files = match &config.files {
-        Some(f) => Some(exec::files::Files::new(
-            exec::files::roots::FileRoots::new(&f.roots).map_err(Error::Files)?,
-        )),
+        Some(f) => {
+            let files = exec::files::Files::new(
+                exec::files::roots::FileRoots::new(&f.roots).map_err(Error::Files)?,
+            );
+            // The rate was checked with the rest of the config (config.rs).
+            match f.copy_bytes_per_second {
+                Some(rate) => Some(files.with_copy_rate(rate)),
+                None => Some(files),
+            }
+        }
         None => None,
     };
     let sql = match &config.sql {

@@ -15,10 +15,13 @@
 //!   already applied is refused with 4326 and skipped), each log is applied once (msdb's
 //!   restorehistory), and nothing is lost.
 //!
+//! - The backup instance's agent is killed *during* FO-2's copy of a log backup (2 MiB logs,
+//!   copies capped at 1 MiB/s by `[files] copy_bytes_per_second`) and restarted 1 s later: the
+//!   copy goes on from its verified `.partial` (FO-2's output says from where), no `.partial`
+//!   is left, each log is applied once and nothing is lost.
+//!
 //! Not scenario files: the scenario runner drives failback only (its lab and its invariant
 //! checkers are built around a failed-over pool); these assert the same invariants directly.
-//! Not covered: an agent killed *during* FO-2's copy — the lab's log backups are a few KB and
-//! copied in milliseconds, so a kill lands before or after it, never in it.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -51,8 +54,9 @@ async fn lab_with_logs_waiting(
     more: usize,
     lync_delay: Duration,
 ) -> Lab {
-    let mut lab = normal_lab_with(
+    lab_with_logs_waiting_opts(
         m,
+        more,
         Options {
             backup_sim_args: vec!["--fault".into(), "delay restore 1500".into()],
             etcd: Some((etcd.endpoints(), unique_cluster(name), LEASE_TTL)),
@@ -60,7 +64,12 @@ async fn lab_with_logs_waiting(
             ..Options::default()
         },
     )
-    .await;
+    .await
+}
+
+/// As [`lab_with_logs_waiting`], with the pool's options given.
+async fn lab_with_logs_waiting_opts(m: usize, more: usize, opts: Options) -> Lab {
+    let mut lab = normal_lab_with(m, opts).await;
     lab.backup_job("LSCopy", false).await;
     lab.backup_job("LSRestore", false).await;
     // Three log backups' worth: the primary's backup job runs every second.
@@ -281,4 +290,75 @@ async fn an_agent_killed_mid_restore_log_is_resolved_by_the_lsn_check_and_applie
             "{f} never applied: {applied:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_copy_resumes_from_its_partial_and_loses_nothing() {
+    let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
+        return;
+    };
+    // 2 MiB log backups copied at 1 MiB/s: each copy lasts about two seconds.
+    let mut lab = lab_with_logs_waiting_opts(
+        5,
+        9,
+        Options {
+            sim_args: vec!["--log-backup-mb".into(), "2".into()],
+            etcd: Some((
+                etcd.endpoints(),
+                unique_cluster("failover-faults-copy"),
+                LEASE_TTL,
+            )),
+            copy_bytes_per_second: Some(1 << 20),
+            ..Options::default()
+        },
+    )
+    .await;
+    lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
+    let run = start_failover(&lab.fleet).await;
+
+    // The backup instance's agent dies once a copy's `.partial` holds half a MiB.
+    let copy = lab.copy.clone();
+    let partial = wait_for("FO-2 to be copying", Duration::from_secs(90), || async {
+        std::fs::read_dir(&copy)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name().to_string_lossy().ends_with(".partial")
+                    && e.metadata().is_ok_and(|m| m.len() >= 512 << 10)
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    })
+    .await
+    .unwrap();
+    lab.fleet.kill_agent(BACKUP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lab.fleet.start_agent(BACKUP).unwrap();
+
+    let d = finished(&lab.fleet, &run).await;
+    assert_nothing_lost(&lab, &d).await;
+    let copied = d["pools"][0]["outputs"]["fo2_copy_logs"]["output"]["copied"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let name = partial.trim_end_matches(".partial");
+    let resumed = copied
+        .iter()
+        .find(|c| c["file"].as_str().is_some_and(|f| f.ends_with(name)))
+        .unwrap_or_else(|| panic!("{name} is not among FO-2's copies: {copied:?}"));
+    assert!(
+        resumed["resumed_from"].as_u64().unwrap_or(0) >= 512 << 10,
+        "the interrupted copy of {name} started over instead of going on from its .partial: {resumed}"
+    );
+    let left: Vec<String> = std::fs::read_dir(&lab.copy)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "partial copies left behind: {left:?}");
+    let applied = applied_logs(&lab.backup).await;
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "a log applied twice after the agent restart: {applied:?}"
+    );
 }

@@ -48,6 +48,9 @@ struct Args {
     /// Size of a full backup's payload in MB (rows plus filler).
     #[arg(long, default_value_t = failback_tests::sqlsim::server::DEFAULT_DB_SIZE_MB)]
     db_size_mb: u32,
+    /// Size of a log backup's payload in MB (rows plus filler; default 0: the rows only).
+    #[arg(long, default_value_t = 0)]
+    log_backup_mb: u32,
     /// LAB-ONLY DEVIATION FROM SQL SERVER: accept seconds-based job schedules
     /// (`@freq_subday_type = 2`) from 1 second. SQL Server (msdb's sp_verify_schedule) refuses
     /// an interval under 10 seconds with Msg 14278, and so does sqlsim without this flag.
@@ -121,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     config.admin = args.admin_login.zip(args.admin_password);
     config.db_size_mb = args.db_size_mb;
+    config.log_backup_mb = args.log_backup_mb;
     config.lab_short_schedules = args.lab_short_schedules;
     config.path_map = args.path_map;
     config.mirror_registry = args.mirror_registry;

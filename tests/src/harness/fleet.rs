@@ -136,6 +136,9 @@ pub struct Fleet {
     /// lyncsim's `--delay` in every `[lync]` section written from now on: each Management
     /// Shell script then takes at least this long (slow steps for faults to land in).
     pub lync_delay: Duration,
+    /// `[files] copy_bytes_per_second` in every agent config written from now on (slow copies
+    /// for a fault to land in).
+    pub copy_bytes_per_second: Option<u64>,
     coordinators: Vec<CoordinatorSlot>,
     agents: BTreeMap<String, Proc>,
 }
@@ -210,6 +213,7 @@ impl Fleet {
             coordinator_extra: String::new(),
             process_env: Vec::new(),
             lync_delay: Duration::ZERO,
+            copy_bytes_per_second: None,
             etcd: None,
             coordinators: vec![CoordinatorSlot {
                 name: COORDINATOR.into(),
@@ -357,7 +361,7 @@ max = "1s"
 
 [files]
 roots = ["{files}"]
-
+{rate}
 [tls]
 ca = "{certs}/ca.pem"
 cert = "{certs}/{id}.pem"
@@ -370,7 +374,11 @@ key = "{certs}/{id}.key"
                 .collect::<Vec<_>>()
                 .join(", "),
             mport = self.agent_metrics_ports.get(id).copied().unwrap_or(0),
-            files = self.files_root().display()
+            files = self.files_root().display(),
+            rate = self
+                .copy_bytes_per_second
+                .map(|r| format!("copy_bytes_per_second = {r}\n"))
+                .unwrap_or_default()
         );
         let text = match self.agent_extra.get(id) {
             Some(extra) => format!("{text}\n{extra}\n"),

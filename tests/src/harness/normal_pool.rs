@@ -42,6 +42,8 @@ pub struct Options {
     pub etcd: Option<(Vec<String>, String, Duration)>,
     /// Every Management Shell script takes at least this long (`Fleet::lync_delay`).
     pub lync_delay: Duration,
+    /// Every agent's `[files] copy_bytes_per_second` (`Fleet::copy_bytes_per_second`).
+    pub copy_bytes_per_second: Option<u64>,
 }
 
 /// The pool and the processes behind it.
@@ -65,6 +67,7 @@ pub async fn normal_pool(opts: Options) -> anyhow::Result<NormalPool> {
     let (agents, topology) = three_agent_topology();
     let mut fleet = Fleet::create(None, agents, &topology, Duration::from_millis(500)).await?;
     fleet.lync_delay = opts.lync_delay;
+    fleet.copy_bytes_per_second = opts.copy_bytes_per_second;
     if let Some((endpoints, cluster, ttl)) = &opts.etcd {
         fleet.use_etcd(endpoints.clone(), cluster, *ttl)?;
     }

@@ -36,6 +36,8 @@ pub struct Config {
     pub admin: Option<(String, String)>,
     /// Size of a full backup's payload in MB (default [`DEFAULT_DB_SIZE_MB`]).
     pub db_size_mb: u32,
+    /// Size of a log backup's payload in MB (0: the rows only, a few KB).
+    pub log_backup_mb: u32,
     /// Lab-only deviation from SQL Server: accept seconds-based job schedules from 1 second
     /// (SQL Server refuses under 10 with Msg 14278). Off by default.
     pub lab_short_schedules: bool,
@@ -74,6 +76,7 @@ impl Config {
             old_tls: None,
             admin: None,
             db_size_mb: DEFAULT_DB_SIZE_MB,
+            log_backup_mb: 0,
             lab_short_schedules: false,
             path_map: Vec::new(),
             mirror_registry: None,
@@ -95,6 +98,7 @@ impl Config {
             sa_password: self.sa_password.clone(),
             admin: self.admin.clone(),
             db_size_mb: self.db_size_mb,
+            log_backup_mb: self.log_backup_mb,
             lab_short_schedules: self.lab_short_schedules,
             paths,
             mirror_registry: self.mirror_registry.clone(),

@@ -21,6 +21,9 @@
 //!   retried instruction carries a new op id, so only this check keeps it off the `.partial`.
 //! - Verifying a `.partial` before resuming reads it and the source's prefix without reporting
 //!   progress; progress then starts at the resume point.
+//! - `[files] copy_bytes_per_second` paces the copy loop (reading the source, writing the
+//!   `.partial`); hashing a `.partial` and the source's prefix before a resume, and re-reading
+//!   what landed, are not paced.
 
 use std::io::{self, SeekFrom};
 use std::path::Path;
@@ -274,8 +277,13 @@ impl Files {
             .map_err(io("seek", partial))?;
         progress(Progress { done: start, total });
         let mut done = start;
+        let began = tokio::time::Instant::now();
         loop {
             let mut want = buf.len();
+            if let Some(rate) = self.copy_rate {
+                // Quarter-second chunks, so the rate holds over short files too.
+                want = want.min(usize::try_from((rate / 4).max(4096)).unwrap_or(usize::MAX));
+            }
             if let Some(limit) = self.interrupt_after {
                 if done >= limit && done < total {
                     out.sync_all().await.map_err(io("fsync", partial))?;
@@ -302,6 +310,11 @@ impl Files {
                 break; // grew while we read: check_unchanged reports it
             }
             progress(Progress { done, total });
+            if let Some(rate) = self.copy_rate {
+                let due =
+                    began + std::time::Duration::from_secs_f64((done - start) as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+            }
         }
         out.flush().await.map_err(io("flush", partial))?;
         out.sync_all().await.map_err(io("fsync", partial))?;

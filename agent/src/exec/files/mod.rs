@@ -119,6 +119,8 @@ pub struct Files {
     max_list_entries: usize,
     /// Test hook: a copy stops (as if the agent died) once the `.partial` holds this many bytes.
     interrupt_after: Option<u64>,
+    /// `[files] copy_bytes_per_second`: each copy's rate cap.
+    copy_rate: Option<u64>,
     /// Destinations of copies in progress (shared by clones): a retried instruction (new op id,
     /// so the journal does not dedupe it) must not write the same `.partial` concurrently.
     copying: Arc<Mutex<HashSet<PathBuf>>>,
@@ -146,6 +148,7 @@ impl Files {
             roots,
             max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
             interrupt_after: None,
+            copy_rate: None,
             copying: Arc::default(),
         }
     }
@@ -168,6 +171,13 @@ impl Files {
     #[must_use]
     pub fn with_max_list_entries(mut self, max: usize) -> Files {
         self.max_list_entries = max.max(1);
+        self
+    }
+
+    /// Caps each copy at `bytes_per_second` (validated by the agent's config, at least 1).
+    #[must_use]
+    pub fn with_copy_rate(mut self, bytes_per_second: u64) -> Files {
+        self.copy_rate = Some(bytes_per_second.max(1));
         self
     }
 

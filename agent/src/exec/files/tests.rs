@@ -592,3 +592,41 @@ async fn delete_files_only_and_idempotent() {
     );
     assert!(t.root.join("copy").is_dir());
 }
+
+/// `[files] copy_bytes_per_second`: 512 KiB at 128 KiB/s takes four seconds (of paused tokio
+/// time: the sleeps are what is measured, not the disk), and a resumed copy paces only what
+/// it still writes.
+#[tokio::test(start_paused = true)]
+async fn a_copy_keeps_to_its_rate_cap() {
+    let t = Tree::new();
+    std::fs::write(t.root.join("share/a.trn"), vec![7u8; 512 << 10]).unwrap();
+    let files = t.files().with_copy_rate(128 << 10);
+    let began = tokio::time::Instant::now();
+    let c = files
+        .copy(&t.p("share/a.trn"), &t.p("copy/a.trn"), None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(c.bytes_copied, 512 << 10);
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    // Half of a second file already in the .partial: two seconds for the rest.
+    let data: Vec<u8> = (0..512u32 << 10).map(|i| (i % 251) as u8).collect();
+    std::fs::write(t.root.join("share/b.trn"), &data).unwrap();
+    std::fs::write(t.root.join("copy/b.trn.partial"), &data[..256 << 10]).unwrap();
+    let began = tokio::time::Instant::now();
+    let c = files
+        .copy(&t.p("share/b.trn"), &t.p("copy/b.trn"), None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((c.resumed_from, c.bytes_copied), (256 << 10, 256 << 10));
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(std::fs::read(t.root.join("copy/b.trn")).unwrap(), data);
+}

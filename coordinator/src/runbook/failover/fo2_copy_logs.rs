@@ -152,7 +152,9 @@ impl Step for CopyLogs {
                 )
                 .await?;
             let c = expect_output!(out, Copy, "file_copy")?;
-            copied.push(json!({ "file": destination, "source": f.path, "sha256": c.sha256, "bytes": c.bytes, "size": f.size }));
+            // `resumed_from`: a copy that an agent restart interrupted went on from its
+            // verified `.partial` (the report shows it, so nobody wonders about the file).
+            copied.push(json!({ "file": destination, "source": f.path, "sha256": c.sha256, "bytes": c.bytes, "resumed_from": c.resumed_from, "size": f.size }));
         }
         Ok(json!({
             "share": cap.share,

@@ -77,6 +77,9 @@ pub struct EngineOptions {
     pub admin: Option<(String, String)>,
     /// Size of a full backup's payload in MB (rows plus filler), so backup I/O is real.
     pub db_size_mb: u32,
+    /// Size of a log backup's payload in MB (rows plus filler; 0: the rows only), for a busy
+    /// pool's hourly log whose copy takes long enough to be interrupted.
+    pub log_backup_mb: u32,
     /// Lab-only deviation from SQL Server (`--lab-short-schedules`): schedules may run every
     /// second instead of msdb's minimum of 10 (see `msdb/schedules.rs`).
     pub lab_short_schedules: bool,

@@ -80,7 +80,8 @@ impl Engine {
         let filler = match b.kind {
             BackupKind::Database => (self.options.db_size_mb as u64 * MB)
                 .saturating_sub(content.rows.len() as u64 * 256),
-            BackupKind::Log => 0,
+            BackupKind::Log => (self.options.log_backup_mb as u64 * MB)
+                .saturating_sub(content.rows.len() as u64 * 256),
         };
         let pacing = lock(&self.faults).pacing("backup");
         let spid = session.spid;

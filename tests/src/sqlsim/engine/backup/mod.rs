@@ -203,6 +203,7 @@ mod tests {
             Some("SRV"),
             EngineOptions {
                 db_size_mb: 1,
+                log_backup_mb: 0,
                 paths: PathMap::new(dir.path().join("fs")),
                 ..EngineOptions::default()
             },
