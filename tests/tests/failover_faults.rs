@@ -3,9 +3,10 @@
 //! on a one-member etcd, three agents, two sqlsim instances, lyncsim. The pool starts normal with
 //! log shipping running ([`failover_lab`]); the backup's copy and restore jobs are stopped so
 //! that several log backups wait on the share, then DC1 is lost and an attested failover runs.
-//! - The leader is killed while FO-3 restores those logs (each RESTORE LOG slowed to 1.5 s), or
-//!   at a step boundary: after FO-1 removed log shipping (destructive), after FO-2, FO-4, FO-5
-//!   and FO-6 (every Management Shell script then takes 1 s, so the Lync steps FO-5 and FO-7
+//! - The leader is killed while FO-2 copies a log backup (2 MiB logs, copies capped at 1 MiB/s
+//!   by `[files] copy_bytes_per_second`), while FO-3 restores those logs (each RESTORE LOG
+//!   slowed to 1.5 s), or at a step boundary: after FO-1 removed log shipping (destructive),
+//!   after FO-2, FO-3, FO-4, FO-5 and FO-6 (every Management Shell script then takes 1 s, so the Lync steps FO-5 and FO-7
 //!   outlast the test's look at the run record and the kill lands inside the run). The other
 //!   coordinator takes over (the report names it as having taken over), FO-3 goes on from SQL
 //!   Server's restore point, no log backup is restored twice, log shipping is removed once, and
@@ -14,11 +15,9 @@
 //!   2 s later: the outcome is unknown, FO-3 resolves it with SQL Server's LSN check (a log
 //!   already applied is refused with 4326 and skipped), each log is applied once (msdb's
 //!   restorehistory), and nothing is lost.
-//!
-//! - The backup instance's agent is killed *during* FO-2's copy of a log backup (2 MiB logs,
-//!   copies capped at 1 MiB/s by `[files] copy_bytes_per_second`) and restarted 1 s later: the
-//!   copy goes on from its verified `.partial` (FO-2's output says from where), no `.partial`
-//!   is left, each log is applied once and nothing is lost.
+//! - The backup instance's agent is killed *during* FO-2's copy of a log backup (as above) and
+//!   restarted 1 s later: the copy goes on from its verified `.partial` (FO-2's output says
+//!   from where), no `.partial` is left, each log is applied once and nothing is lost.
 //!
 //! Not scenario files: the scenario runner drives failback only (its lab and its invariant
 //! checkers are built around a failed-over pool); these assert the same invariants directly.
@@ -127,10 +126,25 @@ async fn assert_nothing_lost(lab: &Lab, d: &serde_json::Value) {
 
 /// Where the leader is killed.
 enum KillAt {
+    /// FO-2 is copying a log backup (2 MiB logs copied at 1 MiB/s: half a MiB is in its
+    /// `.partial`).
+    Fo2Copying,
     /// FO-3's first RESTORE LOG reached the backup instance.
     Fo3Restoring,
     /// The step shows finished in the run record (a step boundary).
     After(&'static str),
+}
+
+/// The name of a `.partial` in `copy` holding at least half a MiB: a copy is under way.
+fn copying(copy: &std::path::Path) -> Option<String> {
+    std::fs::read_dir(copy)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name().to_string_lossy().ends_with(".partial")
+                && e.metadata().is_ok_and(|m| m.len() >= 512 << 10)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
 /// kill -9 of the leader at `at`, restarted once the other leads; the run must succeed with
@@ -141,12 +155,35 @@ async fn leader_killed(name: &str, at: KillAt) {
     };
     let lync_delay = match at {
         KillAt::After(_) => Duration::from_secs(1),
-        KillAt::Fo3Restoring => Duration::ZERO,
+        KillAt::Fo2Copying | KillAt::Fo3Restoring => Duration::ZERO,
     };
-    let mut lab = lab_with_logs_waiting(&etcd, name, 5, 9, lync_delay).await;
+    let mut lab = match at {
+        KillAt::Fo2Copying => {
+            lab_with_logs_waiting_opts(
+                5,
+                9,
+                Options {
+                    sim_args: vec!["--log-backup-mb".into(), "2".into()],
+                    backup_sim_args: vec!["--fault".into(), "delay restore 1500".into()],
+                    etcd: Some((etcd.endpoints(), unique_cluster(name), LEASE_TTL)),
+                    copy_bytes_per_second: Some(1 << 20),
+                    ..Options::default()
+                },
+            )
+            .await
+        }
+        _ => lab_with_logs_waiting(&etcd, name, 5, 9, lync_delay).await,
+    };
     let first = lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
     let run = start_failover(&lab.fleet).await;
     match at {
+        KillAt::Fo2Copying => {
+            wait_for("FO-2 to be copying", Duration::from_secs(90), || async {
+                copying(&lab.copy)
+            })
+            .await
+            .unwrap();
+        }
         KillAt::Fo3Restoring => {
             wait_for("FO-3 to restore a log", Duration::from_secs(90), || async {
                 (restore_log_statements(&lab.backup) > 0).then_some(())
@@ -234,6 +271,16 @@ async fn a_leader_killed_after_fo2_copied_the_logs_is_taken_over() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_during_fo2s_copy_is_taken_over() {
+    leader_killed("failover-faults-fo2-copy", KillAt::Fo2Copying).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_fo3_applied_the_logs_is_taken_over() {
+    leader_killed("failover-faults-fo3-done", KillAt::After("fo3_apply_logs")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_leader_killed_after_fo4_recovered_the_backup_is_taken_over() {
     leader_killed("failover-faults-fo4", KillAt::After("fo4_recover")).await;
 }
@@ -317,16 +364,8 @@ async fn an_agent_killed_mid_copy_resumes_from_its_partial_and_loses_nothing() {
     let run = start_failover(&lab.fleet).await;
 
     // The backup instance's agent dies once a copy's `.partial` holds half a MiB.
-    let copy = lab.copy.clone();
     let partial = wait_for("FO-2 to be copying", Duration::from_secs(90), || async {
-        std::fs::read_dir(&copy)
-            .ok()?
-            .filter_map(Result::ok)
-            .find(|e| {
-                e.file_name().to_string_lossy().ends_with(".partial")
-                    && e.metadata().is_ok_and(|m| m.len() >= 512 << 10)
-            })
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        copying(&lab.copy)
     })
     .await
     .unwrap();
