@@ -284,7 +284,9 @@ async fn session(
     // its TCP connections, so only silence tells. With a timeout in the Welcome, every message
     // from the coordinator (its heartbeats included) resets it; silence ends the session and
     // the next coordinator is tried.
-    let liveness = welcome.liveness_timeout;
+    let liveness = welcome.liveness_timeout.filter(|_| {
+        !failback_proto::test_break::broken(failback_proto::test_break::AGENT_LIVENESS)
+    });
     let mut heard = tokio::time::Instant::now();
     loop {
         let silent_until = heard + liveness.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));

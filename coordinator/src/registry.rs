@@ -76,6 +76,9 @@ impl Inner {
     /// Each caller asks again with the same op id once a session is back; the agent's journal
     /// answers (the result, in progress, or interrupted), never a second run.
     fn session_lost(&mut self, id: &AgentId) {
+        if failback_proto::test_break::broken(failback_proto::test_break::SESSION_LOST_WAITS) {
+            return;
+        }
         let lost: Vec<(AgentId, String)> = self
             .pending
             .keys()

@@ -37,6 +37,12 @@ pub const BACKUP_RETENTION: &str = "backup-retention";
 pub const REPORT_LEADERS: &str = "report-leaders";
 /// The `identifier-validation` break.
 pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
+/// The `agent-liveness` break.
+pub const AGENT_LIVENESS: &str = "agent-liveness";
+/// The `destructive-unknown-retry` break.
+pub const DESTRUCTIVE_UNKNOWN_RETRY: &str = "destructive-unknown-retry";
+/// The `session-lost-waits` break.
+pub const SESSION_LOST_WAITS: &str = "session-lost-waits";
 /// The `audit-one-write` break.
 pub const AUDIT_ONE_WRITE: &str = "audit-one-write";
 /// The `free-space-data-size` break.
@@ -92,6 +98,18 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         IDENTIFIER_VALIDATION,
         "DatabaseName accepts any text: the one validator of SQL identifiers is skipped, so a hostile name reaches the quoting module and SQL Server",
+    ),
+    (
+        AGENT_LIVENESS,
+        "agents ignore the Welcome's liveness timeout: a hung leader keeps them until HTTP/2 keepalive gives up (the agents before issue #12)",
+    ),
+    (
+        DESTRUCTIVE_UNKNOWN_RETRY,
+        "an operation whose outcome is unknown is retried as a new attempt, destructive or not (before issue #12 a dropped connection mid-RESTORE was retryable)",
+    ),
+    (
+        SESSION_LOST_WAITS,
+        "a lost agent session leaves the operations waiting on it waiting, up to the step timeout (the registry before issue #12)",
     ),
     (
         AUDIT_ONE_WRITE,

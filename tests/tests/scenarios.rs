@@ -182,6 +182,21 @@ async fn a_result_saved_apart_from_its_audit_event_is_caught_by_kill_leader_afte
     catches("kill-leader-after-fb3", "audit-one-write").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_that_ignore_the_liveness_timeout_are_caught_by_stop_leader_fb4() {
+    catches("stop-leader-fb4", "agent-liveness").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blind_retry_of_an_unknown_restore_is_caught_by_sql_killed_mid_restore() {
+    catches("sql-killed-mid-restore", "destructive-unknown-retry").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waits_that_outlive_their_session_are_caught_by_agent_restart_mid_restore() {
+    catches("agent-restart-mid-restore", "session-lost-waits").await;
+}
+
 /// Every scenario file has its test above, and every `[[catches]]` its break run.
 #[test]
 fn every_scenario_file_runs() {

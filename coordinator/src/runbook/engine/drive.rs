@@ -522,6 +522,14 @@ impl Engine {
         }
         let output = match step.act(ctx).await {
             Ok(v) => v,
+            Err(e)
+                if e.class == ErrorClass::Unknown
+                    && failback_proto::test_break::broken(
+                        failback_proto::test_break::DESTRUCTIVE_UNKNOWN_RETRY,
+                    ) =>
+            {
+                return Err(StepError::retry(e.message));
+            }
             Err(e) if e.class == ErrorClass::Unknown => {
                 let _ = self
                     .audit(
