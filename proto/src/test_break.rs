@@ -41,6 +41,10 @@ pub const IDENTIFIER_VALIDATION: &str = "identifier-validation";
 pub const AGENT_LIVENESS: &str = "agent-liveness";
 /// The `destructive-unknown-retry` break.
 pub const DESTRUCTIVE_UNKNOWN_RETRY: &str = "destructive-unknown-retry";
+/// The `refusal-keeps-freeze` break.
+pub const REFUSAL_KEEPS_FREEZE: &str = "refusal-keeps-freeze";
+/// The `wait-ignores-abort` break.
+pub const WAIT_IGNORES_ABORT: &str = "wait-ignores-abort";
 /// The `session-lost-waits` break.
 pub const SESSION_LOST_WAITS: &str = "session-lost-waits";
 /// The `audit-one-write` break.
@@ -106,6 +110,14 @@ pub const KNOWN: &[(&str, &str)] = &[
     (
         DESTRUCTIVE_UNKNOWN_RETRY,
         "an operation whose outcome is unknown is retried as a new attempt, destructive or not (before issue #12 a dropped connection mid-RESTORE was retryable)",
+    ),
+    (
+        REFUSAL_KEEPS_FREEZE,
+        "FB-4 refusing FB-3's file leaves the backup mgc frozen READ_ONLY: the pool has no writable mgc (before issue #12 the freeze came before the check and stayed)",
+    ),
+    (
+        WAIT_IGNORES_ABORT,
+        "a step waiting for an agent's answer does not watch the abort: an aborted run holds its pools until the operation ends (the wait before issue #12)",
     ),
     (
         SESSION_LOST_WAITS,

@@ -197,6 +197,16 @@ async fn waits_that_outlive_their_session_are_caught_by_agent_restart_mid_restor
     catches("agent-restart-mid-restore", "session-lost-waits").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_file_that_leaves_the_backup_frozen_is_caught_by_corrupt_backup() {
+    catches("corrupt-backup", "refusal-keeps-freeze").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_deaf_to_the_abort_is_caught_by_abort_mid_restore() {
+    catches("abort-mid-restore", "wait-ignores-abort").await;
+}
+
 /// Every scenario file has its test above, and every `[[catches]]` its break run.
 #[test]
 fn every_scenario_file_runs() {

@@ -251,12 +251,14 @@ impl StepCtx {
     ) -> Result<pb::operation_output::Kind, StepError> {
         use pb::ErrorKind as K;
         let name = operation_name(&operation);
+        let watch_abort =
+            !failback_proto::test_break::broken(failback_proto::test_break::WAIT_IGNORES_ABORT);
         loop {
             // The wait watches the run's token (issue #12, hang): an abort, or the end of
             // leadership, stops the step now instead of after the operation's timeout. What
             // the agent does meanwhile is recorded in its journal under this op id.
             let answer = tokio::select! {
-                _ = self.cancel.cancelled() => {
+                _ = self.cancel.cancelled(), if watch_abort => {
                     return Err(StepError {
                         class: ErrorClass::Aborted,
                         message: format!(

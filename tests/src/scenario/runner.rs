@@ -406,6 +406,10 @@ pub async fn run(s: &Scenario, break_name: Option<&str>) -> anyhow::Result<Outco
             ),
         });
     }
+    // Last: a new run changes what the checks above read.
+    if s.expect.new_run_accepted {
+        expectations.push(new_run_accepted(&lab, &pool).await);
+    }
     let outcome = Outcome {
         scenario: s.name.clone(),
         about: s.about.clone(),
@@ -446,6 +450,31 @@ fn write_outcome(o: &Outcome) -> anyhow::Result<()> {
     }
     std::fs::write(path, serde_json::to_vec_pretty(o)?)?;
     Ok(())
+}
+
+/// `new_run_accepted`: a failback of `pool` started now (without `--yes`, so nothing destructive
+/// runs) is accepted; it is aborted at once.
+async fn new_run_accepted(lab: &FailedOverLab, pool: &str) -> Check {
+    let seen = match lab.start_failback(APPROVER, &["--pool", pool]).await {
+        Ok(run) => {
+            let abort = lab.fleet.ctl(APPROVER, &["abort", &run]).await;
+            format!(
+                "started {run} (then aborted: {})",
+                match abort {
+                    Ok(o) if o.code == 0 => "ok".to_string(),
+                    Ok(o) => o.stderr.trim().to_string(),
+                    Err(e) => e.to_string(),
+                }
+            )
+        }
+        Err(e) => format!("refused: {e:#}"),
+    };
+    Check {
+        key: "new_run_accepted".into(),
+        what: "a new failback of the pool is accepted once the run has ended".into(),
+        ok: seen.starts_with("started"),
+        seen,
+    }
 }
 
 /// `report_names_takeover`: the report's `leaders` list a coordinator that took over.

@@ -81,6 +81,7 @@ pub const EXPECT_KEYS: &[&str] = &[
     "takeover_within_ttl_plus",
     "preflight_fails",
     "reason_contains",
+    "new_run_accepted",
 ];
 
 impl Catch {
@@ -352,6 +353,10 @@ pub struct Expect {
     /// lease TTL plus this after the leader was killed or stopped.
     #[serde(with = "humantime_serde_opt_option")]
     pub takeover_within_ttl_plus: Option<Duration>,
+    /// Once the run has ended, a new failback of the pool (what an operator starts next) is
+    /// accepted at once: the ended run no longer holds the pool. The new run is aborted
+    /// straight away, after every other expectation was checked.
+    pub new_run_accepted: bool,
     /// Preflight's checks (by name) that must fail for the failback direction (needs
     /// `[run] preflight = true`).
     pub preflight_fails: Vec<String>,
@@ -376,6 +381,7 @@ impl Default for Expect {
             leader_unknown_without_quorum: false,
             takeover_within_ttl_plus: None,
             preflight_fails: Vec::new(),
+            new_run_accepted: false,
             deadline: Duration::from_secs(180),
         }
     }

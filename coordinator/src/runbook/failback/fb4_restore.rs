@@ -174,7 +174,11 @@ impl Step for RestorePrimary {
             Err(e) => Some(e),
         };
         if let Some(mut e) = refused {
-            if e.class != ErrorClass::Fatal {
+            if e.class != ErrorClass::Fatal
+                || failback_proto::test_break::broken(
+                    failback_proto::test_break::REFUSAL_KEEPS_FREEZE,
+                )
+            {
                 e.message = format!("{}; nothing was restored; {}", e.message, still_frozen());
                 return Err(e);
             }
