@@ -530,24 +530,23 @@ impl Engine {
 
     /// Aborts run `id`: no further step starts; an operation already sent finishes.
     /// The reason says what the run leaves behind (a failback: a frozen backup `mgc`, no active
-    /// chat servers…), from the pools' records as the abort found them.
+    /// chat servers…; a failover: log shipping removed, no database or no server serving the
+    /// pool…), from the pools' records as the abort found them.
     pub async fn abort(&self, caller: &Caller, id: &RunId) -> Result<(), Error> {
         self.wait_loaded().await?;
         let store = self.store()?;
         let snap = self.existing(&store, id).await?;
         let mut reason = format!("aborted by {}", caller.name);
-        if snap.run.spec.kind == RunbookKind::Failback {
-            for (pool, state) in &snap.pools {
-                let mut left = crate::runbook::failback::left::left_behind(&state.outputs);
-                if state.status == StepStatus::Running && !state.op_ids.is_empty() {
-                    left.push(format!(
-                        "{} was running: an operation it had sent finishes on its own, so look at the instances (failbackctl inspect) before acting",
-                        state.step
-                    ));
-                }
-                if !left.is_empty() {
-                    reason.push_str(&format!("; {pool} is left as follows: {}", left.join("; ")));
-                }
+        for (pool, state) in &snap.pools {
+            let mut left = crate::runbook::left_behind(snap.run.spec.kind, &state.outputs);
+            if state.status == StepStatus::Running && !state.op_ids.is_empty() {
+                left.push(format!(
+                    "{} was running: an operation it had sent finishes on its own, so look at the instances (failbackctl inspect) before acting",
+                    state.step
+                ));
+            }
+            if !left.is_empty() {
+                reason.push_str(&format!("; {pool} is left as follows: {}", left.join("; ")));
             }
         }
         let h = self.handle(id)?;

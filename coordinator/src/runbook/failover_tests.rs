@@ -204,7 +204,15 @@ async fn a_gap_stops_the_run_naming_the_missing_range_then_a_new_run_continues()
     })
     .await;
     let id = start(&s, &approver(), true, Some(ATTESTED)).await.unwrap();
-    let o = wait_status(&s.store, &id, RunStatus::Failed).await;
+    let snap = test_fleet::wait_status(&s.store, &id, RunStatus::Failed).await;
+    // The run's reason says what the stop leaves: log shipping gone, nothing recovered.
+    let reason = snap.run.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("log shipping to the backup mgc is removed (FO-1)")
+            && reason.contains("no database serves the pool"),
+        "{reason}"
+    );
+    let o = snap.pools[POOL].outputs.clone();
     let fo3 = &o["fo3_apply_logs"];
     assert_eq!(fo3["status"], "failed");
     let msg = fo3["error"].as_str().unwrap();

@@ -242,3 +242,18 @@ pub fn operation_name(op: &pb::Operation) -> &'static str {
         Some(Err(_)) => "invalid",
     }
 }
+
+/// What a run of `kind` that stopped before its end leaves behind, per pool record `outputs`
+/// (one sentence each; a drill's record holds both runbooks' steps, so both lists apply).
+pub fn left_behind(kind: crate::store::RunbookKind, outputs: &serde_json::Value) -> Vec<String> {
+    use crate::store::RunbookKind as K;
+    match kind {
+        K::Failback => failback::left::left_behind(outputs),
+        K::Failover => failover::left::left_behind(outputs),
+        K::Drill => {
+            let mut all = failover::left::left_behind(outputs);
+            all.extend(failback::left::left_behind(outputs));
+            all
+        }
+    }
+}

@@ -746,19 +746,17 @@ impl OpLog for PoolTracker {
     }
 }
 
-/// A pool's failure as the run's reason shows it: the step and its error and, for a failback,
-/// what the steps before it left (issue #12: a failback that failed in FB-5 on a full share said
-/// only "disk full", not that chat was down since FB-1 and the primary already restored).
+/// A pool's failure as the run's reason shows it: the step and its error and what the steps
+/// before it left (issue #12: a failback that failed in FB-5 on a full share said only "disk
+/// full", not that chat was down since FB-1 and the primary already restored).
 fn failed_end(kind: RunbookKind, step: &str, error: &str, outputs: &Value) -> PoolEnd {
     let mut m = format!("{step}: {error}");
-    if kind == RunbookKind::Failback {
-        let left = crate::runbook::failback::left::left_behind(outputs);
-        if !left.is_empty() {
-            m.push_str(&format!(
-                "; the pool is left as follows: {}",
-                left.join("; ")
-            ));
-        }
+    let left = crate::runbook::left_behind(kind, outputs);
+    if !left.is_empty() {
+        m.push_str(&format!(
+            "; the pool is left as follows: {}",
+            left.join("; ")
+        ));
     }
     PoolEnd::Failed(m)
 }

@@ -38,6 +38,7 @@ pub mod fo4_recover;
 pub mod fo5_pool_failed_over;
 pub mod fo6_mirror;
 pub mod fo7_activate;
+pub mod left;
 
 use std::sync::Arc;
 
