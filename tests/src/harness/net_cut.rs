@@ -2,9 +2,10 @@
 //! in for the network path between a coordinator and one etcd member (issue #12, "a coordinator
 //! cut off from etcd but still reaching the agents").
 //!
-//! Decided: a proxy, not network namespaces with veth pairs. Namespaces need root and
-//! iproute2 on the CI machine and take every process of the fleet off plain loopback; what the
-//! coordinator sees is the same either way: its etcd connections go silent (no RST, no FIN, as
+//! Decided: a proxy, not network namespaces with veth pairs. A user namespace would make them
+//! possible without root (as `scenario/volume.rs` does for a small share volume), but the whole
+//! fleet would then run off plain loopback, behind iproute2 set up inside the namespace, for no
+//! difference the coordinator could see: its etcd connections go silent (no RST, no FIN, as
 //! when a switch or firewall drops the packets) while its agents' connections keep working.
 //! While cut, bytes are neither read nor forwarded, and new connections are accepted and left
 //! silent (the SYN answered, nothing after: what a client behind a stateful firewall that lost
