@@ -26,10 +26,10 @@ use failback_proto::pb;
 use failback_proto::pb::operation::Kind as K;
 use failback_proto::pb::operation_output::Kind as Out;
 
-use super::chain::{file_name, stamp_of};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::runbook::failback::{MGC, join_path, shell_agents};
+use crate::runbook::failover::chain::{file_name, stamp_of};
 use crate::topology::{Pool, SqlRole};
 
 /// A read's value or why it could not be had.

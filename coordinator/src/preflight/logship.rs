@@ -14,10 +14,10 @@ use failback_proto::pb;
 use failback_proto::pb::PreflightStatus as St;
 
 use super::Settings;
-use super::chain::{self, Chain, Link, file_name, stamp_of};
 use super::checks::{age, bytes, check, ok, skip};
 use super::facts::Facts;
 use crate::runbook::failback::MGC;
+use crate::runbook::failover::chain::{self, Chain, LogFile, file_name, stamp_of};
 use crate::topology::SqlRole;
 
 /// msdb's defaults when a monitor row carries no threshold (minutes).
@@ -590,7 +590,9 @@ fn lsn_chain(f: &Facts) -> pb::PreflightCheck {
             notes.push("nothing restored yet".to_string());
             None
         }
-        Some((file, Ok(h))) => chain::lsn(&h.last_lsn).map(|l| (file_name(file).to_string(), l)),
+        Some((file, Ok(h))) => {
+            chain::parse_lsn(&h.last_lsn).map(|l| (file_name(file).to_string(), l))
+        }
         Some((file, Err(e))) => {
             notes.push(format!("the last restored file {} could not be read ({e}); continuity checked among the later files only", file_name(file)));
             None
@@ -601,11 +603,15 @@ fn lsn_chain(f: &Facts) -> pb::PreflightCheck {
     for (i, (name, h)) in f.headers.iter().enumerate() {
         match h {
             Ok(h) if h.backup_type == 2 => {
-                match (chain::lsn(&h.first_lsn), chain::lsn(&h.last_lsn)) {
-                    (Some(first), Some(last)) => links.push(Link {
-                        name: name.clone(),
-                        first,
-                        last,
+                match (
+                    chain::parse_lsn(&h.first_lsn),
+                    chain::parse_lsn(&h.last_lsn),
+                ) {
+                    (Some(first), Some(last)) => links.push(LogFile {
+                        path: name.clone(),
+                        first_lsn: first,
+                        last_lsn: last,
+                        finish_unix_ms: 0,
                     }),
                     _ => notes.push(format!("{name}: unreadable LSNs")),
                 }

@@ -9,7 +9,7 @@
 //!   listings and free space, the Lync pool state and servers, backup headers for the chain).
 //! - [`checks`] — turns the facts into checks for each direction; pure, unit-tested.
 //! - [`logship`] — the failover direction's log shipping checks.
-//! - [`chain`] — log backup file names and the LSN chain after the last restored log.
+//! - the LSN chain and log backup names are `crate::runbook::failover::chain`'s, FO-3's own rule.
 //! - [`engine_access`] — the failback direction's check that each engine account writes the share.
 //!
 //! Decisions (what an on-call DR operator would expect where the issue is silent):
@@ -45,7 +45,6 @@
 //!   leaves one named row set in msdb's backup history of model), the other operation that is
 //!   not a pure read, so it is skipped with `reads_only` too.
 
-pub mod chain;
 pub mod checks;
 pub mod engine_access;
 pub mod facts;

@@ -22,7 +22,7 @@ use failback_proto::model::{AgentId, Epoch, OpId};
 use failback_proto::pb;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentOpsRef, ErrorClass, StepError, operation_name};
+use super::{AgentOpsRef, StepError, operation_name};
 use crate::config::RunbookConfig;
 use crate::error::Error;
 use crate::store::{AcceptedGap, RunId};
@@ -237,7 +237,7 @@ impl StepCtx {
     /// Sleeps, unless the run is aborted or leadership ends first.
     pub async fn sleep(&self, d: Duration) -> Result<(), StepError> {
         tokio::select! {
-            _ = self.cancel.cancelled() => Err(StepError { class: ErrorClass::Aborted, message: "stopped while waiting".into() }),
+            _ = self.cancel.cancelled() => Err(StepError::aborted("stopped while waiting")),
             _ = tokio::time::sleep(d) => Ok(()),
         }
     }
@@ -259,22 +259,14 @@ impl StepCtx {
             // the agent does meanwhile is recorded in its journal under this op id.
             let answer = tokio::select! {
                 _ = self.cancel.cancelled(), if watch_abort => {
-                    return Err(StepError {
-                        class: ErrorClass::Aborted,
-                        message: format!(
-                            "stopped while waiting for {name} on '{agent}' (op {op_id}); its outcome is in the agent's journal under that op id"
-                        ),
-                    });
+                    return Err(StepError::aborted(format!(
+                        "stopped while waiting for {name} on '{agent}' (op {op_id}); its outcome is in the agent's journal under that op id"
+                    )));
                 }
                 a = self.agents.instruct(agent, op_id, self.epoch, operation.clone(), timeout) => a,
             };
             match answer {
-                Err(Error::Deposed(m)) => {
-                    return Err(StepError {
-                        class: ErrorClass::Deposed,
-                        message: m,
-                    });
-                }
+                Err(Error::Deposed(m)) => return Err(StepError::deposed(m)),
                 Err(e @ (Error::AgentUnavailable(_) | Error::Timeout(_))) => {
                     // Outcome unknown or not sent: ask again with the same id (journal).
                     tracing::warn!(%agent, op = %op_id, "{name}: {e}; asking again with the same op id");
@@ -294,13 +286,10 @@ impl StepCtx {
                     Some(pb::operation_result::Outcome::Error(e)) => match e.kind() {
                         K::InProgress => {}
                         K::StaleEpoch => {
-                            return Err(StepError {
-                                class: ErrorClass::Deposed,
-                                message: format!(
-                                    "agent '{agent}' has seen a newer leader: {}",
-                                    e.message
-                                ),
-                            });
+                            return Err(StepError::deposed(format!(
+                                "agent '{agent}' has seen a newer leader: {}",
+                                e.message
+                            )));
                         }
                         K::Interrupted => {
                             return Err(StepError::unknown(format!(
@@ -309,8 +298,8 @@ impl StepCtx {
                             )));
                         }
                         _ => {
-                            // `(SQL Server error N)` is the form `failover::sql_error_number`
-                            // reads back; the agent's text names the number too, once is enough.
+                            // The number stays typed in the error (`sql_error`); the message
+                            // shows it once (the agent's text names it too).
                             let (sql, text) = if e.sql_error != 0 {
                                 (
                                     format!(" (SQL Server error {})", e.sql_error),
@@ -323,10 +312,14 @@ impl StepCtx {
                                 (String::new(), e.message.clone())
                             };
                             let message = format!("{name} on '{agent}' failed{sql}: {text}");
-                            return Err(if e.retryable {
+                            let err = if e.retryable {
                                 StepError::retry(message)
                             } else {
                                 StepError::fatal(message)
+                            };
+                            return Err(match e.sql_error {
+                                0 => err,
+                                n => err.with_sql_error(n),
                             });
                         }
                     },
@@ -339,10 +332,7 @@ impl StepCtx {
 
 fn store_error(e: Error) -> StepError {
     match e {
-        Error::Deposed(m) => StepError {
-            class: ErrorClass::Deposed,
-            message: m,
-        },
+        Error::Deposed(m) => StepError::deposed(m),
         // Not sent: the op id may or may not be recorded; a new attempt is safe.
         other => StepError::retry(format!(
             "could not record the operation before sending it: {other}"

@@ -77,29 +77,46 @@ pub struct StepError {
     pub class: ErrorClass,
     /// What happened.
     pub message: String,
+    /// The SQL Server error number the agent reported (its `sql_error`), kept typed so a step
+    /// decides on it (FO-3 on 4305 and 4326) without reading it back out of the message (issue
+    /// #13).
+    pub sql_error: Option<u32>,
 }
 
 impl StepError {
+    /// A failure of `class`.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        StepError {
+            class,
+            message: message.into(),
+            sql_error: None,
+        }
+    }
     /// A failure a new attempt may fix.
     pub fn retry(message: impl Into<String>) -> Self {
-        StepError {
-            class: ErrorClass::Retry,
-            message: message.into(),
-        }
+        Self::new(ErrorClass::Retry, message)
     }
     /// A failure that stops the pool.
     pub fn fatal(message: impl Into<String>) -> Self {
-        StepError {
-            class: ErrorClass::Fatal,
-            message: message.into(),
-        }
+        Self::new(ErrorClass::Fatal, message)
     }
     /// An operation whose outcome is unknown.
     pub fn unknown(message: impl Into<String>) -> Self {
-        StepError {
-            class: ErrorClass::Unknown,
-            message: message.into(),
-        }
+        Self::new(ErrorClass::Unknown, message)
+    }
+    /// A newer leader exists.
+    pub fn deposed(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Deposed, message)
+    }
+    /// The run was aborted (or leadership ended) while the step waited.
+    pub fn aborted(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Aborted, message)
+    }
+    /// The same failure, carrying SQL Server error `number`.
+    #[must_use]
+    pub fn with_sql_error(mut self, number: u32) -> Self {
+        self.sql_error = Some(number);
+        self
     }
 }
 

@@ -515,10 +515,7 @@ impl Engine {
         {
             self.wait_approval(h, step, tracker)
                 .await
-                .map_err(|_| StepError {
-                    class: ErrorClass::Aborted,
-                    message: "stopped while awaiting approval".into(),
-                })?;
+                .map_err(|_| StepError::aborted("stopped while awaiting approval"))?;
         }
         let output = match step.act(ctx).await {
             Ok(v) => v,

@@ -191,7 +191,7 @@ async fn proves_shipping_after_seed(ctx: &StepCtx, output: &Value) -> Result<(),
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let seed_lsn = text(&output["seed"]["last_lsn"]);
     let restored = text(&output["cycle"]["last_restored_file"]);
-    let Some(seed) = crate::preflight::chain::lsn(&seed_lsn) else {
+    let Some(seed) = crate::runbook::failover::chain::parse_lsn(&seed_lsn) else {
         return Err(StepError::fatal(format!(
             "the seed backup's LastLSN {seed_lsn:?} is unknown: cannot prove the new log shipping restores logs newer than it"
         )));
@@ -223,7 +223,7 @@ async fn restored_log_end(ctx: &StepCtx, file: &str) -> Result<Option<u128>, Ste
     let headers = expect_output!(out, Verify, "read_backup_header")?.headers;
     Ok(headers
         .iter()
-        .filter_map(|h| crate::preflight::chain::lsn(&h.last_lsn))
+        .filter_map(|h| crate::runbook::failover::chain::parse_lsn(&h.last_lsn))
         .max())
 }
 
@@ -234,7 +234,7 @@ fn restore_point(ctx: &StepCtx) -> Option<u128> {
         ctx.prior(step)
             .and_then(|v| v.get("last_lsn"))
             .and_then(Value::as_str)
-            .and_then(crate::preflight::chain::lsn)
+            .and_then(crate::runbook::failover::chain::parse_lsn)
     })
 }
 

@@ -1,11 +1,24 @@
-//! The log chain FO-3 walks (pchat-dr.md §6.11), as pure functions: log backups ordered by
-//! FirstLSN, the decision for each one against the database's restore point, and the
-//! data-loss window the run reports.
+//! The log chain (pchat-dr.md §6.11), as pure functions: the one module for it (issue #13 found
+//! preflight and FO-3 each with their own, disagreeing on LSN signs, tie-breaking and file
+//! names, though preflight promises that what it calls a gap is what FO-3 would stop at). Log
+//! backups ordered by FirstLSN, the decision for each one against the database's restore point,
+//! the walk preflight reports ([`walk`], built on FO-3's [`decide`]), the log shipping file
+//! names, and the data-loss window a failover reports.
 //!
 //! The rule SQL Server applies to `RESTORE LOG` (and the one checked here before anything is
 //! sent): a log backup applies when `FirstLSN <= restore point < LastLSN`; `LastLSN <= restore
 //! point` means it is already applied (SQL Server: 4326); `FirstLSN > restore point` means a
 //! log backup in between is missing (4305) — a gap, and nothing beyond it may be applied.
+//!
+//! Decisions (where the two copies disagreed):
+//! - **LSN text**: digits only (`numeric(25,0)` as HEADERONLY prints it); `+5`, `-5`, `5.0`
+//!   are unreadable, not 5.
+//! - **Order**: FirstLSN, then LastLSN, then path, so equal LSNs order the same everywhere.
+//! - **Unknown restore point**: FO-3 sends the oldest file and lets SQL Server decide (4326 or
+//!   4305 answer); preflight cannot ask, so [`walk`] starts at the oldest file's FirstLSN — what
+//!   FO-3 reaches when SQL Server takes that file — and checks continuity from there.
+//! - **File names**: `<db>_<stamp>.trn` with a stamp of 14 digits or more (`yyyymmddhhmmss`, and
+//!   longer stamps some versions write); the extension in either case.
 
 use serde_json::{Value, json};
 
@@ -38,6 +51,11 @@ pub enum Decision {
         /// This file's FirstLSN.
         to: u128,
     },
+}
+
+/// The last component of a path written with `\` or `/`.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
 }
 
 /// An LSN as HEADERONLY prints it (numeric(25,0) as decimal text).
@@ -77,6 +95,69 @@ pub fn stamp(name: &str) -> Option<&str> {
         .or_else(|| name.strip_suffix(".TRN"))?;
     let (_, digits) = stem.rsplit_once('_')?;
     (digits.len() >= 14 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// The stamp of `name` when it is a log backup of database `db` (`<db>_<stamp>.trn`, the
+/// database name case-insensitive): `mgccomp_….trn` is not one of `mgc`'s.
+pub fn stamp_of<'a>(db: &str, name: &'a str) -> Option<&'a str> {
+    let stamp = stamp(name)?;
+    let prefix = name.get(..name.len() - stamp.len() - ".trn".len() - 1)?;
+    (prefix.eq_ignore_ascii_case(db) && name.as_bytes().get(prefix.len()) == Some(&b'_'))
+        .then_some(stamp)
+}
+
+/// What a walk of the chain found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chain {
+    /// Unbroken: `pending` files would be applied, reaching `reaches` (None = nothing pending).
+    Unbroken {
+        /// Files after the starting point.
+        pending: usize,
+        /// LastLSN of the last pending file.
+        reaches: Option<u128>,
+    },
+    /// A log backup is missing between `after` (or the restored point) and `next`.
+    Gap {
+        /// The last file applied before the gap (None = the gap is right after the restored
+        /// point).
+        after: Option<String>,
+        /// The LSN the next file should start at or before (the restore point then).
+        expected: u128,
+        /// The first file after the gap.
+        next: String,
+        /// Its FirstLSN.
+        next_first: u128,
+    },
+}
+
+/// Walks `files` (any order) from restore point `start` (None: unknown, from the oldest file)
+/// with FO-3's own [`sort`] and [`decide`]: the files FO-3 would apply and where it would stop.
+pub fn walk(start: Option<u128>, mut files: Vec<LogFile>) -> Chain {
+    sort(&mut files);
+    let mut point = start.or_else(|| files.first().map(|f| f.first_lsn));
+    let mut after: Option<String> = None;
+    let mut pending = 0;
+    let mut reaches = None;
+    for f in files {
+        match decide(point, &f) {
+            Decision::AlreadyApplied => {}
+            Decision::Apply => {
+                point = Some(f.last_lsn);
+                reaches = Some(f.last_lsn);
+                pending += 1;
+                after = Some(f.path);
+            }
+            Decision::Gap { from, to } => {
+                return Chain::Gap {
+                    after,
+                    expected: from,
+                    next: f.path,
+                    next_first: to,
+                };
+            }
+        }
+    }
+    Chain::Unbroken { pending, reaches }
 }
 
 /// Unix seconds of a name stamp (`yyyymmddhhmmss`, UTC as the backup job writes it).
@@ -236,6 +317,127 @@ mod tests {
             Some((1_795_683_662, 1_795_683_542))
         );
         assert_eq!(stamp_seconds("20261399000000"), None);
+    }
+
+    /// The cases where preflight's copy of the chain and FO-3's disagreed (issue #13), pinned:
+    /// each answer is now the one module's.
+    #[test]
+    fn the_cases_the_two_copies_disagreed_on() {
+        // Signs: the old preflight copy read "+300" as 300.
+        assert_eq!(parse_lsn("+300"), None);
+        assert_eq!(parse_lsn(" 300 "), Some(300));
+        // Ties: equal FirstLSN and LastLSN order by path, whatever order they came in.
+        let mut v = vec![f("b", 100, 200, 0), f("a", 100, 200, 0)];
+        sort(&mut v);
+        assert_eq!(v[0].path, "a");
+        // Unknown start: the oldest file is taken as SQL Server would take it, and a gap among
+        // the later files is still one.
+        assert_eq!(
+            walk(None, vec![f("c", 400, 500, 0), f("a", 100, 200, 0)]),
+            Chain::Gap {
+                after: Some("a".into()),
+                expected: 200,
+                next: "c".into(),
+                next_first: 400
+            }
+        );
+        // Names: a stamp longer than 14 digits is a log backup for preflight too (FO-2 copies
+        // it), and the database prefix is exact.
+        assert_eq!(
+            stamp_of("mgc", "mgc_20261126090102123.trn"),
+            Some("20261126090102123")
+        );
+        assert_eq!(
+            stamp_of("mgc", "MGC_20261126090102.TRN"),
+            Some("20261126090102")
+        );
+        assert_eq!(stamp_of("mgc", "mgccomp_20261126090102.trn"), None);
+        assert_eq!(stamp_of("mgc", "xmgc_20261126090102.trn"), None);
+        assert_eq!(stamp_of("mgc", "mgc_2026.trn"), None);
+        assert_eq!(stamp_of("mgc", "mgc_full.bak"), None);
+        assert_eq!(
+            stamp_of("mg\u{e9}", "mg\u{e9}_20261126090102.trn"),
+            Some("20261126090102")
+        );
+    }
+
+    /// [`walk`] and FO-3's loop are one rule: for every restore point, the files walk counts
+    /// are the ones `decide` applies, and its gap is where `decide` stops.
+    #[test]
+    fn walk_is_what_fo3_would_do() {
+        let files = vec![
+            f("a", 100, 200, 0),
+            f("b", 200, 300, 0),
+            f("e", 300, 300, 0),
+            f("c", 300, 400, 0),
+            f("d", 450, 500, 0),
+        ];
+        for start in [
+            None,
+            Some(50),
+            Some(100),
+            Some(150),
+            Some(200),
+            Some(300),
+            Some(400),
+            Some(450),
+            Some(600),
+        ] {
+            let mut sorted = files.clone();
+            sort(&mut sorted);
+            let mut point = start.or(Some(100));
+            let (mut applied, mut stop) = (0, None);
+            for x in &sorted {
+                match decide(point, x) {
+                    Decision::AlreadyApplied => {}
+                    Decision::Apply => {
+                        applied += 1;
+                        point = Some(x.last_lsn);
+                    }
+                    Decision::Gap { to, .. } => {
+                        stop = Some(to);
+                        break;
+                    }
+                }
+            }
+            match walk(start, files.clone()) {
+                Chain::Unbroken { pending, .. } => {
+                    assert_eq!((pending, stop), (applied, None), "start {start:?}")
+                }
+                Chain::Gap { next_first, .. } => {
+                    assert_eq!(Some(next_first), stop, "start {start:?}")
+                }
+            }
+        }
+        assert_eq!(
+            walk(
+                Some(200),
+                vec![
+                    f("c", 300, 400, 0),
+                    f("a", 100, 200, 0),
+                    f("b", 200, 300, 0)
+                ]
+            ),
+            Chain::Unbroken {
+                pending: 2,
+                reaches: Some(400)
+            }
+        );
+        assert_eq!(
+            walk(Some(5), vec![]),
+            Chain::Unbroken {
+                pending: 0,
+                reaches: None
+            }
+        );
+        assert!(matches!(
+            walk(Some(100), vec![f("b", 200, 300, 0)]),
+            Chain::Gap {
+                after: None,
+                expected: 100,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -56,7 +56,7 @@ use serde_json::{Value, json};
 
 use super::chain::{self, Decision, LogFile, LossWindow, not_older, parse_lsn};
 use super::fo2_copy_logs::list_logs;
-use super::{Captured, describe_state, file_name, mgc_info, recovered, sql_error_number};
+use super::{Captured, describe_state, file_name, mgc_info, recovered};
 use crate::config::RunbookConfig;
 use crate::runbook::failback::{MGC, expect_output, op, sql};
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
@@ -389,7 +389,7 @@ impl Step for ApplyLogs {
                     exact = true;
                     last_restored = Some(f.clone());
                 }
-                Err(e) if sql_error_number(&e) == Some(TOO_EARLY) => {
+                Err(e) if e.sql_error == Some(TOO_EARLY) => {
                     // Applied before (a previous attempt or run): SQL Server's restore point is
                     // at or past its LastLSN.
                     found_applied += 1;
@@ -399,7 +399,7 @@ impl Step for ApplyLogs {
                         last_restored = Some(f.clone());
                     }
                 }
-                Err(e) if sql_error_number(&e) == Some(TOO_RECENT) => {
+                Err(e) if e.sql_error == Some(TOO_RECENT) => {
                     gap = Some(Gap {
                         from: point,
                         exact,

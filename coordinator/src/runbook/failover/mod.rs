@@ -195,14 +195,6 @@ pub async fn primary_not_serving(ctx: &StepCtx) -> Result<Value, StepError> {
     Ok(Value::from(seen))
 }
 
-/// The SQL Server error number in a step error built by [`StepCtx`] from an agent's answer
-/// (`… failed (SQL Server error N): …`): the one place this crate's message format is read
-/// back, because `StepError` carries no number.
-pub fn sql_error_number(e: &StepError) -> Option<u32> {
-    let rest = e.message.split("(SQL Server error ").nth(1)?;
-    rest.split(')').next()?.trim().parse().ok()
-}
-
 /// A name safe for an op-id label (`[A-Za-z0-9._-]`, others become `_`).
 pub fn label_part(name: &str) -> String {
     name.chars()
@@ -217,10 +209,7 @@ pub fn label_part(name: &str) -> String {
         .collect()
 }
 
-/// The file name of a path written with `\` or `/`.
-pub fn file_name(path: &str) -> &str {
-    path.rsplit(['\\', '/']).next().unwrap_or(path)
-}
+pub use chain::file_name;
 
 /// Unix milliseconds as RFC 3339 UTC (empty for 0 = unknown).
 pub fn rfc3339(unix_ms: u64) -> String {
@@ -255,11 +244,6 @@ mod tests {
 
     #[test]
     fn helpers() {
-        let e = StepError::fatal(
-            "restore_log on 'sql01.dc2.lab' failed (SQL Server error 4305): too recent",
-        );
-        assert_eq!(sql_error_number(&e), Some(4305));
-        assert_eq!(sql_error_number(&StepError::fatal("no number")), None);
         assert_eq!(label_part("mgc_2026 x.trn"), "mgc_2026_x.trn");
         assert_eq!(file_name(r"E:\copy\mgc_1.trn"), "mgc_1.trn");
         assert_eq!(file_name("/lab/copy/mgc_1.trn"), "mgc_1.trn");
