@@ -142,11 +142,7 @@ fn error_result(
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use failback_proto::clock::unix_ms as now_ms;
 
 impl Dispatcher {
     /// Handles one raw instruction and returns its result.

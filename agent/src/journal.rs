@@ -80,11 +80,7 @@ pub struct Journal {
     inner: Mutex<Inner>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use failback_proto::clock::unix_ms as now_ms;
 
 fn encode(result: &pb::OperationResult) -> String {
     base64::engine::general_purpose::STANDARD.encode(result.encode_to_vec())

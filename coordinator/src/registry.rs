@@ -121,11 +121,7 @@ pub struct InFlight {
     pub sent_unix_ms: u64,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use failback_proto::clock::unix_ms;
 
 impl Registry {
     /// One entry per agent of the topology, all disconnected.

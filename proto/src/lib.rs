@@ -12,6 +12,7 @@
 //! When you change the `.proto`, also touch: [`model`] conversions, [`PROTOCOL_VERSION`] if an older
 //! peer could misread the new contract, and the coordinator's `api/` handlers.
 
+pub mod clock;
 pub mod endpoint;
 pub mod identity;
 pub mod model;

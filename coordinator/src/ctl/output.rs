@@ -2,8 +2,6 @@
 //! scripts. Times are shown as ages ("1.2s ago") because an operator at 3 a.m. wants "is it
 //! alive", not an epoch timestamp; JSON carries both.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use failback_proto::pb;
 use serde::Serialize;
 
@@ -50,11 +48,7 @@ pub struct AgentsDoc {
     pub agents: Vec<AgentRow>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use failback_proto::clock::unix_ms as now_ms;
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())

@@ -39,11 +39,7 @@ impl Default for WatchOptions {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use failback_proto::clock::unix_ms as now_ms;
 
 fn io(e: std::io::Error) -> Error {
     Error::io("write the watch output", e)

@@ -55,8 +55,6 @@ pub mod space;
 #[cfg(test)]
 mod checks_tests;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use failback_proto::model::Epoch;
 use failback_proto::pb;
 
@@ -167,12 +165,7 @@ pub async fn preflight(
     })
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use failback_proto::clock::unix_ms as now_ms;
 
 #[cfg(test)]
 mod tests {

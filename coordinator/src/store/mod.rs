@@ -25,7 +25,6 @@ pub mod conformance;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use failback_proto::model::Epoch;
@@ -361,12 +360,7 @@ pub trait RunStore: Send + Sync {
 /// Shared handle.
 pub type RunStoreRef = Arc<dyn RunStore>;
 
-/// Wall-clock Unix milliseconds for records (not for timing: durations use `tokio::time`).
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use failback_proto::clock::unix_ms;
 
 /// Encodes a value, refusing anything over [`MAX_VALUE_BYTES`].
 pub(crate) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, Error> {
