@@ -175,6 +175,12 @@ impl StepCtx {
         self.prior.get(step)
     }
 
+    /// The typed record of the earlier step that writes `R` (None: it recorded nothing); a
+    /// record that does not read as `R` is an error naming the step.
+    pub fn prior_record<R: super::records::StepRecord>(&self) -> Result<Option<R>, StepError> {
+        self.prior(R::STEP).map(R::from_output).transpose()
+    }
+
     /// The deterministic op id of action `label` in this attempt.
     pub fn op_id(&self, label: &str) -> Result<OpId, StepError> {
         OpId::new(format!(

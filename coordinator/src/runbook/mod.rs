@@ -30,6 +30,7 @@ pub mod failback;
 
 pub mod activation;
 pub mod failover;
+pub mod records;
 
 #[cfg(test)]
 mod engine_tests;

@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failback_proto::pb;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::freeze::{set_backup_read_only, still_frozen};
 use super::{MGC, expect_output, join_path, op, sql};
 use crate::config::RunbookConfig;
+use crate::runbook::records::{BackupFile, BackupRecord, StepRecord};
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
 
@@ -106,24 +107,24 @@ impl Step for BackupMgc {
     }
 
     async fn verify(&self, _ctx: &StepCtx, output: Value) -> Result<Value, StepError> {
-        let s = |k: &str| output.get(k).and_then(Value::as_str).unwrap_or_default();
+        let r = BackupRecord::from_output(&output)?;
         let fail = |m: String| StepError::fatal(format!("{m}; {}", still_frozen()));
-        if s("sha256").len() != 64 {
+        if r.sha256.len() != 64 {
             return Err(fail(format!(
                 "the agent returned no SHA-256 for '{}': the share must be one of the backup agent's [files] roots, or FB-4 could not check the file it restores",
-                s("file")
+                r.file
             )));
         }
-        if !s("database").eq_ignore_ascii_case(MGC) {
+        if !r.database.eq_ignore_ascii_case(MGC) {
             return Err(fail(format!(
                 "the backup set is of database '{}', not {MGC}",
-                s("database")
+                r.database
             )));
         }
-        if output.get("has_checksums").and_then(Value::as_bool) != Some(true) {
+        if !r.has_checksums {
             return Err(fail("the backup set has no checksums".into()));
         }
-        if s("last_lsn").is_empty() {
+        if r.last_lsn.is_empty() {
             return Err(fail("HEADERONLY returned no LastLSN".into()));
         }
         Ok(output)
@@ -173,22 +174,34 @@ impl BackupMgc {
             .ok_or_else(|| {
                 StepError::fatal(format!("'{file}' holds no full backup set of {MGC}"))
             })?;
-        Ok(json!({
-            "file": if b.file.is_empty() { file } else { b.file.clone() },
-            "sha256": b.sha256,
-            "size": b.size,
-            "database": h.database,
-            "backup_type": h.backup_type,
-            "has_checksums": h.has_checksums,
-            "first_lsn": h.first_lsn,
-            "last_lsn": h.last_lsn,
-            "checkpoint_lsn": h.checkpoint_lsn,
-            "database_backup_lsn": h.database_backup_lsn,
-            "server": h.server_name,
-            "finish_unix_ms": h.finish_unix_ms,
-            "verified": true,
-            "backup_frozen": frozen,
-            "files": v.files.iter().map(|f| json!({ "logical_name": f.logical_name, "type": f.r#type })).collect::<Vec<_>>(),
-        }))
+        BackupRecord {
+            file: if b.file.is_empty() {
+                file
+            } else {
+                b.file.clone()
+            },
+            sha256: b.sha256,
+            size: b.size,
+            database: h.database,
+            backup_type: h.backup_type,
+            has_checksums: h.has_checksums,
+            first_lsn: h.first_lsn,
+            last_lsn: h.last_lsn,
+            checkpoint_lsn: h.checkpoint_lsn,
+            database_backup_lsn: h.database_backup_lsn,
+            server: h.server_name,
+            finish_unix_ms: h.finish_unix_ms,
+            verified: true,
+            backup_frozen: frozen,
+            files: v
+                .files
+                .iter()
+                .map(|f| BackupFile {
+                    logical_name: f.logical_name.clone(),
+                    kind: f.r#type.clone(),
+                })
+                .collect(),
+        }
+        .to_output()
     }
 }

@@ -43,6 +43,7 @@ use serde_json::{Value, json};
 use super::freeze::{set_backup_read_only, still_frozen};
 use super::{MGC, database_states, expect_output, mgc, op, pool_servers, shell_agents, sql};
 use crate::config::RunbookConfig;
+use crate::runbook::records::BackupRecord;
 use crate::runbook::{ErrorClass, PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
 
@@ -114,15 +115,9 @@ impl Step for RestorePrimary {
 
     async fn act(&self, ctx: &StepCtx) -> Result<Value, StepError> {
         let fb3 = ctx
-            .prior("fb3_backup")
+            .prior_record::<BackupRecord>()?
             .ok_or_else(|| StepError::fatal("FB-3 recorded no backup file"))?;
-        let s = |k: &str| {
-            fb3.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (file, sha) = (s("file"), s("sha256"));
+        let (file, sha) = (fb3.file, fb3.sha256);
         if file.is_empty() || sha.len() != 64 {
             return Err(StepError::fatal(
                 "FB-3's record lacks the file or its SHA-256",
@@ -245,9 +240,11 @@ impl Step for RestorePrimary {
                 "{MGC} on the primary is '{state}' after the restore, not ONLINE"
             )));
         }
-        let fb3 = ctx.prior("fb3_backup").cloned().unwrap_or_default();
-        for k in ["last_lsn", "checkpoint_lsn"] {
-            let want = fb3.get(k).and_then(Value::as_str).unwrap_or_default();
+        let fb3 = ctx.prior_record::<BackupRecord>()?.unwrap_or_default();
+        for (k, want) in [
+            ("last_lsn", fb3.last_lsn.as_str()),
+            ("checkpoint_lsn", fb3.checkpoint_lsn.as_str()),
+        ] {
             let got = output.get(k).and_then(Value::as_str).unwrap_or_default();
             if want != got {
                 return Err(StepError::fatal(format!(

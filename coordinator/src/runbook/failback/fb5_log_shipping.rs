@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 
 use super::{MGC, expect_output, instances, join_path, op, sql};
 use crate::config::RunbookConfig;
+use crate::runbook::records::BackupRecord;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
 
@@ -230,12 +231,20 @@ async fn restored_log_end(ctx: &StepCtx, file: &str) -> Result<Option<u128>, Ste
 /// The restore point FB-4 gave the primary (its LastLSN; FB-3's when FB-4 recorded none):
 /// every log the new primary ships ends after it.
 fn restore_point(ctx: &StepCtx) -> Option<u128> {
-    ["fb4_restore", "fb3_backup"].into_iter().find_map(|step| {
-        ctx.prior(step)
-            .and_then(|v| v.get("last_lsn"))
-            .and_then(Value::as_str)
-            .and_then(crate::runbook::failover::chain::parse_lsn)
-    })
+    let fb4 = ctx
+        .prior("fb4_restore")
+        .and_then(|v| v.get("last_lsn"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let fb3 = || {
+        ctx.prior_record::<BackupRecord>()
+            .ok()
+            .flatten()
+            .map(|r| r.last_lsn)
+    };
+    fb4.or_else(fb3)
+        .as_deref()
+        .and_then(crate::runbook::failover::chain::parse_lsn)
 }
 
 /// The name shown in `plan` (no agent is asked): the topology's host part, which the run

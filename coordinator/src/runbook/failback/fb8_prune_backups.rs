@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use super::{SqlRole, expect_output, op, sql};
 use crate::config::RunbookConfig;
 use crate::runbook::context::EarlierRun;
+use crate::runbook::records::{BackupRecord, StepRecord};
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::Pool;
 
@@ -48,19 +49,22 @@ pub fn candidates(earlier: &[EarlierRun], keep: u32, share: &str) -> Vec<String>
     let skip = usize::try_from(keep - 1).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for run in earlier.iter().skip(skip) {
+        // An earlier run's record that does not read removes nothing: keeping a file is the
+        // safe side of retention.
         let recorded = [
             run.outputs
-                .get("fb3_backup")
-                .and_then(|o| o.get("file"))
-                .and_then(Value::as_str),
+                .get(BackupRecord::STEP)
+                .and_then(|o| BackupRecord::from_output(o).ok())
+                .map(|r| r.file),
             run.outputs
                 .get("fb5_log_shipping")
                 .and_then(|o| o.get("seed"))
                 .and_then(|s| s.get("file"))
-                .and_then(Value::as_str),
+                .and_then(Value::as_str)
+                .map(str::to_string),
         ];
         for file in recorded.into_iter().flatten() {
-            for f in with_earlier_attempts(file) {
+            for f in with_earlier_attempts(&file) {
                 if in_share(&f, share) && !out.contains(&f) {
                     out.push(f);
                 }
