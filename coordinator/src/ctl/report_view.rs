@@ -12,9 +12,9 @@
 //! Decided: facts are picked by key from the step outputs (whatever the step, wherever in its
 //! output), so a new step's evidence shows up without touching this file as long as it uses the
 //! same words (`file`, `sha256`, `last_lsn`, …); the JSON also carries every output whole. Steps
-//! are listed in the order they started, not by name. The attestation is read from the run's
-//! `run.created` audit details (`attestation` or `options.attestation`) or an audit event named
-//! `*attest*`, so it appears however the run records it.
+//! are listed in the order they started, not by name. The attestation is the run's own typed
+//! field (`RunSummary.attestation`, given with the start by the operator who started it; issue
+//! #13 found the report guessing at it in three places of the audit details).
 
 use failback_proto::pb;
 use serde_json::{Map, Value, json};
@@ -224,25 +224,11 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The attestation the run carries, with who gave it, if any.
-fn attestation(audit: &[pb::AuditEntry]) -> Option<Value> {
-    for a in audit {
-        let d = parse(&a.details_json);
-        let found = if a.event == "run.created" {
-            d.get("attestation")
-                .or_else(|| d.get("options").and_then(|o| o.get("attestation")))
-                .filter(|v| !v.is_null() && *v != "")
-                .cloned()
-        } else if a.event.contains("attest") {
-            Some(d.get("attestation").cloned().unwrap_or(d))
-        } else {
-            None
-        };
-        if let Some(v) = found {
-            return Some(json!({ "text": v, "by": a.caller, "at_unix_ms": a.at_unix_ms }));
-        }
-    }
-    None
+/// The attestation the run carries, if any: given at the start, by the operator who started it.
+fn attestation(run: &pb::RunSummary) -> Option<Value> {
+    (!run.attestation.is_empty()).then(|| {
+        json!({ "text": run.attestation, "by": run.started_by, "at_unix_ms": run.created_unix_ms })
+    })
 }
 
 fn is_operator(a: &pb::AuditEntry) -> bool {
@@ -290,7 +276,7 @@ pub fn report_json(d: &pb::RunDetail) -> Value {
         "report_version": 1,
         "run": {
             "run_id": run.run_id, "runbook": run.runbook, "status": run.status,
-            "reason": run.reason, "started_by": run.started_by, "attestation": attestation(&d.audit),
+            "reason": run.reason, "started_by": run.started_by, "attestation": attestation(&run),
             "pools": run.pools, "max_parallel": run.max_parallel,
             "approved_at_start": run.approved_at_start,
             "started_unix_ms": run.created_unix_ms, "finished_unix_ms": finished_at,
@@ -746,8 +732,10 @@ mod tests {
         let run = d.run.as_mut().unwrap();
         run.runbook = "failover".into();
         run.status = "running".into();
+        run.attestation = "DC1 lost power at 08:50".into();
+        // What the audit trail says is not where the report looks.
         d.audit[0].details_json =
-            json!({ "kind": "failover", "options": { "attestation": "DC1 lost power at 08:50" } })
+            json!({ "kind": "failover", "options": { "attestation": "something else" } })
                 .to_string();
         d.audit.truncate(4);
         d.pools[0].step = "fo4_recover".into();
