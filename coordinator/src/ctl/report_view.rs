@@ -127,14 +127,18 @@ fn collect_facts(v: &Value, path: &str, out: &mut Map<String, Value>) {
     }
 }
 
-/// The first `loss_window` object anywhere in `v`.
-fn find_loss_window(v: &Value) -> Option<&Value> {
-    match v {
-        Value::Object(m) => m
-            .get("loss_window")
-            .filter(|w| w.is_object())
-            .or_else(|| m.values().find_map(find_loss_window)),
-        _ => None,
+/// FO-3's loss window, typed (`records::AppliedLogs`): the one place a run records it (issue
+/// #13: the report searched every output for a `loss_window` key). Null for a run without FO-3;
+/// a record that does not read says so instead of vanishing.
+fn loss_window(outputs: &Value) -> Value {
+    use crate::runbook::records::{AppliedLogs, StepRecord};
+    match outputs.get(AppliedLogs::STEP).and_then(|s| s.get("output")) {
+        None => Value::Null,
+        Some(o) if o.get("loss_window").is_none() => Value::Null,
+        Some(o) => match AppliedLogs::from_output(o) {
+            Ok(r) => serde_json::to_value(r.loss_window).unwrap_or(Value::Null),
+            Err(e) => json!({ "note": e.message }),
+        },
     }
 }
 
@@ -365,7 +369,7 @@ fn pool_json(p: &pb::PoolProgress) -> Value {
             s["step"].as_str().unwrap_or("").to_string(),
         )
     });
-    let loss = find_loss_window(&outputs).cloned();
+    let loss = loss_window(&outputs);
     json!({
         "pool": p.pool,
         "final_state": { "step": p.step, "status": p.status, "systems": systems(&outputs) },

@@ -94,6 +94,62 @@ impl StepRecord for BackupRecord {
     const STEP: &'static str = "fb3_backup";
 }
 
+/// A failover's data-loss window as FO-3 records it (`loss_window` of its output), and as the
+/// report and the lab show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LossWindowRecord {
+    /// The last log backup restored into the backup `mgc` (or found restored).
+    pub last_restored_file: String,
+    /// Its LastLSN, decimal.
+    pub last_restored_lsn: String,
+    /// When it was taken, RFC 3339 UTC.
+    pub last_restored_backup_time: String,
+    /// The newest log backup known to exist with log past it (else the restored one).
+    pub last_backup_known_file: String,
+    /// When that one was taken, RFC 3339 UTC.
+    pub last_backup_known_time: String,
+    /// Seconds between the two: the log lost at least.
+    pub window_seconds: u64,
+    /// Log backups known but missing or unreadable, and gaps by LSN range.
+    pub files_missing: Vec<String>,
+    /// Whether FO-2 could list the share (if not, the real window is larger).
+    pub share_reachable: bool,
+    /// What the window counts and what it cannot.
+    pub note: String,
+    /// A gap the run was started to accept (`--accept-gap`), when FO-3 stopped at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_gap: Option<AcceptedGap>,
+}
+
+/// A gap in the log chain an approver accepted the loss of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AcceptedGap {
+    /// The first log backup not applied (the gap's file, as accepted).
+    pub file: String,
+    /// The approver's reason.
+    pub reason: String,
+    /// The approver.
+    pub accepted_by: String,
+    /// What is missing there.
+    pub missing: String,
+    /// The log backups not applied because of it.
+    pub not_applied: Vec<String>,
+}
+
+/// The part of FO-3's output others read: its loss window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppliedLogs {
+    /// The data-loss window.
+    pub loss_window: LossWindowRecord,
+}
+
+impl StepRecord for AppliedLogs {
+    const STEP: &'static str = "fo3_apply_logs";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +192,42 @@ mod tests {
         );
         assert_eq!(v["files"][0], json!({"logical_name": "mgc", "type": "D"}));
         assert_eq!(BackupRecord::from_output(&v).unwrap(), r);
+    }
+
+    #[test]
+    fn the_loss_window_keeps_its_stored_keys() {
+        let w = LossWindowRecord::default();
+        let v = serde_json::to_value(&w).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "files_missing",
+                "last_backup_known_file",
+                "last_backup_known_time",
+                "last_restored_backup_time",
+                "last_restored_file",
+                "last_restored_lsn",
+                "note",
+                "share_reachable",
+                "window_seconds"
+            ]
+        );
+        let with_gap = LossWindowRecord {
+            accepted_gap: Some(AcceptedGap {
+                file: "mgc_5.trn".into(),
+                ..AcceptedGap::default()
+            }),
+            ..w
+        };
+        let v = serde_json::to_value(&with_gap).unwrap();
+        assert_eq!(v["accepted_gap"]["file"], "mgc_5.trn");
+        // FO-3's whole output reads as AppliedLogs, the rest ignored.
+        let out = json!({"applied": [], "loss_window": v});
+        assert_eq!(
+            AppliedLogs::from_output(&out).unwrap().loss_window,
+            with_gap
+        );
     }
 
     #[test]

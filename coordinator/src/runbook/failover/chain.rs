@@ -20,9 +20,8 @@
 //! - **File names**: `<db>_<stamp>.trn` with a stamp of 14 digits or more (`yyyymmddhhmmss`, and
 //!   longer stamps some versions write); the extension in either case.
 
-use serde_json::{Value, json};
-
 use super::rfc3339;
+use crate::runbook::records::LossWindowRecord;
 
 /// One log backup as RESTORE HEADERONLY describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,9 +223,8 @@ impl LossWindow {
         known.saturating_sub(restored) / 1000
     }
 
-    /// The JSON the run records under `loss_window` (key names are read by `failbackctl
-    /// report`; keep them).
-    pub fn to_json(&self) -> Value {
+    /// The record the run keeps under `loss_window`.
+    pub fn to_record(&self) -> LossWindowRecord {
         let (rf, rl, rt) = self.last_restored.as_ref().map_or(
             (String::new(), String::new(), String::new()),
             |f| {
@@ -245,17 +243,18 @@ impl LossWindow {
         } else {
             "the share was unreachable: log backups that existed only there are lost and not counted, so the real window is larger (up to the moment the primary was lost)"
         };
-        json!({
-            "last_restored_file": rf,
-            "last_restored_lsn": rl,
-            "last_restored_backup_time": rt,
-            "last_backup_known_file": kf,
-            "last_backup_known_time": kt,
-            "window_seconds": self.window_seconds(),
-            "files_missing": self.files_missing,
-            "share_reachable": self.share_reachable,
-            "note": note,
-        })
+        LossWindowRecord {
+            last_restored_file: rf,
+            last_restored_lsn: rl,
+            last_restored_backup_time: rt,
+            last_backup_known_file: kf,
+            last_backup_known_time: kt,
+            window_seconds: self.window_seconds(),
+            files_missing: self.files_missing.clone(),
+            share_reachable: self.share_reachable,
+            note: note.to_string(),
+            accepted_gap: None,
+        }
     }
 }
 
@@ -449,16 +448,16 @@ mod tests {
             share_reachable: true,
         };
         assert_eq!(w.window_seconds(), 60);
-        let j = w.to_json();
-        assert_eq!(j["last_restored_lsn"], "2");
-        assert_eq!(j["last_backup_known_file"], "/c/c.trn");
-        assert_eq!(j["last_restored_backup_time"], "1970-01-01T00:00:10Z");
+        let j = w.to_record();
+        assert_eq!(j.last_restored_lsn, "2");
+        assert_eq!(j.last_backup_known_file, "/c/c.trn");
+        assert_eq!(j.last_restored_backup_time, "1970-01-01T00:00:10Z");
         // A later backup without new log loses nothing.
         w.last_known = Some(f("/c/empty.trn", 2, 2, 90_000));
         assert_eq!(w.window_seconds(), 0);
-        assert_eq!(w.to_json()["last_backup_known_file"], "/c/a.trn");
+        assert_eq!(w.to_record().last_backup_known_file, "/c/a.trn");
         w.last_known = None;
         assert_eq!(w.window_seconds(), 0);
-        assert_eq!(w.to_json()["last_backup_known_file"], "/c/a.trn");
+        assert_eq!(w.to_record().last_backup_known_file, "/c/a.trn");
     }
 }

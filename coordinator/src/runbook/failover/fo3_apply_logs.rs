@@ -59,6 +59,7 @@ use super::fo2_copy_logs::list_logs;
 use super::{Captured, describe_state, file_name, mgc_info, recovered};
 use crate::config::RunbookConfig;
 use crate::runbook::failback::{MGC, expect_output, op, sql};
+use crate::runbook::records::AcceptedGap;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
 
@@ -438,7 +439,7 @@ impl Step for ApplyLogs {
             files_missing: missing,
             share_reachable,
         }
-        .to_json();
+        .to_record();
         let Some(stop) = stop else {
             return Ok(json!({
                 "copy_dir": cap.copy_dir,
@@ -451,17 +452,18 @@ impl Step for ApplyLogs {
         let at_name = file_name(&stop.at).to_string();
         match ctx.accepted_gap() {
             Some(a) if a.file.eq_ignore_ascii_case(&at_name) => {
-                let accepted = json!({
-                    "file": a.file, "reason": a.reason, "accepted_by": a.accepted_by,
-                    "missing": stop.what, "not_applied": not_applied(&files, &open, &stop.at, &applied),
-                });
-                window["accepted_gap"] = accepted.clone();
-                window["note"] = Value::String(format!(
+                let accepted = AcceptedGap {
+                    file: a.file.clone(),
+                    reason: a.reason.clone(),
+                    accepted_by: a.accepted_by.clone(),
+                    missing: stop.what.clone(),
+                    not_applied: not_applied(&files, &open, &stop.at, &applied),
+                };
+                window.note = format!(
                     "{} The log from {at_name} on was not applied: {} accepted that loss ({}); the unreadable or missing files' own log is not counted in window_seconds.",
-                    window["note"].as_str().unwrap_or_default(),
-                    a.accepted_by,
-                    a.reason
-                ));
+                    window.note, a.accepted_by, a.reason
+                );
+                window.accepted_gap = Some(accepted.clone());
                 Ok(json!({
                     "copy_dir": cap.copy_dir,
                     "applied": applied,
@@ -488,7 +490,7 @@ impl Step for ApplyLogs {
                         format!(" (the share {} was unreachable)", cap.share)
                     },
                     applied.len(),
-                    window
+                    serde_json::to_string(&window).unwrap_or_default()
                 )))
             }
         }
