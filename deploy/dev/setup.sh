@@ -6,8 +6,11 @@
 #   freetds-bin          tsql, a second TDS client that cross-checks sqlsim
 #   python3-tds          pytds, a third TDS client that cross-checks sqlsim
 #   gcc-mingw-w64-x86-64 compiles aws-lc for the agent's Windows build check
+#   util-linux, mount    unshare and mount for the scenarios whose share is a small tmpfs
+#                        (tests/src/scenario/volume.rs; both are on every Debian, listed so a
+#                        trimmed image says what it lacks)
 set -euo pipefail
-packages=(protobuf-compiler etcd-server freetds-bin python3-tds gcc-mingw-w64-x86-64)
+packages=(protobuf-compiler etcd-server freetds-bin python3-tds gcc-mingw-w64-x86-64 util-linux mount)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
