@@ -22,6 +22,7 @@ use crate::exec::sql::tsql::{self, RecoveryClause};
 use crate::fencing::EpochStore;
 use crate::journal::{Entry, Journal};
 use crate::outbox::Outbox;
+use failback_proto::clock::unix_ms as now_ms;
 
 /// Executes instructions.
 pub struct Dispatcher {
@@ -141,8 +142,6 @@ fn error_result(
         replayed: false,
     }
 }
-
-use failback_proto::clock::unix_ms as now_ms;
 
 impl Dispatcher {
     /// Handles one raw instruction and returns its result.

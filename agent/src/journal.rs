@@ -23,6 +23,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use failback_proto::clock::unix_ms as now_ms;
 
 /// Operations kept after compaction.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -79,8 +80,6 @@ pub struct Journal {
     max_entries: usize,
     inner: Mutex<Inner>,
 }
-
-use failback_proto::clock::unix_ms as now_ms;
 
 fn encode(result: &pb::OperationResult) -> String {
     base64::engine::general_purpose::STANDARD.encode(result.encode_to_vec())

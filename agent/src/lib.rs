@@ -74,10 +74,10 @@ pub async fn run(
                 exec::files::roots::FileRoots::new(&f.roots).map_err(Error::Files)?,
             );
             // The rate was checked with the rest of the config (config.rs).
-            match f.copy_bytes_per_second {
-                Some(rate) => Some(files.with_copy_rate(rate)),
-                None => Some(files),
-            }
+            Some(match f.copy_bytes_per_second {
+                Some(rate) => files.with_copy_rate(rate),
+                None => files,
+            })
         }
         None => None,
     };

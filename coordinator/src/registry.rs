@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::topology::Topology;
+use failback_proto::clock::unix_ms;
 
 /// What flows down a session (instructions, or the status that ends it).
 pub type Outbound = Result<pb::CoordinatorMessage, tonic::Status>;
@@ -120,8 +121,6 @@ pub struct InFlight {
     /// When it was sent, Unix ms.
     pub sent_unix_ms: u64,
 }
-
-use failback_proto::clock::unix_ms;
 
 impl Registry {
     /// One entry per agent of the topology, all disconnected.

@@ -6,11 +6,11 @@
 //! - The leader is killed while FO-2 copies a log backup (2 MiB logs, copies capped at 1 MiB/s
 //!   by `[files] copy_bytes_per_second`), while FO-3 restores those logs (each RESTORE LOG
 //!   slowed to 1.5 s), or at a step boundary: after FO-1 removed log shipping (destructive),
-//!   after FO-2, FO-3, FO-4, FO-5 and FO-6 (every Management Shell script then takes 1 s, so the Lync steps FO-5 and FO-7
-//!   outlast the test's look at the run record and the kill lands inside the run). The other
-//!   coordinator takes over (the report names it as having taken over), FO-3 goes on from SQL
-//!   Server's restore point, no log backup is restored twice, log shipping is removed once, and
-//!   every message the primary backed up is in the backup `mgc`.
+//!   after FO-2, FO-3, FO-4, FO-5 and FO-6 (every Management Shell script then takes 1 s, so
+//!   the Lync steps FO-5 and FO-7 outlast the test's look at the run record and the kill lands
+//!   inside the run). The other coordinator takes over (the report names it as having taken
+//!   over), FO-3 goes on from SQL Server's restore point, no log backup is restored twice, log
+//!   shipping is removed once, and every message the primary backed up is in the backup `mgc`.
 //! - The backup instance's agent is killed while FO-3's first RESTORE LOG runs and restarted
 //!   2 s later: the outcome is unknown, FO-3 resolves it with SQL Server's LSN check (a log
 //!   already applied is refused with 4326 and skipped), each log is applied once (msdb's
@@ -64,6 +64,18 @@ async fn lab_with_logs_waiting(
         },
     )
     .await
+}
+
+/// A pool on etcd whose log backups are 2 MiB and copied at 1 MiB/s, so each FO-2 copy lasts
+/// about two seconds; `backup_sim_args` as [`Options::backup_sim_args`].
+fn slow_copies(etcd: &EtcdCluster, name: &str, backup_sim_args: Vec<String>) -> Options {
+    Options {
+        sim_args: vec!["--log-backup-mb".into(), "2".into()],
+        backup_sim_args,
+        etcd: Some((etcd.endpoints(), unique_cluster(name), LEASE_TTL)),
+        copy_bytes_per_second: Some(1 << 20),
+        ..Options::default()
+    }
 }
 
 /// As [`lab_with_logs_waiting`], with the pool's options given.
@@ -159,18 +171,8 @@ async fn leader_killed(name: &str, at: KillAt) {
     };
     let mut lab = match at {
         KillAt::Fo2Copying => {
-            lab_with_logs_waiting_opts(
-                5,
-                9,
-                Options {
-                    sim_args: vec!["--log-backup-mb".into(), "2".into()],
-                    backup_sim_args: vec!["--fault".into(), "delay restore 1500".into()],
-                    etcd: Some((etcd.endpoints(), unique_cluster(name), LEASE_TTL)),
-                    copy_bytes_per_second: Some(1 << 20),
-                    ..Options::default()
-                },
-            )
-            .await
+            let slow_restores = vec!["--fault".into(), "delay restore 1500".into()];
+            lab_with_logs_waiting_opts(5, 9, slow_copies(&etcd, name, slow_restores)).await
         }
         _ => lab_with_logs_waiting(&etcd, name, 5, 9, lync_delay).await,
     };
@@ -344,22 +346,8 @@ async fn an_agent_killed_mid_copy_resumes_from_its_partial_and_loses_nothing() {
     let Some(etcd) = EtcdCluster::start_or_skip(1, "failover_faults").await else {
         return;
     };
-    // 2 MiB log backups copied at 1 MiB/s: each copy lasts about two seconds.
-    let mut lab = lab_with_logs_waiting_opts(
-        5,
-        9,
-        Options {
-            sim_args: vec!["--log-backup-mb".into(), "2".into()],
-            etcd: Some((
-                etcd.endpoints(),
-                unique_cluster("failover-faults-copy"),
-                LEASE_TTL,
-            )),
-            copy_bytes_per_second: Some(1 << 20),
-            ..Options::default()
-        },
-    )
-    .await;
+    let opts = slow_copies(&etcd, "failover-faults-copy", Vec::new());
+    let mut lab = lab_with_logs_waiting_opts(5, 9, opts).await;
     lab.fleet.leader(Duration::from_secs(30)).await.unwrap();
     let run = start_failover(&lab.fleet).await;
 

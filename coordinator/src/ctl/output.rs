@@ -2,6 +2,7 @@
 //! scripts. Times are shown as ages ("1.2s ago") because an operator at 3 a.m. wants "is it
 //! alive", not an epoch timestamp; JSON carries both.
 
+use failback_proto::clock::unix_ms as now_ms;
 use failback_proto::pb;
 use serde::Serialize;
 
@@ -47,8 +48,6 @@ pub struct AgentsDoc {
     /// Agents, sorted by id.
     pub agents: Vec<AgentRow>,
 }
-
-use failback_proto::clock::unix_ms as now_ms;
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())

@@ -16,6 +16,7 @@ use failback_proto::pb;
 use super::watch_view::{self, End, Frame};
 use super::{ClientSettings, Control};
 use crate::error::Error;
+use failback_proto::clock::unix_ms as now_ms;
 
 /// How to watch.
 #[derive(Debug, Clone)]
@@ -38,8 +39,6 @@ impl Default for WatchOptions {
         }
     }
 }
-
-use failback_proto::clock::unix_ms as now_ms;
 
 fn io(e: std::io::Error) -> Error {
     Error::io("write the watch output", e)

@@ -61,6 +61,7 @@ use failback_proto::pb;
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::topology::{Pool, Topology};
+pub use failback_proto::clock::unix_ms as now_ms;
 
 /// Default multiple of a database's data size that must be free on the share.
 pub const DEFAULT_FREE_SPACE_FACTOR: f64 = 1.5;
@@ -164,8 +165,6 @@ pub async fn preflight(
         checked_unix_ms: now_ms(),
     })
 }
-
-pub use failback_proto::clock::unix_ms as now_ms;
 
 #[cfg(test)]
 mod tests {

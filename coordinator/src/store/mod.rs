@@ -31,6 +31,7 @@ use failback_proto::model::Epoch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+pub(crate) use failback_proto::clock::unix_ms;
 
 /// Largest encoded value (run record, pool state, audit record) a store accepts. etcd refuses
 /// requests over 1.5 MiB by default; staying far below keeps transactions and watches cheap.
@@ -359,8 +360,6 @@ pub trait RunStore: Send + Sync {
 
 /// Shared handle.
 pub type RunStoreRef = Arc<dyn RunStore>;
-
-pub(crate) use failback_proto::clock::unix_ms;
 
 /// Encodes a value, refusing anything over [`MAX_VALUE_BYTES`].
 pub(crate) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, Error> {

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 
 use super::{MGC, expect_output, instances, join_path, op, sql};
 use crate::config::RunbookConfig;
+use crate::runbook::failover::chain::parse_lsn;
 use crate::runbook::records::BackupRecord;
 use crate::runbook::{PlannedOp, Probe, Step, StepCtx, StepError};
 use crate::topology::{Pool, SqlRole};
@@ -192,7 +193,7 @@ async fn proves_shipping_after_seed(ctx: &StepCtx, output: &Value) -> Result<(),
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let seed_lsn = text(&output["seed"]["last_lsn"]);
     let restored = text(&output["cycle"]["last_restored_file"]);
-    let Some(seed) = crate::runbook::failover::chain::parse_lsn(&seed_lsn) else {
+    let Some(seed) = parse_lsn(&seed_lsn) else {
         return Err(StepError::fatal(format!(
             "the seed backup's LastLSN {seed_lsn:?} is unknown: cannot prove the new log shipping restores logs newer than it"
         )));
@@ -222,10 +223,7 @@ async fn restored_log_end(ctx: &StepCtx, file: &str) -> Result<Option<u128>, Ste
         )
         .await?;
     let headers = expect_output!(out, Verify, "read_backup_header")?.headers;
-    Ok(headers
-        .iter()
-        .filter_map(|h| crate::runbook::failover::chain::parse_lsn(&h.last_lsn))
-        .max())
+    Ok(headers.iter().filter_map(|h| parse_lsn(&h.last_lsn)).max())
 }
 
 /// The restore point FB-4 gave the primary (its LastLSN; FB-3's when FB-4 recorded none):
@@ -235,16 +233,11 @@ fn restore_point(ctx: &StepCtx) -> Option<u128> {
         .prior("fb4_restore")
         .and_then(|v| v.get("last_lsn"))
         .and_then(Value::as_str)
-        .map(str::to_string);
-    let fb3 = || {
-        ctx.prior_record::<BackupRecord>()
-            .ok()
-            .flatten()
-            .map(|r| r.last_lsn)
-    };
-    fb4.or_else(fb3)
-        .as_deref()
-        .and_then(crate::runbook::failover::chain::parse_lsn)
+        .and_then(parse_lsn);
+    fb4.or_else(|| {
+        let fb3 = ctx.prior_record::<BackupRecord>().ok().flatten()?;
+        parse_lsn(&fb3.last_lsn)
+    })
 }
 
 /// The name shown in `plan` (no agent is asked): the topology's host part, which the run
